@@ -1,0 +1,274 @@
+"""The one layer that turns feature specs and a batch into vectors.
+
+Every embedding table of a model lives here, built from the specs: one table per feature, or per
+``shared_with`` owner. With ``fused=True`` all tables of the same width are rows of one big table
+(looked up once per batch for all sparse fields, the main cost saving on CPU); with
+``sparse=True`` the tables produce sparse gradients, which the training loop hands to a sparse
+optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from recforge.features import (
+    DenseFeature,
+    EmbeddedFeature,
+    Feature,
+    Pooling,
+    RandomNormal,
+    RandomUniform,
+    SequenceFeature,
+    SparseFeature,
+    XavierNormal,
+    XavierUniform,
+    dedup,
+)
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    vocab_size: int
+    dim: int
+    owner: EmbeddedFeature
+
+
+def _init_rows(weight: Tensor, owner: EmbeddedFeature) -> None:
+    init = owner.initializer
+    with torch.no_grad():
+        if isinstance(init, RandomNormal):
+            weight.normal_(init.mean, init.std)
+        elif isinstance(init, RandomUniform):
+            weight.uniform_(init.minval, init.maxval)
+        elif isinstance(init, XavierNormal):
+            nn.init.xavier_normal_(weight, gain=init.gain)
+        elif isinstance(init, XavierUniform):
+            nn.init.xavier_uniform_(weight, gain=init.gain)
+        if owner.padding_idx is not None:
+            weight[owner.padding_idx].zero_()
+
+
+def pool_sequence(emb: Tensor, mask: Tensor, pooling: Pooling) -> Tensor:
+    """Reduce ``emb (B, L, D)`` over positions where ``mask (B, L)`` is true; empty rows give 0."""
+    m = mask.unsqueeze(-1).to(emb.dtype)  # (B, L, 1)
+    if pooling is Pooling.SUM:
+        return (emb * m).sum(1)  # (B, D)
+    if pooling is Pooling.MEAN:
+        return (emb * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+    if pooling is Pooling.MAX:
+        filled = emb.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        return torch.nan_to_num(filled.amax(1), neginf=0.0)  # (B, D)
+    raise ValueError(f"pooling {pooling.value!r} does not reduce a sequence; use EmbeddingLayer.sequence")
+
+
+class EmbeddingLayer(nn.Module):
+    """Embedding tables for ``features``, looked up by feature name.
+
+    Args:
+        features: every feature any part of the model will look up; dense features are ignored.
+        sparse: tables produce sparse gradients (``torch.optim.SparseAdam``/row-wise optimizers).
+        fused: tables of equal width share one ``nn.Embedding`` (rows offset per table).
+    """
+
+    def __init__(self, features: Sequence[Feature], *, sparse: bool = False, fused: bool = False) -> None:
+        super().__init__()
+        feats = [f for f in dedup(features) if isinstance(f, SparseFeature | SequenceFeature)]
+        by_name = {f.name: f for f in feats}
+        tables: dict[str, _Table] = {}
+        for f in feats:
+            if f.shared_with is None:
+                tables[f.name] = _Table(f.name, f.vocab_size, f.dim, f)
+        for f in feats:
+            if f.shared_with is None:
+                continue
+            owner = by_name.get(f.shared_with)
+            if owner is None:
+                raise ValueError(
+                    f"feature {f.name!r} shares the table of {f.shared_with!r}, which is not among the "
+                    f"model's features {sorted(by_name)}"
+                )
+            if owner.shared_with is not None:
+                raise ValueError(f"feature {f.name!r}: shared_with must name a table owner, "
+                                 f"but {owner.name!r} itself shares {owner.shared_with!r}")
+            if f.dim != owner.dim:
+                raise ValueError(f"feature {f.name!r} (embed_dim={f.dim}) shares {owner.name!r} "
+                                 f"(embed_dim={owner.dim}); the widths must match")
+            if f.vocab_size > owner.vocab_size:
+                raise ValueError(f"feature {f.name!r} (vocab_size={f.vocab_size}) shares {owner.name!r} "
+                                 f"(vocab_size={owner.vocab_size}); it cannot hold more ids than the owner")
+        self.features: dict[str, EmbeddedFeature] = by_name
+        self.tables = tables
+        self.sparse = sparse
+        self.fused = fused
+        self.embeddings = nn.ModuleDict()
+        self._offset: dict[str, int] = {}
+        self._group: dict[str, str] = {}
+        if fused:
+            widths = sorted({t.dim for t in tables.values()})
+            for dim in widths:
+                group = f"dim{dim}"
+                members = [t for t in tables.values() if t.dim == dim]
+                total = 0
+                for t in members:
+                    self._offset[t.name], self._group[t.name] = total, group
+                    total += t.vocab_size
+                emb = nn.Embedding(total, dim, sparse=sparse)
+                for t in members:
+                    _init_rows(emb.weight[self._offset[t.name]: self._offset[t.name] + t.vocab_size], t.owner)
+                self.embeddings[group] = emb
+        else:
+            for t in tables.values():
+                emb = nn.Embedding(t.vocab_size, t.dim, sparse=sparse)
+                _init_rows(emb.weight, t.owner)
+                self.embeddings[t.name] = emb
+                self._offset[t.name], self._group[t.name] = 0, t.name
+        for name in sorted(by_name):
+            f = by_name[name]
+            self.register_buffer(f"_vocab_{name}", torch.tensor(f.vocab_size), persistent=False)
+
+    # -- lookups -------------------------------------------------------------------------------
+    def table_weight(self, feature: str) -> Tensor:
+        """The rows of the table ``feature`` looks up, ``(V, D)`` (a view into a fused table)."""
+        t = self.tables[self.features[feature].table]
+        w = self.embeddings[self._group[t.name]].weight
+        off = self._offset[t.name]
+        return w[off: off + t.vocab_size]
+
+    def lookup(self, feature: str, ids: Tensor) -> Tensor:
+        """Embeddings of ``ids`` (any shape ``S``) in ``feature``'s table: ``S + (D,)``."""
+        f = self._feature(feature)
+        self._check_range(f, ids)
+        t = f.table
+        return self.embeddings[self._group[t]](ids + self._offset[t] if self.fused else ids)
+
+    def sequence(self, batch: Mapping[str, Tensor], feature: str) -> tuple[Tensor, Tensor]:
+        """Unpooled history: embeddings ``(B, L, D)`` and the non-padding mask ``(B, L)``."""
+        ids = self._column(batch, feature)
+        if ids.dim() != 2:
+            raise ValueError(f"sequence feature {feature!r}: expected a (B, L) id tensor, got {tuple(ids.shape)}")
+        return self.lookup(feature, ids), ids != 0
+
+    def pooled(self, batch: Mapping[str, Tensor], feature: EmbeddedFeature) -> Tensor:
+        """``(B, D)`` for a sparse feature, or a sequence feature under its own pooling."""
+        if isinstance(feature, SparseFeature):
+            return self.lookup(feature.name, self._column(batch, feature.name))
+        if feature.pooling is Pooling.CONCAT:
+            raise ValueError(f"sequence feature {feature.name!r} has pooling='concat': it has no single "
+                             "vector; a model must attend over it (EmbeddingLayer.sequence)")
+        emb, mask = self.sequence(batch, feature.name)
+        return pool_sequence(emb, mask, feature.pooling)
+
+    def stack(self, batch: Mapping[str, Tensor], features: Sequence[Feature]) -> Tensor:
+        """Field embeddings ``(B, F, D)`` of the sparse and pooled sequence features (dense skipped)."""
+        embedded = [f for f in features if isinstance(f, SparseFeature | SequenceFeature)]
+        if not embedded:
+            raise ValueError("stack() needs at least one sparse or sequence feature")
+        dims = {f.dim for f in embedded}
+        if len(dims) > 1:
+            detail = ", ".join(f"{f.name}={f.dim}" for f in embedded)
+            raise ValueError(f"these features must share one embed_dim to be stacked into (B, F, D): {detail}")
+        sparse = [f for f in embedded if isinstance(f, SparseFeature)]
+        parts: list[Tensor] = []
+        if self.fused and len(sparse) > 1:
+            # One gather for every sparse field: the fused fast path.
+            ids = torch.stack([self._column(batch, f.name) for f in sparse], 1)  # (B, Fs)
+            self._check_range_many(sparse, ids)
+            offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
+            parts.append(self.embeddings[self._group[sparse[0].table]](ids + offs))  # (B, Fs, D)
+            rest = [f for f in embedded if not isinstance(f, SparseFeature)]
+            order = sparse + rest
+        else:
+            rest, order = embedded, embedded
+        parts.extend(self.pooled(batch, f).unsqueeze(1) for f in rest)  # (B, 1, D) each
+        out = torch.cat(parts, 1) if len(parts) > 1 else parts[0]  # (B, F, D)
+        if order is not embedded:
+            index = [order.index(f) for f in embedded]
+            if index != list(range(len(index))):
+                out = out[:, index]
+        return out
+
+    def flatten(self, batch: Mapping[str, Tensor], features: Sequence[Feature]) -> Tensor:
+        """Flat ``(B, Σd)``: embedded features (in order) first, then dense values (in order).
+
+        Embedded features of one width go through ``stack`` (a single gather when fused).
+        """
+        embedded = [f for f in features if isinstance(f, SparseFeature | SequenceFeature)]
+        dense = [f for f in features if isinstance(f, DenseFeature)]
+        parts: list[Tensor] = []
+        if embedded and len({f.dim for f in embedded}) == 1:
+            parts.append(self.stack(batch, embedded).flatten(1))  # (B, F*D)
+        else:
+            parts.extend(self.pooled(batch, f) for f in embedded)
+        parts.extend(dense_column(batch, f) for f in dense)
+        return join_flat(parts)
+
+    def forward(self, batch: Mapping[str, Tensor], features: Sequence[Feature], squeeze_dim: bool = False) -> Tensor:
+        """Torch-RecHub's call: ``(B, F, D)``, or with ``squeeze_dim`` the flat ``(B, Σd)``."""
+        return self.flatten(batch, features) if squeeze_dim else self.stack(batch, features)
+
+    # -- checks --------------------------------------------------------------------------------
+    def _feature(self, name: str) -> EmbeddedFeature:
+        try:
+            return self.features[name]
+        except KeyError:
+            raise KeyError(f"feature {name!r} has no embedding table here; known: {sorted(self.features)}") from None
+
+    def _column(self, batch: Mapping[str, Tensor], name: str) -> Tensor:
+        try:
+            col = batch[name]
+        except KeyError:
+            raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
+        if col.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
+        return col
+
+    def _check_range(self, f: EmbeddedFeature, ids: Tensor) -> None:
+        if ids.numel() and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= f.vocab_size:
+                raise IndexError(f"feature {f.name!r}: ids must lie in [0, {f.vocab_size}), got range [{lo}, {hi}]")
+
+    def _check_range_many(self, feats: Sequence[EmbeddedFeature], ids: Tensor) -> None:
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        vocab = torch.tensor([f.vocab_size for f in feats], device=ids.device)
+        bad = ((ids < 0) | (ids >= vocab)).any(0)  # (Fs,)
+        if bool(bad.any()):
+            f = feats[int(bad.nonzero()[0])]
+            self._check_range(f, ids[:, feats.index(f)])
+
+
+def join_flat(parts: Sequence[Tensor]) -> Tensor:
+    """Concatenate ``(B, d_i)`` parts along the feature axis (no copy for a single part)."""
+    if not parts:
+        raise ValueError("no features to flatten")
+    return parts[0] if len(parts) == 1 else torch.cat(list(parts), 1)
+
+
+def dense_column(batch: Mapping[str, Tensor], f: DenseFeature) -> Tensor:
+    """A dense feature as ``(B, d)`` float."""
+    try:
+        x = batch[f.name]
+    except KeyError:
+        raise KeyError(f"batch has no column {f.name!r}; it has {sorted(batch)}") from None
+    x = x.float()
+    if x.dim() == 1:
+        x = x.unsqueeze(1)  # (B, 1)
+    if x.shape[1] != f.embed_dim:
+        raise ValueError(f"dense feature {f.name!r}: expected width {f.embed_dim}, got {x.shape[1]}")
+    return x
+
+
+def output_dim(features: Sequence[Feature]) -> int:
+    """Width of ``EmbeddingLayer.flatten`` over ``features``."""
+    total = 0
+    for f in features:
+        if isinstance(f, SequenceFeature) and f.pooling is Pooling.CONCAT:
+            raise ValueError(f"sequence feature {f.name!r} has pooling='concat' and no flat width")
+        total += f.embed_dim if isinstance(f, DenseFeature) else f.dim
+    return total

@@ -1,0 +1,137 @@
+"""Multi-layer perceptron, the one used by every model."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+
+class Activation(str, enum.Enum):
+    RELU = "relu"
+    PRELU = "prelu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    GELU = "gelu"
+    SILU = "silu"
+    DICE = "dice"
+    LINEAR = "linear"
+
+    @classmethod
+    def parse(cls, value: Activation | str) -> Activation:
+        if isinstance(value, Activation):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(f"activation must be one of {[a.value for a in cls]}, got {value!r}") from None
+
+
+class Dice(nn.Module):
+    """Data-adaptive activation from DIN (arXiv 1706.06978): a PReLU gated by a batch-normalised input."""
+
+    def __init__(self, dim: int, eps: float = 1e-9) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, eps=eps, affine=False)
+        self.alpha = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])  # (N, D)
+        p = self.bn(flat).sigmoid().reshape(shape)
+        return p * x + (1 - p) * self.alpha * x
+
+
+def activation_layer(act: Activation | str, dim: int) -> nn.Module:
+    a = Activation.parse(act)
+    if a is Activation.DICE:
+        return Dice(dim)
+    return {
+        Activation.RELU: nn.ReLU,
+        Activation.PRELU: nn.PReLU,
+        Activation.SIGMOID: nn.Sigmoid,
+        Activation.TANH: nn.Tanh,
+        Activation.GELU: nn.GELU,
+        Activation.SILU: nn.SiLU,
+        Activation.LINEAR: nn.Identity,
+    }[a]()
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Settings of an ``MLP``; Torch-RecHub's ``mlp_params`` dicts parse into this.
+
+    Args:
+        dims: hidden widths.
+        dropout: dropout rate after each hidden layer.
+        activation: hidden activation.
+        batch_norm: batch normalisation before each activation.
+        output_layer: append a final ``Linear(dims[-1], 1)`` (Torch-RecHub's default).
+    """
+
+    dims: tuple[int, ...] = (256, 128)
+    dropout: float = 0.0
+    activation: Activation = Activation.RELU
+    batch_norm: bool = False
+    output_layer: bool = True
+
+    def __post_init__(self) -> None:
+        dims = tuple(int(d) for d in self.dims)
+        if any(d < 1 for d in dims):
+            raise ValueError(f"MLP dims must be positive ints, got {self.dims!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"MLP dropout must be in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "dims", dims)
+        object.__setattr__(self, "activation", Activation.parse(self.activation))
+
+    @classmethod
+    def parse(cls, value: MLPConfig | Mapping[str, object] | None, **defaults: object) -> MLPConfig:
+        """Accept a config, a plain dict (unknown keys are refused) or None (the defaults)."""
+        if isinstance(value, MLPConfig):
+            return value
+        merged = dict(defaults)
+        if value is not None:
+            known = {f.name for f in fields(cls)}
+            unknown = set(value) - known
+            if unknown:
+                raise ValueError(f"unknown MLP parameter(s) {sorted(unknown)}; valid: {sorted(known)}")
+            merged.update(value)
+        return cls(**merged)  # type: ignore[arg-type]
+
+
+class MLP(nn.Module):
+    """``Linear -> [BatchNorm] -> activation -> Dropout`` per hidden width, then optionally ``Linear(., 1)``.
+
+    Shapes: ``(B, input_dim) -> (B, dims[-1])``, or ``(B, 1)`` with the output layer (models squeeze
+    it). Any leading dims are allowed when batch norm is off.
+    """
+
+    def __init__(self, input_dim: int, config: MLPConfig | Mapping[str, object] | None = None, *,
+                 output_layer: bool | None = None) -> None:
+        super().__init__()
+        cfg = MLPConfig.parse(config)
+        if output_layer is not None and output_layer != cfg.output_layer:
+            cfg = MLPConfig(cfg.dims, cfg.dropout, cfg.activation, cfg.batch_norm, output_layer)
+        self.config = cfg
+        layers: list[nn.Module] = []
+        width = input_dim
+        for d in cfg.dims:
+            layers.append(nn.Linear(width, d))
+            if cfg.batch_norm:
+                layers.append(nn.BatchNorm1d(d))
+            layers.append(activation_layer(cfg.activation, d))
+            if cfg.dropout > 0:
+                layers.append(nn.Dropout(cfg.dropout))
+            width = d
+        if cfg.output_layer:
+            layers.append(nn.Linear(width, 1))
+            width = 1
+        self.output_dim = width
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., input_dim) -> (..., output_dim)``."""
+        return self.net(x)

@@ -1,0 +1,1 @@
+"""Models by task family; ``registry`` maps every model's class name to its class."""

@@ -1,0 +1,61 @@
+"""CTR preset: binary cross-entropy on logits; AUC, logloss (and GAUC with a group column)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recforge.data.dataset import LABEL
+from recforge.metrics import auc_score, gauc_score, log_loss
+from recforge.objectives import BinaryCrossEntropy, Objective
+from recforge.trainers.loop import Trainer
+
+
+class CTRTrainer(Trainer):
+    """Click-through-rate training. Validation metrics: ``auc``, ``logloss`` (+ ``gauc`` when
+    ``gauc_group`` names a batch column such as ``"user_id"``); early stopping monitors ``auc``.
+
+    Takes every argument of ``Trainer`` plus ``gauc_group``.
+    """
+
+    default_metric = "auc"
+
+    def __init__(self, model: nn.Module, *args: Any, gauc_group: str | None = None, **kwargs: Any) -> None:
+        self.gauc_group = gauc_group
+        super().__init__(model, *args, **kwargs)
+
+    def default_objective(self) -> Objective:
+        return BinaryCrossEntropy()
+
+    def collect(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, np.ndarray]:
+        """Probabilities, labels (when present) and the GAUC group column over ``data_loader``."""
+        probs, labels, groups = [], [], []
+        for batch, logits in self._run(model, data_loader):
+            probs.append(torch.sigmoid(logits.float()).cpu())
+            if LABEL in batch:
+                labels.append(batch[LABEL].float().reshape(-1).cpu())
+            if self.gauc_group is not None:
+                groups.append(batch[self.gauc_group].cpu())
+        out = {"prob": torch.cat(probs).numpy()}
+        if labels:
+            out["label"] = torch.cat(labels).numpy()
+        if groups:
+            out["group"] = torch.cat(groups).numpy()
+        return out
+
+    def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
+        c = self.collect(model, data_loader)
+        if "label" not in c:
+            raise ValueError("evaluate() needs labels in the loader's batches")
+        out = {"auc": auc_score(c["label"], c["prob"]), "logloss": log_loss(c["label"], c["prob"])}
+        if "group" in c:
+            out["gauc"] = gauc_score(c["label"], c["prob"], c["group"])
+        return out
+
+    def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
+        """Click probabilities ``(N,)``."""
+        return self.collect(model, data_loader)["prob"]

@@ -1,0 +1,409 @@
+"""The one training loop. It knows ``model(batch) -> outputs``, ``objective(outputs, batch) -> loss``
+and an ``evaluate`` that returns named metrics; nothing about particular models.
+
+Task families (CTR, matching, multi-task, sequence) are thin presets that supply the objective,
+the evaluation and the prediction link.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recforge.data.dataset import Batch, split_batch
+from recforge.objectives import Objective
+from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
+
+log = logging.getLogger("recforge")
+
+LOWER_IS_BETTER = frozenset({"loss", "logloss", "mse", "mae", "rmse"})
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+METRICS_LOG = "metrics.jsonl"
+CURVE = "learning_curve.png"
+
+OptimizerFn = Callable[..., torch.optim.Optimizer]
+SchedulerFn = Callable[..., Any]
+
+
+@dataclass
+class EarlyStopper:
+    """Tracks the monitored validation metric; ``step`` returns True when training should stop."""
+
+    metric: str
+    patience: int
+    mode: str
+    best: float = math.nan
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def improved(self, value: float) -> bool:
+        if math.isnan(self.best):
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def step(self, value: float, epoch: int) -> tuple[bool, bool]:
+        """Returns ``(is_best, should_stop)``."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True, False
+        self.bad_epochs += 1
+        return False, self.bad_epochs >= self.patience
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save`` through a temporary file, so a crash never leaves a partial checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def move_batch(batch: Mapping[str, Tensor], device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return dict(batch)
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Fits a model with one objective; presets subclass it for each task family.
+
+    Args (Torch-RecHub's names first):
+        model: ``model(batch) -> outputs``.
+        optimizer_fn, optimizer_params: optimizer class and its arguments for dense parameters;
+            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``SparseAdam`` by default).
+        regularization_params: ``{"embedding_l1", "embedding_l2", "dense_l1", "dense_l2"}`` penalties.
+        scheduler_fn, scheduler_params: any ``torch.optim.lr_scheduler`` class, stepped per epoch
+            (``ReduceLROnPlateau`` receives the monitored metric).
+        n_epoch: maximum epochs. earlystop_patience: epochs without improvement before stopping.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        model_path: the run directory (checkpoints, metrics log, learning curve).
+        earlystop_metric: validation metric to monitor; ``None`` takes the preset's default.
+        max_grad_norm: clip the dense gradients' global norm.
+        resume: continue from ``model_path/checkpoint.pt`` when it exists (exact: RNG, optimizer,
+            scheduler and shuffling order are restored).
+        amp: bfloat16 autocast on CUDA (ignored with a warning on CPU).
+        progress: tqdm bars. tensorboard: also log to TensorBoard under ``model_path/tb``.
+        plot: write ``learning_curve.png`` (needs matplotlib).
+        seed: seeds torch/numpy/random at construction when given.
+    """
+
+    default_metric = "loss"
+
+    def __init__(self, model: nn.Module, optimizer_fn: OptimizerFn = torch.optim.Adam,
+                 optimizer_params: Mapping[str, Any] | None = None,
+                 regularization_params: Mapping[str, float] | None = None,
+                 scheduler_fn: SchedulerFn | None = None, scheduler_params: Mapping[str, Any] | None = None,
+                 n_epoch: int = 10, earlystop_patience: int = 10, device: str | torch.device = "cpu",
+                 gpus: list[int] | None = None, model_path: str | os.PathLike[str] = "./", *,
+                 objective: Objective | None = None, earlystop_metric: str | None = None,
+                 max_grad_norm: float | None = None, resume: bool = False, amp: bool = False,
+                 progress: bool = True, tensorboard: bool = False, plot: bool = True,
+                 sparse_optimizer_fn: OptimizerFn | None = None, seed: int | None = None) -> None:
+        if n_epoch < 1:
+            raise ValueError(f"n_epoch must be >= 1, got {n_epoch}")
+        if earlystop_patience < 1:
+            raise ValueError(f"earlystop_patience must be >= 1, got {earlystop_patience}")
+        if seed is not None:
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
+        self.device = torch.device(device)
+        if gpus and len(gpus) > 1:
+            raise ValueError("multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
+                             "not DataParallel; pass one device")
+        self.model = model.to(self.device)
+        self.objective = objective if objective is not None else self.default_objective()
+        self.optimizer: SparseAwareOptimizer = build_optimizer(
+            model, optimizer_fn, dict(optimizer_params or {}), sparse_optimizer_fn)
+        self.schedulers = [scheduler_fn(opt, **dict(scheduler_params or {}))
+                           for opt in self.optimizer.optimizers] if scheduler_fn is not None else []
+        self.regularization = _Regularizer(model, regularization_params)
+        self.n_epoch = n_epoch
+        metric = earlystop_metric or self.default_metric
+        self.stopper = EarlyStopper(metric, earlystop_patience, "min" if metric in LOWER_IS_BETTER else "max")
+        self.run_dir = Path(model_path)
+        self.max_grad_norm = max_grad_norm
+        self.resume = resume
+        self.amp = amp and self.device.type == "cuda"
+        if amp and not self.amp:
+            log.warning("amp=True has no effect on %s; training in float32", self.device)
+        self.progress = progress
+        self.tensorboard = tensorboard
+        self.plot = plot
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+
+    # -- preset hooks ------------------------------------------------------------------------------
+    def default_objective(self) -> Objective:
+        raise TypeError(f"{type(self).__name__} needs an objective=... (presets such as CTRTrainer supply one)")
+
+    def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
+        """Mean objective over ``data_loader``; presets add their metrics."""
+        losses, weights = [], []
+        for batch, outputs in self._run(model, data_loader):
+            losses.append(float(self.objective(outputs, batch)))
+            weights.append(_batch_size(batch))
+        return {"loss": float(np.average(losses, weights=weights))} if losses else {}
+
+    def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
+        """Raw outputs of ``model`` over ``data_loader``, concatenated (presets apply their link)."""
+        return torch.cat([_to_tensor(o).float().cpu() for _, o in self._run(model, data_loader)]).numpy()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self, train_dataloader: Iterable[object], val_dataloader: Iterable[object] | None = None) -> nn.Module:
+        """Train; with a validation loader, early-stop on the monitored metric and restore the best
+        weights. Returns the model."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume and (self.run_dir / CHECKPOINT).exists():
+            self._load_checkpoint(self.run_dir / CHECKPOINT)
+        writer = self._tensorboard_writer()
+        try:
+            for epoch in range(self.start_epoch, self.n_epoch):
+                _set_epoch(train_dataloader, epoch)
+                t0 = time.perf_counter()
+                train_loss, n_seen = self._train_epoch(train_dataloader, epoch)
+                record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss,
+                                            "lr": self.optimizer.lr, "seconds": time.perf_counter() - t0}
+                record["samples_per_s"] = n_seen / max(record["seconds"], 1e-9)
+                stop = False
+                if val_dataloader is not None:
+                    metrics = self.evaluate(self.model, val_dataloader)
+                    record.update({f"val_{k}": v for k, v in metrics.items()})
+                    if self.stopper.metric not in metrics:
+                        raise KeyError(f"early-stopping metric {self.stopper.metric!r} is not among the "
+                                       f"validation metrics {sorted(metrics)}")
+                    is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
+                    if is_best:
+                        atomic_save({"model": self.model.state_dict(), "epoch": epoch,
+                                     "metric": self.stopper.metric, "value": self.stopper.best},
+                                    self.run_dir / BEST)
+                self._step_schedulers(record)
+                self._log(record, writer)
+                self._save_checkpoint(epoch)
+                if stop:
+                    log.info("early stop at epoch %d: best %s=%.5f at epoch %d", epoch,
+                             self.stopper.metric, self.stopper.best, self.stopper.best_epoch)
+                    break
+        finally:
+            if writer is not None:
+                writer.close()
+        if val_dataloader is not None and (self.run_dir / BEST).exists():
+            best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(best["model"])
+        else:
+            atomic_save({"model": self.model.state_dict(), "epoch": self.n_epoch - 1}, self.run_dir / BEST)
+        if self.plot:
+            self._plot()
+        return self.model
+
+    def train_one_epoch(self, data_loader: Iterable[object], epoch: int = 0) -> float:
+        """One pass over ``data_loader``; returns the mean training loss."""
+        return self._train_epoch(data_loader, epoch)[0]
+
+    def _train_epoch(self, data_loader: Iterable[object], epoch: int) -> tuple[float, int]:
+        self.model.train()
+        total, seen = 0.0, 0
+        bar = _progress(data_loader, f"epoch {epoch}", self.progress)
+        for raw in bar:
+            batch = move_batch(split_batch(raw), self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                outputs = self.model(batch)
+                loss = self.objective(outputs, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch}, after {seen} samples")
+            loss = loss + self.regularization()
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.optimizer.dense_params, self.max_grad_norm)
+            self.optimizer.step()
+            n = _batch_size(batch)
+            total += float(loss.detach()) * n
+            seen += n
+            if hasattr(bar, "set_postfix") and seen // n % 20 == 0:
+                bar.set_postfix(loss=f"{total / seen:.4f}")
+        if seen == 0:
+            raise ValueError("the training loader yielded no batches")
+        return total / seen, seen
+
+    @torch.no_grad()
+    def _run(self, model: nn.Module, data_loader: Iterable[object]) -> Iterable[tuple[Batch, Any]]:
+        """Yields ``(batch, outputs)`` in eval mode."""
+        was_training = model.training
+        model.eval()
+        try:
+            for raw in data_loader:
+                batch = move_batch(split_batch(raw), self.device)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                    yield batch, model(batch)
+        finally:
+            model.train(was_training)
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    def _step_schedulers(self, record: Mapping[str, float]) -> None:
+        for sch in self.schedulers:
+            if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                key = f"val_{self.stopper.metric}"
+                sch.step(record.get(key, record["train_loss"]))
+            else:
+                sch.step()
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        atomic_save({
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "stopper": self.stopper.__dict__.copy(),
+            "history": self.history,
+            "rng": _rng_state(),
+        }, self.run_dir / CHECKPOINT)
+
+    def _load_checkpoint(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        for sch, state in zip(self.schedulers, ckpt["schedulers"]):
+            sch.load_state_dict(state)
+        for k, v in ckpt["stopper"].items():
+            setattr(self.stopper, k, v)
+        self.history = list(ckpt["history"])
+        _set_rng_state(ckpt["rng"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        log.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+    def _log(self, record: dict[str, float], writer: Any) -> None:
+        self.history.append(record)
+        with open(self.run_dir / METRICS_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, v in record.items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, int(record["epoch"]))
+        shown = "  ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch",))
+        log.info("epoch %d  %s", int(record["epoch"]), shown)
+        if self.progress:
+            print(f"epoch {int(record['epoch'])}: {shown}", flush=True)
+
+    def _tensorboard_writer(self) -> Any:
+        if not self.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError("tensorboard=True needs the 'tensorboard' package: "
+                              "pip install 'recforge[tensorboard]'") from e
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    def _plot(self) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            log.warning("learning-curve plot skipped: matplotlib is not installed (pip install 'recforge[plot]')")
+            return
+        epochs = [int(r["epoch"]) for r in self.history]
+        keys = ["train_loss"] + sorted({k for r in self.history for k in r if k.startswith("val_")})
+        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            ax.plot(epochs, [r.get(key, math.nan) for r in self.history], marker="o")
+            ax.set_title(key)
+            ax.set_xlabel("epoch")
+        fig.tight_layout()
+        tmp = self.run_dir / (CURVE + ".tmp.png")
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        os.replace(tmp, self.run_dir / CURVE)
+
+
+class _Regularizer:
+    """Torch-RecHub's ``regularization_params``: L1/L2 penalties on embedding and dense weights."""
+
+    KEYS = ("embedding_l1", "embedding_l2", "dense_l1", "dense_l2")
+
+    def __init__(self, model: nn.Module, params: Mapping[str, float] | None) -> None:
+        params = dict(params or {})
+        unknown = set(params) - set(self.KEYS)
+        if unknown:
+            raise ValueError(f"unknown regularization_params {sorted(unknown)}; valid: {list(self.KEYS)}")
+        self.coef = {k: float(params.get(k, 0.0)) for k in self.KEYS}
+        emb_ids: set[int] = set()
+        self.embedding: list[Tensor] = []
+        for m in model.modules():
+            if isinstance(m, nn.Embedding | nn.EmbeddingBag):
+                if m.sparse and (self.coef["embedding_l1"] or self.coef["embedding_l2"]):
+                    raise ValueError("embedding_l1/l2 regularisation makes sparse embedding gradients dense; "
+                                     "use weight decay in the sparse optimizer or sparse=False")
+                self.embedding.append(m.weight)
+                emb_ids.add(id(m.weight))
+        self.dense = [p for n, p in model.named_parameters() if id(p) not in emb_ids and "weight" in n]
+        self.active = any(self.coef.values())
+
+    def __call__(self) -> Tensor | float:
+        if not self.active:
+            return 0.0
+        total: Tensor | float = 0.0
+        for group, params in (("embedding", self.embedding), ("dense", self.dense)):
+            l1, l2 = self.coef[f"{group}_l1"], self.coef[f"{group}_l2"]
+            for p in params:
+                if l1:
+                    total = total + l1 * p.abs().sum()
+                if l2:
+                    total = total + l2 * p.pow(2).sum()
+        return total
+
+
+def _set_epoch(loader: object, epoch: int) -> None:
+    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+            return
+
+
+def _batch_size(batch: Mapping[str, Tensor]) -> int:
+    return int(next(iter(batch.values())).shape[0])
+
+
+def _to_tensor(outputs: Any) -> Tensor:
+    if isinstance(outputs, Tensor):
+        return outputs
+    raise TypeError(f"predict() of the base Trainer needs tensor outputs, got {type(outputs).__name__}")
+
+
+def _progress(loader: Iterable[object], desc: str, enabled: bool) -> Iterable[object]:
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+    return tqdm(loader, desc=desc, total=total, leave=False, mininterval=1.0, dynamic_ncols=True)
