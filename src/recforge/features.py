@@ -67,7 +67,7 @@ Initializer = RandomNormal | RandomUniform | XavierNormal | XavierUniform
 
 def auto_embed_dim(vocab_size: int) -> int:
     """Rule-of-thumb embedding width ``6 * vocab_size ** 0.25`` (Google's feature-column heuristic)."""
-    return max(1, int(math.floor(6 * vocab_size**0.25)))
+    return max(1, math.floor(6 * vocab_size**0.25))
 
 
 def _check_name(name: object, kind: str) -> None:

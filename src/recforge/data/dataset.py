@@ -7,7 +7,7 @@ sequences int64 ``(B, L)`` padded with 0, and the target(s) under ``"label"``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Union
+
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 Batch = dict[str, Tensor]
-ArrayLike = Union[Tensor, np.ndarray, Sequence[object], pd.Series]
+ArrayLike = Tensor | np.ndarray | Sequence[object] | pd.Series
 LABEL = "label"
 
 
@@ -37,9 +37,7 @@ def to_tensor(name: str, values: ArrayLike) -> Tensor:
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         t = t.long()
-    elif t.dtype in (torch.float64, torch.float16, torch.bfloat16):
-        t = t.float()
-    elif t.dtype == torch.bool:
+    elif t.dtype in (torch.float64, torch.float16, torch.bfloat16) or t.dtype == torch.bool:
         t = t.float()
     if t.is_floating_point() and bool(torch.isnan(t).any()):
         raise ValueError(f"column {name!r}: contains NaN; fill or drop missing values first")

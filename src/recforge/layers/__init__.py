@@ -8,3 +8,7 @@ __all__ = [
     "FM", "LR", "MLP", "Activation", "Dice", "EmbeddingLayer", "MLPConfig",
     "dense_column", "output_dim", "pool_sequence",
 ]
+
+from recforge.layers.attention import MultiHeadAttention, TransformerBlock, TransformerEncoder
+
+__all__ += ["MultiHeadAttention", "TransformerBlock", "TransformerEncoder"]

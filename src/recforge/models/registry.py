@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from recforge.models import ranking
+from recforge.models import generative, matching, multi_task, ranking
 
 FAMILIES: dict[str, dict[str, type[nn.Module]]] = {
     "ranking": ranking.MODELS,
+    "matching": matching.MODELS,
+    "multi_task": multi_task.MODELS,
+    "generative": generative.MODELS,
 }
 
 

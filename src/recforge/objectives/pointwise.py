@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recforge.data.dataset import LABEL
+from recforge.outputs import RankingOutput
 
 
 class Objective(Protocol):
@@ -27,12 +28,15 @@ def _label(batch: Mapping[str, Tensor], key: str, like: Tensor) -> Tensor:
 
 
 class BinaryCrossEntropy:
-    """Log loss on logits ``(B,)`` against 0/1 targets in ``batch[label]``."""
+    """Log loss on logits ``(B,)`` against 0/1 targets in ``batch[label]``; a model's auxiliary
+    loss (``RankingOutput.aux_loss``) is added."""
 
     def __init__(self, label: str = LABEL) -> None:
         self.label = label
 
-    def __call__(self, outputs: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+    def __call__(self, outputs: Tensor | RankingOutput, batch: Mapping[str, Tensor]) -> Tensor:
+        if isinstance(outputs, RankingOutput):
+            return self(outputs.logits, batch) + outputs.aux_loss
         return F.binary_cross_entropy_with_logits(outputs, _label(batch, self.label, outputs))
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from recforge.data.dataset import LABEL
 from recforge.metrics import auc_score, gauc_score, log_loss
 from recforge.objectives import BinaryCrossEntropy, Objective
+from recforge.outputs import logits_of
 from recforge.trainers.loop import Trainer
 
 
@@ -35,7 +36,7 @@ class CTRTrainer(Trainer):
         """Probabilities, labels (when present) and the GAUC group column over ``data_loader``."""
         probs, labels, groups = [], [], []
         for batch, logits in self._run(model, data_loader):
-            probs.append(torch.sigmoid(logits.float()).cpu())
+            probs.append(torch.sigmoid(logits_of(logits).float()).cpu())
             if LABEL in batch:
                 labels.append(batch[LABEL].float().reshape(-1).cpu())
             if self.gauc_group is not None:

@@ -333,7 +333,7 @@ class Trainer:
             log.warning("learning-curve plot skipped: matplotlib is not installed (pip install 'recforge[plot]')")
             return
         epochs = [int(r["epoch"]) for r in self.history]
-        keys = ["train_loss"] + sorted({k for r in self.history for k in r if k.startswith("val_")})
+        keys = ["train_loss", *sorted({k for r in self.history for k in r if k.startswith("val_")})]
         fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
         for ax, key in zip(axes[0], keys):
             ax.plot(epochs, [r.get(key, math.nan) for r in self.history], marker="o")

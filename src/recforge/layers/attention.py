@@ -1,0 +1,114 @@
+"""Multi-head attention and the transformer encoder (AutoInt, BST, SASRec, ComiRec-SA build on these)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention with H heads over ``(B, L, D)`` inputs.
+
+    Args:
+        dim: model width D (divisible by ``num_heads``).
+        num_heads: H.
+        dropout: attention-probability dropout (training only).
+        bias: biases in the projections.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 1, *, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q = nn.Linear(dim, dim, bias=bias)
+        self.k = nn.Linear(dim, dim, bias=bias)
+        self.v = nn.Linear(dim, dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None, *,
+                key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """``query (B, Lq, D)``, ``key/value (B, Lk, D)`` (default: query), ``key_mask (B, Lk)`` true
+        where a key is real -> ``(B, Lq, D)``. Queries with no visible key give 0."""
+        key = query if key is None else key
+        value = key if value is None else value
+        b, lq, d = query.shape
+        lk = key.shape[1]
+        h = self.num_heads
+        q = self.q(query).view(b, lq, h, d // h).transpose(1, 2)  # (B, H, Lq, D/H)
+        k = self.k(key).view(b, lk, h, d // h).transpose(1, 2)  # (B, H, Lk, D/H)
+        v = self.v(value).view(b, lk, h, d // h).transpose(1, 2)  # (B, H, Lk, D/H)
+        allowed = None
+        if key_mask is not None:
+            allowed = key_mask[:, None, None, :]  # (B, 1, 1, Lk)
+        if causal:
+            tri = torch.ones(lq, lk, dtype=torch.bool, device=query.device).tril(lk - lq)  # (Lq, Lk)
+            allowed = tri if allowed is None else allowed & tri
+        if allowed is not None:
+            # Rows with no visible key would give NaN: let them see everything, then zero them.
+            empty = ~allowed.any(-1, keepdim=True)  # (B|1, 1|H, Lq, 1)
+            attn_mask = allowed | empty
+        else:
+            attn_mask, empty = None, None
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)  # (B, H, Lq, D/H)
+        if empty is not None:
+            ctx = ctx.masked_fill(empty, 0.0)
+        return self.out(ctx.transpose(1, 2).reshape(b, lq, d))  # (B, Lq, D)
+
+
+class TransformerBlock(nn.Module):
+    """Attention + position-wise feed-forward, each with residual, dropout and LayerNorm.
+
+    ``pre_norm`` normalises before each sub-layer (SASRec's choice); otherwise after (BST, the
+    original transformer).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 1, *, ffn_dim: int | None = None, dropout: float = 0.0,
+                 pre_norm: bool = True, activation: type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim or 4 * dim), activation(), nn.Dropout(dropout),
+                                 nn.Linear(ffn_dim or 4 * dim, dim))
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def forward(self, x: Tensor, *, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """``x (B, L, D)``, ``key_mask (B, L)`` -> ``(B, L, D)``."""
+        if self.pre_norm:
+            y = self.norm1(x)
+            x = x + self.drop(self.attn(y, key_mask=key_mask, causal=causal))
+            return x + self.drop(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, key_mask=key_mask, causal=causal)))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of ``TransformerBlock``s; padded positions (``key_mask`` false) output 0.
+
+    Args:
+        dim, num_heads, ffn_dim, dropout, pre_norm: as ``TransformerBlock``.
+        num_layers: depth.
+        causal: each position attends only to itself and earlier positions (next-item models).
+    """
+
+    def __init__(self, dim: int, num_layers: int = 2, num_heads: int = 1, *, ffn_dim: int | None = None,
+                 dropout: float = 0.0, pre_norm: bool = True, causal: bool = False) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
+                                                     pre_norm=pre_norm) for _ in range(num_layers))
+        self.final_norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()
+        self.causal = causal
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """``x (B, L, D)``, ``key_mask (B, L)`` true at real positions -> ``(B, L, D)``."""
+        for block in self.blocks:
+            x = block(x, key_mask=key_mask, causal=self.causal)
+        x = self.final_norm(x)
+        if key_mask is not None:
+            x = x * key_mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
+        return x

@@ -1,0 +1,5 @@
+"""generative models."""
+
+MODELS: dict[str, type] = {}
+
+__all__ = ["MODELS"]

@@ -1,0 +1,5 @@
+"""multi_task models."""
+
+MODELS: dict[str, type] = {}
+
+__all__ = ["MODELS"]
