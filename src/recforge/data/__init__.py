@@ -12,6 +12,12 @@ from recforge.data.dataset import (
 from recforge.data.generator import DataGenerator
 
 __all__ = [
-    "LABEL", "Batch", "BatchLoader", "ColumnarDataset", "DataGenerator", "passthrough", "split_batch",
+    "LABEL",
+    "Batch",
+    "BatchLoader",
+    "ColumnarDataset",
+    "DataGenerator",
+    "passthrough",
+    "split_batch",
     "to_tensor",
 ]

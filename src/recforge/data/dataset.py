@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-
 import numpy as np
 import pandas as pd
 import torch
@@ -30,10 +29,14 @@ def to_tensor(name: str, values: ArrayLike) -> Tensor:
         if arr.dtype == object:
             arr = _stack_lists(name, arr)
         if arr.dtype.kind in "US":
-            raise TypeError(f"column {name!r}: strings must be encoded to ids first "
-                            "(recforge.preprocess.FeaturePipeline does that)")
+            raise TypeError(
+                f"column {name!r}: strings must be encoded to ids first "
+                "(recforge.preprocess.FeaturePipeline does that)"
+            )
         if arr.dtype.kind not in "biuf":
-            raise TypeError(f"column {name!r}: unsupported dtype {arr.dtype}; expected numbers or lists of ids")
+            raise TypeError(
+                f"column {name!r}: unsupported dtype {arr.dtype}; expected numbers or lists of ids"
+            )
         t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         t = t.long()
@@ -50,15 +53,19 @@ def _stack_lists(name: str, arr: np.ndarray) -> np.ndarray:
         return np.zeros((0, 0), dtype=np.int64)
     first = arr[0]
     if isinstance(first, str):
-        raise TypeError(f"column {name!r}: strings must be encoded to ids first "
-                        "(recforge.preprocess.FeaturePipeline does that)")
+        raise TypeError(
+            f"column {name!r}: strings must be encoded to ids first "
+            "(recforge.preprocess.FeaturePipeline does that)"
+        )
     try:
         lengths = {len(v) for v in arr}
     except TypeError:
         raise TypeError(f"column {name!r}: object column is neither numbers nor lists") from None
     if len(lengths) != 1:
-        raise ValueError(f"column {name!r}: sequences have different lengths {sorted(lengths)[:5]}...; "
-                         "pad them first (recforge.preprocess pads and truncates)")
+        raise ValueError(
+            f"column {name!r}: sequences have different lengths {sorted(lengths)[:5]}...; "
+            "pad them first (recforge.preprocess pads and truncates)"
+        )
     return np.stack([np.asarray(v) for v in arr])
 
 
@@ -73,7 +80,9 @@ class ColumnarDataset(torch.utils.data.Dataset[Batch]):
         labels: optional targets stored under ``"label"`` (``(N,)`` or ``(N, T)``).
     """
 
-    def __init__(self, columns: Mapping[str, ArrayLike] | pd.DataFrame, labels: ArrayLike | None = None) -> None:
+    def __init__(
+        self, columns: Mapping[str, ArrayLike] | pd.DataFrame, labels: ArrayLike | None = None
+    ) -> None:
         if isinstance(columns, pd.DataFrame):
             columns = {c: columns[c] for c in columns.columns}
         self.columns: Batch = {str(k): to_tensor(str(k), v) for k, v in columns.items()}
@@ -118,8 +127,17 @@ class BatchLoader:
     ``world_size`` give each distributed process a disjoint, equal-sized share of every epoch.
     """
 
-    def __init__(self, dataset: ColumnarDataset, batch_size: int = 256, *, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: ColumnarDataset,
+        batch_size: int = 256,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -147,7 +165,7 @@ class BatchLoader:
             order = torch.arange(n)
         if self.world_size > 1:
             per_rank = n // self.world_size
-            order = order[self.rank * per_rank: (self.rank + 1) * per_rank]
+            order = order[self.rank * per_rank : (self.rank + 1) * per_rank]
         return order
 
     def _rows(self) -> int:
@@ -179,4 +197,6 @@ def split_batch(batch: object) -> Batch:
         out = dict(x)
         out[LABEL] = y if isinstance(y, Tensor) else torch.as_tensor(y)
         return out
-    raise TypeError(f"a loader must yield dict batches or (features_dict, labels) pairs, got {type(batch).__name__}")
+    raise TypeError(
+        f"a loader must yield dict batches or (features_dict, labels) pairs, got {type(batch).__name__}"
+    )

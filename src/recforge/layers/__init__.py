@@ -5,8 +5,16 @@ from recforge.layers.interaction import FM, LR
 from recforge.layers.mlp import MLP, Activation, Dice, MLPConfig
 
 __all__ = [
-    "FM", "LR", "MLP", "Activation", "Dice", "EmbeddingLayer", "MLPConfig",
-    "dense_column", "output_dim", "pool_sequence",
+    "FM",
+    "LR",
+    "MLP",
+    "Activation",
+    "Dice",
+    "EmbeddingLayer",
+    "MLPConfig",
+    "dense_column",
+    "output_dim",
+    "pool_sequence",
 ]
 
 from recforge.layers.attention import MultiHeadAttention, TransformerBlock, TransformerEncoder

@@ -28,8 +28,15 @@ class MultiHeadAttention(nn.Module):
         self.v = nn.Linear(dim, dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
 
-    def forward(self, query: Tensor, key: Tensor | None = None, value: Tensor | None = None, *,
-                key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        *,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
         """``query (B, Lq, D)``, ``key/value (B, Lk, D)`` (default: query), ``key_mask (B, Lk)`` true
         where a key is real -> ``(B, Lq, D)``. Queries with no visible key give 0."""
         key = query if key is None else key
@@ -52,8 +59,9 @@ class MultiHeadAttention(nn.Module):
             attn_mask = allowed | empty
         else:
             attn_mask, empty = None, None
-        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                             dropout_p=self.dropout if self.training else 0.0)  # (B, H, Lq, D/H)
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, Lq, D/H)
         if empty is not None:
             ctx = ctx.masked_fill(empty, 0.0)
         return self.out(ctx.transpose(1, 2).reshape(b, lq, d))  # (B, Lq, D)
@@ -66,12 +74,24 @@ class TransformerBlock(nn.Module):
     original transformer).
     """
 
-    def __init__(self, dim: int, num_heads: int = 1, *, ffn_dim: int | None = None, dropout: float = 0.0,
-                 pre_norm: bool = True, activation: type[nn.Module] = nn.GELU) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim or 4 * dim), activation(), nn.Dropout(dropout),
-                                 nn.Linear(ffn_dim or 4 * dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim or 4 * dim),
+            activation(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim or 4 * dim, dim),
+        )
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
@@ -96,11 +116,22 @@ class TransformerEncoder(nn.Module):
         causal: each position attends only to itself and earlier positions (next-item models).
     """
 
-    def __init__(self, dim: int, num_layers: int = 2, num_heads: int = 1, *, ffn_dim: int | None = None,
-                 dropout: float = 0.0, pre_norm: bool = True, causal: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+        pre_norm: bool = True,
+        causal: bool = False,
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(TransformerBlock(dim, num_heads, ffn_dim=ffn_dim, dropout=dropout,
-                                                     pre_norm=pre_norm) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, num_heads, ffn_dim=ffn_dim, dropout=dropout, pre_norm=pre_norm)
+            for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()
         self.causal = causal
 

@@ -93,14 +93,20 @@ class EmbeddingLayer(nn.Module):
                     f"model's features {sorted(by_name)}"
                 )
             if owner.shared_with is not None:
-                raise ValueError(f"feature {f.name!r}: shared_with must name a table owner, "
-                                 f"but {owner.name!r} itself shares {owner.shared_with!r}")
+                raise ValueError(
+                    f"feature {f.name!r}: shared_with must name a table owner, "
+                    f"but {owner.name!r} itself shares {owner.shared_with!r}"
+                )
             if f.dim != owner.dim:
-                raise ValueError(f"feature {f.name!r} (embed_dim={f.dim}) shares {owner.name!r} "
-                                 f"(embed_dim={owner.dim}); the widths must match")
+                raise ValueError(
+                    f"feature {f.name!r} (embed_dim={f.dim}) shares {owner.name!r} "
+                    f"(embed_dim={owner.dim}); the widths must match"
+                )
             if f.vocab_size > owner.vocab_size:
-                raise ValueError(f"feature {f.name!r} (vocab_size={f.vocab_size}) shares {owner.name!r} "
-                                 f"(vocab_size={owner.vocab_size}); it cannot hold more ids than the owner")
+                raise ValueError(
+                    f"feature {f.name!r} (vocab_size={f.vocab_size}) shares {owner.name!r} "
+                    f"(vocab_size={owner.vocab_size}); it cannot hold more ids than the owner"
+                )
         self.features: dict[str, EmbeddedFeature] = by_name
         self.tables = tables
         self.sparse = sparse
@@ -119,7 +125,9 @@ class EmbeddingLayer(nn.Module):
                     total += t.vocab_size
                 emb = nn.Embedding(total, dim, sparse=sparse)
                 for t in members:
-                    _init_rows(emb.weight[self._offset[t.name]: self._offset[t.name] + t.vocab_size], t.owner)
+                    _init_rows(
+                        emb.weight[self._offset[t.name] : self._offset[t.name] + t.vocab_size], t.owner
+                    )
                 self.embeddings[group] = emb
         else:
             for t in tables.values():
@@ -137,7 +145,7 @@ class EmbeddingLayer(nn.Module):
         t = self.tables[self.features[feature].table]
         w = self.embeddings[self._group[t.name]].weight
         off = self._offset[t.name]
-        return w[off: off + t.vocab_size]
+        return w[off : off + t.vocab_size]
 
     def lookup(self, feature: str, ids: Tensor) -> Tensor:
         """Embeddings of ``ids`` (any shape ``S``) in ``feature``'s table: ``S + (D,)``."""
@@ -150,7 +158,9 @@ class EmbeddingLayer(nn.Module):
         """Unpooled history: embeddings ``(B, L, D)`` and the non-padding mask ``(B, L)``."""
         ids = self._column(batch, feature)
         if ids.dim() != 2:
-            raise ValueError(f"sequence feature {feature!r}: expected a (B, L) id tensor, got {tuple(ids.shape)}")
+            raise ValueError(
+                f"sequence feature {feature!r}: expected a (B, L) id tensor, got {tuple(ids.shape)}"
+            )
         return self.lookup(feature, ids), ids != 0
 
     def pooled(self, batch: Mapping[str, Tensor], feature: EmbeddedFeature) -> Tensor:
@@ -158,8 +168,10 @@ class EmbeddingLayer(nn.Module):
         if isinstance(feature, SparseFeature):
             return self.lookup(feature.name, self._column(batch, feature.name))
         if feature.pooling is Pooling.CONCAT:
-            raise ValueError(f"sequence feature {feature.name!r} has pooling='concat': it has no single "
-                             "vector; a model must attend over it (EmbeddingLayer.sequence)")
+            raise ValueError(
+                f"sequence feature {feature.name!r} has pooling='concat': it has no single "
+                "vector; a model must attend over it (EmbeddingLayer.sequence)"
+            )
         emb, mask = self.sequence(batch, feature.name)
         return pool_sequence(emb, mask, feature.pooling)
 
@@ -171,7 +183,9 @@ class EmbeddingLayer(nn.Module):
         dims = {f.dim for f in embedded}
         if len(dims) > 1:
             detail = ", ".join(f"{f.name}={f.dim}" for f in embedded)
-            raise ValueError(f"these features must share one embed_dim to be stacked into (B, F, D): {detail}")
+            raise ValueError(
+                f"these features must share one embed_dim to be stacked into (B, F, D): {detail}"
+            )
         sparse = [f for f in embedded if isinstance(f, SparseFeature)]
         parts: list[Tensor] = []
         if self.fused and len(sparse) > 1:
@@ -207,7 +221,9 @@ class EmbeddingLayer(nn.Module):
         parts.extend(dense_column(batch, f) for f in dense)
         return join_flat(parts)
 
-    def forward(self, batch: Mapping[str, Tensor], features: Sequence[Feature], squeeze_dim: bool = False) -> Tensor:
+    def forward(
+        self, batch: Mapping[str, Tensor], features: Sequence[Feature], squeeze_dim: bool = False
+    ) -> Tensor:
         """Torch-RecHub's call: ``(B, F, D)``, or with ``squeeze_dim`` the flat ``(B, Σd)``."""
         return self.flatten(batch, features) if squeeze_dim else self.stack(batch, features)
 
@@ -216,7 +232,9 @@ class EmbeddingLayer(nn.Module):
         try:
             return self.features[name]
         except KeyError:
-            raise KeyError(f"feature {name!r} has no embedding table here; known: {sorted(self.features)}") from None
+            raise KeyError(
+                f"feature {name!r} has no embedding table here; known: {sorted(self.features)}"
+            ) from None
 
     def _column(self, batch: Mapping[str, Tensor], name: str) -> Tensor:
         try:
@@ -231,7 +249,9 @@ class EmbeddingLayer(nn.Module):
         if ids.numel() and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= f.vocab_size:
-                raise IndexError(f"feature {f.name!r}: ids must lie in [0, {f.vocab_size}), got range [{lo}, {hi}]")
+                raise IndexError(
+                    f"feature {f.name!r}: ids must lie in [0, {f.vocab_size}), got range [{lo}, {hi}]"
+                )
 
     def _check_range_many(self, feats: Sequence[EmbeddedFeature], ids: Tensor) -> None:
         if torch.jit.is_tracing() or torch.compiler.is_compiling():

@@ -109,8 +109,13 @@ class MLP(nn.Module):
     it). Any leading dims are allowed when batch norm is off.
     """
 
-    def __init__(self, input_dim: int, config: MLPConfig | Mapping[str, object] | None = None, *,
-                 output_layer: bool | None = None) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        config: MLPConfig | Mapping[str, object] | None = None,
+        *,
+        output_layer: bool | None = None,
+    ) -> None:
         super().__init__()
         cfg = MLPConfig.parse(config)
         if output_layer is not None and output_layer != cfg.output_layer:

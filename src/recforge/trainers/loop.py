@@ -77,8 +77,11 @@ def move_batch(batch: Mapping[str, Tensor], device: torch.device) -> Batch:
 
 
 def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                             "python": random.getstate()}
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -117,16 +120,31 @@ class Trainer:
 
     default_metric = "loss"
 
-    def __init__(self, model: nn.Module, optimizer_fn: OptimizerFn = torch.optim.Adam,
-                 optimizer_params: Mapping[str, Any] | None = None,
-                 regularization_params: Mapping[str, float] | None = None,
-                 scheduler_fn: SchedulerFn | None = None, scheduler_params: Mapping[str, Any] | None = None,
-                 n_epoch: int = 10, earlystop_patience: int = 10, device: str | torch.device = "cpu",
-                 gpus: list[int] | None = None, model_path: str | os.PathLike[str] = "./", *,
-                 objective: Objective | None = None, earlystop_metric: str | None = None,
-                 max_grad_norm: float | None = None, resume: bool = False, amp: bool = False,
-                 progress: bool = True, tensorboard: bool = False, plot: bool = True,
-                 sparse_optimizer_fn: OptimizerFn | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer_fn: OptimizerFn = torch.optim.Adam,
+        optimizer_params: Mapping[str, Any] | None = None,
+        regularization_params: Mapping[str, float] | None = None,
+        scheduler_fn: SchedulerFn | None = None,
+        scheduler_params: Mapping[str, Any] | None = None,
+        n_epoch: int = 10,
+        earlystop_patience: int = 10,
+        device: str | torch.device = "cpu",
+        gpus: list[int] | None = None,
+        model_path: str | os.PathLike[str] = "./",
+        *,
+        objective: Objective | None = None,
+        earlystop_metric: str | None = None,
+        max_grad_norm: float | None = None,
+        resume: bool = False,
+        amp: bool = False,
+        progress: bool = True,
+        tensorboard: bool = False,
+        plot: bool = True,
+        sparse_optimizer_fn: OptimizerFn | None = None,
+        seed: int | None = None,
+    ) -> None:
         if n_epoch < 1:
             raise ValueError(f"n_epoch must be >= 1, got {n_epoch}")
         if earlystop_patience < 1:
@@ -137,14 +155,20 @@ class Trainer:
             random.seed(seed)
         self.device = torch.device(device)
         if gpus and len(gpus) > 1:
-            raise ValueError("multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
-                             "not DataParallel; pass one device")
+            raise ValueError(
+                "multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
+                "not DataParallel; pass one device"
+            )
         self.model = model.to(self.device)
         self.objective = objective if objective is not None else self.default_objective()
         self.optimizer: SparseAwareOptimizer = build_optimizer(
-            model, optimizer_fn, dict(optimizer_params or {}), sparse_optimizer_fn)
-        self.schedulers = [scheduler_fn(opt, **dict(scheduler_params or {}))
-                           for opt in self.optimizer.optimizers] if scheduler_fn is not None else []
+            model, optimizer_fn, dict(optimizer_params or {}), sparse_optimizer_fn
+        )
+        self.schedulers = (
+            [scheduler_fn(opt, **dict(scheduler_params or {})) for opt in self.optimizer.optimizers]
+            if scheduler_fn is not None
+            else []
+        )
         self.regularization = _Regularizer(model, regularization_params)
         self.n_epoch = n_epoch
         metric = earlystop_metric or self.default_metric
@@ -163,7 +187,9 @@ class Trainer:
 
     # -- preset hooks ------------------------------------------------------------------------------
     def default_objective(self) -> Objective:
-        raise TypeError(f"{type(self).__name__} needs an objective=... (presets such as CTRTrainer supply one)")
+        raise TypeError(
+            f"{type(self).__name__} needs an objective=... (presets such as CTRTrainer supply one)"
+        )
 
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
         """Mean objective over ``data_loader``; presets add their metrics."""
@@ -178,7 +204,9 @@ class Trainer:
         return torch.cat([_to_tensor(o).float().cpu() for _, o in self._run(model, data_loader)]).numpy()
 
     # -- the loop ----------------------------------------------------------------------------------
-    def fit(self, train_dataloader: Iterable[object], val_dataloader: Iterable[object] | None = None) -> nn.Module:
+    def fit(
+        self, train_dataloader: Iterable[object], val_dataloader: Iterable[object] | None = None
+    ) -> nn.Module:
         """Train; with a validation loader, early-stop on the monitored metric and restore the best
         weights. Returns the model."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,27 +218,44 @@ class Trainer:
                 _set_epoch(train_dataloader, epoch)
                 t0 = time.perf_counter()
                 train_loss, n_seen = self._train_epoch(train_dataloader, epoch)
-                record: dict[str, float] = {"epoch": epoch, "train_loss": train_loss,
-                                            "lr": self.optimizer.lr, "seconds": time.perf_counter() - t0}
+                record: dict[str, float] = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "lr": self.optimizer.lr,
+                    "seconds": time.perf_counter() - t0,
+                }
                 record["samples_per_s"] = n_seen / max(record["seconds"], 1e-9)
                 stop = False
                 if val_dataloader is not None:
                     metrics = self.evaluate(self.model, val_dataloader)
                     record.update({f"val_{k}": v for k, v in metrics.items()})
                     if self.stopper.metric not in metrics:
-                        raise KeyError(f"early-stopping metric {self.stopper.metric!r} is not among the "
-                                       f"validation metrics {sorted(metrics)}")
+                        raise KeyError(
+                            f"early-stopping metric {self.stopper.metric!r} is not among the "
+                            f"validation metrics {sorted(metrics)}"
+                        )
                     is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
                     if is_best:
-                        atomic_save({"model": self.model.state_dict(), "epoch": epoch,
-                                     "metric": self.stopper.metric, "value": self.stopper.best},
-                                    self.run_dir / BEST)
+                        atomic_save(
+                            {
+                                "model": self.model.state_dict(),
+                                "epoch": epoch,
+                                "metric": self.stopper.metric,
+                                "value": self.stopper.best,
+                            },
+                            self.run_dir / BEST,
+                        )
                 self._step_schedulers(record)
                 self._log(record, writer)
                 self._save_checkpoint(epoch)
                 if stop:
-                    log.info("early stop at epoch %d: best %s=%.5f at epoch %d", epoch,
-                             self.stopper.metric, self.stopper.best, self.stopper.best_epoch)
+                    log.info(
+                        "early stop at epoch %d: best %s=%.5f at epoch %d",
+                        epoch,
+                        self.stopper.metric,
+                        self.stopper.best,
+                        self.stopper.best_epoch,
+                    )
                     break
         finally:
             if writer is not None:
@@ -238,7 +283,9 @@ class Trainer:
                 outputs = self.model(batch)
                 loss = self.objective(outputs, batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch}, after {seen} samples")
+                raise FloatingPointError(
+                    f"non-finite loss {float(loss)} at epoch {epoch}, after {seen} samples"
+                )
             loss = loss + self.regularization()
             self.optimizer.zero_grad()
             loss.backward()
@@ -277,15 +324,18 @@ class Trainer:
                 sch.step()
 
     def _save_checkpoint(self, epoch: int) -> None:
-        atomic_save({
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedulers": [s.state_dict() for s in self.schedulers],
-            "stopper": self.stopper.__dict__.copy(),
-            "history": self.history,
-            "rng": _rng_state(),
-        }, self.run_dir / CHECKPOINT)
+        atomic_save(
+            {
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedulers": [s.state_dict() for s in self.schedulers],
+                "stopper": self.stopper.__dict__.copy(),
+                "history": self.history,
+                "rng": _rng_state(),
+            },
+            self.run_dir / CHECKPOINT,
+        )
 
     def _load_checkpoint(self, path: Path) -> None:
         ckpt = torch.load(path, map_location=self.device, weights_only=False)
@@ -319,8 +369,9 @@ class Trainer:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise ImportError("tensorboard=True needs the 'tensorboard' package: "
-                              "pip install 'recforge[tensorboard]'") from e
+            raise ImportError(
+                "tensorboard=True needs the 'tensorboard' package: pip install 'recforge[tensorboard]'"
+            ) from e
         return SummaryWriter(str(self.run_dir / "tb"))
 
     def _plot(self) -> None:
@@ -330,7 +381,9 @@ class Trainer:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            log.warning("learning-curve plot skipped: matplotlib is not installed (pip install 'recforge[plot]')")
+            log.warning(
+                "learning-curve plot skipped: matplotlib is not installed (pip install 'recforge[plot]')"
+            )
             return
         epochs = [int(r["epoch"]) for r in self.history]
         keys = ["train_loss", *sorted({k for r in self.history for k in r if k.startswith("val_")})]
@@ -362,8 +415,10 @@ class _Regularizer:
         for m in model.modules():
             if isinstance(m, nn.Embedding | nn.EmbeddingBag):
                 if m.sparse and (self.coef["embedding_l1"] or self.coef["embedding_l2"]):
-                    raise ValueError("embedding_l1/l2 regularisation makes sparse embedding gradients dense; "
-                                     "use weight decay in the sparse optimizer or sparse=False")
+                    raise ValueError(
+                        "embedding_l1/l2 regularisation makes sparse embedding gradients dense; "
+                        "use weight decay in the sparse optimizer or sparse=False"
+                    )
                 self.embedding.append(m.weight)
                 emb_ids.add(id(m.weight))
         self.dense = [p for n, p in model.named_parameters() if id(p) not in emb_ids and "weight" in n]

@@ -27,8 +27,12 @@ class SparseAwareOptimizer:
     ``state_dict``); ``optimizers`` lists the parts so a scheduler can be attached to each.
     """
 
-    def __init__(self, dense: torch.optim.Optimizer | None, sparse: torch.optim.Optimizer | None,
-                 dense_params: list[Tensor]) -> None:
+    def __init__(
+        self,
+        dense: torch.optim.Optimizer | None,
+        sparse: torch.optim.Optimizer | None,
+        dense_params: list[Tensor],
+    ) -> None:
         self.optimizers = [o for o in (dense, sparse) if o is not None]
         self.dense_params = dense_params
 
@@ -49,7 +53,9 @@ class SparseAwareOptimizer:
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
         if len(states) != len(self.optimizers):
-            raise ValueError(f"checkpoint has {len(states)} optimizer states, this model needs {len(self.optimizers)}")
+            raise ValueError(
+                f"checkpoint has {len(states)} optimizer states, this model needs {len(self.optimizers)}"
+            )
         for o, s in zip(self.optimizers, states):
             o.load_state_dict(s)
 
@@ -57,9 +63,12 @@ class SparseAwareOptimizer:
         return iter(self.optimizers)
 
 
-def build_optimizer(model: nn.Module, optimizer_fn: Callable[..., torch.optim.Optimizer],
-                    params: dict[str, Any],
-                    sparse_optimizer_fn: Callable[..., torch.optim.Optimizer] | None = None) -> SparseAwareOptimizer:
+def build_optimizer(
+    model: nn.Module,
+    optimizer_fn: Callable[..., torch.optim.Optimizer],
+    params: dict[str, Any],
+    sparse_optimizer_fn: Callable[..., torch.optim.Optimizer] | None = None,
+) -> SparseAwareOptimizer:
     """Dense parameters get ``optimizer_fn(**params)``; sparse embeddings get ``sparse_optimizer_fn``
     (``SparseAdam`` with the same ``lr`` and betas by default)."""
     sparse = sparse_parameters(model)

@@ -56,8 +56,11 @@ class TwoTowerModel(nn.Module):
         if items.dim() == 2:
             s = user @ items.T  # (B, N) or (B, K, N)
         else:
-            s = (user.unsqueeze(-2) @ items.transpose(1, 2)).squeeze(-2) if user.dim() == 2 else \
-                user @ items.transpose(1, 2)  # (B, N) or (B, K, N)
+            s = (
+                (user.unsqueeze(-2) @ items.transpose(1, 2)).squeeze(-2)
+                if user.dim() == 2
+                else user @ items.transpose(1, 2)
+            )  # (B, N) or (B, K, N)
         if user.dim() == 3:
             s = s.amax(1)  # (B, N)
         return s / self.temperature

@@ -22,9 +22,15 @@ from recforge.layers.embedding import join_flat
 class DeepFM(nn.Module):
     """DeepFM. ``forward(batch) -> logits (B,)``."""
 
-    def __init__(self, deep_features: Sequence[Feature], fm_features: Sequence[Feature],
-                 mlp_params: MLPConfig | Mapping[str, object] | None = None, *,
-                 sparse: bool = False, fused: bool = True) -> None:
+    def __init__(
+        self,
+        deep_features: Sequence[Feature],
+        fm_features: Sequence[Feature],
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
+        *,
+        sparse: bool = False,
+        fused: bool = True,
+    ) -> None:
         super().__init__()
         self.deep_features = list(deep_features)
         self.fm_features = list(fm_features)
@@ -37,7 +43,8 @@ class DeepFM(nn.Module):
         self.mlp = MLP(output_dim(self.deep_features), MLPConfig.parse(mlp_params), output_layer=True)
         # When both parts see the same embedded fields, look them up once.
         self._shared_fields = [f.name for f in embedded_of(self.deep_features)] == [
-            f.name for f in embedded_of(self.fm_features)]
+            f.name for f in embedded_of(self.fm_features)
+        ]
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``batch`` columns -> logits ``(B,)``."""

@@ -21,9 +21,15 @@ from recforge.layers import LR, MLP, EmbeddingLayer, MLPConfig, output_dim
 class WideDeep(nn.Module):
     """Wide & Deep. ``forward(batch) -> logits (B,)``."""
 
-    def __init__(self, wide_features: Sequence[Feature], deep_features: Sequence[Feature],
-                 mlp_params: MLPConfig | Mapping[str, object] | None = None, *,
-                 sparse: bool = False, fused: bool = True) -> None:
+    def __init__(
+        self,
+        wide_features: Sequence[Feature],
+        deep_features: Sequence[Feature],
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
+        *,
+        sparse: bool = False,
+        fused: bool = True,
+    ) -> None:
         super().__init__()
         self.wide_features = list(wide_features)
         self.deep_features = list(deep_features)
