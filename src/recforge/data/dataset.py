@@ -37,7 +37,10 @@ def to_tensor(name: str, values: ArrayLike) -> Tensor:
             raise TypeError(
                 f"column {name!r}: unsupported dtype {arr.dtype}; expected numbers or lists of ids"
             )
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # e.g. pandas' copy-on-write buffers
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         t = t.long()
     elif t.dtype in (torch.float64, torch.float16, torch.bfloat16) or t.dtype == torch.bool:

@@ -4,4 +4,23 @@ from recforge.trainers.ctr import CTRTrainer
 from recforge.trainers.loop import EarlyStopper, Trainer
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 
-__all__ = ["CTRTrainer", "EarlyStopper", "SparseAwareOptimizer", "Trainer", "build_optimizer"]
+PRESETS: dict[str, type[Trainer]] = {"ctr": CTRTrainer}
+
+
+def get_preset(name: str) -> type[Trainer]:
+    """The trainer preset called ``name`` (``ctr``, ...); unknown names list the valid ones."""
+    try:
+        return PRESETS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown trainer preset {name!r}; valid: {sorted(PRESETS)}") from None
+
+
+__all__ = [
+    "PRESETS",
+    "CTRTrainer",
+    "EarlyStopper",
+    "SparseAwareOptimizer",
+    "Trainer",
+    "build_optimizer",
+    "get_preset",
+]

@@ -284,7 +284,7 @@ class Trainer:
                 loss = self.objective(outputs, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"non-finite loss {float(loss)} at epoch {epoch}, after {seen} samples"
+                    f"non-finite loss {float(loss.detach())} at epoch {epoch}, after {seen} samples"
                 )
             loss = loss + self.regularization()
             self.optimizer.zero_grad()

@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh clone (only Python 3.11 needed):
+#   make demo   - create .venv, install recforge, train DeepFM on the bundled UCI Adult data
+#   make test   - create .venv, install recforge with dev extras, run the default test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test test-slow test-benchmark test-distributed lint typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/adult_deepfm
+	$(VENV)/bin/recforge train configs/adult_deepfm.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+test-benchmark: $(STAMP)
+	$(PY) -m pytest -q -m benchmark
+
+test-distributed: $(STAMP)
+	$(PY) -m pytest -q -m distributed
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

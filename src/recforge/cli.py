@@ -1,0 +1,174 @@
+"""The ``recforge`` command line.
+
+recforge train CONFIG.yaml [--set key=value ...]   train and write a run directory
+recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data
+recforge models                                    list the model registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("recforge")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from recforge.config import load_config
+    from recforge.data import BatchLoader
+    from recforge.runs import CONFIG_FILE, PIPELINE_DIR, build_model, prepare_data, save_model_spec, select
+    from recforge.trainers import get_preset
+
+    cfg, resolved = load_config(args.config, args.set or [])
+    if args.run_dir:
+        resolved["run_dir"] = args.run_dir
+        cfg = type(cfg)(**{**cfg.__dict__, "run_dir": args.run_dir})
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(cfg.run_dir)
+    if (run_dir / "best.pt").exists() and not args.resume:
+        raise FileExistsError(
+            f"run directory {str(run_dir)!r} already holds a trained run; "
+            "pass --resume to continue it or --run-dir to start a new one"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pipeline, splits = prepare_data(cfg)
+    print(
+        "data: "
+        + ", ".join(f"{k}={len(v):,} rows" for k, v in splits.items())
+        + f"  (prepared in {time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
+    feats = pipeline.features
+    inputs = {arg: select(feats, sel, f"model.inputs.{arg}") for arg, sel in cfg.model.inputs.items()}
+    model = build_model(cfg.model.name, inputs, cfg.model.params)
+    trainer_cls = get_preset(cfg.trainer.preset)
+    tc = cfg.trainer
+    trainer = trainer_cls(
+        model,
+        optimizer_fn=tc.optimizer.cls,
+        optimizer_params=tc.optimizer_params,
+        scheduler_fn=tc.scheduler.cls if tc.scheduler else None,
+        scheduler_params=tc.scheduler_params,
+        n_epoch=tc.n_epoch,
+        earlystop_patience=tc.earlystop_patience,
+        device=tc.device,
+        model_path=run_dir,
+        earlystop_metric=tc.earlystop_metric,
+        max_grad_norm=tc.max_grad_norm,
+        progress=tc.progress,
+        resume=args.resume,
+        seed=cfg.seed,
+    )
+    pipeline.save(run_dir / PIPELINE_DIR)
+    save_model_spec(run_dir, cfg.model.name, inputs, cfg.model.params)
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, run_dir / CONFIG_FILE)
+    train_dl = BatchLoader(splits["train"], cfg.data.batch_size, shuffle=True, seed=cfg.seed)
+    valid_dl = BatchLoader(splits["valid"], cfg.data.eval_batch_size) if "valid" in splits else None
+    trainer.fit(train_dl, valid_dl)
+    results: dict[str, dict[str, float]] = {}
+    for name in ("valid", "test"):
+        if name in splits:
+            results[name] = trainer.evaluate(
+                trainer.model, BatchLoader(splits[name], cfg.data.eval_batch_size)
+            )
+    (run_dir / "test_metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    for name, metrics in results.items():
+        print(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from recforge.runs import load_run, read_source
+    from recforge.trainers import get_preset
+
+    run = load_run(args.run_dir)
+    preset = get_preset(run.config.get("trainer", {}).get("preset", "ctr"))
+    trainer = preset(run.model, model_path=run.path, progress=False)
+    metrics = trainer.evaluate(run.model, run.loader(read_source(args.data), args.batch_size))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from recforge.models.registry import FAMILIES
+
+    for family, models in FAMILIES.items():
+        print(f"{family}: {', '.join(sorted(models)) or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recforge",
+        description="recforge: train, evaluate and serve recommender models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'recforge COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML config and write a run directory",
+        description="Fit the feature pipeline on the training split, train the configured "
+        "model with early stopping, evaluate on valid/test and write the run "
+        "directory (config, pipeline, model, checkpoints, metrics, plot).",
+    )
+    p.add_argument("config", help="path to the YAML config (see configs/adult_deepfm.yaml)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set trainer.n_epoch=3 (repeatable)",
+    )
+    p.add_argument("--run-dir", help="write the run here instead of the config's run_dir")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run on labelled data",
+        description="Load a run directory and print its metrics on a data source.",
+    )
+    p.add_argument("run_dir", help="a run directory written by 'recforge train'")
+    p.add_argument("--data", required=True, help="CSV/Parquet path or bundled:NAME/SPLIT")
+    p.add_argument("--batch-size", type=int, default=8192)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("models", help="list the registered models by family")
+    p.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+        if args.verbose:
+            raise
+        print(f"recforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

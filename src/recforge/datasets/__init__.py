@@ -1,0 +1,23 @@
+"""Bundled and synthetic datasets. ``load(name)`` returns a bundled dataset's splits as DataFrames."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from recforge.datasets.adult import load_adult
+
+BUNDLED: dict[str, Callable[[], dict[str, pd.DataFrame]]] = {"adult": load_adult}
+
+
+def load(name: str) -> dict[str, pd.DataFrame]:
+    """Splits of the bundled dataset ``name`` (e.g. ``load("adult")["train"]``)."""
+    try:
+        loader = BUNDLED[name]
+    except KeyError:
+        raise ValueError(f"unknown bundled dataset {name!r}; available: {sorted(BUNDLED)}") from None
+    return loader()
+
+
+__all__ = ["BUNDLED", "load", "load_adult"]

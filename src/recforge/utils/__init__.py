@@ -1,0 +1,1 @@
+"""Torch-RecHub-compatible import paths (``recforge.utils.data``)."""
