@@ -66,7 +66,7 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_resume_is_exact(tmp_path, sparse):
-    train, val = loaders()
+    train, _val = loaders()
     kw = dict(
         optimizer_params={"lr": 0.01},
         scheduler_fn=torch.optim.lr_scheduler.StepLR,

@@ -172,7 +172,7 @@ def split_valid(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFr
     """Seeded random hold-out of ``fraction`` of the rows."""
     rng = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(df), generator=rng).numpy()
-    n_valid = int(round(len(df) * fraction))
+    n_valid = round(len(df) * fraction)
     return (df.iloc[perm[n_valid:]].reset_index(drop=True), df.iloc[perm[:n_valid]].reset_index(drop=True))
 
 
