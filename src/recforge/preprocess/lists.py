@@ -22,7 +22,7 @@ _INT_PATTERN = r"^-?[0-9]+$"
 class FlatList:
     """A list column as one flat array of canonical values plus each row's length."""
 
-    values: np.ndarray  # (ΣL,)
+    values: pa.Array  # (ΣL,)
     kind: ValueKind
     lengths: np.ndarray  # (N,) int64
 
@@ -48,7 +48,8 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 f"column {column!r} holds strings, not lists; set sep=... to split them "
                 "(e.g. sep='|' for '12|7|3')"
             )
-        text = pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        text = pa.array(s, from_pandas=True)
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
         lists = pc.split_pattern(text, pattern=sep)
         tokens = lists.flatten()
         rows = pc.list_parent_indices(lists).to_numpy()
@@ -60,7 +61,7 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 tokens = pc.cast(tokens, pa.int64())
             except pa.ArrowInvalid:  # out of int64 range: keep the text
                 pass
-        flat = tokens.to_numpy(zero_copy_only=False)
+        flat = tokens
     else:
         try:
             lists = pa.array(s, from_pandas=True)
@@ -81,8 +82,10 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 "drop or replace them before preprocessing"
             )
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
-        flat = values.to_numpy(zero_copy_only=False)
-    arr, kind = canonical_values(column, pd.Series(flat)) if len(flat) else (flat, ValueKind.STR)
+        flat = values
+    if len(flat) == 0:
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths)
+    arr, kind = canonical_values(column, flat)
     return FlatList(arr, kind, lengths)
 
 

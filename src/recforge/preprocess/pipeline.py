@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recforge.data.dataset import LABEL, ColumnarDataset
 from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature, auto_embed_dim
@@ -41,7 +43,7 @@ from recforge.preprocess.columns import (
 )
 from recforge.preprocess.io import TableLike, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
-from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values
+from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
 
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
@@ -64,17 +66,24 @@ class NumericStats:
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
-def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[np.ndarray, ValueKind]:
-    missing = s.isna()
-    n_missing = int(missing.sum())
-    if n_missing:
+def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, ValueKind]:
+    arr = to_arrow(spec.name, s)
+    if arr.null_count:
         if spec.fill_value is None:
             raise ValueError(
-                f"column {spec.name!r}: {n_missing} of {len(s)} rows are missing (NaN/None); "
+                f"column {spec.name!r}: {arr.null_count} of {len(arr)} rows are missing (NaN/None); "
                 f"set Categorical({spec.name!r}, fill_value=...) or drop those rows"
             )
-        s = s.astype(object).where(~missing, spec.fill_value)
-    return canonical_values(spec.name, s)
+        text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        if text != isinstance(spec.fill_value, str):
+            raise TypeError(
+                f"column {spec.name!r}: fill_value={spec.fill_value!r} does not match the column's "
+                f"values ({arr.type}); use a {'string' if text else 'number'}"
+            )
+        if not text and not pa.types.is_integer(arr.type) or isinstance(spec.fill_value, float):
+            arr = arr.cast(pa.float64())
+        arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
+    return canonical_values(spec.name, arr)
 
 
 def _numeric_values(name: str, s: pd.Series) -> np.ndarray:
@@ -234,7 +243,7 @@ class FeaturePipeline:
         assert not isinstance(owner, Numeric)
         return owner
 
-    def _encoded_values(self, spec: EncodedSpec, df: pd.DataFrame) -> tuple[np.ndarray, ValueKind, FlatList | None]:
+    def _encoded_values(self, spec: EncodedSpec, df: pd.DataFrame) -> tuple[pa.Array, ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
             arr, kind = _categorical_values(spec, df[spec.name])
             return arr, kind, None
@@ -248,7 +257,7 @@ class FeaturePipeline:
         vocabs: dict[str, Vocabulary] = {}
         stats: dict[str, NumericStats] = {}
         max_len: dict[str, int] = {}
-        gathered: dict[str, list[tuple[str, np.ndarray, ValueKind]]] = {}
+        gathered: dict[str, list[tuple[str, pa.Array, ValueKind]]] = {}
         for c in self.columns:
             if isinstance(c, Numeric):
                 stats[c.name] = _fit_numeric(c, _numeric_values(c.name, df[c.name]))
@@ -265,10 +274,13 @@ class FeaturePipeline:
                 detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
                 raise TypeError(f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})")
             kind = next(iter(kinds.values()), ValueKind.STR)
+            if kind.numeric and ValueKind.FLOAT in kinds.values():
+                kind = ValueKind.FLOAT
             if owner.hash_buckets is not None:
                 vocabs[owner_name] = Vocabulary(kind=kind, hash_buckets=owner.hash_buckets)
             else:
-                values = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+                arrays = [p[1].cast(kind.arrow_type) for p in parts]
+                values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
                 vocabs[owner_name] = Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
         for y in self.labels:
             _label_values(y, df[y])

@@ -1,11 +1,15 @@
 """Vocabularies: value <-> id maps with reserved padding and out-of-vocabulary ids.
 
 Id 0 is padding, id 1 is the out-of-vocabulary (OOV) bucket, known values take ids 2, 3, ... in
-order of descending training frequency, ties broken by value, so fitting the same data always
-gives the same ids. A hashed vocabulary instead maps every value through a stable hash into
-``hash_buckets`` ids ``2 .. hash_buckets + 1``: it needs no fitting and no storage, but distinct
-values may collide. The hash is ``pandas.util.hash_array`` with a fixed key, identical across
-processes, machines and runs (Python's ``hash()`` is salted per process and never used).
+order of descending training frequency, ties broken by value (text in code-point order), so
+fitting the same data always gives the same ids. A hashed vocabulary instead maps every value
+through a stable hash into ``hash_buckets`` ids ``2 .. hash_buckets + 1``: it needs no fitting and
+stores nothing, but distinct values may collide. The hash is ``pandas.util.hash_array`` with a
+fixed key (integers hash by value, text by its UTF-8 bytes), identical across processes, machines
+and runs; Python's per-process salted ``hash()`` is never used.
+
+Counting and lookups run on Arrow arrays (``value_counts``, ``index_in``), which is several times
+faster than Python-object arrays for text ids.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PAD = 0
 OOV = 1
@@ -35,61 +41,75 @@ class ValueKind(str, enum.Enum):
     def numeric(self) -> bool:
         return self is not ValueKind.STR
 
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return {ValueKind.INT: pa.int64(), ValueKind.FLOAT: pa.float64(), ValueKind.STR: pa.large_string()}[self]
 
-def _looks_like_list(v: object) -> bool:
-    return isinstance(v, list | tuple | np.ndarray)
 
-
-def canonical_values(column: str, values: pd.Series | np.ndarray) -> tuple[np.ndarray, ValueKind]:
-    """Values of one categorical column (no missing values) as a plain array and its kind.
-
-    Integers (and booleans, and floats that are all whole numbers, as CSV readers produce for an
-    integer column with gaps) become int64, other floats float64, text an object array of str.
-    A column that mixes text and numbers, or holds lists, is refused naming ``column``.
-    """
+def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]) -> pa.Array:
+    """One column as an Arrow array; NaN and None become nulls. Mixed text/numbers is a TypeError."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
     s = values if isinstance(values, pd.Series) else pd.Series(values)
-    dtype = s.dtype
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
-        return s.to_numpy(dtype=np.int64), ValueKind.INT
-    if pd.api.types.is_float_dtype(dtype):
-        arr = s.to_numpy(dtype=np.float64)
-        return _floats(arr)
-    arr = s.to_numpy(dtype=object)
-    inferred = pd.api.types.infer_dtype(arr, skipna=False)
-    if inferred == "string":
-        return arr, ValueKind.STR
-    if inferred in ("integer", "boolean"):
-        return arr.astype(np.int64), ValueKind.INT
-    if inferred in ("floating", "mixed-integer-float", "decimal"):
-        return _floats(arr.astype(np.float64))
-    if inferred == "empty":
-        return arr, ValueKind.STR
-    first = next((v for v in arr if v is not None), None)
-    if _looks_like_list(first):
+    if pd.api.types.is_numeric_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
+        return pa.array(s.to_numpy(), from_pandas=True)
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        kinds = sorted({type(v).__name__ for v in s.head(1000)})
+        raise TypeError(
+            f"column {column!r}: values must be all text or all numbers, found {kinds}; "
+            "convert the column to one type first"
+        ) from None
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def canonical_values(
+    column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]
+) -> tuple[pa.Array, ValueKind]:
+    """Values of one categorical column (no missing values) as an Arrow array, and their kind.
+
+    Integers and booleans become int64, floats that are all whole numbers too (a CSV reader makes
+    an integer column with gaps float), other floats float64, text large_string. A column that
+    mixes text and numbers, holds lists or other types is refused naming ``column``.
+    """
+    arr = to_arrow(column, values)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return canonical_values(column, arr.dictionary_decode())
+    if arr.null_count:
+        raise ValueError(f"column {column!r}: {arr.null_count} missing values")
+    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+        return arr.cast(pa.int64()), ValueKind.INT
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        f = arr.cast(pa.float64(), safe=False).to_numpy()
+        if f.size and np.isfinite(f).all() and (f == np.round(f)).all() and np.abs(f).max() < 2**53:
+            return pa.array(f.astype(np.int64)), ValueKind.INT
+        return pa.array(f), ValueKind.FLOAT
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return arr.cast(pa.large_string()), ValueKind.STR
+    if pa.types.is_null(t):  # empty column
+        return pa.array([], type=pa.large_string()), ValueKind.STR
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         raise TypeError(
             f"column {column!r} holds lists; declare it as MultiValue or SequenceColumn, not Categorical"
         )
-    kinds = sorted({type(v).__name__ for v in arr[:1000]})
-    raise TypeError(
-        f"column {column!r}: categorical values must be all text or all numbers, found {kinds} "
-        f"(inferred {inferred!r}); convert the column to one type first"
-    )
+    raise TypeError(f"column {column!r}: unsupported value type {t} for ids; expected text or numbers")
 
 
-def _floats(arr: np.ndarray) -> tuple[np.ndarray, ValueKind]:
-    if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and np.abs(arr).max() < 2**53:
-        return arr.astype(np.int64), ValueKind.INT
-    return arr, ValueKind.FLOAT
-
-
-def stable_hash(values: np.ndarray, num_buckets: int) -> np.ndarray:
+def stable_hash(values: pa.Array, num_buckets: int) -> np.ndarray:
     """Ids ``2 .. num_buckets + 1`` from a process-independent hash of canonical ``values``."""
-    h = pd.util.hash_array(values, hash_key=HASH_KEY, encoding="utf8", categorize=True)
-    return (h % np.uint64(num_buckets)).astype(np.int64) + NUM_RESERVED
+    encoded = pc.dictionary_encode(values)  # hash each distinct value once
+    uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
+    h = pd.util.hash_array(uniques, hash_key=HASH_KEY, encoding="utf8", categorize=False)
+    bucket = (h % np.uint64(num_buckets)).astype(np.int64) + NUM_RESERVED
+    return bucket[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
-def _to_python(v: object) -> Value:
-    return v.item() if isinstance(v, np.generic) else v  # type: ignore[return-value]
+def _lookup_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    return a if a == b else (pa.float64() if pa.types.is_floating(a) or pa.types.is_floating(b) else a)
 
 
 class Vocabulary:
@@ -108,42 +128,36 @@ class Vocabulary:
         kind: ValueKind | str | None = None,
         hash_buckets: int | None = None,
     ) -> None:
-        if hash_buckets is not None and (isinstance(hash_buckets, bool) or int(hash_buckets) < 1):
+        if hash_buckets is not None and (
+            isinstance(hash_buckets, bool) or not isinstance(hash_buckets, int) or hash_buckets < 1
+        ):
             raise ValueError(f"hash_buckets must be a positive int, got {hash_buckets!r}")
         if hash_buckets is not None and len(values):
             raise ValueError("a hashed vocabulary holds no values")
-        self.values: list[Value] = [_to_python(v) for v in values]
+        self.values: list[Value] = values.tolist() if isinstance(values, np.ndarray) else list(values)
         self.kind = ValueKind(kind) if kind is not None else None
-        self.hash_buckets = int(hash_buckets) if hash_buckets is not None else None
-        self._index: pd.Index | None = None
+        self.hash_buckets = hash_buckets
+        if len(set(self.values)) != len(self.values):
+            raise ValueError("vocabulary values must be distinct")
+        self._value_set: pa.Array | None = None
+        self._decode_table: np.ndarray | None = None
 
     @classmethod
     def fit(
-        cls,
-        values: np.ndarray,
-        kind: ValueKind,
-        *,
-        min_freq: int = 1,
-        max_size: int | None = None,
+        cls, values: pa.Array, kind: ValueKind, *, min_freq: int = 1, max_size: int | None = None
     ) -> Vocabulary:
-        """Known values of ``values`` ordered by descending count, then value.
+        """Known values of canonical ``values`` ordered by descending count, then value.
 
         Values seen fewer than ``min_freq`` times, and those past the ``max_size`` most frequent,
         are left out (they encode to OOV).
         """
-        counts = pd.Series(values).value_counts(sort=False, dropna=True)
-        keys = counts.index.to_numpy()
-        freq = counts.to_numpy()
-        keep = freq >= min_freq
-        keys, freq = keys[keep], freq[keep]
-        try:
-            by_value = np.argsort(keys, kind="stable")
-        except TypeError:  # defensive: incomparable values fall back to their text
-            by_value = np.argsort(keys.astype(str), kind="stable")
-        order = by_value[np.argsort(-freq[by_value], kind="stable")]
+        counts = pc.value_counts(values)
+        table = pa.table({"value": counts.field("values"), "count": counts.field("counts")})
+        table = table.filter(pc.greater_equal(table["count"], min_freq))
+        order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("value", "ascending")])
         if max_size is not None:
             order = order[:max_size]
-        return cls(keys[order], kind=kind)
+        return cls(table["value"].take(order).to_pylist(), kind=kind)
 
     def __len__(self) -> int:
         """Number of ids, reserved ones included (the ``vocab_size`` of the feature spec)."""
@@ -151,17 +165,13 @@ class Vocabulary:
             return self.hash_buckets + NUM_RESERVED
         return len(self.values) + NUM_RESERVED
 
-    def __contains__(self, value: object) -> bool:
-        if self.hash_buckets is not None:
-            return True
-        return value in self._lookup()
-
     def __repr__(self) -> str:
         if self.hash_buckets is not None:
             return f"Vocabulary(hash_buckets={self.hash_buckets})"
         head = ", ".join(repr(v) for v in self.values[:5])
         more = ", ..." if len(self.values) > 5 else ""
-        return f"Vocabulary(size={len(self)}, kind={self.kind and self.kind.value!r}, values=[{head}{more}])"
+        kind = self.kind.value if self.kind is not None else None
+        return f"Vocabulary(size={len(self)}, kind={kind!r}, values=[{head}{more}])"
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -173,18 +183,18 @@ class Vocabulary:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def _lookup(self) -> pd.Index:
-        if self._index is None:
-            dtype = np.int64 if self.kind is ValueKind.INT else None
-            self._index = pd.Index(np.asarray(self.values, dtype=dtype) if self.values else [], dtype=dtype)
-        return self._index
+    def _values_arrow(self) -> pa.Array:
+        if self._value_set is None:
+            kind = self.kind or ValueKind.STR
+            self._value_set = pa.array(self.values, type=kind.arrow_type)
+        return self._value_set
 
-    def encode(self, values: Sequence[Value] | np.ndarray | pd.Series, *, column: str = "") -> np.ndarray:
-        """Ids (int64) of ``values``; unseen values get OOV (1). No missing values allowed."""
-        arr, kind = canonical_values(column or "value", pd.Series(values) if not isinstance(values, pd.Series) else values)
+    def encode(self, values: Sequence[Value] | np.ndarray | pd.Series | pa.Array, *, column: str = "") -> np.ndarray:
+        """Ids (int64) of ``values``; unseen values get OOV (1). Missing values are an error."""
+        arr, kind = canonical_values(column or "values", values)
         return self.encode_canonical(arr, kind, column=column)
 
-    def encode_canonical(self, arr: np.ndarray, kind: ValueKind, *, column: str = "") -> np.ndarray:
+    def encode_canonical(self, arr: pa.Array, kind: ValueKind, *, column: str = "") -> np.ndarray:
         """``encode`` for an array already passed through ``canonical_values``."""
         if self.kind is not None and len(arr) and kind.numeric != self.kind.numeric:
             raise TypeError(
@@ -193,9 +203,12 @@ class Vocabulary:
             )
         if self.hash_buckets is not None:
             return stable_hash(arr, self.hash_buckets)
-        ids = self._lookup().get_indexer(arr).astype(np.int64)
+        value_set = self._values_arrow()
+        common = _lookup_type(arr.type, value_set.type)
+        pos = pc.index_in(arr.cast(common), value_set=value_set.cast(common))
+        ids = pc.fill_null(pos, -1).to_numpy().astype(np.int64)
         ids += NUM_RESERVED
-        ids[ids < NUM_RESERVED] = OOV  # get_indexer gives -1 for unseen values
+        ids[ids < NUM_RESERVED] = OOV  # index_in gives null for unseen values
         return ids
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -205,9 +218,12 @@ class Vocabulary:
         idx = np.asarray(ids, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise ValueError(f"ids must lie in [0, {len(self)}), got range [{idx.min()}, {idx.max()}]")
-        table = np.empty(len(self), dtype=object)
-        table[NUM_RESERVED:] = self.values if self.values else []
-        return table[idx]
+        if self._decode_table is None:
+            table = np.empty(len(self), dtype=object)
+            for i, v in enumerate(self.values, start=NUM_RESERVED):
+                table[i] = v
+            self._decode_table = table
+        return self._decode_table[idx]
 
     def to_dict(self) -> dict[str, object]:
         return {
