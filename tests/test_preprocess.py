@@ -93,7 +93,7 @@ from recforge.preprocess import Categorical, FeaturePipeline, Vocabulary
 df = pd.DataFrame({"s": ["apple", "banana", "kiwi", "x" * 40, "日本"], "i": [0, 1, 12345678901, -5, 7]})
 p = FeaturePipeline([Categorical("s", hash_buckets=97), Categorical("i", hash_buckets=1000)]).fit(df.head(1))
 out = p.transform(df)
-print(json.dumps({k: v.tolist() for k, v in out.items()}))
+print(json.dumps({**{k: v.tolist() for k, v in out.items()}, "torch": "torch" in sys.modules}))
 """
 
 
@@ -106,6 +106,7 @@ def test_hashing_is_stable_across_processes_and_needs_no_fitting() -> None:
         )
         results.append(json.loads(run.stdout))
     assert results[0] == results[1]
+    assert results[0].pop("torch") is False  # preprocessing alone never imports torch
     s = Vocabulary(hash_buckets=97).encode(["apple", "banana", "kiwi", "x" * 40, "日本"])
     i = Vocabulary(hash_buckets=1000).encode([0, 1, 12345678901, -5, 7])
     assert results[0] == {"s": s.tolist(), "i": i.tolist()}  # the fitted pipeline matches the bare vocabulary

@@ -22,13 +22,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recforge.data.dataset import LABEL, ColumnarDataset
 from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature, auto_embed_dim
 from recforge.preprocess.columns import (
     Categorical,
@@ -45,6 +45,10 @@ from recforge.preprocess.io import TableLike, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
 
+if TYPE_CHECKING:
+    from recforge.data.dataset import ColumnarDataset
+
+LABEL = "label"  # recforge.data.LABEL; repeated so that preprocessing runs without importing torch
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
 FILENAME = "pipeline.json"
@@ -341,6 +345,8 @@ class FeaturePipeline:
 
     def dataset(self, data: TableLike) -> ColumnarDataset:
         """``transform(data)`` as a ``ColumnarDataset`` (ready for ``BatchLoader``)."""
+        from recforge.data.dataset import ColumnarDataset  # torch is imported only when needed
+
         return ColumnarDataset(self.transform(data))
 
     # -- what models see -----------------------------------------------------------------------
