@@ -1,0 +1,214 @@
+"""Column specs: what to do with each input column (pure data; fitted state lives in the pipeline).
+
+``Categorical`` -> one id per row, ``Numeric`` -> one float per row, ``MultiValue`` and
+``SequenceColumn`` -> a left-padded ``(N, L)`` id matrix. Every spec validates its arguments and
+names the column in its errors; closed choices (``fill``, ``normalize``, ``pooling``) are enums
+parsed here, at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from recforge.features import Pooling
+
+
+class _Choice(str, enum.Enum):
+    @classmethod
+    def parse(cls, value: object, *, column: str, arg: str) -> _Choice:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            valid = ", ".join(repr(c.value) for c in cls)
+            raise ValueError(f"column {column!r}: {arg} must be one of {valid}, got {value!r}") from None
+
+
+class Fill(_Choice):
+    """How a numeric column's missing values are filled (statistics from the training split)."""
+
+    MEAN = "mean"
+    MEDIAN = "median"
+    ZERO = "zero"
+
+
+class Normalize(_Choice):
+    """How a numeric column is scaled (statistics from the training split)."""
+
+    STANDARD = "standard"
+    MINMAX = "minmax"
+
+
+def _check_name(kind: str, name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind}: the column name must be a non-empty string, got {name!r}")
+
+
+def _check_int(column: str, arg: str, value: object, *, minimum: int, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"column {column!r}: {arg} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_shared(column: str, shared_with: object) -> None:
+    if shared_with is not None and (not isinstance(shared_with, str) or shared_with == column):
+        raise ValueError(f"column {column!r}: shared_with must name another column, got {shared_with!r}")
+
+
+def _check_sep(column: str, sep: object) -> None:
+    if sep is not None and (not isinstance(sep, str) or not sep):
+        raise ValueError(f"column {column!r}: sep must be a non-empty string or None, got {sep!r}")
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """One id per row from a vocabulary fit on the training split (or a stable hash).
+
+    Args:
+        name: the column (and feature) name.
+        embed_dim: embedding width of the feature; ``None`` picks an automatic size.
+        min_freq: values seen fewer times in training encode to OOV (1).
+        max_size: keep at most this many known values (the most frequent); the rest encode to OOV.
+            The vocabulary size is then at most ``max_size + 2`` (padding and OOV included).
+        hash_buckets: skip the vocabulary and hash values into ids ``2 .. hash_buckets + 1``; needs
+            no fitting, never meets an unseen value, but distinct values may collide.
+        fill_value: replaces missing values; with ``None`` a missing value is an error.
+        shared_with: use the vocabulary (and embedding table) of another column, fit on the union
+            of both columns' training values.
+    """
+
+    name: str
+    embed_dim: int | None = None
+    min_freq: int = 1
+    max_size: int | None = None
+    hash_buckets: int | None = None
+    fill_value: int | float | str | None = None
+    shared_with: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("Categorical", self.name)
+        _check_int(self.name, "embed_dim", self.embed_dim, minimum=1)
+        _check_int(self.name, "min_freq", self.min_freq, minimum=1, allow_none=False)
+        _check_int(self.name, "max_size", self.max_size, minimum=0)
+        _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
+        _check_shared(self.name, self.shared_with)
+        if self.fill_value is not None and not isinstance(self.fill_value, int | float | str):
+            raise ValueError(f"column {self.name!r}: fill_value must be a str or number, got {self.fill_value!r}")
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """A float per row: missing values filled, optionally ``log1p``-ed, then normalised.
+
+    Args:
+        name: the column (and feature) name.
+        fill: ``"mean"``, ``"median"``, ``"zero"`` or a number; statistics from training data.
+        normalize: ``"standard"`` (z-score), ``"minmax"`` (to [0, 1] on the training range) or None.
+        log1p: apply ``log(1 + x)`` after filling, before normalising (values must be > -1).
+    """
+
+    name: str
+    fill: Fill | str | float = Fill.MEAN
+    normalize: Normalize | str | None = Normalize.STANDARD
+    log1p: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("Numeric", self.name)
+        if isinstance(self.fill, bool) or not isinstance(self.fill, int | float):
+            object.__setattr__(self, "fill", Fill.parse(self.fill, column=self.name, arg="fill"))
+        else:
+            object.__setattr__(self, "fill", float(self.fill))
+        if self.normalize is not None:
+            norm = Normalize.parse(self.normalize, column=self.name, arg="normalize")
+            object.__setattr__(self, "normalize", norm)
+        if not isinstance(self.log1p, bool):
+            raise ValueError(f"column {self.name!r}: log1p must be a bool, got {self.log1p!r}")
+
+
+@dataclass(frozen=True)
+class MultiValue:
+    """A set-like column (``"a|b|c"`` strings or lists) -> ``(N, max_len)`` ids, left-padded with 0.
+
+    Args:
+        name: the column (and feature) name.
+        sep: separator of the string form (lists are taken as they are).
+        max_len: at most this many values per row (the last ones are kept); ``None`` takes the
+            longest training row.
+        embed_dim, min_freq, max_size, hash_buckets, shared_with: as for ``Categorical``.
+        pooling: how models reduce the values (``"mean"``, ``"sum"``, ``"max"``, ``"concat"``).
+    """
+
+    name: str
+    sep: str | None = "|"
+    max_len: int | None = None
+    embed_dim: int | None = None
+    pooling: Pooling | str = Pooling.MEAN
+    min_freq: int = 1
+    max_size: int | None = None
+    hash_buckets: int | None = None
+    shared_with: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("MultiValue", self.name)
+        _check_sep(self.name, self.sep)
+        _check_int(self.name, "max_len", self.max_len, minimum=1)
+        _check_int(self.name, "embed_dim", self.embed_dim, minimum=1)
+        _check_int(self.name, "min_freq", self.min_freq, minimum=1, allow_none=False)
+        _check_int(self.name, "max_size", self.max_size, minimum=0)
+        _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
+        _check_shared(self.name, self.shared_with)
+        object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
+
+    @property
+    def truncate(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class SequenceColumn:
+    """An ordered list column (a behaviour history) -> ``(N, max_len)`` ids, left-padded with 0.
+
+    The end of each list is the most recent item: the last ``max_len`` items are kept and the most
+    recent one lands in the last position. Missing lists are empty histories.
+
+    Args:
+        name: the column (and feature) name.
+        max_len: sequence length L.
+        shared_with: typically the item column, whose vocabulary and embedding table it uses.
+        pooling: ``"concat"`` keeps ``(B, L, D)`` for attention models; or mean/sum/max.
+        truncate: with ``False`` a row longer than ``max_len`` is an error instead of being cut.
+        sep: also accept ``sep``-delimited strings (e.g. ``"12|7|3"`` from CSV).
+        embed_dim, min_freq, max_size, hash_buckets: as for ``Categorical`` (ignored when shared).
+    """
+
+    name: str
+    max_len: int = 50
+    shared_with: str | None = None
+    pooling: Pooling | str = Pooling.MEAN
+    truncate: bool = True
+    sep: str | None = None
+    embed_dim: int | None = None
+    min_freq: int = 1
+    max_size: int | None = None
+    hash_buckets: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("SequenceColumn", self.name)
+        _check_int(self.name, "max_len", self.max_len, minimum=1, allow_none=False)
+        _check_shared(self.name, self.shared_with)
+        _check_sep(self.name, self.sep)
+        _check_int(self.name, "embed_dim", self.embed_dim, minimum=1)
+        _check_int(self.name, "min_freq", self.min_freq, minimum=1, allow_none=False)
+        _check_int(self.name, "max_size", self.max_size, minimum=0)
+        _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
+        if not isinstance(self.truncate, bool):
+            raise ValueError(f"column {self.name!r}: truncate must be a bool, got {self.truncate!r}")
+        object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
+
+
+ColumnSpec = Categorical | Numeric | MultiValue | SequenceColumn
+EncodedSpec = Categorical | MultiValue | SequenceColumn
+ListSpec = MultiValue | SequenceColumn

@@ -1,0 +1,81 @@
+"""Reading tables: pandas, Polars, Arrow, CSV and Parquet all become one pandas DataFrame."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+TableLike = pd.DataFrame | pa.Table | str | os.PathLike[str] | Mapping[str, Sequence[object]] | object
+
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def _is_polars(obj: object) -> bool:
+    # Checked by module name so polars is imported only by whoever created the frame.
+    return type(obj).__module__.split(".")[0] == "polars"
+
+
+def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``src`` as a pandas DataFrame, restricted to ``columns`` when given.
+
+    Args:
+        src: a pandas DataFrame (returned without copying), a Polars DataFrame/LazyFrame, a pyarrow
+            Table/RecordBatch, a dict of columns, or a path to a CSV (``.csv``, ``.tsv``, compressed
+            variants) or Parquet (``.parquet``, ``.pq``) file.
+        columns: the columns to keep; a missing one is a ``KeyError`` listing those available.
+
+    Returns:
+        The table as a pandas DataFrame. List columns hold lists or numpy arrays per row.
+    """
+    if isinstance(src, pd.DataFrame):
+        df = src
+    elif isinstance(src, pa.Table | pa.RecordBatch):
+        df = src.to_pandas()
+    elif _is_polars(src):
+        frame = src.collect() if type(src).__name__ == "LazyFrame" else src  # type: ignore[attr-defined]
+        df = frame.to_pandas()  # type: ignore[attr-defined]
+    elif isinstance(src, str | os.PathLike):
+        df = _read_file(Path(src), columns)
+    elif isinstance(src, Mapping):
+        df = pd.DataFrame(dict(src))
+    else:
+        raise TypeError(
+            "expected a pandas or Polars DataFrame, a pyarrow Table, a dict of columns or a "
+            f"CSV/Parquet path, got {type(src).__name__}"
+        )
+    if columns is not None:
+        require_columns(df, columns)
+        if list(df.columns) != list(columns):
+            df = df[list(columns)]
+    return df
+
+
+def _read_file(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    name = path.name.lower()
+    if not path.exists():
+        raise FileNotFoundError(f"no such table file: {path}")
+    if name.endswith(_PARQUET_SUFFIXES):
+        df = pd.read_parquet(path)
+    elif name.endswith(_CSV_SUFFIXES):
+        df = pd.read_csv(path, sep="\t" if ".tsv" in name else ",")
+    else:
+        valid = ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES)
+        raise ValueError(f"{path}: unknown table format; the file name must end with one of {valid}")
+    if columns is not None:
+        require_columns(df, columns, source=str(path))
+    return df
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "the data") -> None:
+    """``KeyError`` naming every missing column and listing the available ones."""
+    have = set(map(str, df.columns))
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise KeyError(
+            f"column(s) {missing} not found in {source}; available columns: {sorted(have)}"
+        )

@@ -1,0 +1,109 @@
+"""List columns: parse lists or ``sep``-delimited strings into flat values, then pad to ``(N, L)``.
+
+Parsing goes through Arrow compute kernels (split, flatten, list lengths), so no per-row Python
+runs for string columns; an object column of Python lists is converted to Arrow in one C++ pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recforge.preprocess.vocab import ValueKind, canonical_values
+
+_INT_PATTERN = r"^-?[0-9]+$"
+
+
+@dataclass(frozen=True)
+class FlatList:
+    """A list column as one flat array of canonical values plus each row's length."""
+
+    values: pa.Array  # (ΣL,)
+    kind: ValueKind
+    lengths: np.ndarray  # (N,) int64
+
+
+def _is_text(s: pd.Series) -> bool:
+    if isinstance(s.dtype, pd.StringDtype):
+        return True
+    if s.dtype != object:
+        return False
+    return pd.api.types.infer_dtype(s, skipna=True) == "string"
+
+
+def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
+    """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
+
+    String tokens that all look like integers become integers, as a CSV reader does for a
+    scalar column, so ``"12|7"`` and ``[12, 7]`` encode alike. Empty tokens are dropped.
+    """
+    n = len(s)
+    if _is_text(s):
+        if sep is None:
+            raise TypeError(
+                f"column {column!r} holds strings, not lists; set sep=... to split them "
+                "(e.g. sep='|' for '12|7|3')"
+            )
+        text = pa.array(s, from_pandas=True)
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        lists = pc.split_pattern(text, pattern=sep)
+        tokens = lists.flatten()
+        rows = pc.list_parent_indices(lists).to_numpy()
+        keep = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
+        tokens = tokens.filter(pa.array(keep))
+        lengths = np.bincount(rows[keep], minlength=n).astype(np.int64)
+        if len(tokens) and pc.all(pc.match_substring_regex(tokens, _INT_PATTERN)).as_py():
+            try:
+                tokens = pc.cast(tokens, pa.int64())
+            except pa.ArrowInvalid:  # out of int64 range: keep the text
+                pass
+        flat = tokens
+    else:
+        try:
+            lists = pa.array(s, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise TypeError(
+                f"column {column!r}: expected a list per row (all of one type) or "
+                f"sep-delimited strings; could not read it as lists: {e}"
+            ) from None
+        if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
+            raise TypeError(
+                f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
+                "expects a list per row or sep-delimited strings (use Categorical/Numeric for scalars)"
+            )
+        values = lists.flatten()
+        if values.null_count:
+            raise ValueError(
+                f"column {column!r}: {values.null_count} missing values inside lists; "
+                "drop or replace them before preprocessing"
+            )
+        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+        flat = values
+    if len(flat) == 0:
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths)
+    arr, kind = canonical_values(column, flat)
+    return FlatList(arr, kind, lengths)
+
+
+def pad_left(ids: np.ndarray, lengths: np.ndarray, max_len: int) -> np.ndarray:
+    """Rows of flat ``ids`` -> ``(N, max_len)``: the last ``max_len`` of each row, left-padded with 0.
+
+    The most recent (last) item of each row lands in column ``max_len - 1``.
+    """
+    n = len(lengths)
+    ends = np.cumsum(lengths)
+    kept = np.minimum(lengths, max_len)
+    total = int(kept.sum())
+    out = np.zeros((n, max_len), dtype=np.int64)  # (N, L)
+    if total == 0:
+        return out
+    rows = np.repeat(np.arange(n), kept)
+    offset = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)  # position within the kept block
+    src = np.repeat(ends - kept, kept) + offset
+    cols = np.repeat(max_len - kept, kept) + offset
+    out[rows, cols] = ids[src]
+    return out

@@ -1,0 +1,469 @@
+"""``FeaturePipeline``: fit encoders on the training split, transform every split identically.
+
+```python
+pipe = FeaturePipeline([Categorical("user_id"), Numeric("age"),
+                        SequenceColumn("hist_item_id", max_len=50, shared_with="item_id"),
+                        Categorical("item_id")], label="label").fit(train)
+train_ds, test_ds = pipe.dataset(train), pipe.dataset(test)
+model = DeepFM(pipe.features, pipe.features, mlp_params={"dims": [256, 128]})
+pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load(run_dir)
+```
+
+Everything learnt (vocabularies, fill values, normalisation statistics, multi-value lengths) comes
+from the data given to ``fit``; ``transform`` only applies it. The saved form is one JSON file with a
+format ``version``; no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature, auto_embed_dim
+from recforge.preprocess.columns import (
+    Categorical,
+    ColumnSpec,
+    EncodedSpec,
+    Fill,
+    ListSpec,
+    MultiValue,
+    Normalize,
+    Numeric,
+    SequenceColumn,
+)
+from recforge.preprocess.io import TableLike, read_table, require_columns
+from recforge.preprocess.lists import FlatList, flatten, pad_left
+from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
+
+if TYPE_CHECKING:
+    from recforge.data.dataset import ColumnarDataset
+
+LABEL = "label"  # recforge.data.LABEL; repeated so that preprocessing runs without importing torch
+FORMAT = "recforge.FeaturePipeline"
+VERSION = 1
+FILENAME = "pipeline.json"
+
+_SPECS: dict[str, type[ColumnSpec]] = {c.__name__: c for c in (Categorical, Numeric, MultiValue, SequenceColumn)}
+
+
+class NotFittedError(ValueError):
+    """The pipeline was used before ``fit`` (or ``load``)."""
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """What a fitted ``Numeric`` column applies: fill, then ``(x - shift) / scale``."""
+
+    fill: float
+    shift: float
+    scale: float
+
+
+# -- per-column helpers ----------------------------------------------------------------------------
+def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, ValueKind]:
+    arr = to_arrow(spec.name, s)
+    if arr.null_count:
+        if spec.fill_value is None:
+            raise ValueError(
+                f"column {spec.name!r}: {arr.null_count} of {len(arr)} rows are missing (NaN/None); "
+                f"set Categorical({spec.name!r}, fill_value=...) or drop those rows"
+            )
+        text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        if text != isinstance(spec.fill_value, str):
+            raise TypeError(
+                f"column {spec.name!r}: fill_value={spec.fill_value!r} does not match the column's "
+                f"values ({arr.type}); use a {'string' if text else 'number'}"
+            )
+        if not text and not pa.types.is_integer(arr.type) or isinstance(spec.fill_value, float):
+            arr = arr.cast(pa.float64())
+        arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
+    return canonical_values(spec.name, arr)
+
+
+def _numeric_values(name: str, s: pd.Series) -> np.ndarray:
+    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
+    dtype = s.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    inferred = pd.api.types.infer_dtype(s, skipna=True)
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"):
+        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
+    example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
+    raise TypeError(
+        f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
+        f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
+    )
+
+
+def _numeric_transform(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
+    x = np.where(np.isnan(x), stats.fill, x)
+    if np.isinf(x).any():
+        raise ValueError(f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first")
+    if spec.log1p:
+        bad = int((x <= -1).sum())
+        if bad:
+            raise ValueError(f"column {spec.name!r}: log1p needs values > -1, found {bad} that are not")
+        x = np.log1p(x)
+    return ((x - stats.shift) / stats.scale).astype(np.float32)
+
+
+def _fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:
+    present = x[~np.isnan(x)]
+    if present.size == 0:
+        raise ValueError(f"column {spec.name!r}: no non-missing training values to fit on")
+    if np.isinf(present).any():
+        raise ValueError(f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first")
+    if isinstance(spec.fill, float):
+        fill = spec.fill
+    elif spec.fill is Fill.MEAN:
+        fill = float(present.mean())
+    elif spec.fill is Fill.MEDIAN:
+        fill = float(np.median(present))
+    else:
+        fill = 0.0
+    if spec.log1p:
+        if (present <= -1).any() or fill <= -1:
+            raise ValueError(f"column {spec.name!r}: log1p needs values > -1 in the training data")
+        present = np.log1p(present)
+    shift, scale = 0.0, 1.0
+    if spec.normalize is Normalize.STANDARD:
+        shift, scale = float(present.mean()), float(present.std())
+    elif spec.normalize is Normalize.MINMAX:
+        shift, scale = float(present.min()), float(present.max() - present.min())
+    return NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
+
+
+def _label_values(name: str, s: pd.Series) -> np.ndarray:
+    if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
+        raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
+    y = s.to_numpy(dtype=np.float32, na_value=np.nan)
+    n_missing = int(np.isnan(y).sum())
+    if n_missing:
+        raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
+    return y
+
+
+def _spec_to_dict(spec: ColumnSpec) -> dict[str, object]:
+    out: dict[str, object] = {"type": type(spec).__name__}
+    for k, v in asdict(spec).items():
+        out[k] = v.value if isinstance(v, Pooling | Fill | Normalize) else v
+    return out
+
+
+def _spec_from_dict(data: Mapping[str, object]) -> ColumnSpec:
+    data = dict(data)
+    kind = data.pop("type", None)
+    if kind not in _SPECS:
+        raise ValueError(f"column spec type must be one of {sorted(_SPECS)}, got {kind!r}")
+    return _SPECS[str(kind)](**data)  # type: ignore[arg-type]
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+class FeaturePipeline:
+    """Encoders for the columns of a table, fit on the training split only.
+
+    Args:
+        columns: one spec per input column (``Categorical``, ``Numeric``, ``MultiValue``,
+            ``SequenceColumn``); their names are the output column and feature names.
+        label: the target column, output under ``"label"`` as float32 ``(N,)``.
+        labels: several target columns (multi-task), output under ``"label"`` as ``(N, T)``.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[ColumnSpec],
+        *,
+        label: str | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        self.columns: list[ColumnSpec] = list(columns)
+        if not self.columns:
+            raise ValueError("FeaturePipeline needs at least one column spec")
+        for c in self.columns:
+            if not isinstance(c, Categorical | Numeric | MultiValue | SequenceColumn):
+                raise TypeError(
+                    "columns must be Categorical, Numeric, MultiValue or SequenceColumn specs, "
+                    f"got {type(c).__name__}"
+                )
+        if label is not None and labels is not None:
+            raise ValueError("give either label= or labels=, not both")
+        if labels is not None and (isinstance(labels, str) or not labels):
+            raise ValueError(f"labels must be a non-empty list of column names, got {labels!r}")
+        self.label = label
+        self.labels: list[str] = [label] if label is not None else list(labels or [])
+        self.multi_task = labels is not None
+        self._by_name: dict[str, ColumnSpec] = {}
+        for c in self.columns:
+            if c.name in self._by_name:
+                raise ValueError(f"column {c.name!r} is declared twice")
+            if c.name == LABEL:
+                raise ValueError(f"column {LABEL!r} is reserved for targets; rename the feature column")
+            self._by_name[c.name] = c
+        for y in self.labels:
+            if y in self._by_name:
+                raise ValueError(f"column {y!r} is both a feature and a label")
+        self._check_sharing()
+        self._vocabs: dict[str, Vocabulary] = {}
+        self._stats: dict[str, NumericStats] = {}
+        self._max_len: dict[str, int] = {}
+        self._fitted = False
+
+    def _check_sharing(self) -> None:
+        for c in self.columns:
+            if isinstance(c, Numeric) or c.shared_with is None:
+                continue
+            owner = self._by_name.get(c.shared_with)
+            if owner is None:
+                raise ValueError(
+                    f"column {c.name!r}: shared_with={c.shared_with!r} names no declared column; "
+                    f"declared: {sorted(self._by_name)}"
+                )
+            if isinstance(owner, Numeric):
+                raise ValueError(f"column {c.name!r}: shared_with={owner.name!r} is Numeric and has no vocabulary")
+            if owner.shared_with is not None:
+                raise ValueError(
+                    f"column {c.name!r}: shared_with must name a vocabulary owner, but "
+                    f"{owner.name!r} itself shares {owner.shared_with!r}"
+                )
+            if c.embed_dim is not None and c.embed_dim != owner.embed_dim:
+                raise ValueError(
+                    f"column {c.name!r} (embed_dim={c.embed_dim}) shares {owner.name!r} "
+                    f"(embed_dim={owner.embed_dim}); leave embed_dim=None on {c.name!r} or make them equal"
+                )
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _owner(self, spec: EncodedSpec) -> EncodedSpec:
+        owner = self._by_name[spec.shared_with] if spec.shared_with is not None else spec
+        assert not isinstance(owner, Numeric)
+        return owner
+
+    def _encoded_values(self, spec: EncodedSpec, df: pd.DataFrame) -> tuple[pa.Array, ValueKind, FlatList | None]:
+        if isinstance(spec, Categorical):
+            arr, kind = _categorical_values(spec, df[spec.name])
+            return arr, kind, None
+        flat = flatten(spec.name, df[spec.name], spec.sep)
+        return flat.values, flat.kind, flat
+
+    def fit(self, data: TableLike) -> FeaturePipeline:
+        """Learn vocabularies and statistics from ``data`` (the training split only)."""
+        df = read_table(data)
+        require_columns(df, [c.name for c in self.columns] + self.labels, source="the training data")
+        vocabs: dict[str, Vocabulary] = {}
+        stats: dict[str, NumericStats] = {}
+        max_len: dict[str, int] = {}
+        gathered: dict[str, list[tuple[str, pa.Array, ValueKind]]] = {}
+        for c in self.columns:
+            if isinstance(c, Numeric):
+                stats[c.name] = _fit_numeric(c, _numeric_values(c.name, df[c.name]))
+                continue
+            arr, kind, flat = self._encoded_values(c, df)
+            if isinstance(c, MultiValue) and flat is not None:
+                max_len[c.name] = c.max_len or max(1, int(flat.lengths.max(initial=0)))
+            gathered.setdefault(self._owner(c).name, []).append((c.name, arr, kind))
+        for owner_name, parts in gathered.items():
+            owner = self._by_name[owner_name]
+            assert not isinstance(owner, Numeric)
+            kinds = {name: kind for name, arr, kind in parts if len(arr)}
+            if len({k.numeric for k in kinds.values()}) > 1:
+                detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
+                raise TypeError(f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})")
+            kind = next(iter(kinds.values()), ValueKind.STR)
+            if kind.numeric and ValueKind.FLOAT in kinds.values():
+                kind = ValueKind.FLOAT
+            if owner.hash_buckets is not None:
+                vocabs[owner_name] = Vocabulary(kind=kind, hash_buckets=owner.hash_buckets)
+            else:
+                arrays = [p[1].cast(kind.arrow_type) for p in parts]
+                values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+                vocabs[owner_name] = Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
+        for y in self.labels:
+            _label_values(y, df[y])
+        self._vocabs, self._stats, self._max_len, self._fitted = vocabs, stats, max_len, True
+        return self
+
+    def fit_transform(self, data: TableLike) -> dict[str, np.ndarray]:
+        df = read_table(data)
+        return self.fit(df).transform(df)
+
+    # -- transforming --------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if not self._fitted:
+            raise NotFittedError("this FeaturePipeline is not fitted; call fit(train) or FeaturePipeline.load() first")
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._fitted
+
+    def max_len(self, spec: ListSpec) -> int:
+        return spec.max_len if isinstance(spec, SequenceColumn) else self._max_len[spec.name]
+
+    def transform(self, data: TableLike) -> dict[str, np.ndarray]:
+        """Encode ``data``: column name -> array (ids int64 ``(N,)``, dense float32 ``(N,)``,
+        lists int64 ``(N, L)`` left-padded), plus ``"label"`` when the label columns are present."""
+        self._require_fitted()
+        df = read_table(data)
+        require_columns(df, [c.name for c in self.columns])
+        out: dict[str, np.ndarray] = {}
+        for c in self.columns:
+            if isinstance(c, Numeric):
+                out[c.name] = _numeric_transform(c, self._stats[c.name], _numeric_values(c.name, df[c.name]))
+                continue
+            vocab = self._vocabs[self._owner(c).name]
+            arr, kind, flat = self._encoded_values(c, df)
+            ids = vocab.encode_canonical(arr, kind, column=c.name)
+            if flat is None:
+                out[c.name] = ids
+                continue
+            length = self.max_len(c)
+            if not c.truncate:
+                longest = int(flat.lengths.max(initial=0))
+                if longest > length:
+                    row = int(flat.lengths.argmax())
+                    raise ValueError(
+                        f"column {c.name!r}: row {row} has {longest} items but max_len={length} and "
+                        "truncate=False; raise max_len or set truncate=True"
+                    )
+            out[c.name] = pad_left(ids, flat.lengths, length)
+        present = [y for y in self.labels if y in df.columns]
+        if present and len(present) < len(self.labels):
+            missing = [y for y in self.labels if y not in df.columns]
+            raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(map(str, df.columns))}")
+        if present:
+            ys = [_label_values(y, df[y]) for y in self.labels]
+            out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
+        return out
+
+    def dataset(self, data: TableLike) -> ColumnarDataset:
+        """``transform(data)`` as a ``ColumnarDataset`` (ready for ``BatchLoader``)."""
+        from recforge.data.dataset import ColumnarDataset  # torch is imported only when needed
+
+        return ColumnarDataset(self.transform(data))
+
+    # -- what models see -----------------------------------------------------------------------
+    @property
+    def features(self) -> list[Feature]:
+        """One feature spec per column, vocabulary sizes filled in (names = column names)."""
+        self._require_fitted()
+        dims: dict[str, int] = {}
+        for c in self.columns:
+            if not isinstance(c, Numeric) and c.shared_with is None:
+                dims[c.name] = c.embed_dim or auto_embed_dim(len(self._vocabs[c.name]))
+        out: list[Feature] = []
+        for c in self.columns:
+            if isinstance(c, Numeric):
+                out.append(DenseFeature(c.name))
+                continue
+            owner = self._owner(c)
+            size, dim = len(self._vocabs[owner.name]), dims[owner.name]
+            if isinstance(c, Categorical):
+                out.append(SparseFeature(c.name, size, dim, shared_with=c.shared_with, padding_idx=0))
+            else:
+                out.append(
+                    SequenceFeature(
+                        c.name, size, dim, pooling=Pooling.parse(c.pooling), shared_with=c.shared_with,
+                        padding_idx=0, max_len=self.max_len(c),
+                    )
+                )
+        return out
+
+    def vocabulary(self, column: str) -> Vocabulary:
+        """The vocabulary ``column`` encodes with (its owner's when shared)."""
+        self._require_fitted()
+        spec = self._by_name.get(column)
+        if spec is None:
+            raise KeyError(f"no column {column!r} in this pipeline; columns: {sorted(self._by_name)}")
+        if isinstance(spec, Numeric):
+            raise KeyError(f"column {column!r} is Numeric and has no vocabulary")
+        return self._vocabs[self._owner(spec).name]
+
+    def numeric_stats(self, column: str) -> NumericStats:
+        """Fill value and normalisation of a ``Numeric`` column."""
+        self._require_fitted()
+        if column not in self._stats:
+            raise KeyError(f"no Numeric column {column!r}; Numeric columns: {sorted(self._stats)}")
+        return self._stats[column]
+
+    def __repr__(self) -> str:
+        cols = ", ".join(f"{type(c).__name__}({c.name!r})" for c in self.columns)
+        state = "fitted" if self._fitted else "not fitted"
+        return f"FeaturePipeline([{cols}], labels={self.labels}, {state})"
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, object]:
+        self._require_fitted()
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "label": self.label,
+            "labels": self.labels if self.multi_task else None,
+            "columns": [_spec_to_dict(c) for c in self.columns],
+            "vocabularies": {k: v.to_dict() for k, v in self._vocabs.items()},
+            "numeric": {k: asdict(v) for k, v in self._stats.items()},
+            "max_len": self._max_len,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> FeaturePipeline:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a saved FeaturePipeline: format is {data.get('format')!r}, expected {FORMAT!r}")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"saved FeaturePipeline has an invalid format version {version!r}")
+        if version > VERSION:
+            raise ValueError(
+                f"saved FeaturePipeline has format version {version}, newer than this recforge "
+                f"reads (up to {VERSION}); upgrade recforge to load it"
+            )
+        specs = [_spec_from_dict(c) for c in data["columns"]]  # type: ignore[attr-defined]
+        labels = data.get("labels")
+        pipe = cls(specs, label=data.get("label"), labels=labels)  # type: ignore[arg-type]
+        vocabs = data["vocabularies"]
+        pipe._vocabs = {k: Vocabulary.from_dict(v) for k, v in vocabs.items()}  # type: ignore[attr-defined]
+        pipe._stats = {k: NumericStats(**v) for k, v in data["numeric"].items()}  # type: ignore[attr-defined]
+        pipe._max_len = {k: int(v) for k, v in data["max_len"].items()}  # type: ignore[attr-defined]
+        pipe._fitted = True
+        return pipe
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``pipeline.json`` into directory ``path`` (or to ``path`` if it ends in ``.json``),
+        atomically. Returns the file written."""
+        target = Path(path)
+        if target.suffix != ".json":
+            target.mkdir(parents=True, exist_ok=True)
+            target = target / FILENAME
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FeaturePipeline:
+        """Read a pipeline written by ``save`` (a run directory or the ``.json`` file itself)."""
+        source = Path(path)
+        if source.is_dir():
+            source = source / FILENAME
+        if not source.exists():
+            raise FileNotFoundError(f"no saved FeaturePipeline at {source}")
+        with source.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: not a saved FeaturePipeline (expected a JSON object)")
+        return cls.from_dict(data)

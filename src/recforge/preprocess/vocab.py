@@ -1,0 +1,238 @@
+"""Vocabularies: value <-> id maps with reserved padding and out-of-vocabulary ids.
+
+Id 0 is padding, id 1 is the out-of-vocabulary (OOV) bucket, known values take ids 2, 3, ... in
+order of descending training frequency, ties broken by value (text in code-point order), so
+fitting the same data always gives the same ids. A hashed vocabulary instead maps every value
+through a stable hash into ``hash_buckets`` ids ``2 .. hash_buckets + 1``: it needs no fitting and
+stores nothing, but distinct values may collide. The hash is ``pandas.util.hash_array`` with a
+fixed key (integers hash by value, text by its UTF-8 bytes), identical across processes, machines
+and runs; Python's per-process salted ``hash()`` is never used.
+
+Counting and lookups run on Arrow arrays (``value_counts``, ``index_in``), which is several times
+faster than Python-object arrays for text ids.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PAD = 0
+OOV = 1
+NUM_RESERVED = 2
+HASH_KEY = "recforge.hash.v1"  # exactly 16 bytes, as pandas' siphash requires
+
+Value = int | float | str
+
+
+class ValueKind(str, enum.Enum):
+    """The type of a column's values after canonicalisation (see ``canonical_values``)."""
+
+    INT = "int"
+    FLOAT = "float"
+    STR = "str"
+
+    @property
+    def numeric(self) -> bool:
+        return self is not ValueKind.STR
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return {ValueKind.INT: pa.int64(), ValueKind.FLOAT: pa.float64(), ValueKind.STR: pa.large_string()}[self]
+
+
+def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]) -> pa.Array:
+    """One column as an Arrow array; NaN and None become nulls. Mixed text/numbers is a TypeError."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
+        return pa.array(s.to_numpy(), from_pandas=True)
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        kinds = sorted({type(v).__name__ for v in s.head(1000)})
+        raise TypeError(
+            f"column {column!r}: values must be all text or all numbers, found {kinds}; "
+            "convert the column to one type first"
+        ) from None
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def canonical_values(
+    column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]
+) -> tuple[pa.Array, ValueKind]:
+    """Values of one categorical column (no missing values) as an Arrow array, and their kind.
+
+    Integers and booleans become int64, floats that are all whole numbers too (a CSV reader makes
+    an integer column with gaps float), other floats float64, text large_string. A column that
+    mixes text and numbers, holds lists or other types is refused naming ``column``.
+    """
+    arr = to_arrow(column, values)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return canonical_values(column, arr.dictionary_decode())
+    if arr.null_count:
+        raise ValueError(f"column {column!r}: {arr.null_count} missing values")
+    if pa.types.is_boolean(t) or pa.types.is_integer(t):
+        return arr.cast(pa.int64()), ValueKind.INT
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        f = arr.cast(pa.float64(), safe=False).to_numpy()
+        if f.size and np.isfinite(f).all() and (f == np.round(f)).all() and np.abs(f).max() < 2**53:
+            return pa.array(f.astype(np.int64)), ValueKind.INT
+        return pa.array(f), ValueKind.FLOAT
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return arr.cast(pa.large_string()), ValueKind.STR
+    if pa.types.is_null(t):  # empty column
+        return pa.array([], type=pa.large_string()), ValueKind.STR
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        raise TypeError(
+            f"column {column!r} holds lists; declare it as MultiValue or SequenceColumn, not Categorical"
+        )
+    raise TypeError(f"column {column!r}: unsupported value type {t} for ids; expected text or numbers")
+
+
+def stable_hash(values: pa.Array, num_buckets: int) -> np.ndarray:
+    """Ids ``2 .. num_buckets + 1`` from a process-independent hash of canonical ``values``."""
+    encoded = pc.dictionary_encode(values)  # hash each distinct value once
+    uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
+    h = pd.util.hash_array(uniques, hash_key=HASH_KEY, encoding="utf8", categorize=False)
+    bucket = (h % np.uint64(num_buckets)).astype(np.int64) + NUM_RESERVED
+    return bucket[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _lookup_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    return a if a == b else (pa.float64() if pa.types.is_floating(a) or pa.types.is_floating(b) else a)
+
+
+class Vocabulary:
+    """Maps one column's values to ids and back.
+
+    Args:
+        values: the known values in id order (the first gets id 2).
+        kind: the values' type; ``encode`` refuses data of another type (text vs numbers).
+        hash_buckets: if set, a hashed vocabulary of that many buckets (``values`` must be empty).
+    """
+
+    def __init__(
+        self,
+        values: Sequence[Value] | np.ndarray = (),
+        *,
+        kind: ValueKind | str | None = None,
+        hash_buckets: int | None = None,
+    ) -> None:
+        if hash_buckets is not None and (
+            isinstance(hash_buckets, bool) or not isinstance(hash_buckets, int) or hash_buckets < 1
+        ):
+            raise ValueError(f"hash_buckets must be a positive int, got {hash_buckets!r}")
+        if hash_buckets is not None and len(values):
+            raise ValueError("a hashed vocabulary holds no values")
+        self.values: list[Value] = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        self.kind = ValueKind(kind) if kind is not None else None
+        self.hash_buckets = hash_buckets
+        if len(set(self.values)) != len(self.values):
+            raise ValueError("vocabulary values must be distinct")
+        self._value_set: pa.Array | None = None
+        self._decode_table: np.ndarray | None = None
+
+    @classmethod
+    def fit(
+        cls, values: pa.Array, kind: ValueKind, *, min_freq: int = 1, max_size: int | None = None
+    ) -> Vocabulary:
+        """Known values of canonical ``values`` ordered by descending count, then value.
+
+        Values seen fewer than ``min_freq`` times, and those past the ``max_size`` most frequent,
+        are left out (they encode to OOV).
+        """
+        counts = pc.value_counts(values)
+        table = pa.table({"value": counts.field("values"), "count": counts.field("counts")})
+        table = table.filter(pc.greater_equal(table["count"], min_freq))
+        order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("value", "ascending")])
+        if max_size is not None:
+            order = order[:max_size]
+        return cls(table["value"].take(order).to_pylist(), kind=kind)
+
+    def __len__(self) -> int:
+        """Number of ids, reserved ones included (the ``vocab_size`` of the feature spec)."""
+        if self.hash_buckets is not None:
+            return self.hash_buckets + NUM_RESERVED
+        return len(self.values) + NUM_RESERVED
+
+    def __repr__(self) -> str:
+        if self.hash_buckets is not None:
+            return f"Vocabulary(hash_buckets={self.hash_buckets})"
+        head = ", ".join(repr(v) for v in self.values[:5])
+        more = ", ..." if len(self.values) > 5 else ""
+        kind = self.kind.value if self.kind is not None else None
+        return f"Vocabulary(size={len(self)}, kind={kind!r}, values=[{head}{more}])"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Vocabulary)
+            and self.hash_buckets == other.hash_buckets
+            and self.kind == other.kind
+            and self.values == other.values
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _values_arrow(self) -> pa.Array:
+        if self._value_set is None:
+            kind = self.kind or ValueKind.STR
+            self._value_set = pa.array(self.values, type=kind.arrow_type)
+        return self._value_set
+
+    def encode(self, values: Sequence[Value] | np.ndarray | pd.Series | pa.Array, *, column: str = "") -> np.ndarray:
+        """Ids (int64) of ``values``; unseen values get OOV (1). Missing values are an error."""
+        arr, kind = canonical_values(column or "values", values)
+        return self.encode_canonical(arr, kind, column=column)
+
+    def encode_canonical(self, arr: pa.Array, kind: ValueKind, *, column: str = "") -> np.ndarray:
+        """``encode`` for an array already passed through ``canonical_values``."""
+        if self.kind is not None and len(arr) and kind.numeric != self.kind.numeric:
+            raise TypeError(
+                f"column {column!r}: the vocabulary was fit on {self.kind.value} values but the data "
+                f"holds {kind.value} values; the column's type must match the training data"
+            )
+        if self.hash_buckets is not None:
+            return stable_hash(arr, self.hash_buckets)
+        value_set = self._values_arrow()
+        common = _lookup_type(arr.type, value_set.type)
+        pos = pc.index_in(arr.cast(common), value_set=value_set.cast(common))
+        ids = pc.fill_null(pos, -1).to_numpy().astype(np.int64)
+        ids += NUM_RESERVED
+        ids[ids < NUM_RESERVED] = OOV  # index_in gives null for unseen values
+        return ids
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Original values of ``ids`` (object array); padding and OOV decode to ``None``."""
+        if self.hash_buckets is not None:
+            raise TypeError("a hashed vocabulary cannot decode ids: hashing is one-way")
+        idx = np.asarray(ids, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise ValueError(f"ids must lie in [0, {len(self)}), got range [{idx.min()}, {idx.max()}]")
+        if self._decode_table is None:
+            table = np.empty(len(self), dtype=object)
+            for i, v in enumerate(self.values, start=NUM_RESERVED):
+                table[i] = v
+            self._decode_table = table
+        return self._decode_table[idx]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind.value if self.kind is not None else None,
+            "hash_buckets": self.hash_buckets,
+            "values": self.values,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Vocabulary:
+        values = data.get("values") or []
+        return cls(values, kind=data.get("kind"), hash_buckets=data.get("hash_buckets"))  # type: ignore[arg-type]
