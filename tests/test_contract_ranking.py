@@ -88,15 +88,6 @@ MIXED_FACTORIES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: extra threads only add contention on shared CI cores.
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
-
-
 def test_every_registered_model_has_a_factory() -> None:
     assert set(FACTORIES) == set(ranking.MODELS)
     assert set(MIXED_FACTORIES) == set(ranking.MODELS)
