@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from recforge.datasets.adult import load_adult
+from recforge.datasets.synthetic import PlantedCTR, planted_ctr
 
 BUNDLED: dict[str, Callable[[], dict[str, pd.DataFrame]]] = {"adult": load_adult}
 
@@ -20,4 +21,4 @@ def load(name: str) -> dict[str, pd.DataFrame]:
     return loader()
 
 
-__all__ = ["BUNDLED", "load", "load_adult"]
+__all__ = ["BUNDLED", "PlantedCTR", "load", "load_adult", "planted_ctr"]

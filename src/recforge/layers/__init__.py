@@ -1,22 +1,67 @@
 """Shared building blocks: each concept lives once here and models compose them."""
 
+from recforge.layers.attention import MultiHeadAttention, TransformerBlock, TransformerEncoder
+from recforge.layers.cin import CIN
+from recforge.layers.cross import (
+    BridgeModule,
+    BridgeType,
+    CrossLayer,
+    CrossLayerV2,
+    CrossNet,
+    CrossNetMix,
+    CrossNetV2,
+    RegulationModule,
+)
 from recforge.layers.embedding import EmbeddingLayer, dense_column, output_dim, pool_sequence
-from recforge.layers.interaction import FM, LR
+from recforge.layers.interaction import (
+    FFM,
+    FM,
+    LR,
+    SENET,
+    AFMAttention,
+    BilinearFusion,
+    BilinearInteraction,
+    BilinearType,
+    FeatureGating,
+    InnerProduct,
+    OuterProduct,
+    field_dim,
+    pair_indices,
+)
 from recforge.layers.mlp import MLP, Activation, Dice, MLPConfig
 
 __all__ = [
+    "CIN",
+    "FFM",
     "FM",
     "LR",
     "MLP",
+    "SENET",
+    "AFMAttention",
     "Activation",
+    "BilinearFusion",
+    "BilinearInteraction",
+    "BilinearType",
+    "BridgeModule",
+    "BridgeType",
+    "CrossLayer",
+    "CrossLayerV2",
+    "CrossNet",
+    "CrossNetMix",
+    "CrossNetV2",
     "Dice",
     "EmbeddingLayer",
+    "FeatureGating",
+    "InnerProduct",
     "MLPConfig",
+    "MultiHeadAttention",
+    "OuterProduct",
+    "RegulationModule",
+    "TransformerBlock",
+    "TransformerEncoder",
     "dense_column",
+    "field_dim",
     "output_dim",
+    "pair_indices",
     "pool_sequence",
 ]
-
-from recforge.layers.attention import MultiHeadAttention, TransformerBlock, TransformerEncoder
-
-__all__ += ["MultiHeadAttention", "TransformerBlock", "TransformerEncoder"]

@@ -1,8 +1,15 @@
-"""Feature-interaction layers of the factorisation-machine family."""
+"""Feature-interaction layers: LR, FM, FFM, SENET, bilinear, AFM attention, PNN products and
+FinalMLP's gating and fusion (the crosses live in ``cross.py``, CIN in ``cin.py``)."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+
+import torch
 from torch import Tensor, nn
+
+from recforge.features import Feature, SequenceFeature, SparseFeature
 
 
 class LR(nn.Module):
@@ -40,3 +47,246 @@ class FM(nn.Module):
         sum_of_square = x.pow(2).sum(1)  # (B, D)
         inter = 0.5 * (square_of_sum - sum_of_square)  # (B, D)
         return inter.sum(1, keepdim=True) if self.reduce_sum else inter
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def pair_indices(num_fields: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Row/column indices of the ``P = F(F-1)/2`` field pairs ``i < j`` (row-major order)."""
+    return torch.triu_indices(num_fields, num_fields, offset=1, device=device).unbind(0)
+
+
+def field_dim(model: str, features: Sequence[Feature]) -> int:
+    """The one embedding width D shared by ``features``' embedded fields.
+
+    Raises:
+        ValueError: naming the model, every embedded feature and its width when they differ (the
+            model stacks fields into ``(B, F, D)``) or when there is no embedded feature.
+    """
+    embedded = [f for f in features if isinstance(f, SparseFeature | SequenceFeature)]
+    if not embedded:
+        raise ValueError(f"{model}: needs at least one sparse or sequence feature")
+    dims = {f.dim for f in embedded}
+    if len(dims) > 1:
+        detail = ", ".join(f"{f.name}={f.dim}" for f in embedded)
+        raise ValueError(
+            f"{model} stacks fields into (B, F, D), so every sparse/sequence feature needs the same "
+            f"embed_dim; got {detail}"
+        )
+    return dims.pop()
+
+
+# -- field-aware FM ------------------------------------------------------------------------------
+class FFM(nn.Module):
+    """Field-aware factorisation machine (Juan et al. 2016) pairwise terms.
+
+    Input ``x (B, F, F, D)`` where ``x[:, i, j]`` is field i's vector for interacting with field j;
+    pair ``(i, j)`` contributes ``x[:, i, j] ⊙ x[:, j, i]``.
+
+    Args:
+        reduce_sum: sum everything to one logit ``(B, 1)``; otherwise keep ``(B, P, D)``.
+    """
+
+    def __init__(self, *, reduce_sum: bool = True) -> None:
+        super().__init__()
+        self.reduce_sum = reduce_sum
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, F, F, D) -> (B, 1)`` or ``(B, P, D)``."""
+        i, j = pair_indices(x.shape[1], x.device)
+        pairs = x[:, i, j] * x[:, j, i]  # (B, P, D)
+        return pairs.sum((1, 2)).unsqueeze(1) if self.reduce_sum else pairs
+
+
+# -- squeeze-excitation over fields --------------------------------------------------------------
+class SENET(nn.Module):
+    """Squeeze-and-excitation over fields (FiBiNET, arXiv 1905.09433): reweights each field vector.
+
+    Squeeze each field to a scalar (mean over D), excite with ``F -> F/r -> F`` ReLU layers, scale
+    the fields by the result.
+
+    Args:
+        num_fields: F.
+        reduction_ratio: r.
+        compose_dim: when set (the field width D), the squeeze is a learned per-field linear
+            composition of the D values instead of the mean: the Compose-Excitation network of
+            FAT-DeepFFM (arXiv 1905.06336).
+    """
+
+    def __init__(
+        self, num_fields: int, reduction_ratio: float = 3, *, compose_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        if reduction_ratio <= 0:
+            raise ValueError(f"reduction_ratio must be positive, got {reduction_ratio!r}")
+        hidden = max(1, int(num_fields / reduction_ratio))
+        self.compose = (
+            nn.Parameter(torch.full((num_fields, compose_dim), 1.0 / compose_dim)) if compose_dim else None
+        )
+        self.excite = nn.Sequential(
+            nn.Linear(num_fields, hidden, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden, num_fields, bias=False),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, F, D) -> (B, F, D)``."""
+        z = x.mean(-1) if self.compose is None else (x * self.compose).sum(-1)  # (B, F)
+        return x * self.excite(z).unsqueeze(-1)  # (B, F, D)
+
+
+# -- bilinear interaction ------------------------------------------------------------------------
+class BilinearType(str, enum.Enum):
+    """Which weights FiBiNET's bilinear interaction shares: one W for all fields, one per field,
+    or one per field pair."""
+
+    FIELD_ALL = "field_all"
+    FIELD_EACH = "field_each"
+    FIELD_INTERACTION = "field_interaction"
+
+    @classmethod
+    def parse(cls, value: BilinearType | str) -> BilinearType:
+        if isinstance(value, BilinearType):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(
+                f"bilinear_type must be one of {[b.value for b in cls]}, got {value!r}"
+            ) from None
+
+
+class BilinearInteraction(nn.Module):
+    """FiBiNET bilinear interaction: pair ``(i, j)`` gives ``(v_i W) ⊙ v_j``.
+
+    Shapes: ``x (B, F, D) -> (B, P, D)``.
+    """
+
+    def __init__(
+        self, num_fields: int, dim: int, bilinear_type: BilinearType | str = "field_interaction"
+    ) -> None:
+        super().__init__()
+        self.bilinear_type = BilinearType.parse(bilinear_type)
+        n = {
+            BilinearType.FIELD_ALL: 1,
+            BilinearType.FIELD_EACH: num_fields,
+            BilinearType.FIELD_INTERACTION: num_fields * (num_fields - 1) // 2,
+        }[self.bilinear_type]
+        self.weight = nn.Parameter(torch.empty(n, dim, dim))
+        for w in self.weight.data:
+            nn.init.xavier_normal_(w)
+        i, j = pair_indices(num_fields)
+        self.register_buffer("i", i, persistent=False)
+        self.register_buffer("j", j, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, F, D) -> (B, P, D)``."""
+        left, right = x[:, self.i], x[:, self.j]  # (B, P, D) each
+        if self.bilinear_type is BilinearType.FIELD_ALL:
+            proj = left @ self.weight[0]  # (B, P, D)
+        elif self.bilinear_type is BilinearType.FIELD_EACH:
+            proj = torch.einsum("bpd,pde->bpe", left, self.weight[self.i])  # (B, P, D)
+        else:
+            proj = torch.einsum("bpd,pde->bpe", left, self.weight)  # (B, P, D)
+        return proj * right
+
+
+# -- attentional pooling of pairwise interactions ------------------------------------------------
+class AFMAttention(nn.Module):
+    """AFM (arXiv 1708.04617) attention pooling of the pairwise products ``v_i ⊙ v_j``.
+
+    ``a_ij = softmax_ij(h^T ReLU(W (v_i ⊙ v_j) + b))``, output ``Σ a_ij (v_i ⊙ v_j)``.
+
+    Args:
+        dim: D. attention_dim: the attention network's hidden width t.
+        dropout: dropout on the attention weights (training only).
+
+    Shapes: ``x (B, F, D) -> (B, D)``.
+    """
+
+    def __init__(self, dim: int, attention_dim: int = 16, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.att = nn.Sequential(
+            nn.Linear(dim, attention_dim), nn.ReLU(), nn.Linear(attention_dim, 1, bias=False)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, F, D) -> (B, D)``."""
+        i, j = pair_indices(x.shape[1], x.device)
+        pairs = x[:, i] * x[:, j]  # (B, P, D)
+        weights = self.dropout(self.att(pairs).softmax(1))  # (B, P, 1)
+        return (weights * pairs).sum(1)  # (B, D)
+
+
+# -- PNN products --------------------------------------------------------------------------------
+class InnerProduct(nn.Module):
+    """All pairwise inner products ``<v_i, v_j>``, ``i < j``: ``(B, F, D) -> (B, P)`` (PNN, DLRM)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        i, j = pair_indices(x.shape[1], x.device)
+        return (x[:, i] * x[:, j]).sum(-1)  # (B, P)
+
+
+class OuterProduct(nn.Module):
+    """PNN's outer-product signal with the paper's superposition trick (arXiv 1611.00144, §3.3):
+    ``p = f_Σ f_Σ^T`` with ``f_Σ = Σ_i v_i``, flattened: ``(B, F, D) -> (B, D*D)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.sum(1)  # (B, D)
+        return (s.unsqueeze(2) * s.unsqueeze(1)).flatten(1)  # (B, D*D)
+
+
+# -- FinalMLP ------------------------------------------------------------------------------------
+class FeatureGating(nn.Module):
+    """FinalMLP (arXiv 2304.00902) stream-specific feature selection: ``x ⊙ 2σ(MLP(c))``.
+
+    ``c`` is a context vector (embeddings of chosen features, ``(B, context_dim)``), or a learned
+    vector when ``context_dim`` is None (the paper's choice when a stream has no context).
+
+    Args:
+        input_dim: width of the gated flat input N. hidden_dim: the gate MLP's hidden width.
+        context_dim: width of the context, or None for a learned one.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int = 64, *, context_dim: int | None = None) -> None:
+        super().__init__()
+        self.learned = nn.Parameter(0.1 * torch.randn(1, hidden_dim)) if context_dim is None else None
+        self.gate = nn.Sequential(
+            nn.Linear(context_dim or hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, input_dim)
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``x (B, N)``, ``context (B, context_dim)`` or None -> ``(B, N)``."""
+        if self.learned is not None:
+            context = self.learned.expand(x.shape[0], -1)  # (B, hidden)
+        if context is None:
+            raise ValueError("FeatureGating built with a context_dim needs a context tensor")
+        return x * 2 * torch.sigmoid(self.gate(context))
+
+
+class BilinearFusion(nn.Module):
+    """FinalMLP's multi-head bilinear fusion of two stream outputs into one logit.
+
+    ``y = b + w_1^T o_1 + w_2^T o_2 + Σ_h o_{1,h}^T W_h o_{2,h}`` with the streams split into H heads.
+
+    Shapes: ``o1 (B, N1), o2 (B, N2) -> (B, 1)``.
+    """
+
+    def __init__(self, dim1: int, dim2: int, num_heads: int = 1) -> None:
+        super().__init__()
+        if dim1 % num_heads or dim2 % num_heads:
+            raise ValueError(f"stream widths {dim1} and {dim2} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.w1 = nn.Linear(dim1, 1)
+        self.w2 = nn.Linear(dim2, 1, bias=False)
+        self.w12 = nn.Parameter(torch.empty(num_heads, dim1 // num_heads, dim2 // num_heads))
+        nn.init.xavier_normal_(self.w12)
+
+    def forward(self, o1: Tensor, o2: Tensor) -> Tensor:
+        """``o1 (B, N1), o2 (B, N2) -> (B, 1)``."""
+        b, h = o1.shape[0], self.num_heads
+        h1 = o1.view(b, h, -1)  # (B, H, N1/H)
+        h2 = o2.view(b, h, -1)  # (B, H, N2/H)
+        bilinear = torch.einsum("bhi,hij,bhj->b", h1, self.w12, h2).unsqueeze(1)  # (B, 1)
+        return self.w1(o1) + self.w2(o2) + bilinear

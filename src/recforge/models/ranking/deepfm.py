@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor, nn
 
 from recforge.features import Feature, dedup, dense_of, embedded_of
-from recforge.layers import FM, LR, MLP, EmbeddingLayer, MLPConfig, dense_column, output_dim
+from recforge.layers import FM, LR, MLP, EmbeddingLayer, MLPConfig, dense_column, field_dim, output_dim
 from recforge.layers.embedding import join_flat
 
 
@@ -34,8 +34,7 @@ class DeepFM(nn.Module):
         super().__init__()
         self.deep_features = list(deep_features)
         self.fm_features = list(fm_features)
-        if not embedded_of(self.fm_features):
-            raise ValueError("DeepFM: fm_features needs at least one sparse or sequence feature")
+        field_dim("DeepFM", self.fm_features)  # the FM stacks fields: one width, or a clear error
         self.features = dedup([*self.deep_features, *self.fm_features])
         self.embedding = EmbeddingLayer(self.features, sparse=sparse, fused=fused)
         self.linear = LR(output_dim(self.fm_features))
