@@ -17,20 +17,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def small_config(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     n = 3000
-    df = pd.DataFrame({
-        "user": rng.choice(["u1", "u2", "u3", "u4", "u5"], n),
-        "city": rng.choice(["paris", "rome", "oslo"], n),
-        "age": rng.integers(18, 70, n).astype(float),
-    })
+    df = pd.DataFrame(
+        {
+            "user": rng.choice(["u1", "u2", "u3", "u4", "u5"], n),
+            "city": rng.choice(["paris", "rome", "oslo"], n),
+            "age": rng.integers(18, 70, n).astype(float),
+        }
+    )
     df["label"] = ((df["city"] == "rome") ^ (df["age"] > 40)).astype(int)
     df.iloc[:2500].to_csv(tmp_path / "train.csv", index=False)
     df.iloc[2500:].to_parquet(tmp_path / "test.parquet")
     cfg = yaml.safe_load((ROOT / "configs" / "adult_deepfm.yaml").read_text())
-    cfg["data"] = {"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.parquet"),
-                   "valid_fraction": 0.2, "label": "label", "batch_size": 128}
-    cfg["features"] = [{"name": "user", "type": "categorical", "embed_dim": 8},
-                       {"name": "city", "type": "categorical", "embed_dim": 8},
-                       {"name": "age", "type": "numeric", "normalize": "standard"}]
+    cfg["data"] = {
+        "train": str(tmp_path / "train.csv"),
+        "test": str(tmp_path / "test.parquet"),
+        "valid_fraction": 0.2,
+        "label": "label",
+        "batch_size": 128,
+    }
+    cfg["features"] = [
+        {"name": "user", "type": "categorical", "embed_dim": 8},
+        {"name": "city", "type": "categorical", "embed_dim": 8},
+        {"name": "age", "type": "numeric", "normalize": "standard"},
+    ]
     cfg["model"]["params"] = {"mlp_params": {"dims": [16]}}
     cfg["trainer"].update(n_epoch=2, progress=False, num_threads=1)
     cfg["run_dir"] = str(tmp_path / "run")
@@ -45,8 +54,15 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test: auc=" in out
     run = tmp_path / "run"
-    for name in ("config.yaml", "model.json", "best.pt", "checkpoint.pt", "metrics.jsonl", "test_metrics.json",
-                 "learning_curve.png"):
+    for name in (
+        "config.yaml",
+        "model.json",
+        "best.pt",
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "test_metrics.json",
+        "learning_curve.png",
+    ):
         assert (run / name).exists(), name
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["optimizer_params"]["lr"] == 0.01
     test_auc = json.loads((run / "test_metrics.json").read_text())["test"]["auc"]
@@ -75,6 +91,8 @@ def test_config_errors_name_the_key(tmp_path, capsys):
 
 
 def test_help_lists_every_command():
-    out = subprocess.run([sys.executable, "-m", "recforge", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "recforge", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("train", "evaluate", "models"):
         assert command in out.stdout

@@ -76,6 +76,4 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "
     have = set(map(str, df.columns))
     missing = [c for c in columns if c not in have]
     if missing:
-        raise KeyError(
-            f"column(s) {missing} not found in {source}; available columns: {sorted(have)}"
-        )
+        raise KeyError(f"column(s) {missing} not found in {source}; available columns: {sorted(have)}")

@@ -1,0 +1,26 @@
+"""Export trained models for serving: ONNX (the dynamo exporter) and ``torch.export`` (.pt2).
+
+A model takes a ``dict`` batch; exporters need positional tensors, so ``Positional`` fixes the
+order of the input columns and names the ONNX inputs after the features. The batch dimension
+(and the length of every sequence input) is dynamic; dense inputs keep their training width.
+"""
+
+from recforge.export.core import (
+    ExportHead,
+    Positional,
+    example_batch,
+    export_onnx,
+    export_pt2,
+    input_columns,
+    onnx_parity,
+)
+
+__all__ = [
+    "ExportHead",
+    "Positional",
+    "example_batch",
+    "export_onnx",
+    "export_pt2",
+    "input_columns",
+    "onnx_parity",
+]
