@@ -102,7 +102,12 @@ def test_hashing_is_stable_across_processes_and_needs_no_fitting() -> None:
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONPATH": SRC, "PYTHONHASHSEED": seed}
         run = subprocess.run(
-            [sys.executable, "-c", _HASH_SNIPPET], env=env, capture_output=True, text=True, timeout=60, check=True
+            [sys.executable, "-c", _HASH_SNIPPET],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         results.append(json.loads(run.stdout))
     assert results[0] == results[1]
@@ -146,7 +151,9 @@ def test_numeric_fill_choices(fill: str | float, expected_fill: float) -> None:
 
 def test_numeric_minmax_and_log1p() -> None:
     train = pd.DataFrame({"x": [0, 3, 9], "y": [0.0, np.e - 1, np.e**2 - 1]})
-    p = FeaturePipeline([Numeric("x", normalize="minmax"), Numeric("y", normalize=None, log1p=True)]).fit(train)
+    p = FeaturePipeline([Numeric("x", normalize="minmax"), Numeric("y", normalize=None, log1p=True)]).fit(
+        train
+    )
     out = p.transform(pd.DataFrame({"x": [0, 4.5, 18], "y": [np.e**3 - 1, 0.0, 0.0]}))
     np.testing.assert_allclose(out["x"], [0.0, 0.5, 2.0], rtol=1e-6)
     np.testing.assert_allclose(out["y"], [3.0, 0.0, 0.0], atol=1e-6)
@@ -244,7 +251,11 @@ def test_missing_column_is_named_with_the_available_ones() -> None:
 
 def test_transform_before_fit() -> None:
     p = FeaturePipeline([Categorical("c")])
-    for call in (lambda: p.transform(pd.DataFrame({"c": [1]})), lambda: p.features, lambda: p.vocabulary("c")):
+    for call in (
+        lambda: p.transform(pd.DataFrame({"c": [1]})),
+        lambda: p.features,
+        lambda: p.vocabulary("c"),
+    ):
         with pytest.raises(NotFittedError, match="not fitted"):
             call()
 
@@ -261,14 +272,18 @@ def test_wrong_dtypes_name_the_column() -> None:
 
 
 def test_spec_data_mismatches_name_the_column() -> None:
-    with pytest.raises(TypeError, match=r"column 'h' holds lists; declare it as MultiValue or SequenceColumn"):
+    with pytest.raises(
+        TypeError, match=r"column 'h' holds lists; declare it as MultiValue or SequenceColumn"
+    ):
         FeaturePipeline([Categorical("h")]).fit(pd.DataFrame({"h": [[1, 2], [3]]}))
     with pytest.raises(TypeError, match=r"column 'h' holds scalar int64 values"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": [1, 2]}))
     with pytest.raises(TypeError, match=r"column 'h' holds strings, not lists; set sep"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": ["1,2"]}))
     p = FeaturePipeline([Categorical("c")]).fit(pd.DataFrame({"c": [1, 2]}))
-    with pytest.raises(TypeError, match=r"column 'c': the vocabulary was fit on int values but the data holds str"):
+    with pytest.raises(
+        TypeError, match=r"column 'c': the vocabulary was fit on int values but the data holds str"
+    ):
         p.transform(pd.DataFrame({"c": ["1", "2"]}))
     with pytest.raises(ValueError, match=r"column 'h': 1 missing values inside lists"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": [[1.0, None]]}))
@@ -277,7 +292,9 @@ def test_spec_data_mismatches_name_the_column() -> None:
 
 
 def test_unknown_choices_list_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"column 'x': fill must be one of 'mean', 'median', 'zero', got 'avg'"):
+    with pytest.raises(
+        ValueError, match=r"column 'x': fill must be one of 'mean', 'median', 'zero', got 'avg'"
+    ):
         Numeric("x", fill="avg")
     with pytest.raises(ValueError, match=r"column 'x': normalize must be one of 'standard', 'minmax'"):
         Numeric("x", normalize="zscore")
@@ -296,6 +313,8 @@ def test_bad_pipeline_declarations() -> None:
         FeaturePipeline([Numeric("x"), SequenceColumn("h", shared_with="x")])
     with pytest.raises(ValueError, match=r"column 'h' \(embed_dim=4\) shares 'i' \(embed_dim=8\)"):
         FeaturePipeline([Categorical("i", embed_dim=8), SequenceColumn("h", embed_dim=4, shared_with="i")])
+    with pytest.raises(ValueError, match=r"column 'h' shares the vocabulary of 'i'; set min_freq"):
+        FeaturePipeline([Categorical("i"), SequenceColumn("h", shared_with="i", min_freq=3)])
     with pytest.raises(ValueError, match="'label' is reserved"):
         FeaturePipeline([Categorical("label")])
     with pytest.raises(ValueError, match="'y' is both a feature and a label"):

@@ -26,7 +26,9 @@ def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     items = rng.integers(1, 30, n)
     hist = [rng.integers(1, 40, rng.integers(0, 8)).tolist() for _ in range(n)]
-    genres = ["|".join(rng.choice(["Drama", "Comedy", "Sci-Fi", "Horror"], rng.integers(1, 4))) for _ in range(n)]
+    genres = [
+        "|".join(rng.choice(["Drama", "Comedy", "Sci-Fi", "Horror"], rng.integers(1, 4))) for _ in range(n)
+    ]
     age = rng.normal(35, 10, n).round(1)
     age[::7] = np.nan
     return pd.DataFrame(
@@ -120,7 +122,11 @@ def test_save_load_round_trip_gives_identical_transforms(tmp_path: Path) -> None
 def test_save_load_keeps_hashing_float_vocab_and_multi_task(tmp_path: Path) -> None:
     df = pd.DataFrame({"s": ["a", "b"], "f": [0.5, 1.5], "x": [1.0, 2.0], "y1": [0, 1], "y2": [1, 1]})
     pipe = FeaturePipeline(
-        [Categorical("s", hash_buckets=50), Categorical("f"), Numeric("x", fill=0.0, normalize="minmax", log1p=True)],
+        [
+            Categorical("s", hash_buckets=50),
+            Categorical("f"),
+            Numeric("x", fill=0.0, normalize="minmax", log1p=True),
+        ],
         labels=["y1", "y2"],
     ).fit(df)
     loaded = FeaturePipeline.load(pipe.save(tmp_path))
@@ -168,7 +174,9 @@ def test_pipeline_to_deepfm_trains_one_epoch(tmp_path: Path) -> None:
     assert batch["hist_item_id"].dtype == torch.int64 and batch["hist_item_id"].shape == (64, 5)
     assert batch["age"].dtype == torch.float32 and batch["label"].dtype == torch.float32
     features = pipe.features
-    model = DeepFM(features, [f for f in features if f.name != "age"], mlp_params={"dims": [16], "dropout": 0.1})
+    model = DeepFM(
+        features, [f for f in features if f.name != "age"], mlp_params={"dims": [16], "dropout": 0.1}
+    )
     trainer = CTRTrainer(
         model, optimizer_params={"lr": 1e-2}, n_epoch=1, model_path=tmp_path, progress=False, plot=False
     )

@@ -96,7 +96,9 @@ class Categorical:
         _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
         _check_shared(self.name, self.shared_with)
         if self.fill_value is not None and not isinstance(self.fill_value, int | float | str):
-            raise ValueError(f"column {self.name!r}: fill_value must be a str or number, got {self.fill_value!r}")
+            raise ValueError(
+                f"column {self.name!r}: fill_value must be a str or number, got {self.fill_value!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias, Union
 
 import pandas as pd
 import pyarrow as pa
 
-TableLike = pd.DataFrame | pa.Table | str | os.PathLike[str] | Mapping[str, Sequence[object]] | object
+if TYPE_CHECKING:
+    import polars
+
+TableLike: TypeAlias = Union[
+    pd.DataFrame,
+    pa.Table,
+    pa.RecordBatch,
+    "polars.DataFrame",
+    "polars.LazyFrame",
+    str,
+    os.PathLike[str],
+    Mapping[str, Sequence[object]],
+]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -37,8 +50,8 @@ def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataF
     elif isinstance(src, pa.Table | pa.RecordBatch):
         df = src.to_pandas()
     elif _is_polars(src):
-        frame = src.collect() if type(src).__name__ == "LazyFrame" else src  # type: ignore[attr-defined]
-        df = frame.to_pandas()  # type: ignore[attr-defined]
+        frame = src.collect() if type(src).__name__ == "LazyFrame" else src  # type: ignore[union-attr]
+        df = frame.to_pandas()  # type: ignore[union-attr]
     elif isinstance(src, str | os.PathLike):
         df = _read_file(Path(src), columns)
     elif isinstance(src, Mapping):
@@ -76,6 +89,4 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "
     have = set(map(str, df.columns))
     missing = [c for c in columns if c not in have]
     if missing:
-        raise KeyError(
-            f"column(s) {missing} not found in {source}; available columns: {sorted(have)}"
-        )
+        raise KeyError(f"column(s) {missing} not found in {source}; available columns: {sorted(have)}")

@@ -6,6 +6,7 @@ runs for string columns; an object column of Python lists is converted to Arrow 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +58,8 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
         tokens = tokens.filter(pa.array(keep))
         lengths = np.bincount(rows[keep], minlength=n).astype(np.int64)
         if len(tokens) and pc.all(pc.match_substring_regex(tokens, _INT_PATTERN)).as_py():
-            try:
+            with contextlib.suppress(pa.ArrowInvalid):  # out of int64 range: keep the text
                 tokens = pc.cast(tokens, pa.int64())
-            except pa.ArrowInvalid:  # out of int64 range: keep the text
-                pass
         flat = tokens
     else:
         try:

@@ -53,7 +53,9 @@ FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
 FILENAME = "pipeline.json"
 
-_SPECS: dict[str, type[ColumnSpec]] = {c.__name__: c for c in (Categorical, Numeric, MultiValue, SequenceColumn)}
+_SPECS: dict[str, type[ColumnSpec]] = {
+    c.__name__: c for c in (Categorical, Numeric, MultiValue, SequenceColumn)
+}
 
 
 class NotFittedError(ValueError):
@@ -84,7 +86,7 @@ def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, Valu
                 f"column {spec.name!r}: fill_value={spec.fill_value!r} does not match the column's "
                 f"values ({arr.type}); use a {'string' if text else 'number'}"
             )
-        if not text and not pa.types.is_integer(arr.type) or isinstance(spec.fill_value, float):
+        if (not text and not pa.types.is_integer(arr.type)) or isinstance(spec.fill_value, float):
             arr = arr.cast(pa.float64())
         arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
     return canonical_values(spec.name, arr)
@@ -108,7 +110,9 @@ def _numeric_values(name: str, s: pd.Series) -> np.ndarray:
 def _numeric_transform(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
     x = np.where(np.isnan(x), stats.fill, x)
     if np.isinf(x).any():
-        raise ValueError(f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first")
+        raise ValueError(
+            f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first"
+        )
     if spec.log1p:
         bad = int((x <= -1).sum())
         if bad:
@@ -122,7 +126,9 @@ def _fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:
     if present.size == 0:
         raise ValueError(f"column {spec.name!r}: no non-missing training values to fit on")
     if np.isinf(present).any():
-        raise ValueError(f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first")
+        raise ValueError(
+            f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first"
+        )
     if isinstance(spec.fill, float):
         fill = spec.fill
     elif spec.fill is Fill.MEAN:
@@ -229,11 +235,18 @@ class FeaturePipeline:
                     f"declared: {sorted(self._by_name)}"
                 )
             if isinstance(owner, Numeric):
-                raise ValueError(f"column {c.name!r}: shared_with={owner.name!r} is Numeric and has no vocabulary")
+                raise ValueError(
+                    f"column {c.name!r}: shared_with={owner.name!r} is Numeric and has no vocabulary"
+                )
             if owner.shared_with is not None:
                 raise ValueError(
                     f"column {c.name!r}: shared_with must name a vocabulary owner, but "
                     f"{owner.name!r} itself shares {owner.shared_with!r}"
+                )
+            if c.hash_buckets is not None or c.max_size is not None or c.min_freq != 1:
+                raise ValueError(
+                    f"column {c.name!r} shares the vocabulary of {owner.name!r}; set min_freq, max_size "
+                    f"and hash_buckets on {owner.name!r}, not on {c.name!r}"
                 )
             if c.embed_dim is not None and c.embed_dim != owner.embed_dim:
                 raise ValueError(
@@ -247,7 +260,9 @@ class FeaturePipeline:
         assert not isinstance(owner, Numeric)
         return owner
 
-    def _encoded_values(self, spec: EncodedSpec, df: pd.DataFrame) -> tuple[pa.Array, ValueKind, FlatList | None]:
+    def _encoded_values(
+        self, spec: EncodedSpec, df: pd.DataFrame
+    ) -> tuple[pa.Array, ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
             arr, kind = _categorical_values(spec, df[spec.name])
             return arr, kind, None
@@ -276,7 +291,9 @@ class FeaturePipeline:
             kinds = {name: kind for name, arr, kind in parts if len(arr)}
             if len({k.numeric for k in kinds.values()}) > 1:
                 detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
-                raise TypeError(f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})")
+                raise TypeError(
+                    f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})"
+                )
             kind = next(iter(kinds.values()), ValueKind.STR)
             if kind.numeric and ValueKind.FLOAT in kinds.values():
                 kind = ValueKind.FLOAT
@@ -285,7 +302,9 @@ class FeaturePipeline:
             else:
                 arrays = [p[1].cast(kind.arrow_type) for p in parts]
                 values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
-                vocabs[owner_name] = Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
+                vocabs[owner_name] = Vocabulary.fit(
+                    values, kind, min_freq=owner.min_freq, max_size=owner.max_size
+                )
         for y in self.labels:
             _label_values(y, df[y])
         self._vocabs, self._stats, self._max_len, self._fitted = vocabs, stats, max_len, True
@@ -298,7 +317,9 @@ class FeaturePipeline:
     # -- transforming --------------------------------------------------------------------------
     def _require_fitted(self) -> None:
         if not self._fitted:
-            raise NotFittedError("this FeaturePipeline is not fitted; call fit(train) or FeaturePipeline.load() first")
+            raise NotFittedError(
+                "this FeaturePipeline is not fitted; call fit(train) or FeaturePipeline.load() first"
+            )
 
     @property
     def is_fitted(self) -> bool:
@@ -324,6 +345,7 @@ class FeaturePipeline:
             if flat is None:
                 out[c.name] = ids
                 continue
+            assert isinstance(c, MultiValue | SequenceColumn)
             length = self.max_len(c)
             if not c.truncate:
                 longest = int(flat.lengths.max(initial=0))
@@ -337,7 +359,9 @@ class FeaturePipeline:
         present = [y for y in self.labels if y in df.columns]
         if present and len(present) < len(self.labels):
             missing = [y for y in self.labels if y not in df.columns]
-            raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(map(str, df.columns))}")
+            raise KeyError(
+                f"label column(s) {missing} not found; available columns: {sorted(map(str, df.columns))}"
+            )
         if present:
             ys = [_label_values(y, df[y]) for y in self.labels]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
@@ -370,8 +394,13 @@ class FeaturePipeline:
             else:
                 out.append(
                     SequenceFeature(
-                        c.name, size, dim, pooling=Pooling.parse(c.pooling), shared_with=c.shared_with,
-                        padding_idx=0, max_len=self.max_len(c),
+                        c.name,
+                        size,
+                        dim,
+                        pooling=Pooling.parse(c.pooling),
+                        shared_with=c.shared_with,
+                        padding_idx=0,
+                        max_len=self.max_len(c),
                     )
                 )
         return out
@@ -415,7 +444,9 @@ class FeaturePipeline:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> FeaturePipeline:
         if data.get("format") != FORMAT:
-            raise ValueError(f"not a saved FeaturePipeline: format is {data.get('format')!r}, expected {FORMAT!r}")
+            raise ValueError(
+                f"not a saved FeaturePipeline: format is {data.get('format')!r}, expected {FORMAT!r}"
+            )
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ValueError(f"saved FeaturePipeline has an invalid format version {version!r}")

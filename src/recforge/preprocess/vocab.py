@@ -43,7 +43,9 @@ class ValueKind(str, enum.Enum):
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return {ValueKind.INT: pa.int64(), ValueKind.FLOAT: pa.float64(), ValueKind.STR: pa.large_string()}[self]
+        return {ValueKind.INT: pa.int64(), ValueKind.FLOAT: pa.float64(), ValueKind.STR: pa.large_string()}[
+            self
+        ]
 
 
 def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]) -> pa.Array:
@@ -189,7 +191,9 @@ class Vocabulary:
             self._value_set = pa.array(self.values, type=kind.arrow_type)
         return self._value_set
 
-    def encode(self, values: Sequence[Value] | np.ndarray | pd.Series | pa.Array, *, column: str = "") -> np.ndarray:
+    def encode(
+        self, values: Sequence[Value] | np.ndarray | pd.Series | pa.Array, *, column: str = ""
+    ) -> np.ndarray:
         """Ids (int64) of ``values``; unseen values get OOV (1). Missing values are an error."""
         arr, kind = canonical_values(column or "values", values)
         return self.encode_canonical(arr, kind, column=column)
