@@ -184,3 +184,31 @@ def test_pipeline_to_deepfm_trains_one_epoch(tmp_path: Path) -> None:
     metrics = trainer.evaluate(trainer.model, BatchLoader(valid_ds, 100))
     assert np.isfinite(metrics["logloss"]) and 0.0 <= metrics["auc"] <= 1.0
     assert trainer.predict(trainer.model, BatchLoader(valid_ds, 100)).shape == (100,)
+
+
+def test_other_column_encodings_match_plain_pandas() -> None:
+    pl = pytest.importorskip("polars")
+    df = pd.DataFrame({"c": ["x", "y", "x"], "n": [1, 2, 3], "h": [[1, 2], [3, 4], [5, 6]]})
+    pipe = FeaturePipeline([Categorical("c"), Categorical("n"), SequenceColumn("h", max_len=3)]).fit(df)
+    expected = pipe.transform(df)
+    variants = {
+        "category dtype": df.assign(c=df["c"].astype("category")),
+        "nullable Int64": df.assign(n=df["n"].astype("Int64")),
+        "arrow-backed": df.convert_dtypes(dtype_backend="pyarrow"),
+        "fixed-size lists": pa.table(
+            {"c": df["c"], "n": df["n"], "h": pa.array(df["h"].tolist(), type=pa.list_(pa.int64(), 2))}
+        ),
+        "polars lazy": pl.from_pandas(df).lazy(),
+    }
+    for name, src in variants.items():
+        got = pipe.transform(src)
+        for k in expected:
+            np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{name}: {k}")
+
+
+def test_transform_leaves_the_input_untouched() -> None:
+    df = _frame(20)
+    before = df.copy(deep=True)
+    pipe = _pipeline().fit(df)
+    pipe.transform(df)
+    pd.testing.assert_frame_equal(df, before)

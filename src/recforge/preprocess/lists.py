@@ -69,7 +69,11 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 f"column {column!r}: expected a list per row (all of one type) or "
                 f"sep-delimited strings; could not read it as lists: {e}"
             ) from None
-        if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
+        if not (
+            pa.types.is_list(lists.type)
+            or pa.types.is_large_list(lists.type)
+            or pa.types.is_fixed_size_list(lists.type)
+        ):
             raise TypeError(
                 f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
                 "expects a list per row or sep-delimited strings (use Categorical/Numeric for scalars)"
