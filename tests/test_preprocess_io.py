@@ -103,6 +103,8 @@ def test_read_table_selects_columns_and_rejects_unknown_inputs(tmp_path: Path) -
     with pytest.raises(TypeError, match="expected a pandas or Polars DataFrame"):
         read_table(42)
     assert read_table({"a": [1, 2]})["a"].tolist() == [1, 2]
+    records = read_table([{"a": 1, "h": [1, 2]}, {"a": 2, "h": []}])
+    assert records["a"].tolist() == [1, 2] and records["h"].tolist() == [[1, 2], []]
 
 
 def test_save_load_round_trip_gives_identical_transforms(tmp_path: Path) -> None:

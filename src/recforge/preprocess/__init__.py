@@ -15,7 +15,8 @@ from recforge.preprocess.columns import (
 )
 from recforge.preprocess.io import read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
-from recforge.preprocess.pipeline import FORMAT, VERSION, FeaturePipeline, NotFittedError, NumericStats
+from recforge.preprocess.numeric import NumericStats
+from recforge.preprocess.pipeline import FORMAT, VERSION, FeaturePipeline, NotFittedError
 from recforge.preprocess.vocab import HASH_KEY, OOV, PAD, ValueKind, Vocabulary, canonical_values, stable_hash
 
 __all__ = [

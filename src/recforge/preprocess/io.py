@@ -22,6 +22,7 @@ TableLike: TypeAlias = Union[
     str,
     os.PathLike[str],
     Mapping[str, Sequence[object]],
+    Sequence[Mapping[str, object]],
 ]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
@@ -38,8 +39,8 @@ def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataF
 
     Args:
         src: a pandas DataFrame (returned without copying), a Polars DataFrame/LazyFrame, a pyarrow
-            Table/RecordBatch, a dict of columns, or a path to a CSV (``.csv``, ``.tsv``, compressed
-            variants) or Parquet (``.parquet``, ``.pq``) file.
+            Table/RecordBatch, a dict of columns, a list of row dicts, or a path to a CSV (``.csv``,
+            ``.tsv``, compressed variants) or Parquet (``.parquet``, ``.pq``) file.
         columns: the columns to keep; a missing one is a ``KeyError`` listing those available.
 
     Returns:
@@ -56,9 +57,12 @@ def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataF
         df = _read_file(Path(src), columns)
     elif isinstance(src, Mapping):
         df = pd.DataFrame(dict(src))
+    elif isinstance(src, list) and src and all(isinstance(r, Mapping) for r in src):
+        df = pd.DataFrame.from_records(src)  # online requests: one dict per row
     else:
         raise TypeError(
-            "expected a pandas or Polars DataFrame, a pyarrow Table, a dict of columns or a "
+            "expected a pandas or Polars DataFrame, a pyarrow Table, a dict of columns, a list of "
+            "row dicts or a "
             f"CSV/Parquet path, got {type(src).__name__}"
         )
     if columns is not None:

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,7 @@ from recforge.preprocess.columns import (
 )
 from recforge.preprocess.io import TableLike, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
+from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
 from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
 
 if TYPE_CHECKING:
@@ -60,15 +61,6 @@ _SPECS: dict[str, type[ColumnSpec]] = {
 
 class NotFittedError(ValueError):
     """The pipeline was used before ``fit`` (or ``load``)."""
-
-
-@dataclass(frozen=True)
-class NumericStats:
-    """What a fitted ``Numeric`` column applies: fill, then ``(x - shift) / scale``."""
-
-    fill: float
-    shift: float
-    scale: float
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
@@ -90,63 +82,6 @@ def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, Valu
             arr = arr.cast(pa.float64())
         arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
     return canonical_values(spec.name, arr)
-
-
-def _numeric_values(name: str, s: pd.Series) -> np.ndarray:
-    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
-    dtype = s.dtype
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-        return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    inferred = pd.api.types.infer_dtype(s, skipna=True)
-    if inferred in ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"):
-        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
-    example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
-    raise TypeError(
-        f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
-        f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
-    )
-
-
-def _numeric_transform(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
-    x = np.where(np.isnan(x), stats.fill, x)
-    if np.isinf(x).any():
-        raise ValueError(
-            f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first"
-        )
-    if spec.log1p:
-        bad = int((x <= -1).sum())
-        if bad:
-            raise ValueError(f"column {spec.name!r}: log1p needs values > -1, found {bad} that are not")
-        x = np.log1p(x)
-    return ((x - stats.shift) / stats.scale).astype(np.float32)
-
-
-def _fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:
-    present = x[~np.isnan(x)]
-    if present.size == 0:
-        raise ValueError(f"column {spec.name!r}: no non-missing training values to fit on")
-    if np.isinf(present).any():
-        raise ValueError(
-            f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first"
-        )
-    if isinstance(spec.fill, float):
-        fill = spec.fill
-    elif spec.fill is Fill.MEAN:
-        fill = float(present.mean())
-    elif spec.fill is Fill.MEDIAN:
-        fill = float(np.median(present))
-    else:
-        fill = 0.0
-    if spec.log1p:
-        if (present <= -1).any() or fill <= -1:
-            raise ValueError(f"column {spec.name!r}: log1p needs values > -1 in the training data")
-        present = np.log1p(present)
-    shift, scale = 0.0, 1.0
-    if spec.normalize is Normalize.STANDARD:
-        shift, scale = float(present.mean()), float(present.std())
-    elif spec.normalize is Normalize.MINMAX:
-        shift, scale = float(present.min()), float(present.max() - present.min())
-    return NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
 
 
 def _label_values(name: str, s: pd.Series) -> np.ndarray:
@@ -279,7 +214,7 @@ class FeaturePipeline:
         gathered: dict[str, list[tuple[str, pa.Array, ValueKind]]] = {}
         for c in self.columns:
             if isinstance(c, Numeric):
-                stats[c.name] = _fit_numeric(c, _numeric_values(c.name, df[c.name]))
+                stats[c.name] = fit_numeric(c, numeric_values(c.name, df[c.name]))
                 continue
             arr, kind, flat = self._encoded_values(c, df)
             if isinstance(c, MultiValue) and flat is not None:
@@ -337,7 +272,7 @@ class FeaturePipeline:
         out: dict[str, np.ndarray] = {}
         for c in self.columns:
             if isinstance(c, Numeric):
-                out[c.name] = _numeric_transform(c, self._stats[c.name], _numeric_values(c.name, df[c.name]))
+                out[c.name] = apply_numeric(c, self._stats[c.name], numeric_values(c.name, df[c.name]))
                 continue
             vocab = self._vocabs[self._owner(c).name]
             arr, kind, flat = self._encoded_values(c, df)
