@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from recforge.preprocess import Categorical, FeaturePipeline, Numeric
@@ -57,6 +58,7 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "preprocess.md"))
     args = p.parse_args()
     torch.set_num_threads(1)
+    pa.set_cpu_count(1)  # Arrow compute kernels on one thread as well
 
     t0 = time.perf_counter()
     df = make_table(args.rows, args.vocab, args.seed)
@@ -88,7 +90,8 @@ def main() -> None:
         f"Table: {args.rows:,} rows, {N_SPARSE} categorical (hex strings, <= {args.vocab:,} values, 1% missing "
         f"filled) + {N_DENSE} numeric (5% missing, mean fill, log1p, standard) + label; generated in {gen_s:.1f} s "
         f"(not timed). Vocabulary sizes {min(vocab_sizes)}..{max(vocab_sizes)}. Median of {args.repeats} repeats, "
-        f"1 thread, {platform.processor() or platform.machine()}, pandas {pd.__version__}, numpy {np.__version__}.",
+        f"1 thread (torch and Arrow), {platform.processor() or platform.machine()}, pandas {pd.__version__}, "
+        f"pyarrow {pa.__version__}, numpy {np.__version__}.",
         "",
         "Wall-clock seconds; the machine is shared, so the process CPU time of fit + transform is also given "
         f"(median {float(np.median(cpu_s)):.2f} s; repeats {', '.join(f'{x:.2f}' for x in cpu_s)}); load average at the "

@@ -173,6 +173,8 @@ def test_multivalue_strings_and_lists_pad_left_and_keep_the_last_values() -> Non
     assert v.values == ["b", "a", "c", "d"]  # b:3, then a, c, d once each
     out = p.transform(train)["g"]
     assert out.tolist() == [[2 + 1, 2 + 0], [2 + 2, 2 + 3], [0, 0], [0, 0], [0, 2]]
+    spaced = pd.DataFrame({"g": [" a | b", "b|c| d ", " ", None, "b||"]})
+    np.testing.assert_array_equal(p.transform(spaced)["g"], out)
     as_lists = pd.DataFrame({"g": [["a", "b"], ["b", "c", "d"], [], None, np.array(["b"])]})
     np.testing.assert_array_equal(p.transform(as_lists)["g"], out)
     assert p.features[0] == SequenceFeature("g", 6, 4, pooling=Pooling.MEAN, padding_idx=0, max_len=2)

@@ -39,8 +39,9 @@ def _is_text(s: pd.Series) -> bool:
 def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
     """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
 
-    String tokens that all look like integers become integers, as a CSV reader does for a
-    scalar column, so ``"12|7"`` and ``[12, 7]`` encode alike. Empty tokens are dropped.
+    String tokens are stripped of surrounding whitespace and empty ones dropped; tokens that all
+    look like integers become integers, as a CSV reader does for a scalar column, so ``"12|7"``
+    and ``[12, 7]`` encode alike.
     """
     n = len(s)
     if _is_text(s):
@@ -52,7 +53,7 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
         text = pa.array(s, from_pandas=True)
         text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
         lists = pc.split_pattern(text, pattern=sep)
-        tokens = lists.flatten()
+        tokens = pc.utf8_trim_whitespace(lists.flatten())
         rows = pc.list_parent_indices(lists).to_numpy()
         keep = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
         tokens = tokens.filter(pa.array(keep))
