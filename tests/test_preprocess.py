@@ -330,3 +330,42 @@ def test_features_list_every_column_in_order() -> None:
     assert names == ["u", "x", "g"]
     assert isinstance(p.features[0], SparseFeature) and p.features[0].embed_dim is not None
     assert p.features[2].pooling is Pooling.SUM
+
+
+# -- vectorised paths against plain-Python references ---------------------------------------------
+def _reference_pad(rows: list[list[int]], max_len: int) -> list[list[int]]:
+    out = []
+    for r in rows:
+        kept = r[-max_len:] if r else []
+        out.append([0] * (max_len - len(kept)) + kept)
+    return out
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 8])
+def test_list_parsing_and_padding_match_a_python_reference(max_len: int) -> None:
+    from recforge.preprocess import flatten, pad_left
+
+    rng = np.random.default_rng(max_len)
+    rows = [rng.integers(0, 100, rng.integers(0, 12)).tolist() for _ in range(300)]
+    for column in (pd.Series(rows, dtype=object), pd.Series(["|".join(map(str, r)) for r in rows])):
+        flat = flatten("h", column, "|")
+        assert flat.lengths.tolist() == [len(r) for r in rows]
+        ids = np.asarray(flat.values) + 1  # any per-item map; +1 keeps 0 free for padding
+        got = pad_left(ids, flat.lengths, max_len)
+        assert got.tolist() == _reference_pad([[v + 1 for v in r] for r in rows], max_len)
+
+
+def test_vocabulary_fit_matches_a_counter_reference() -> None:
+    from collections import Counter
+
+    rng = np.random.default_rng(1)
+    words = [f"w{int(i)}" for i in rng.zipf(1.5, 2000) % 300]
+    counts = Counter(words)
+    for min_freq, max_size in [(1, None), (3, None), (1, 10), (2, 25)]:
+        p = FeaturePipeline([Categorical("w", min_freq=min_freq, max_size=max_size)])
+        vocab = p.fit(pd.DataFrame({"w": words})).vocabulary("w")
+        ref = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        assert vocab.values == ref[:max_size]
+        ids = vocab.encode(words)
+        expected = [ref.index(w) + 2 if w in ref[:max_size] else OOV for w in words]
+        assert ids.tolist() == expected
