@@ -280,6 +280,8 @@ def test_spec_data_mismatches_name_the_column() -> None:
         FeaturePipeline([Categorical("h")]).fit(pd.DataFrame({"h": [[1, 2], [3]]}))
     with pytest.raises(TypeError, match=r"column 'h' holds scalar int64 values"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": [1, 2]}))
+    numeric_csv = FeaturePipeline([SequenceColumn("h", sep="|")]).fit(pd.DataFrame({"h": [3.0, np.nan]}))
+    assert numeric_csv.transform(pd.DataFrame({"h": ["3|3", "4"]}))["h"][:, -2:].tolist() == [[2, 2], [0, 1]]
     with pytest.raises(TypeError, match=r"column 'h' holds strings, not lists; set sep"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": ["1,2"]}))
     p = FeaturePipeline([Categorical("c")]).fit(pd.DataFrame({"c": [1, 2]}))

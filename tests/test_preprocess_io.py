@@ -214,3 +214,18 @@ def test_transform_leaves_the_input_untouched() -> None:
     pipe = _pipeline().fit(df)
     pipe.transform(df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_iter_transform_streams_files_in_pieces_equal_to_the_whole(tmp_path: Path) -> None:
+    df = _frame(50, seed=5)
+    pipe = _pipeline().fit(df)
+    whole = pipe.transform(df)
+    parquet, csv = tmp_path / "t.parquet", tmp_path / "t.csv"
+    df.to_parquet(parquet)
+    df.assign(hist_item_id=["|".join(map(str, h)) for h in df["hist_item_id"]]).to_csv(csv, index=False)
+    for src in (df, parquet, csv):
+        pieces = list(pipe.iter_transform(src, batch_rows=16))
+        assert [len(p["label"]) for p in pieces] == [16, 16, 16, 2]
+        _assert_same({k: np.concatenate([p[k] for p in pieces]) for k in whole}, whole)
+    with pytest.raises(ValueError, match="batch_rows must be a positive int"):
+        next(pipe.iter_transform(df, batch_rows=0))

@@ -13,7 +13,7 @@ from recforge.preprocess.columns import (
     Numeric,
     SequenceColumn,
 )
-from recforge.preprocess.io import read_table, require_columns
+from recforge.preprocess.io import iter_tables, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericStats
 from recforge.preprocess.pipeline import FORMAT, VERSION, FeaturePipeline, NotFittedError
@@ -40,6 +40,7 @@ __all__ = [
     "Vocabulary",
     "canonical_values",
     "flatten",
+    "iter_tables",
     "pad_left",
     "read_table",
     "require_columns",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, Union
 
@@ -94,3 +94,27 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "
     missing = [c for c in columns if c not in have]
     if missing:
         raise KeyError(f"column(s) {missing} not found in {source}; available columns: {sorted(have)}")
+
+
+def iter_tables(src: TableLike, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """``src`` in pieces of at most ``batch_rows`` rows; CSV and Parquet files are streamed from
+    disk, never loaded whole."""
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a positive int, got {batch_rows!r}")
+    if isinstance(src, str | os.PathLike):
+        path = Path(src)
+        name = path.name.lower()
+        if not path.exists():
+            raise FileNotFoundError(f"no such table file: {path}")
+        if name.endswith(_PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                yield batch.to_pandas()
+            return
+        if name.endswith(_CSV_SUFFIXES):
+            yield from pd.read_csv(path, sep="\t" if ".tsv" in name else ",", chunksize=batch_rows)
+            return
+    df = read_table(src)
+    for start in range(0, len(df), batch_rows):
+        yield df.iloc[start : start + batch_rows]

@@ -70,6 +70,18 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 f"column {column!r}: expected a list per row (all of one type) or "
                 f"sep-delimited strings; could not read it as lists: {e}"
             ) from None
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
+        scalar = (
+            pa.types.is_integer(lists.type)
+            or pa.types.is_floating(lists.type)
+            or pa.types.is_null(lists.type)
+        )
+        if sep is not None and scalar:
+            # A CSV reader makes a delimited column numeric when no row holds a separator:
+            # each value is then a one-item list (a missing value an empty one).
+            valid = pc.is_valid(lists).to_numpy(zero_copy_only=False)
+            return _finish(column, lists.drop_null(), valid.astype(np.int64))
         if not (
             pa.types.is_list(lists.type)
             or pa.types.is_large_list(lists.type)
@@ -87,6 +99,10 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
             )
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
         flat = values
+    return _finish(column, flat, lengths)
+
+
+def _finish(column: str, flat: pa.Array, lengths: np.ndarray) -> FlatList:
     if len(flat) == 0:
         return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths)
     arr, kind = canonical_values(column, flat)

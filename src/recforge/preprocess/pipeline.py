@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +41,7 @@ from recforge.preprocess.columns import (
     Numeric,
     SequenceColumn,
 )
-from recforge.preprocess.io import TableLike, read_table, require_columns
+from recforge.preprocess.io import TableLike, iter_tables, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
 from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
@@ -301,6 +301,14 @@ class FeaturePipeline:
             ys = [_label_values(y, df[y]) for y in self.labels]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
+
+    def iter_transform(self, data: TableLike, batch_rows: int = 1_000_000) -> Iterator[dict[str, np.ndarray]]:
+        """``transform`` piece by piece (at most ``batch_rows`` rows each), for tables larger than
+        memory: CSV and Parquet files are read in chunks. Concatenated, the pieces equal
+        ``transform(data)``."""
+        self._require_fitted()
+        for piece in iter_tables(data, batch_rows):
+            yield self.transform(piece)
 
     def dataset(self, data: TableLike) -> ColumnarDataset:
         """``transform(data)`` as a ``ColumnarDataset`` (ready for ``BatchLoader``)."""
