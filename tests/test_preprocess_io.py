@@ -229,3 +229,18 @@ def test_iter_transform_streams_files_in_pieces_equal_to_the_whole(tmp_path: Pat
         _assert_same({k: np.concatenate([p[k] for p in pieces]) for k in whole}, whole)
     with pytest.raises(ValueError, match="batch_rows must be a positive int"):
         next(pipe.iter_transform(df, batch_rows=0))
+
+
+def test_empty_input_gives_empty_columns() -> None:
+    df = _frame(30)
+    pipe = _pipeline().fit(df)
+    out = pipe.transform(df.iloc[:0])
+    assert (
+        out["item_id"].shape == (0,) and out["hist_item_id"].shape == (0, 5) and out["genres"].shape == (0, 3)
+    )
+    assert out["age"].shape == (0,) and out["label"].shape == (0,)
+    assert len(pipe.dataset(df.iloc[:0])) == 0
+    bare = pipe.transform(
+        pd.DataFrame({c: [] for c in ["user_id", "item_id", "age", "genres", "hist_item_id"]})
+    )
+    assert bare["hist_item_id"].shape == (0, 5) and "label" not in bare

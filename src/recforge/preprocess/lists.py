@@ -44,6 +44,8 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
     and ``[12, 7]`` encode alike.
     """
     n = len(s)
+    if n == 0:  # an empty column has no meaningful dtype
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, np.zeros(0, dtype=np.int64))
     if _is_text(s):
         if sep is None:
             raise TypeError(

@@ -261,6 +261,7 @@ class FeaturePipeline:
         return self._fitted
 
     def max_len(self, spec: ListSpec) -> int:
+        """The padded length L of a list column (learnt from training data for ``MultiValue(max_len=None)``)."""
         return spec.max_len if isinstance(spec, SequenceColumn) else self._max_len[spec.name]
 
     def transform(self, data: TableLike) -> dict[str, np.ndarray]:

@@ -205,6 +205,8 @@ class Vocabulary:
                 f"column {column!r}: the vocabulary was fit on {self.kind.value} values but the data "
                 f"holds {kind.value} values; the column's type must match the training data"
             )
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int64)
         if self.hash_buckets is not None:
             return stable_hash(arr, self.hash_buckets)
         value_set = self._values_arrow()
