@@ -40,6 +40,11 @@ def test_vocab_orders_by_frequency_then_value_and_reserves_pad_and_oov() -> None
     assert ids.dtype == np.int64
     assert vocab.decode([PAD, OOV, 2, 5]).tolist() == [None, None, "a", "d"]
     assert vocab.encode(["d", "a", "nope"]).tolist() == [5, 2, OOV]
+    handmade = Vocabulary([30, 10, 20])
+    assert handmade.kind is not None and handmade.kind.value == "int"
+    assert handmade.encode([10, 20, 30, 40]).tolist() == [3, 4, 2, OOV]
+    with pytest.raises(ValueError, match="distinct"):
+        Vocabulary(["a", "a"])
 
 
 def test_vocab_is_deterministic_under_row_order() -> None:
