@@ -209,6 +209,14 @@ def test_sequence_without_truncation_refuses_long_rows() -> None:
         p.transform(pd.DataFrame({"h": [[1], [1, 2, 3, 4]]}))
 
 
+def test_multivalue_without_truncation_refuses_long_rows() -> None:
+    p = FeaturePipeline([MultiValue("g", max_len=2, truncate=False)]).fit(pd.DataFrame({"g": ["a|b"]}))
+    with pytest.raises(ValueError, match=r"column 'g': row 0 has 3 items but max_len=2"):
+        p.transform(pd.DataFrame({"g": ["a|b|c"]}))
+    with pytest.raises(ValueError, match=r"column 'g': truncate must be a bool"):
+        MultiValue("g", truncate="no")  # type: ignore[arg-type]
+
+
 def test_sequence_from_delimited_strings_matches_lists() -> None:
     spec = SequenceColumn("h", max_len=4, sep="|")
     lists = pd.DataFrame({"h": [[3, 1, 2], [], [2]]})
