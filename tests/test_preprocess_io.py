@@ -244,3 +244,19 @@ def test_empty_input_gives_empty_columns() -> None:
         pd.DataFrame({c: [] for c in ["user_id", "item_id", "age", "genres", "hist_item_id"]})
     )
     assert bare["hist_item_id"].shape == (0, 5) and "label" not in bare
+
+
+def test_threads_give_identical_results_and_errors(tmp_path: Path) -> None:
+    train, test = _frame(80, seed=6), _frame(40, seed=7)
+    one = _pipeline().fit(train)
+    many = FeaturePipeline(_pipeline().columns, label="label", num_threads=3).fit(train)
+    assert many.to_dict() == one.to_dict()
+    _assert_same(many.transform(test), one.transform(test))
+    loaded = FeaturePipeline.load(one.save(tmp_path), num_threads=4)
+    _assert_same(loaded.transform(test), one.transform(test))
+    with pytest.raises(KeyError, match=r"\['genres'\] not found"):
+        many.transform(test.drop(columns=["genres"]))
+    with pytest.raises(TypeError, match=r"column 'age': Numeric expects numbers"):
+        many.transform(test.assign(age="x"))
+    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+        FeaturePipeline([Numeric("x")], num_threads=0)
