@@ -3,14 +3,16 @@
 A synthetic 1,000,000-row table with 26 categorical columns (hex-string ids, Zipf-like, up to
 10,000 distinct values each, 1% missing filled by ``fill_value``) and 13 numeric columns (5%
 missing, log1p + standard scaling), generated up front (not timed). Timed: ``fit`` on the table,
-``transform`` of the same table, repeated; the median of the repeats is reported. Single thread.
+``transform`` of the same table, repeated; the median of the repeats is reported, for each
+``--num-threads`` value (the outputs must be identical across thread counts).
 
-    python benchmarks/preprocess_speed.py --rows 1000000 --repeats 3
+    PYTHONPATH=src python benchmarks/preprocess_speed.py --rows 1000000 --repeats 3 --num-threads 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from recforge.preprocess import Categorical, FeaturePipeline, Numeric
@@ -42,17 +45,26 @@ def make_table(rows: int, vocab: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--vocab", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"),
-                   help="unused (the table is synthetic); kept for a uniform benchmark interface")
+    p.add_argument("--num-threads", type=int, nargs="+", default=[1], help="FeaturePipeline(num_threads=...)")
+    p.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"),
+        help="unused (the table is synthetic); kept for a uniform benchmark interface",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "preprocess.md"))
     args = p.parse_args()
     torch.set_num_threads(1)
+    pa.set_cpu_count(1)  # Arrow's own pool on one thread: parallelism comes from num_threads only
 
     t0 = time.perf_counter()
     df = make_table(args.rows, args.vocab, args.seed)
@@ -60,20 +72,30 @@ def main() -> None:
     specs = [Numeric(f"I{i + 1}", fill="mean", normalize="standard", log1p=True) for i in range(N_DENSE)]
     specs += [Categorical(f"C{i + 1}", embed_dim=16, fill_value="<missing>") for i in range(N_SPARSE)]
 
-    fit_s, tr_s = [], []
-    for _ in range(args.repeats):
-        pipe = FeaturePipeline(specs, label="label")
-        t0 = time.perf_counter()
-        pipe.fit(df)
-        t1 = time.perf_counter()
-        out = pipe.transform(df)
-        t2 = time.perf_counter()
-        fit_s.append(t1 - t0)
-        tr_s.append(t2 - t1)
-    assert len(out) == N_SPARSE + N_DENSE + 1 and all(len(v) == args.rows for v in out.values())
+    rows = []
+    reference: dict[str, np.ndarray] | None = None
+    for threads in args.num_threads:
+        fit_s, tr_s, cpu_s = [], [], []
+        for _ in range(args.repeats):
+            pipe = FeaturePipeline(specs, label="label", num_threads=threads)
+            c0, t0 = time.process_time(), time.perf_counter()
+            pipe.fit(df)
+            t1 = time.perf_counter()
+            out = pipe.transform(df)
+            t2, c2 = time.perf_counter(), time.process_time()
+            fit_s.append(t1 - t0)
+            tr_s.append(t2 - t1)
+            cpu_s.append(c2 - c0)
+        assert len(out) == N_SPARSE + N_DENSE + 1 and all(len(v) == args.rows for v in out.values())
+        if reference is None:
+            reference = out
+        assert all(np.array_equal(out[k], reference[k]) for k in out), "thread count changed the output"
+        both = [a + b for a, b in zip(fit_s, tr_s)]
+        rows.append(
+            f"| {threads} | {_median(fit_s):.2f} | {_median(tr_s):.2f} | {_median(both):.2f} | "
+            f"{args.rows / _median(both):,.0f} | {_median(cpu_s):.2f} | {', '.join(f'{x:.2f}' for x in both)} |"
+        )
     vocab_sizes = [f.vocab_size for f in pipe.features if hasattr(f, "vocab_size")]
-    fit_m, tr_m = float(np.median(fit_s)), float(np.median(tr_s))
-    both = [a + b for a, b in zip(fit_s, tr_s)]
     cmd = "PYTHONPATH=src python " + " ".join(["benchmarks/preprocess_speed.py", *sys.argv[1:]])
     lines = [
         "# FeaturePipeline speed",
@@ -82,15 +104,16 @@ def main() -> None:
         "",
         f"Table: {args.rows:,} rows, {N_SPARSE} categorical (hex strings, <= {args.vocab:,} values, 1% missing "
         f"filled) + {N_DENSE} numeric (5% missing, mean fill, log1p, standard) + label; generated in {gen_s:.1f} s "
-        f"(not timed). Vocabulary sizes {min(vocab_sizes)}..{max(vocab_sizes)}. Median of {args.repeats} repeats, "
-        f"1 thread, {platform.processor() or platform.machine()}, pandas {pd.__version__}, numpy {np.__version__}.",
+        f"(not timed). Vocabulary sizes {min(vocab_sizes)}..{max(vocab_sizes)}. Median of {args.repeats} repeats; "
+        f"torch and Arrow's pool at 1 thread; {platform.processor() or platform.machine()}, pandas {pd.__version__}, "
+        f"pyarrow {pa.__version__}, numpy {np.__version__}.",
         "",
-        "| step | median s | rows/s | all repeats (s) |",
-        "|---|---|---|---|",
-        f"| fit | {fit_m:.2f} | {args.rows / fit_m:,.0f} | {', '.join(f'{x:.2f}' for x in fit_s)} |",
-        f"| transform | {tr_m:.2f} | {args.rows / tr_m:,.0f} | {', '.join(f'{x:.2f}' for x in tr_s)} |",
-        f"| fit + transform | {float(np.median(both)):.2f} | {args.rows / float(np.median(both)):,.0f} | "
-        f"{', '.join(f'{x:.2f}' for x in both)} |",
+        "Seconds are wall clock. The machine is shared, so the process CPU time of fit + transform (all threads) "
+        f"is given too; load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
+        "",
+        "| num_threads | fit s | transform s | fit + transform s | rows/s | CPU s | fit + transform repeats (s) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
         "",
     ]
     text = "\n".join(lines)

@@ -40,6 +40,11 @@ def test_vocab_orders_by_frequency_then_value_and_reserves_pad_and_oov() -> None
     assert ids.dtype == np.int64
     assert vocab.decode([PAD, OOV, 2, 5]).tolist() == [None, None, "a", "d"]
     assert vocab.encode(["d", "a", "nope"]).tolist() == [5, 2, OOV]
+    handmade = Vocabulary([30, 10, 20])
+    assert handmade.kind is not None and handmade.kind.value == "int"
+    assert handmade.encode([10, 20, 30, 40]).tolist() == [3, 4, 2, OOV]
+    with pytest.raises(ValueError, match="distinct"):
+        Vocabulary(["a", "a"])
 
 
 def test_vocab_is_deterministic_under_row_order() -> None:
@@ -93,28 +98,31 @@ from recforge.preprocess import Categorical, FeaturePipeline, Vocabulary
 df = pd.DataFrame({"s": ["apple", "banana", "kiwi", "x" * 40, "日本"], "i": [0, 1, 12345678901, -5, 7]})
 p = FeaturePipeline([Categorical("s", hash_buckets=97), Categorical("i", hash_buckets=1000)]).fit(df.head(1))
 out = p.transform(df)
-print(json.dumps({**{k: v.tolist() for k, v in out.items()}, "torch": "torch" in sys.modules}))
+print(json.dumps({**{k: v.tolist() for k, v in out.items()}, "torch": "torch" in sys.modules,
+                  "python_hash": hash("apple")}))
 """
 
 
 def test_hashing_is_stable_across_processes_and_needs_no_fitting() -> None:
-    results = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONPATH": SRC, "PYTHONHASHSEED": seed}
-        run = subprocess.run(
-            [sys.executable, "-c", _HASH_SNIPPET],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        results.append(json.loads(run.stdout))
-    assert results[0] == results[1]
-    assert results[0].pop("torch") is False  # preprocessing alone never imports torch
+    seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
+    env = {**os.environ, "PYTHONPATH": SRC, "PYTHONHASHSEED": seed}
+    run = subprocess.run(
+        [sys.executable, "-c", _HASH_SNIPPET],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    child = json.loads(run.stdout)
+    assert child.pop("torch") is False  # preprocessing alone never imports torch
+    assert child.pop("python_hash") != hash("apple")  # the two processes salt hash() differently...
     s = Vocabulary(hash_buckets=97).encode(["apple", "banana", "kiwi", "x" * 40, "日本"])
     i = Vocabulary(hash_buckets=1000).encode([0, 1, 12345678901, -5, 7])
-    assert results[0] == {"s": s.tolist(), "i": i.tolist()}  # the fitted pipeline matches the bare vocabulary
+    assert child == {
+        "s": s.tolist(),
+        "i": i.tolist(),
+    }  # ...yet the ids agree, fitted pipeline or bare vocabulary
     assert s.min() >= 2 and s.max() <= 98 and i.min() >= 2 and i.max() <= 1001
     assert len(set(s.tolist())) > 1
 
@@ -173,6 +181,8 @@ def test_multivalue_strings_and_lists_pad_left_and_keep_the_last_values() -> Non
     assert v.values == ["b", "a", "c", "d"]  # b:3, then a, c, d once each
     out = p.transform(train)["g"]
     assert out.tolist() == [[2 + 1, 2 + 0], [2 + 2, 2 + 3], [0, 0], [0, 0], [0, 2]]
+    spaced = pd.DataFrame({"g": [" a | b", "b|c| d ", " ", None, "b||"]})
+    np.testing.assert_array_equal(p.transform(spaced)["g"], out)
     as_lists = pd.DataFrame({"g": [["a", "b"], ["b", "c", "d"], [], None, np.array(["b"])]})
     np.testing.assert_array_equal(p.transform(as_lists)["g"], out)
     assert p.features[0] == SequenceFeature("g", 6, 4, pooling=Pooling.MEAN, padding_idx=0, max_len=2)
@@ -200,6 +210,14 @@ def test_sequence_without_truncation_refuses_long_rows() -> None:
     p = FeaturePipeline([SequenceColumn("h", max_len=2, truncate=False)]).fit(pd.DataFrame({"h": [[1, 2]]}))
     with pytest.raises(ValueError, match=r"column 'h': row 1 has 4 items but max_len=2"):
         p.transform(pd.DataFrame({"h": [[1], [1, 2, 3, 4]]}))
+
+
+def test_multivalue_without_truncation_refuses_long_rows() -> None:
+    p = FeaturePipeline([MultiValue("g", max_len=2, truncate=False)]).fit(pd.DataFrame({"g": ["a|b"]}))
+    with pytest.raises(ValueError, match=r"column 'g': row 0 has 3 items but max_len=2"):
+        p.transform(pd.DataFrame({"g": ["a|b|c"]}))
+    with pytest.raises(ValueError, match=r"column 'g': truncate must be a bool"):
+        MultiValue("g", truncate="no")  # type: ignore[arg-type]
 
 
 def test_sequence_from_delimited_strings_matches_lists() -> None:
@@ -278,6 +296,8 @@ def test_spec_data_mismatches_name_the_column() -> None:
         FeaturePipeline([Categorical("h")]).fit(pd.DataFrame({"h": [[1, 2], [3]]}))
     with pytest.raises(TypeError, match=r"column 'h' holds scalar int64 values"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": [1, 2]}))
+    numeric_csv = FeaturePipeline([SequenceColumn("h", sep="|")]).fit(pd.DataFrame({"h": [3.0, np.nan]}))
+    assert numeric_csv.transform(pd.DataFrame({"h": ["3|3", "4"]}))["h"][:, -2:].tolist() == [[2, 2], [0, 1]]
     with pytest.raises(TypeError, match=r"column 'h' holds strings, not lists; set sep"):
         FeaturePipeline([SequenceColumn("h")]).fit(pd.DataFrame({"h": ["1,2"]}))
     p = FeaturePipeline([Categorical("c")]).fit(pd.DataFrame({"c": [1, 2]}))
@@ -313,6 +333,8 @@ def test_bad_pipeline_declarations() -> None:
         FeaturePipeline([Numeric("x"), SequenceColumn("h", shared_with="x")])
     with pytest.raises(ValueError, match=r"column 'h' \(embed_dim=4\) shares 'i' \(embed_dim=8\)"):
         FeaturePipeline([Categorical("i", embed_dim=8), SequenceColumn("h", embed_dim=4, shared_with="i")])
+    with pytest.raises(ValueError, match=r"column 'h' shares the vocabulary of 'i'; set min_freq"):
+        FeaturePipeline([Categorical("i"), SequenceColumn("h", shared_with="i", min_freq=3)])
     with pytest.raises(ValueError, match="'label' is reserved"):
         FeaturePipeline([Categorical("label")])
     with pytest.raises(ValueError, match="'y' is both a feature and a label"):
@@ -326,3 +348,42 @@ def test_features_list_every_column_in_order() -> None:
     assert names == ["u", "x", "g"]
     assert isinstance(p.features[0], SparseFeature) and p.features[0].embed_dim is not None
     assert p.features[2].pooling is Pooling.SUM
+
+
+# -- vectorised paths against plain-Python references ---------------------------------------------
+def _reference_pad(rows: list[list[int]], max_len: int) -> list[list[int]]:
+    out = []
+    for r in rows:
+        kept = r[-max_len:] if r else []
+        out.append([0] * (max_len - len(kept)) + kept)
+    return out
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 8])
+def test_list_parsing_and_padding_match_a_python_reference(max_len: int) -> None:
+    from recforge.preprocess import flatten, pad_left
+
+    rng = np.random.default_rng(max_len)
+    rows = [rng.integers(0, 100, rng.integers(0, 12)).tolist() for _ in range(300)]
+    for column in (pd.Series(rows, dtype=object), pd.Series(["|".join(map(str, r)) for r in rows])):
+        flat = flatten("h", column, "|")
+        assert flat.lengths.tolist() == [len(r) for r in rows]
+        ids = np.asarray(flat.values) + 1  # any per-item map; +1 keeps 0 free for padding
+        got = pad_left(ids, flat.lengths, max_len)
+        assert got.tolist() == _reference_pad([[v + 1 for v in r] for r in rows], max_len)
+
+
+def test_vocabulary_fit_matches_a_counter_reference() -> None:
+    from collections import Counter
+
+    rng = np.random.default_rng(1)
+    words = [f"w{int(i)}" for i in rng.zipf(1.5, 2000) % 300]
+    counts = Counter(words)
+    for min_freq, max_size in [(1, None), (3, None), (1, 10), (2, 25)]:
+        p = FeaturePipeline([Categorical("w", min_freq=min_freq, max_size=max_size)])
+        vocab = p.fit(pd.DataFrame({"w": words})).vocabulary("w")
+        ref = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        assert vocab.values == ref[:max_size]
+        ids = vocab.encode(words)
+        expected = [ref.index(w) + 2 if w in ref[:max_size] else OOV for w in words]
+        assert ids.tolist() == expected

@@ -103,6 +103,8 @@ def test_read_table_selects_columns_and_rejects_unknown_inputs(tmp_path: Path) -
     with pytest.raises(TypeError, match="expected a pandas or Polars DataFrame"):
         read_table(42)
     assert read_table({"a": [1, 2]})["a"].tolist() == [1, 2]
+    records = read_table([{"a": 1, "h": [1, 2]}, {"a": 2, "h": []}])
+    assert records["a"].tolist() == [1, 2] and records["h"].tolist() == [[1, 2], []]
 
 
 def test_save_load_round_trip_gives_identical_transforms(tmp_path: Path) -> None:
@@ -184,3 +186,77 @@ def test_pipeline_to_deepfm_trains_one_epoch(tmp_path: Path) -> None:
     metrics = trainer.evaluate(trainer.model, BatchLoader(valid_ds, 100))
     assert np.isfinite(metrics["logloss"]) and 0.0 <= metrics["auc"] <= 1.0
     assert trainer.predict(trainer.model, BatchLoader(valid_ds, 100)).shape == (100,)
+
+
+def test_other_column_encodings_match_plain_pandas() -> None:
+    pl = pytest.importorskip("polars")
+    df = pd.DataFrame({"c": ["x", "y", "x"], "n": [1, 2, 3], "h": [[1, 2], [3, 4], [5, 6]]})
+    pipe = FeaturePipeline([Categorical("c"), Categorical("n"), SequenceColumn("h", max_len=3)]).fit(df)
+    expected = pipe.transform(df)
+    variants = {
+        "category dtype": df.assign(c=df["c"].astype("category")),
+        "nullable Int64": df.assign(n=df["n"].astype("Int64")),
+        "arrow-backed": df.convert_dtypes(dtype_backend="pyarrow"),
+        "fixed-size lists": pa.table(
+            {"c": df["c"], "n": df["n"], "h": pa.array(df["h"].tolist(), type=pa.list_(pa.int64(), 2))}
+        ),
+        "polars lazy": pl.from_pandas(df).lazy(),
+    }
+    for name, src in variants.items():
+        got = pipe.transform(src)
+        for k in expected:
+            np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{name}: {k}")
+
+
+def test_transform_leaves_the_input_untouched() -> None:
+    df = _frame(20)
+    before = df.copy(deep=True)
+    pipe = _pipeline().fit(df)
+    pipe.transform(df)
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_iter_transform_streams_files_in_pieces_equal_to_the_whole(tmp_path: Path) -> None:
+    df = _frame(50, seed=5)
+    pipe = _pipeline().fit(df)
+    whole = pipe.transform(df)
+    parquet, csv = tmp_path / "t.parquet", tmp_path / "t.csv"
+    df.to_parquet(parquet)
+    df.assign(hist_item_id=["|".join(map(str, h)) for h in df["hist_item_id"]]).to_csv(csv, index=False)
+    for src in (df, parquet, csv):
+        pieces = list(pipe.iter_transform(src, batch_rows=16))
+        assert [len(p["label"]) for p in pieces] == [16, 16, 16, 2]
+        _assert_same({k: np.concatenate([p[k] for p in pieces]) for k in whole}, whole)
+    with pytest.raises(ValueError, match="batch_rows must be a positive int"):
+        next(pipe.iter_transform(df, batch_rows=0))
+
+
+def test_empty_input_gives_empty_columns() -> None:
+    df = _frame(30)
+    pipe = _pipeline().fit(df)
+    out = pipe.transform(df.iloc[:0])
+    assert (
+        out["item_id"].shape == (0,) and out["hist_item_id"].shape == (0, 5) and out["genres"].shape == (0, 3)
+    )
+    assert out["age"].shape == (0,) and out["label"].shape == (0,)
+    assert len(pipe.dataset(df.iloc[:0])) == 0
+    bare = pipe.transform(
+        pd.DataFrame({c: [] for c in ["user_id", "item_id", "age", "genres", "hist_item_id"]})
+    )
+    assert bare["hist_item_id"].shape == (0, 5) and "label" not in bare
+
+
+def test_threads_give_identical_results_and_errors(tmp_path: Path) -> None:
+    train, test = _frame(80, seed=6), _frame(40, seed=7)
+    one = _pipeline().fit(train)
+    many = FeaturePipeline(_pipeline().columns, label="label", num_threads=3).fit(train)
+    assert many.to_dict() == one.to_dict()
+    _assert_same(many.transform(test), one.transform(test))
+    loaded = FeaturePipeline.load(one.save(tmp_path), num_threads=4)
+    _assert_same(loaded.transform(test), one.transform(test))
+    with pytest.raises(KeyError, match=r"\['genres'\] not found"):
+        many.transform(test.drop(columns=["genres"]))
+    with pytest.raises(TypeError, match=r"column 'age': Numeric expects numbers"):
+        many.transform(test.assign(age="x"))
+    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+        FeaturePipeline([Numeric("x")], num_threads=0)

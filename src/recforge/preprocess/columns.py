@@ -53,6 +53,11 @@ def _check_int(column: str, arg: str, value: object, *, minimum: int, allow_none
         raise ValueError(f"column {column!r}: {arg} must be an int >= {minimum}, got {value!r}")
 
 
+def _check_bool(column: str, arg: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"column {column!r}: {arg} must be a bool, got {value!r}")
+
+
 def _check_shared(column: str, shared_with: object) -> None:
     if shared_with is not None and (not isinstance(shared_with, str) or shared_with == column):
         raise ValueError(f"column {column!r}: shared_with must name another column, got {shared_with!r}")
@@ -126,8 +131,7 @@ class Numeric:
         if self.normalize is not None:
             norm = Normalize.parse(self.normalize, column=self.name, arg="normalize")
             object.__setattr__(self, "normalize", norm)
-        if not isinstance(self.log1p, bool):
-            raise ValueError(f"column {self.name!r}: log1p must be a bool, got {self.log1p!r}")
+        _check_bool(self.name, "log1p", self.log1p)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,7 @@ class MultiValue:
             longest training row.
         embed_dim, min_freq, max_size, hash_buckets, shared_with: as for ``Categorical``.
         pooling: how models reduce the values (``"mean"``, ``"sum"``, ``"max"``, ``"concat"``).
+        truncate: with ``False`` a row with more than ``max_len`` values is an error.
     """
 
     name: str
@@ -152,9 +157,11 @@ class MultiValue:
     max_size: int | None = None
     hash_buckets: int | None = None
     shared_with: str | None = None
+    truncate: bool = True
 
     def __post_init__(self) -> None:
         _check_name("MultiValue", self.name)
+        _check_bool(self.name, "truncate", self.truncate)
         _check_sep(self.name, self.sep)
         _check_int(self.name, "max_len", self.max_len, minimum=1)
         _check_int(self.name, "embed_dim", self.embed_dim, minimum=1)
@@ -163,10 +170,6 @@ class MultiValue:
         _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
         _check_shared(self.name, self.shared_with)
         object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
-
-    @property
-    def truncate(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,7 @@ class SequenceColumn:
         _check_int(self.name, "min_freq", self.min_freq, minimum=1, allow_none=False)
         _check_int(self.name, "max_size", self.max_size, minimum=0)
         _check_int(self.name, "hash_buckets", self.hash_buckets, minimum=1)
-        if not isinstance(self.truncate, bool):
-            raise ValueError(f"column {self.name!r}: truncate must be a bool, got {self.truncate!r}")
+        _check_bool(self.name, "truncate", self.truncate)
         object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
 
 

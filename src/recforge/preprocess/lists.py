@@ -6,6 +6,7 @@ runs for string columns; an object column of Python lists is converted to Arrow 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,13 @@ def _is_text(s: pd.Series) -> bool:
 def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
     """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
 
-    String tokens that all look like integers become integers, as a CSV reader does for a
-    scalar column, so ``"12|7"`` and ``[12, 7]`` encode alike. Empty tokens are dropped.
+    String tokens are stripped of surrounding whitespace and empty ones dropped; tokens that all
+    look like integers become integers, as a CSV reader does for a scalar column, so ``"12|7"``
+    and ``[12, 7]`` encode alike.
     """
     n = len(s)
+    if n == 0:  # an empty column has no meaningful dtype
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, np.zeros(0, dtype=np.int64))
     if _is_text(s):
         if sep is None:
             raise TypeError(
@@ -51,16 +55,14 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
         text = pa.array(s, from_pandas=True)
         text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
         lists = pc.split_pattern(text, pattern=sep)
-        tokens = lists.flatten()
+        tokens = pc.utf8_trim_whitespace(lists.flatten())
         rows = pc.list_parent_indices(lists).to_numpy()
         keep = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
         tokens = tokens.filter(pa.array(keep))
         lengths = np.bincount(rows[keep], minlength=n).astype(np.int64)
         if len(tokens) and pc.all(pc.match_substring_regex(tokens, _INT_PATTERN)).as_py():
-            try:
+            with contextlib.suppress(pa.ArrowInvalid):  # out of int64 range: keep the text
                 tokens = pc.cast(tokens, pa.int64())
-            except pa.ArrowInvalid:  # out of int64 range: keep the text
-                pass
         flat = tokens
     else:
         try:
@@ -70,7 +72,23 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
                 f"column {column!r}: expected a list per row (all of one type) or "
                 f"sep-delimited strings; could not read it as lists: {e}"
             ) from None
-        if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
+        scalar = (
+            pa.types.is_integer(lists.type)
+            or pa.types.is_floating(lists.type)
+            or pa.types.is_null(lists.type)
+        )
+        if sep is not None and scalar:
+            # A CSV reader makes a delimited column numeric when no row holds a separator:
+            # each value is then a one-item list (a missing value an empty one).
+            valid = pc.is_valid(lists).to_numpy(zero_copy_only=False)
+            return _finish(column, lists.drop_null(), valid.astype(np.int64))
+        if not (
+            pa.types.is_list(lists.type)
+            or pa.types.is_large_list(lists.type)
+            or pa.types.is_fixed_size_list(lists.type)
+        ):
             raise TypeError(
                 f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
                 "expects a list per row or sep-delimited strings (use Categorical/Numeric for scalars)"
@@ -83,6 +101,10 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
             )
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
         flat = values
+    return _finish(column, flat, lengths)
+
+
+def _finish(column: str, flat: pa.Array, lengths: np.ndarray) -> FlatList:
     if len(flat) == 0:
         return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths)
     arr, kind = canonical_values(column, flat)

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,9 @@ from recforge.preprocess.columns import (
     Numeric,
     SequenceColumn,
 )
-from recforge.preprocess.io import TableLike, read_table, require_columns
+from recforge.preprocess.io import TableLike, iter_tables, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
+from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
 from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ LABEL = "label"  # recforge.data.LABEL; repeated so that preprocessing runs with
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
 FILENAME = "pipeline.json"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 _SPECS: dict[str, type[ColumnSpec]] = {
     c.__name__: c for c in (Categorical, Numeric, MultiValue, SequenceColumn)
@@ -60,15 +64,6 @@ _SPECS: dict[str, type[ColumnSpec]] = {
 
 class NotFittedError(ValueError):
     """The pipeline was used before ``fit`` (or ``load``)."""
-
-
-@dataclass(frozen=True)
-class NumericStats:
-    """What a fitted ``Numeric`` column applies: fill, then ``(x - shift) / scale``."""
-
-    fill: float
-    shift: float
-    scale: float
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
@@ -90,63 +85,6 @@ def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, Valu
             arr = arr.cast(pa.float64())
         arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
     return canonical_values(spec.name, arr)
-
-
-def _numeric_values(name: str, s: pd.Series) -> np.ndarray:
-    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
-    dtype = s.dtype
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-        return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    inferred = pd.api.types.infer_dtype(s, skipna=True)
-    if inferred in ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"):
-        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
-    example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
-    raise TypeError(
-        f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
-        f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
-    )
-
-
-def _numeric_transform(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
-    x = np.where(np.isnan(x), stats.fill, x)
-    if np.isinf(x).any():
-        raise ValueError(
-            f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first"
-        )
-    if spec.log1p:
-        bad = int((x <= -1).sum())
-        if bad:
-            raise ValueError(f"column {spec.name!r}: log1p needs values > -1, found {bad} that are not")
-        x = np.log1p(x)
-    return ((x - stats.shift) / stats.scale).astype(np.float32)
-
-
-def _fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:
-    present = x[~np.isnan(x)]
-    if present.size == 0:
-        raise ValueError(f"column {spec.name!r}: no non-missing training values to fit on")
-    if np.isinf(present).any():
-        raise ValueError(
-            f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first"
-        )
-    if isinstance(spec.fill, float):
-        fill = spec.fill
-    elif spec.fill is Fill.MEAN:
-        fill = float(present.mean())
-    elif spec.fill is Fill.MEDIAN:
-        fill = float(np.median(present))
-    else:
-        fill = 0.0
-    if spec.log1p:
-        if (present <= -1).any() or fill <= -1:
-            raise ValueError(f"column {spec.name!r}: log1p needs values > -1 in the training data")
-        present = np.log1p(present)
-    shift, scale = 0.0, 1.0
-    if spec.normalize is Normalize.STANDARD:
-        shift, scale = float(present.mean()), float(present.std())
-    elif spec.normalize is Normalize.MINMAX:
-        shift, scale = float(present.min()), float(present.max() - present.min())
-    return NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
 
 
 def _label_values(name: str, s: pd.Series) -> np.ndarray:
@@ -183,6 +121,8 @@ class FeaturePipeline:
             ``SequenceColumn``); their names are the output column and feature names.
         label: the target column, output under ``"label"`` as float32 ``(N,)``.
         labels: several target columns (multi-task), output under ``"label"`` as ``(N, T)``.
+        num_threads: columns are processed by this many threads (the Arrow and numpy kernels
+            doing the work release the GIL); results do not depend on it. Not saved.
     """
 
     def __init__(
@@ -191,7 +131,11 @@ class FeaturePipeline:
         *,
         label: str | None = None,
         labels: Sequence[str] | None = None,
+        num_threads: int = 1,
     ) -> None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+        self.num_threads = num_threads
         self.columns: list[ColumnSpec] = list(columns)
         if not self.columns:
             raise ValueError("FeaturePipeline needs at least one column spec")
@@ -243,6 +187,11 @@ class FeaturePipeline:
                     f"column {c.name!r}: shared_with must name a vocabulary owner, but "
                     f"{owner.name!r} itself shares {owner.shared_with!r}"
                 )
+            if c.hash_buckets is not None or c.max_size is not None or c.min_freq != 1:
+                raise ValueError(
+                    f"column {c.name!r} shares the vocabulary of {owner.name!r}; set min_freq, max_size "
+                    f"and hash_buckets on {owner.name!r}, not on {c.name!r}"
+                )
             if c.embed_dim is not None and c.embed_dim != owner.embed_dim:
                 raise ValueError(
                     f"column {c.name!r} (embed_dim={c.embed_dim}) shares {owner.name!r} "
@@ -264,46 +213,60 @@ class FeaturePipeline:
         flat = flatten(spec.name, df[spec.name], spec.sep)
         return flat.values, flat.kind, flat
 
+    def _map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        """``[fn(x) for x in items]``, on ``num_threads`` threads; the first error (in order) is raised."""
+        if self.num_threads == 1 or len(items) < 2:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(min(self.num_threads, len(items))) as pool:
+            return list(pool.map(fn, items))
+
     def fit(self, data: TableLike) -> FeaturePipeline:
         """Learn vocabularies and statistics from ``data`` (the training split only)."""
         df = read_table(data)
         require_columns(df, [c.name for c in self.columns] + self.labels, source="the training data")
-        vocabs: dict[str, Vocabulary] = {}
+
+        def read(c: ColumnSpec) -> NumericStats | tuple[pa.Array, ValueKind, FlatList | None]:
+            if isinstance(c, Numeric):
+                return fit_numeric(c, numeric_values(c.name, df[c.name]))
+            return self._encoded_values(c, df)
+
         stats: dict[str, NumericStats] = {}
         max_len: dict[str, int] = {}
         gathered: dict[str, list[tuple[str, pa.Array, ValueKind]]] = {}
-        for c in self.columns:
-            if isinstance(c, Numeric):
-                stats[c.name] = _fit_numeric(c, _numeric_values(c.name, df[c.name]))
+        for c, result in zip(self.columns, self._map(read, self.columns)):
+            if isinstance(result, NumericStats):
+                stats[c.name] = result
                 continue
-            arr, kind, flat = self._encoded_values(c, df)
+            assert not isinstance(c, Numeric)
+            arr, kind, flat = result
             if isinstance(c, MultiValue) and flat is not None:
                 max_len[c.name] = c.max_len or max(1, int(flat.lengths.max(initial=0)))
             gathered.setdefault(self._owner(c).name, []).append((c.name, arr, kind))
-        for owner_name, parts in gathered.items():
-            owner = self._by_name[owner_name]
-            assert not isinstance(owner, Numeric)
-            kinds = {name: kind for name, arr, kind in parts if len(arr)}
-            if len({k.numeric for k in kinds.values()}) > 1:
-                detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
-                raise TypeError(
-                    f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})"
-                )
-            kind = next(iter(kinds.values()), ValueKind.STR)
-            if kind.numeric and ValueKind.FLOAT in kinds.values():
-                kind = ValueKind.FLOAT
-            if owner.hash_buckets is not None:
-                vocabs[owner_name] = Vocabulary(kind=kind, hash_buckets=owner.hash_buckets)
-            else:
-                arrays = [p[1].cast(kind.arrow_type) for p in parts]
-                values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
-                vocabs[owner_name] = Vocabulary.fit(
-                    values, kind, min_freq=owner.min_freq, max_size=owner.max_size
-                )
+        owners = list(gathered)
+        vocabs = dict(zip(owners, self._map(lambda o: self._fit_vocabulary(o, gathered[o]), owners)))
         for y in self.labels:
             _label_values(y, df[y])
         self._vocabs, self._stats, self._max_len, self._fitted = vocabs, stats, max_len, True
         return self
+
+    def _fit_vocabulary(self, owner_name: str, parts: list[tuple[str, pa.Array, ValueKind]]) -> Vocabulary:
+        """One vocabulary from the training values of its owner and every column sharing it."""
+        owner = self._by_name[owner_name]
+        assert not isinstance(owner, Numeric)
+        kinds = {name: kind for name, arr, kind in parts if len(arr)}
+        if len({k.numeric for k in kinds.values()}) > 1:
+            detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
+            raise TypeError(
+                f"columns sharing the vocabulary of {owner_name!r} hold different value types ({detail})"
+            )
+        kind = next(iter(kinds.values()), ValueKind.STR)
+        if kind.numeric and ValueKind.FLOAT in kinds.values():
+            kind = ValueKind.FLOAT
+        if owner.hash_buckets is not None:
+            return Vocabulary(kind=kind, hash_buckets=owner.hash_buckets)
+        arrays = [p[1].cast(kind.arrow_type) for p in parts]
+        values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+        return Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
 
     def fit_transform(self, data: TableLike) -> dict[str, np.ndarray]:
         df = read_table(data)
@@ -321,6 +284,7 @@ class FeaturePipeline:
         return self._fitted
 
     def max_len(self, spec: ListSpec) -> int:
+        """The padded length L of a list column (learnt from training data for ``MultiValue(max_len=None)``)."""
         return spec.max_len if isinstance(spec, SequenceColumn) else self._max_len[spec.name]
 
     def transform(self, data: TableLike) -> dict[str, np.ndarray]:
@@ -329,27 +293,8 @@ class FeaturePipeline:
         self._require_fitted()
         df = read_table(data)
         require_columns(df, [c.name for c in self.columns])
-        out: dict[str, np.ndarray] = {}
-        for c in self.columns:
-            if isinstance(c, Numeric):
-                out[c.name] = _numeric_transform(c, self._stats[c.name], _numeric_values(c.name, df[c.name]))
-                continue
-            vocab = self._vocabs[self._owner(c).name]
-            arr, kind, flat = self._encoded_values(c, df)
-            ids = vocab.encode_canonical(arr, kind, column=c.name)
-            if flat is None:
-                out[c.name] = ids
-                continue
-            length = self.max_len(c)
-            if not c.truncate:
-                longest = int(flat.lengths.max(initial=0))
-                if longest > length:
-                    row = int(flat.lengths.argmax())
-                    raise ValueError(
-                        f"column {c.name!r}: row {row} has {longest} items but max_len={length} and "
-                        "truncate=False; raise max_len or set truncate=True"
-                    )
-            out[c.name] = pad_left(ids, flat.lengths, length)
+        arrays = self._map(lambda c: self._transform_column(c, df), self.columns)
+        out: dict[str, np.ndarray] = {c.name: a for c, a in zip(self.columns, arrays)}
         present = [y for y in self.labels if y in df.columns]
         if present and len(present) < len(self.labels):
             missing = [y for y in self.labels if y not in df.columns]
@@ -360,6 +305,32 @@ class FeaturePipeline:
             ys = [_label_values(y, df[y]) for y in self.labels]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
+
+    def _transform_column(self, c: ColumnSpec, df: pd.DataFrame) -> np.ndarray:
+        if isinstance(c, Numeric):
+            return apply_numeric(c, self._stats[c.name], numeric_values(c.name, df[c.name]))
+        vocab = self._vocabs[self._owner(c).name]
+        arr, kind, flat = self._encoded_values(c, df)
+        ids = vocab.encode_canonical(arr, kind, column=c.name)
+        if flat is None:
+            return ids
+        assert isinstance(c, MultiValue | SequenceColumn)
+        length = self.max_len(c)
+        longest = int(flat.lengths.max(initial=0))
+        if not c.truncate and longest > length:
+            raise ValueError(
+                f"column {c.name!r}: row {int(flat.lengths.argmax())} has {longest} items but "
+                f"max_len={length} and truncate=False; raise max_len or set truncate=True"
+            )
+        return pad_left(ids, flat.lengths, length)
+
+    def iter_transform(self, data: TableLike, batch_rows: int = 1_000_000) -> Iterator[dict[str, np.ndarray]]:
+        """``transform`` piece by piece (at most ``batch_rows`` rows each), for tables larger than
+        memory: CSV and Parquet files are read in chunks. Concatenated, the pieces equal
+        ``transform(data)``."""
+        self._require_fitted()
+        for piece in iter_tables(data, batch_rows):
+            yield self.transform(piece)
 
     def dataset(self, data: TableLike) -> ColumnarDataset:
         """``transform(data)`` as a ``ColumnarDataset`` (ready for ``BatchLoader``)."""
@@ -436,7 +407,7 @@ class FeaturePipeline:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> FeaturePipeline:
+    def from_dict(cls, data: Mapping[str, object], *, num_threads: int = 1) -> FeaturePipeline:
         if data.get("format") != FORMAT:
             raise ValueError(
                 f"not a saved FeaturePipeline: format is {data.get('format')!r}, expected {FORMAT!r}"
@@ -451,7 +422,7 @@ class FeaturePipeline:
             )
         specs = [_spec_from_dict(c) for c in data["columns"]]  # type: ignore[attr-defined]
         labels = data.get("labels")
-        pipe = cls(specs, label=data.get("label"), labels=labels)  # type: ignore[arg-type]
+        pipe = cls(specs, label=data.get("label"), labels=labels, num_threads=num_threads)  # type: ignore[arg-type]
         vocabs = data["vocabularies"]
         pipe._vocabs = {k: Vocabulary.from_dict(v) for k, v in vocabs.items()}  # type: ignore[attr-defined]
         pipe._stats = {k: NumericStats(**v) for k, v in data["numeric"].items()}  # type: ignore[attr-defined]
@@ -480,7 +451,7 @@ class FeaturePipeline:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> FeaturePipeline:
+    def load(cls, path: str | os.PathLike[str], *, num_threads: int = 1) -> FeaturePipeline:
         """Read a pipeline written by ``save`` (a run directory or the ``.json`` file itself)."""
         source = Path(path)
         if source.is_dir():
@@ -491,4 +462,4 @@ class FeaturePipeline:
             data = json.load(fh)
         if not isinstance(data, dict):
             raise ValueError(f"{source}: not a saved FeaturePipeline (expected a JSON object)")
-        return cls.from_dict(data)
+        return cls.from_dict(data, num_threads=num_threads)

@@ -119,7 +119,8 @@ class Vocabulary:
 
     Args:
         values: the known values in id order (the first gets id 2).
-        kind: the values' type; ``encode`` refuses data of another type (text vs numbers).
+        kind: the values' type (inferred from ``values`` when not given); ``encode`` refuses data
+            of another type (text vs numbers).
         hash_buckets: if set, a hashed vocabulary of that many buckets (``values`` must be empty).
     """
 
@@ -137,6 +138,8 @@ class Vocabulary:
         if hash_buckets is not None and len(values):
             raise ValueError("a hashed vocabulary holds no values")
         self.values: list[Value] = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if kind is None and self.values:
+            kind = canonical_values("vocabulary", pa.array(self.values))[1]
         self.kind = ValueKind(kind) if kind is not None else None
         self.hash_buckets = hash_buckets
         if len(set(self.values)) != len(self.values):
@@ -205,6 +208,8 @@ class Vocabulary:
                 f"column {column!r}: the vocabulary was fit on {self.kind.value} values but the data "
                 f"holds {kind.value} values; the column's type must match the training data"
             )
+        if len(arr) == 0:
+            return np.zeros(0, dtype=np.int64)
         if self.hash_buckets is not None:
             return stable_hash(arr, self.hash_buckets)
         value_set = self._values_arrow()

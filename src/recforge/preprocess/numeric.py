@@ -1,0 +1,76 @@
+"""Numeric columns: missing-value fill, optional ``log1p``, normalisation with training statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recforge.preprocess.columns import Fill, Normalize, Numeric
+
+
+@dataclass(frozen=True)
+class NumericStats:
+    """What a fitted ``Numeric`` column applies: fill, then ``(x - shift) / scale``."""
+
+    fill: float
+    shift: float
+    scale: float
+
+
+def numeric_values(name: str, s: pd.Series) -> np.ndarray:
+    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
+    dtype = s.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    inferred = pd.api.types.infer_dtype(s, skipna=True)
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"):
+        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
+    example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
+    raise TypeError(
+        f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
+        f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
+    )
+
+
+def apply_numeric(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
+    x = np.where(np.isnan(x), stats.fill, x)
+    if np.isinf(x).any():
+        raise ValueError(
+            f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first"
+        )
+    if spec.log1p:
+        bad = int((x <= -1).sum())
+        if bad:
+            raise ValueError(f"column {spec.name!r}: log1p needs values > -1, found {bad} that are not")
+        x = np.log1p(x)
+    return ((x - stats.shift) / stats.scale).astype(np.float32)
+
+
+def fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:
+    present = x[~np.isnan(x)]
+    if present.size == 0:
+        raise ValueError(f"column {spec.name!r}: no non-missing training values to fit on")
+    if np.isinf(present).any():
+        raise ValueError(
+            f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first"
+        )
+    if isinstance(spec.fill, float):
+        fill = spec.fill
+    elif spec.fill is Fill.MEAN:
+        fill = float(present.mean())
+    elif spec.fill is Fill.MEDIAN:
+        fill = float(np.median(present))
+    else:
+        fill = 0.0
+    if spec.log1p:
+        if (present <= -1).any() or fill <= -1:
+            raise ValueError(f"column {spec.name!r}: log1p needs values > -1 in the training data")
+        present = np.log1p(present)
+    shift, scale = 0.0, 1.0
+    if spec.normalize is Normalize.STANDARD:
+        shift, scale = float(present.mean()), float(present.std())
+    elif spec.normalize is Normalize.MINMAX:
+        shift, scale = float(present.min()), float(present.max() - present.min())
+    return NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
