@@ -48,8 +48,11 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"),
-                   help="unused (the table is synthetic); kept for a uniform benchmark interface")
+    p.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"),
+        help="unused (the table is synthetic); kept for a uniform benchmark interface",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "preprocess.md"))
     args = p.parse_args()
     torch.set_num_threads(1)
