@@ -102,7 +102,8 @@ class Trainer:
     Args (Torch-RecHub's names first):
         model: ``model(batch) -> outputs``.
         optimizer_fn, optimizer_params: optimizer class and its arguments for dense parameters;
-            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``SparseAdam`` by default).
+            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``SparseAdam`` by default; a name
+            such as ``"rowwise_adagrad"`` or ``"lazy_adam"`` picks one of ``recforge.optim``).
         regularization_params: ``{"embedding_l1", "embedding_l2", "dense_l1", "dense_l2"}`` penalties.
         scheduler_fn, scheduler_params: any ``torch.optim.lr_scheduler`` class, stepped per epoch
             (``ReduceLROnPlateau`` receives the monitored metric).
@@ -148,7 +149,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = False,
         plot: bool = True,
-        sparse_optimizer_fn: OptimizerFn | None = None,
+        sparse_optimizer_fn: OptimizerFn | str | None = None,
         seed: int | None = None,
         distributed: bool | None = None,
     ) -> None:
