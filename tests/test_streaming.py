@@ -131,3 +131,18 @@ def test_errors_name_the_problem(data_dir, tmp_path: Path) -> None:
         ParquetStream(path, 8, columns=["nope"])
     with pytest.raises(FileNotFoundError):
         ParquetStream(tmp_path / "missing", 8)
+
+
+def test_fitted_feature_pipeline_streams_like_the_in_memory_path(data_dir) -> None:
+    from recforge.preprocess import Categorical, FeaturePipeline, Numeric, SequenceColumn
+
+    path, _ = data_dir
+    files = sorted(path.glob("*.parquet"))
+    pipe = FeaturePipeline(
+        [Categorical("c1"), Numeric("x"), SequenceColumn("hist", max_len=4, shared_with="c1")], label="clicked"
+    ).fit(pq.read_table(files[0]))  # fit on one file (a sample), transform everything
+    whole = pipe.transform(pa.concat_tables([pq.read_table(f) for f in files]))
+    got = collect(ParquetStream(path, 16, pipeline=pipe))
+    assert set(got) == set(whole)
+    for k, v in whole.items():
+        assert torch.equal(got[k], torch.as_tensor(v).to(got[k].dtype)), k
