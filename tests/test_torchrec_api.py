@@ -374,3 +374,40 @@ def test_models_train_on_recforge_batches(arch: str, tmp_path) -> None:
     after = trainer.evaluate(model, loader)["logloss"]
     assert after < before - 0.05, (before, after)
     assert trainer.evaluate(model, loader)["auc"] > 0.75
+
+
+def test_dlrm_on_feature_pipeline_output(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from recforge.features import DenseFeature as DF
+    from recforge.preprocess import Categorical, FeaturePipeline, Numeric, SequenceColumn
+
+    rng = np.random.default_rng(0)
+    n = 1024
+    c0 = rng.integers(0, 6, n)
+    df = pd.DataFrame(
+        {
+            "I0": rng.random(n),
+            "C0": [f"a{v}" for v in c0],
+            "C1": [f"b{v}" for v in rng.integers(0, 9, n)],
+            "hist": [[f"b{v}" for v in rng.integers(0, 9, rng.integers(0, 4))] for _ in range(n)],
+            "label": (c0 % 2).astype(float),
+        }
+    )
+    pipe = FeaturePipeline(
+        [Numeric("I0"), Categorical("C0", embed_dim=8), Categorical("C1", embed_dim=8),
+         SequenceColumn("hist", max_len=3, shared_with="C1", pooling="sum")],
+        label="label",
+    ).fit(df)  # fmt: skip
+    dense = [f for f in pipe.features if isinstance(f, DF)]
+    sparse = [f for f in pipe.features if not isinstance(f, DF)]
+    ebc = EmbeddingBagCollection(tables_from_features(sparse), sparse=True)
+    model = BatchModel(dlrm.DLRM(ebc, len(dense), [8], [16, 1]), dense, sparse)
+    loader = BatchLoader(pipe.dataset(df), 128, shuffle=True)
+    trainer = CTRTrainer(
+        model, optimizer_params={"lr": 1e-2}, sparse_optimizer_fn="rowwise_adagrad", n_epoch=3,
+        model_path=tmp_path, progress=False, plot=False,
+    )  # fmt: skip
+    trainer.fit(loader)
+    assert trainer.evaluate(model, loader)["auc"] > 0.9
