@@ -33,17 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 N_DENSE, N_CAT, DIM = 13, 26, 16
-PART_ROWS, ROW_GROUP = 1_000_000, 65_536
+ROW_GROUP = 65_536
 
 
-def write(out: Path, rows: int, seed: int = 0) -> None:
-    """Part files of ``PART_ROWS`` rows; category cardinalities 10 .. 100k (power-law draws)."""
+def write(out: Path, rows: int, part_rows: int, seed: int = 0) -> None:
+    """Part files of ``part_rows`` rows; category cardinalities 10 .. 100k (power-law draws)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     cards = np.geomspace(10, 100_000, N_CAT).astype(np.int64)
     salts = rng.integers(1, 2**62, N_CAT)
-    for part, start in enumerate(range(0, rows, PART_ROWS)):
-        n = min(PART_ROWS, rows - start)
+    for part, start in enumerate(range(0, rows, part_rows)):
+        n = min(part_rows, rows - start)
         cols: dict[str, pa.Array] = {}
         z = np.zeros(n)
         for i in range(N_DENSE):
@@ -100,7 +100,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
     data, run = Path(args.work) / "data", Path(args.work) / "run"
     pipe = pipeline_for(data, run)
     files = sorted(data.glob("part-*.parquet"))
-    train_parts = max(1, args.train_rows // PART_ROWS)
+    train_parts = max(1, args.train_rows // args.part_rows)
     t0 = time.perf_counter()
     if mode == "scan":
         stream = ParquetStream(data, args.batch_size, pipeline=pipe, shuffle=True, shuffle_buffer=args.buffer)
@@ -115,9 +115,10 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
     if mode == "stream":
         subset = Path(args.work) / "train_subset"
         subset.mkdir(exist_ok=True)
+        for old in subset.iterdir():
+            old.unlink()
         for f in files[:train_parts]:
-            if not (subset / f.name).exists():
-                os.symlink(f, subset / f.name)
+            os.symlink(f, subset / f.name)
         loader = ParquetStream(
             subset, args.batch_size, pipeline=pipe, shuffle=True, shuffle_buffer=args.buffer
         )
@@ -150,6 +151,7 @@ def main() -> None:
     p.add_argument("--work", default=str(ROOT / "benchmarks" / ".cache" / "streaming"))
     p.add_argument("--rows", type=int, default=20_000_000, help="rows written and scanned")
     p.add_argument("--train-rows", type=int, default=1_000_000, help="rows of the DeepFM epoch (whole parts)")
+    p.add_argument("--part-rows", type=int, default=1_000_000, help="rows per Parquet part file")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--buffer", type=int, default=200_000, help="shuffle buffer rows")
     p.add_argument("--threads", type=int, default=1)
@@ -168,8 +170,11 @@ def main() -> None:
         if data.exists():
             for f in data.glob("*"):
                 f.unlink()
+        stale = Path(args.work) / "run" / "pipeline.json"
+        if stale.exists():
+            stale.unlink()
         t0 = time.perf_counter()
-        write(data, args.rows)
+        write(data, args.rows, args.part_rows)
         print(f"wrote {args.rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
     results = {}
     for mode in args.modes.split(","):
@@ -190,7 +195,7 @@ def main() -> None:
         f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, {args.threads} torch thread(s).",
         f"Data: {args.rows:,} synthetic Criteo-like rows ({size_gb:.2f} GB of Parquet, row groups of {ROW_GROUP:,}): "
         "13 numeric columns (10% missing), 26 categorical columns of raw 64-bit values (cardinality 10..100k), "
-        "one list<int64> history (0..10 items). FeaturePipeline fit on the first 1M-row part file; "
+        f"one list<int64> history (0..10 items). FeaturePipeline fit on the first part file ({args.part_rows:,} rows); "
         f"DeepFM (paper form, embed 16, MLP [256, 128], sparse embeddings + row-wise Adagrad), batch {args.batch_size}, "
         f"shuffle buffer {args.buffer:,} rows.",
         "",

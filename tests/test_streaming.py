@@ -31,7 +31,9 @@ def write_dir(root: Path) -> dict[str, np.ndarray]:
     (root / "_SUCCESS").write_text("")
     for f in range(N_FILES):
         sl = slice(f * ROWS_PER_FILE, (f + 1) * ROWS_PER_FILE)
-        table = pa.table({**{k: v[sl] for k, v in data.items()}, "hist": pa.array(hist[sl], pa.list_(pa.int64()))})
+        table = pa.table(
+            {**{k: v[sl] for k, v in data.items()}, "hist": pa.array(hist[sl], pa.list_(pa.int64()))}
+        )
         pq.write_table(table, root / f"part-{f:05d}.parquet", row_group_size=ROW_GROUP)
     data["hist"] = np.array([([0] * 4 + h)[-4:] for h in hist])  # left-padded to 4, last 4 kept
     return data
@@ -56,7 +58,9 @@ def test_reads_every_row_in_order_with_padded_lists(data_dir) -> None:
     got = collect(s)
     assert got["row"].tolist() == list(range(150))
     assert torch.equal(got["hist"], torch.from_numpy(data["hist"]))
-    assert got["label"].dtype == torch.float32 and torch.equal(got["label"], torch.from_numpy(data["clicked"]).float())
+    assert got["label"].dtype == torch.float32 and torch.equal(
+        got["label"], torch.from_numpy(data["clicked"]).float()
+    )
     assert got["x"].dtype == torch.float32 and got["c1"].dtype == torch.int64
 
 
@@ -69,11 +73,18 @@ def test_pad_lists_matches_naive() -> None:
 
 def test_rank_sharding_is_disjoint_complete_and_equal(data_dir) -> None:
     path, _ = data_dir
-    parts = [collect(ParquetStream(path, 8, list_lengths={"hist": 4}, rank=r, world_size=2))["row"] for r in (0, 1)]
+    parts = [
+        collect(ParquetStream(path, 8, list_lengths={"hist": 4}, rank=r, world_size=2))["row"] for r in (0, 1)
+    ]
     assert len(parts[0]) == len(parts[1])  # equal batch counts, as DDP needs
     assert not set(parts[0].tolist()) & set(parts[1].tolist())
     # row groups dealt round-robin: only the tail beyond the smaller slot's full batches is dropped
     assert len(parts[0]) + len(parts[1]) >= 150 - 2 * 8 - 30
+    full = [
+        collect(ParquetStream(path, 8, columns=["row"], rank=r, world_size=2, equalize=False))["row"]
+        for r in (0, 1)
+    ]
+    assert sorted(torch.cat(full).tolist()) == list(range(150))  # validation keeps every row
 
 
 def test_shuffle_is_a_reproducible_per_epoch_permutation(data_dir) -> None:
@@ -112,8 +123,10 @@ def test_pipeline_is_applied_and_trainer_fits_on_the_stream(data_dir, tmp_path: 
     from recforge.models.ranking import DeepFM
     from recforge.trainers import CTRTrainer
 
-    path, data = data_dir
-    s = ParquetStream(path, 32, pipeline=HashPipeline(), columns=["c1", "x", "clicked"], shuffle=True, shuffle_buffer=64)
+    path, _ = data_dir
+    s = ParquetStream(
+        path, 32, pipeline=HashPipeline(), columns=["c1", "x", "clicked"], shuffle=True, shuffle_buffer=64
+    )
     got = collect(s)
     assert set(got) == {"c1", "x", "label"} and int(got["c1"].max()) < 7
     feats = [SparseFeature("c1", vocab_size=7, embed_dim=4)]
@@ -139,7 +152,8 @@ def test_fitted_feature_pipeline_streams_like_the_in_memory_path(data_dir) -> No
     path, _ = data_dir
     files = sorted(path.glob("*.parquet"))
     pipe = FeaturePipeline(
-        [Categorical("c1"), Numeric("x"), SequenceColumn("hist", max_len=4, shared_with="c1")], label="clicked"
+        [Categorical("c1"), Numeric("x"), SequenceColumn("hist", max_len=4, shared_with="c1")],
+        label="clicked",
     ).fit(pq.read_table(files[0]))  # fit on one file (a sample), transform everything
     whole = pipe.transform(pa.concat_tables([pq.read_table(f) for f in files]))
     got = collect(ParquetStream(path, 16, pipeline=pipe))

@@ -12,8 +12,10 @@
   shuffle buffer of ``shuffle_buffer`` rows, from which batches are cut by tensor slicing.
 * Without a pipeline, number columns become tensors as they are and list columns (Parquet
   ``list<int>``) are left-padded with 0 to ``list_lengths[column]`` (most recent items kept).
-* With more than one slot, every slot stops after the same number of batches (the smallest
-  slot's count, known from the Parquet metadata), so DDP ranks run equal step counts.
+* With more than one slot and ``equalize=True`` (the default), every slot stops after the same
+  number of batches (the smallest slot's count, known from the Parquet metadata), so DDP ranks run
+  equal step counts. Validation streams take ``equalize=False`` to keep every row (evaluation
+  runs no collectives until the outputs are gathered).
 
 Memory: at most ``shuffle_buffer + rows of one row group`` rows are held per slot.
 """
@@ -102,6 +104,7 @@ class ParquetStream(torch.utils.data.IterableDataset[Batch]):
         seed: base seed; epoch ``e`` uses ``seed + e``.
         drop_last: drop a final short batch (always dropped when slots are equalised).
         rank, world_size: this process's share; default: from ``recforge.distributed``.
+        equalize: with several slots, stop every slot at the smallest slot's batch count.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class ParquetStream(torch.utils.data.IterableDataset[Batch]):
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        equalize: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -137,6 +141,7 @@ class ParquetStream(torch.utils.data.IterableDataset[Batch]):
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        self.equalize = equalize
         self.epoch = 0
         schema = pq.read_schema(self.files[0])
         if self.columns is not None:
@@ -176,7 +181,7 @@ class ParquetStream(torch.utils.data.IterableDataset[Batch]):
         return self._order()[slot::slots]
 
     def _max_batches(self, slots: int) -> int | None:
-        if slots == 1:
+        if slots == 1 or not self.equalize:
             return None
         order = self._order()
         fewest = min(sum(u[2] for u in order[s::slots]) for s in range(slots))
