@@ -207,18 +207,30 @@ def main() -> None:
             times[key].append(time_variant(v, batches, args.warmup, args.steps))
             print(f"repeat {r} {key}: {times[key][-1]:.1f} ms/step", flush=True)
             del v
+        # the table is rewritten after every full repeat, so a cut-off run still reports what it did
+        write_table(args, plan, times, vocab, touched, repeats_done=r + 1)
+
+
+def write_table(
+    args: argparse.Namespace,
+    plan: list[tuple[str, str, str]],
+    times: dict[tuple[str, str, str], list[float]],
+    vocab: list[int],
+    touched: float,
+    repeats_done: int,
+) -> None:
     rows = []
     for model in args.models.split(","):
-        base = statistics.median(times[(model, "recforge", "Adam")])
+        base = statistics.median(times[(model, "recforge", "Adam")][:repeats_done])
         for key in [k for k in plan if k[0] == model]:
-            ms = statistics.median(times[key])
+            ms = statistics.median(times[key][:repeats_done])
             label = {
                 "recforge": "recforge" if model != "DeepFM" else "recforge (models.ranking)",
                 "torchrec": "TorchRec 1.8",
             }[key[1]]
             grads = "dense" if key[2] == "Adam" else "sparse"
             rows.append(
-                f"| {model} | {label} | {grads} | {key[2]} | {ms:.1f} | {args.batch_size / ms * 1000:,.0f} | {base / ms:.2f}x |"
+                f"| {model} | {label} | {grads} | {key[2]} | {ms:.0f} | {args.batch_size / ms * 1000:,.0f} | {base / ms:.2f}x |"
             )
     cmd = "PYTHONPATH=src python benchmarks/embedding_speed.py " + " ".join(sys.argv[1:])
     lines = [
@@ -226,18 +238,20 @@ def main() -> None:
         "",
         f"Command: `{cmd.strip()}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
-        f"{args.threads} thread(s); TorchRec {'1.8 (installed)' if HAVE_TORCHREC else 'not installed'}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs (absolute times drift; "
+        f"compare ratios), torch {torch.__version__}, {args.threads} thread(s); "
+        f"TorchRec {'1.8 (installed)' if HAVE_TORCHREC else 'not installed'}.",
         f"Data: synthetic Criteo-like, 13 dense + 26 categorical features, Criteo vocabularies capped at "
         f"{args.max_vocab:,} ({sum(vocab):,} rows of dim {DIM} in all), power-law ids; batch {args.batch_size}; "
         f"on average {touched:,.0f} distinct rows touched per batch ({touched / sum(vocab):.1%} of all rows).",
-        f"Figures: median over {args.repeats} repeats of {args.steps} timed steps (after {args.warmup} warm-up "
-        "steps) of zero_grad + forward + backward + optimizer step. 'speed-up' is relative to the dense "
-        "plain-PyTorch row of the same model.",
+        f"Figures: median over {repeats_done} repeat(s) of {args.steps} timed steps (after {args.warmup} warm-up "
+        "step(s)) of zero_grad + forward + backward + optimizer step; each repeat rebuilds every variant, variants "
+        "interleaved. 'speed-up' is relative to the dense plain-PyTorch row of the same model.",
         "",
         "DLRM and SimpleDeepFMNN use TorchRec's architectures (recforge.torchrec, same layer sizes for both "
         "libraries; dense arch [128, 16], over arch [256, 128, 1]; DeepFM hidden 128, deep_fm_dimension 64). "
-        "DeepFM is recforge's paper DeepFM (models.ranking, fused embedding table, MLP [256, 128]).",
+        "DeepFM is recforge's paper DeepFM (models.ranking, fused embedding table, MLP [256, 128]). "
+        "TorchRec rows: its modules unsharded on CPU (no DistributedModelParallel), dense gradients, Adam.",
         "",
         "| model | implementation | embedding grads | embedding optimizer | ms/step | samples/s | speed-up |",
         "|---|---|---|---|---|---|---|",
@@ -249,7 +263,7 @@ def main() -> None:
     tmp = out.with_suffix(".tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, out)
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
