@@ -65,6 +65,9 @@ class InteractionArch(nn.Module):
     ``dense (B, D)``, ``sparse (B, F, D)`` -> ``(B, D + C(F + 1, 2))``.
     """
 
+    _rows: Tensor
+    _cols: Tensor
+
     def __init__(self, num_sparse_features: int) -> None:
         super().__init__()
         self.F = num_sparse_features

@@ -17,6 +17,7 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -177,7 +178,7 @@ class EmbeddingBagCollection(nn.Module):
             raise ValueError("EmbeddingBagCollection(is_weighted=True) needs a KJT with weights")
         parts: list[Tensor] = []
         for t in self._configs:
-            bag = self.embedding_bags[t.name]
+            bag = cast(nn.EmbeddingBag, self.embedding_bags[t.name])
             missing = [f for f in t.feature_names if f not in jts]
             if missing:
                 raise KeyError(f"table {t.name!r}: KJT has no key(s) {missing}; it has {kjt.keys()}")
