@@ -10,7 +10,9 @@ Variants per model:
   * sparse / RowWiseAdagrad, LazyAdam (recforge.optim) and torch's SparseAdam: sparse
     gradients, only touched rows updated; Adam for the dense layers;
   * TorchRec 1.8 modules (``torchrec.EmbeddingBagCollection`` + its DLRM / SimpleDeepFMNN),
-    unsharded on CPU with Adam, when ``torchrec`` imports (the script re-runs itself with
+    unsharded on CPU with Adam, and the same wrapped in ``DistributedModelParallel`` (one gloo
+    process) with its fused row-wise Adagrad (fbgemm CPU kernels, update applied in backward),
+    when ``torchrec`` imports (the script re-runs itself with
     ``benchmarks/.venvs/torchrec/bin/python`` when that venv exists; see docs/torchrec.md).
 
 Usage: PYTHONPATH=src python benchmarks/embedding_speed.py [--steps 10 --repeats 3]
@@ -47,6 +49,7 @@ from recforge.torchrec import dlrm as rf_dlrm  # noqa: E402
 CRITEO_VOCAB = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
                 27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]  # fmt: skip
 N_DENSE, DIM = 13, 16
+FUSED = "fused RowWiseAdagrad (DMP)"
 TORCHREC_VENV = ROOT / "benchmarks" / ".venvs" / "torchrec" / "bin" / "python"
 
 try:
@@ -129,15 +132,35 @@ def optimizers_for(model: nn.Module, emb_opt: str) -> list:
     return [torch.optim.Adam(dense, lr=1e-3), factory(sparse)]
 
 
+def torchrec_fused(m: nn.Module) -> Variant:
+    """``m`` under DistributedModelParallel (world size 1) with fused row-wise Adagrad tables."""
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    apply_optimizer_in_backward(torchrec.optim.RowWiseAdagrad, m.sparse_arch.parameters(), {"lr": 0.05})
+    dmp = DistributedModelParallel(m, device=torch.device("cpu"))
+    dense = [p for n, p in dmp.named_parameters() if "sparse_arch" not in n]
+    return Variant(dmp, lambda b: dmp(b.dense, b.trec_kjt), [torch.optim.Adam(dense, lr=1e-3)])
+
+
 def build(model_name: str, impl: str, emb_opt: str, vocab: list[int]) -> Variant:
     sparse = emb_opt != "Adam"
+    meta = torch.device("meta") if emb_opt == FUSED else None
     if model_name == "DLRM":
         dense_sizes, over_sizes = [128, DIM], [256, 128, 1]
         if impl == "torchrec":
             from torchrec.models.dlrm import DLRM as TrecDLRM
 
-            ebc = torchrec.EmbeddingBagCollection(tables=tables(vocab, torchrec.EmbeddingBagConfig))
+            ebc = torchrec.EmbeddingBagCollection(
+                tables=tables(vocab, torchrec.EmbeddingBagConfig), device=meta
+            )
             m = TrecDLRM(ebc, N_DENSE, dense_sizes, over_sizes)
+            if emb_opt == FUSED:
+                return torchrec_fused(m)
             return Variant(m, lambda b: m(b.dense, b.trec_kjt), optimizers_for(m, emb_opt))
         ebc = EmbeddingBagCollection(tables(vocab, EmbeddingBagConfig), sparse=sparse)
         m = rf_dlrm.DLRM(ebc, N_DENSE, dense_sizes, over_sizes)
@@ -146,8 +169,12 @@ def build(model_name: str, impl: str, emb_opt: str, vocab: list[int]) -> Variant
         if impl == "torchrec":
             from torchrec.models.deepfm import SimpleDeepFMNN as TrecDeepFM
 
-            ebc = torchrec.EmbeddingBagCollection(tables=tables(vocab, torchrec.EmbeddingBagConfig))
+            ebc = torchrec.EmbeddingBagCollection(
+                tables=tables(vocab, torchrec.EmbeddingBagConfig), device=meta
+            )
             m = TrecDeepFM(N_DENSE, ebc, hidden_layer_size=128, deep_fm_dimension=64)
+            if emb_opt == FUSED:
+                return torchrec_fused(m)
             return Variant(m, lambda b: m(b.dense, b.trec_kjt), optimizers_for(m, emb_opt))
         ebc = EmbeddingBagCollection(tables(vocab, EmbeddingBagConfig), sparse=sparse)
         m = rf_deepfm.SimpleDeepFMNN(N_DENSE, ebc, hidden_layer_size=128, deep_fm_dimension=64)
@@ -197,7 +224,11 @@ def main() -> None:
     for model in args.models.split(","):
         impls = ["recforge"] + (["torchrec"] if HAVE_TORCHREC and model != "DeepFM" else [])
         for impl in impls:
-            opts = ["Adam"] if impl == "torchrec" else ["Adam", "RowWiseAdagrad", "LazyAdam", "SparseAdam"]
+            opts = (
+                ["Adam", FUSED]
+                if impl == "torchrec"
+                else ["Adam", "RowWiseAdagrad", "LazyAdam", "SparseAdam"]
+            )
             plan.extend((model, impl, o) for o in opts)
     times: dict[tuple[str, str, str], list[float]] = {k: [] for k in plan}
     for r in range(args.repeats):
@@ -228,7 +259,7 @@ def write_table(
                 "recforge": "recforge" if model != "DeepFM" else "recforge (models.ranking)",
                 "torchrec": "TorchRec 1.8",
             }[key[1]]
-            grads = "dense" if key[2] == "Adam" else "sparse"
+            grads = {"Adam": "dense", FUSED: "fused in backward"}.get(key[2], "sparse")
             rows.append(
                 f"| {model} | {label} | {grads} | {key[2]} | {ms:.0f} | {args.batch_size / ms * 1000:,.0f} | {base / ms:.2f}x |"
             )
@@ -251,7 +282,8 @@ def write_table(
         "DLRM and SimpleDeepFMNN use TorchRec's architectures (recforge.torchrec, same layer sizes for both "
         "libraries; dense arch [128, 16], over arch [256, 128, 1]; DeepFM hidden 128, deep_fm_dimension 64). "
         "DeepFM is recforge's paper DeepFM (models.ranking, fused embedding table, MLP [256, 128]). "
-        "TorchRec rows: its modules unsharded on CPU (no DistributedModelParallel), dense gradients, Adam.",
+        "TorchRec rows: its modules unsharded on CPU with dense gradients and Adam, and under "
+        "DistributedModelParallel (1 gloo process, table-wise, fbgemm CPU kernels) with its fused row-wise Adagrad.",
         "",
         "| model | implementation | embedding grads | embedding optimizer | ms/step | samples/s | speed-up |",
         "|---|---|---|---|---|---|---|",

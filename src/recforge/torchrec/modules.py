@@ -172,41 +172,61 @@ class EmbeddingBagCollection(nn.Module):
     def forward(self, features: KeyedJaggedTensor | object) -> KeyedTensor:
         """``features`` (a KJT with stride ``B``) -> ``KeyedTensor`` of ``(B, ΣD)``."""
         kjt = as_kjt(features)
-        jts = kjt.to_dict()
         b = kjt.stride()
-        if self._is_weighted and kjt.weights_or_none() is None:
+        weights = kjt.weights_or_none()
+        if self._is_weighted and weights is None:
             raise ValueError("EmbeddingBagCollection(is_weighted=True) needs a KJT with weights")
+        key_index = {k: i for i, k in enumerate(kjt.keys())}
+        opk = kjt.offset_per_key()  # one host sync for all keys
+        lengths2d = kjt.lengths().reshape(len(key_index), b)  # (K, B)
+        values = kjt.values()
         parts: list[Tensor] = []
         for t in self._configs:
             bag = cast(nn.EmbeddingBag, self.embedding_bags[t.name])
-            missing = [f for f in t.feature_names if f not in jts]
+            missing = [f for f in t.feature_names if f not in key_index]
             if missing:
                 raise KeyError(f"table {t.name!r}: KJT has no key(s) {missing}; it has {kjt.keys()}")
             # One embedding_bag call per table: its features' bags are stacked as F_t * B bags.
-            sel = [jts[f] for f in t.feature_names]
-            ids = sel[0].values() if len(sel) == 1 else torch.cat([jt.values() for jt in sel])  # (ΣL,)
-            lengths = sel[0].lengths() if len(sel) == 1 else torch.cat([jt.lengths() for jt in sel])
-            for f, jt in zip(t.feature_names, sel):
-                _check_ids(f, jt.values(), t.num_embeddings)
-            psw = None
-            if self._is_weighted:
-                psw = torch.cat([jt.weights() for jt in sel]).to(bag.weight.dtype)  # (ΣL,)
+            idx = [key_index[f] for f in t.feature_names]
+            if idx == list(range(idx[0], idx[0] + len(idx))):  # consecutive keys: views, no copy
+                ids = values[opk[idx[0]] : opk[idx[-1] + 1]]  # (ΣL,)
+                psw = None if weights is None else weights[opk[idx[0]] : opk[idx[-1] + 1]]
+                lengths = lengths2d[idx[0] : idx[-1] + 1].reshape(-1)  # (F_t * B,)
+            else:
+                ids = torch.cat([values[opk[i] : opk[i + 1]] for i in idx])
+                psw = None if weights is None else torch.cat([weights[opk[i] : opk[i + 1]] for i in idx])
+                lengths = lengths2d[idx].reshape(-1)
+            self._check_ids(t, ids, lengths, b)
             offsets = torch.zeros(lengths.numel() + 1, dtype=torch.long, device=ids.device)
-            torch.cumsum(lengths.long(), 0, out=offsets[1:])
+            torch.cumsum(lengths, 0, out=offsets[1:])
             pooled = F.embedding_bag(
                 ids.long(),
                 bag.weight,
                 offsets,
                 mode=bag.mode,
                 sparse=bag.sparse,
-                per_sample_weights=psw,
+                per_sample_weights=psw.to(bag.weight.dtype)
+                if self._is_weighted and psw is not None
+                else None,
                 include_last_offset=True,
             )  # (F_t * B, D)
-            n = len(sel)
+            n = len(idx)
             parts.append(
                 pooled.reshape(n, b, t.embedding_dim).transpose(0, 1).reshape(b, n * t.embedding_dim)
-            )
+            )  # (B, F_t * D)
         return KeyedTensor(self._feature_names, self._dims, torch.cat(parts, 1))  # (B, ΣD)
+
+    @staticmethod
+    def _check_ids(t: EmbeddingBagConfig, ids: Tensor, lengths: Tensor, b: int) -> None:
+        """One range check per table; on failure, name the offending feature."""
+        if not ids.numel() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        lo, hi = torch.aminmax(ids)
+        if int(lo) >= 0 and int(hi) < t.num_embeddings:
+            return
+        per_feature = torch.split(ids, lengths.reshape(len(t.feature_names), b).sum(1).tolist())
+        for f, part in zip(t.feature_names, per_feature):
+            _check_ids(f, part, t.num_embeddings)
 
 
 class EmbeddingCollection(nn.Module):
