@@ -46,7 +46,7 @@ class CTRTrainer(Trainer):
             out["label"] = torch.cat(labels).numpy()
         if groups:
             out["group"] = torch.cat(groups).numpy()
-        return out
+        return self.gather(out)
 
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
         c = self.collect(model, data_loader)

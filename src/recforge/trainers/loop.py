@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recforge.data.dataset import Batch, split_batch
+from recforge import distributed as dist_utils
+from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.objectives import Objective
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 
@@ -101,7 +102,8 @@ class Trainer:
     Args (Torch-RecHub's names first):
         model: ``model(batch) -> outputs``.
         optimizer_fn, optimizer_params: optimizer class and its arguments for dense parameters;
-            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``SparseAdam`` by default).
+            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``SparseAdam`` by default; a name
+            such as ``"rowwise_adagrad"`` or ``"lazy_adam"`` picks one of ``recforge.optim``).
         regularization_params: ``{"embedding_l1", "embedding_l2", "dense_l1", "dense_l2"}`` penalties.
         scheduler_fn, scheduler_params: any ``torch.optim.lr_scheduler`` class, stepped per epoch
             (``ReduceLROnPlateau`` receives the monitored metric).
@@ -116,6 +118,11 @@ class Trainer:
         progress: tqdm bars. tensorboard: also log to TensorBoard under ``model_path/tb``.
         plot: write ``learning_curve.png`` (needs matplotlib).
         seed: seeds torch/numpy/random at construction when given.
+        distributed: data-parallel over a torchrun process group (``recforge.distributed``):
+            ``None`` (default) turns it on when an initialised group has more than one rank;
+            ``True`` also joins the group from torchrun's environment. The model is wrapped in
+            ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank,
+            evaluation outputs are gathered over ranks, and only rank 0 logs and writes files.
     """
 
     default_metric = "loss"
@@ -142,8 +149,9 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = False,
         plot: bool = True,
-        sparse_optimizer_fn: OptimizerFn | None = None,
+        sparse_optimizer_fn: OptimizerFn | str | None = None,
         seed: int | None = None,
+        distributed: bool | None = None,
     ) -> None:
         if n_epoch < 1:
             raise ValueError(f"n_epoch must be >= 1, got {n_epoch}")
@@ -153,13 +161,19 @@ class Trainer:
             torch.manual_seed(seed)
             np.random.seed(seed)
             random.seed(seed)
-        self.device = torch.device(device)
+        if distributed and not dist_utils.is_initialized():
+            dist_utils.init_from_env()
+        self.distributed = distributed is not False and dist_utils.is_distributed()
+        self.is_main = dist_utils.is_main() if self.distributed else True
+        self.device = dist_utils.device_for(device) if self.distributed else torch.device(device)
         if gpus and len(gpus) > 1:
             raise ValueError(
                 "multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
                 "not DataParallel; pass one device"
             )
         self.model = model.to(self.device)
+        # DDP averages gradients in backward; evaluation and checkpoints use the bare model.
+        self.train_model = dist_utils.wrap_model(self.model, self.device) if self.distributed else self.model
         self.objective = objective if objective is not None else self.default_objective()
         self.optimizer: SparseAwareOptimizer = build_optimizer(
             model, optimizer_fn, dict(optimizer_params or {}), sparse_optimizer_fn
@@ -179,7 +193,7 @@ class Trainer:
         self.amp = amp and self.device.type == "cuda"
         if amp and not self.amp:
             log.warning("amp=True has no effect on %s; training in float32", self.device)
-        self.progress = progress
+        self.progress = progress and self.is_main
         self.tensorboard = tensorboard
         self.plot = plot
         self.history: list[dict[str, float]] = []
@@ -202,11 +216,20 @@ class Trainer:
         for batch, outputs in self._run(model, data_loader):
             losses.append(float(self.objective(outputs, batch)))
             weights.append(_batch_size(batch))
-        return {"loss": float(np.average(losses, weights=weights))} if losses else {}
+        g = self.gather(
+            {"loss": np.asarray(losses, dtype=np.float64), "n": np.asarray(weights, dtype=np.float64)}
+        )
+        return {"loss": float(np.average(g["loss"], weights=g["n"]))} if len(g["loss"]) else {}
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
         """Raw outputs of ``model`` over ``data_loader``, concatenated (presets apply their link)."""
-        return torch.cat([_to_tensor(o).float().cpu() for _, o in self._run(model, data_loader)]).numpy()
+        out = torch.cat([_to_tensor(o).float().cpu() for _, o in self._run(model, data_loader)]).numpy()
+        return self.gather({"out": out})["out"]
+
+    def gather(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-rank evaluation arrays concatenated over ranks in rank order (identity when not
+        distributed); presets call it on what ``evaluate``/``predict`` collect."""
+        return dist_utils.gather_arrays(arrays) if self.distributed else dict(arrays)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(
@@ -217,12 +240,17 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume and (self.run_dir / CHECKPOINT).exists():
             self._load_checkpoint(self.run_dir / CHECKPOINT)
-        writer = self._tensorboard_writer()
+        writer = self._tensorboard_writer() if self.is_main else None
+        if self.distributed and isinstance(train_dataloader, BatchLoader):
+            train_dataloader = dist_utils.shard_for_training(train_dataloader)
         try:
             for epoch in range(self.start_epoch, self.n_epoch):
                 _set_epoch(train_dataloader, epoch)
                 t0 = time.perf_counter()
                 train_loss, n_seen = self._train_epoch(train_dataloader, epoch)
+                if self.distributed:
+                    loss_sum, n_total = dist_utils.all_reduce_sum([train_loss * n_seen, n_seen])
+                    train_loss, n_seen = loss_sum / n_total, int(n_total)
                 record: dict[str, float] = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -240,7 +268,7 @@ class Trainer:
                             f"validation metrics {sorted(metrics)}"
                         )
                     is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
-                    if is_best:
+                    if is_best and self.is_main:
                         atomic_save(
                             {
                                 "model": self.model.state_dict(),
@@ -252,7 +280,8 @@ class Trainer:
                         )
                 self._step_schedulers(record)
                 self._log(record, writer)
-                self._save_checkpoint(epoch)
+                if self.is_main:
+                    self._save_checkpoint(epoch)
                 if stop:
                     log.info(
                         "early stop at epoch %d: best %s=%.5f at epoch %d",
@@ -265,12 +294,17 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-        if val_dataloader is not None and (self.run_dir / BEST).exists():
-            best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
-            self.model.load_state_dict(best["model"])
-        else:
-            atomic_save({"model": self.model.state_dict(), "epoch": self.n_epoch - 1}, self.run_dir / BEST)
-        if self.plot:
+        if self.is_main:
+            if val_dataloader is not None and (self.run_dir / BEST).exists():
+                best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
+                self.model.load_state_dict(best["model"])
+            else:
+                atomic_save(
+                    {"model": self.model.state_dict(), "epoch": self.n_epoch - 1}, self.run_dir / BEST
+                )
+        if self.distributed:
+            dist_utils.broadcast_module(self.model)  # every rank ends with rank 0's (best) weights
+        if self.plot and self.is_main:
             self._plot()
         return self.model
 
@@ -285,7 +319,7 @@ class Trainer:
         for raw in bar:
             batch = move_batch(split_batch(raw), self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                outputs = self.train_outputs(self.model, batch)
+                outputs = self.train_outputs(self.train_model, batch)
                 loss = self.objective(outputs, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -312,6 +346,8 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
+            if self.distributed and isinstance(data_loader, BatchLoader):
+                data_loader = dist_utils.shard_for_eval(data_loader)
             for raw in data_loader:
                 batch = move_batch(split_batch(raw), self.device)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -357,6 +393,8 @@ class Trainer:
 
     def _log(self, record: dict[str, float], writer: Any) -> None:
         self.history.append(record)
+        if not self.is_main:
+            return
         with open(self.run_dir / METRICS_LOG, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
         if writer is not None:

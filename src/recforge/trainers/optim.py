@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from recforge.optim.sparse import sparse_optimizer
+
 
 def sparse_parameters(model: nn.Module) -> list[Tensor]:
     """Weights of embeddings built with ``sparse=True`` (their gradients are sparse tensors)."""
@@ -67,10 +69,14 @@ def build_optimizer(
     model: nn.Module,
     optimizer_fn: Callable[..., torch.optim.Optimizer],
     params: dict[str, Any],
-    sparse_optimizer_fn: Callable[..., torch.optim.Optimizer] | None = None,
+    sparse_optimizer_fn: Callable[..., torch.optim.Optimizer] | str | None = None,
 ) -> SparseAwareOptimizer:
     """Dense parameters get ``optimizer_fn(**params)``; sparse embeddings get ``sparse_optimizer_fn``
-    (``SparseAdam`` with the same ``lr`` and betas by default)."""
+    (``SparseAdam`` with the same ``lr`` and betas by default). ``sparse_optimizer_fn`` may be a
+    class/factory or a name from ``recforge.optim.SparseOptimizer`` (``"rowwise_adagrad"``,
+    ``"lazy_adam"``, ``"sparse_adam"``)."""
+    if isinstance(sparse_optimizer_fn, str):
+        sparse_optimizer_fn = sparse_optimizer(sparse_optimizer_fn)
     sparse = sparse_parameters(model)
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]

@@ -1,0 +1,263 @@
+"""Streaming Parquet: iterate a directory of Parquet files larger than memory in columnar batches.
+
+``ParquetStream`` is a ``torch.utils.data.IterableDataset`` that yields ready batches
+(``dict[str, Tensor]``), so it serves directly as the Trainer's loader or inside a
+``DataLoader(stream, batch_size=None, num_workers=K)``.
+
+* Work units are Parquet row groups (e.g. Spark's ``part-*.parquet`` files, any nesting).
+  Units are dealt round-robin to ``rank × worker`` slots; with ``shuffle`` their order is
+  re-drawn every epoch from ``seed + epoch`` (the Trainer calls ``set_epoch``).
+* Each row group is read with only the needed columns, passed through ``pipeline.transform``
+  (a fitted ``recforge.preprocess.FeaturePipeline`` or anything with that method) and goes to a
+  shuffle buffer of ``shuffle_buffer`` rows, from which batches are cut by tensor slicing.
+* Without a pipeline, number columns become tensors as they are and list columns (Parquet
+  ``list<int>``) are left-padded with 0 to ``list_lengths[column]`` (most recent items kept).
+* With more than one slot and ``equalize=True`` (the default), every slot stops after the same
+  number of batches (the smallest slot's count, known from the Parquet metadata), so DDP ranks run
+  equal step counts. Validation streams take ``equalize=False`` to keep every row (evaluation
+  runs no collectives until the outputs are gathered).
+
+Memory: at most ``shuffle_buffer + rows of one row group`` rows are held per slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from recforge.data.dataset import LABEL, Batch, to_tensor
+
+
+class Transform(Protocol):
+    """What the stream needs of a fitted feature pipeline."""
+
+    def transform(self, data: pa.Table) -> Mapping[str, np.ndarray]: ...
+
+
+def list_files(path: str | Path) -> list[Path]:
+    """The Parquet files of ``path`` (a file, or a directory searched recursively), sorted; files
+    and folders whose name starts with ``_`` or ``.`` (Spark's ``_SUCCESS``, ``.crc``) are skipped."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no Parquet file or directory at {str(p)!r}")
+    files = sorted(
+        f
+        for f in p.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
+    )
+    if not files:
+        raise FileNotFoundError(f"directory {str(p)!r} holds no *.parquet files")
+    return files
+
+
+def pad_lists(name: str, column: pa.Array | pa.ChunkedArray, length: int) -> np.ndarray:
+    """A Parquet list column -> int64 ``(N, length)``, left-padded with 0, last ``length`` items kept."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        raise TypeError(f"column {name!r}: expected a list column, got {column.type}")
+    if column.null_count:
+        column = column.fill_null(pa.scalar([], type=column.type))
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    if flat.dtype.kind not in "iu":
+        raise TypeError(f"column {name!r}: list items must be integer ids, got {flat.dtype}")
+    n = len(column)
+    lengths = np.diff(offsets)  # (N,)
+    keep = np.minimum(lengths, length)
+    out = np.zeros((n, length), dtype=np.int64)
+    row = np.repeat(np.arange(n), keep)  # (ΣK,)
+    # position of each kept item inside its row's last `keep` items, written right-aligned
+    within = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+    src = np.repeat(offsets[1:] - keep, keep) + within
+    out[row, length - np.repeat(keep, keep) + within] = flat[src]
+    return out
+
+
+def _concat(parts: Sequence[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+class ParquetStream(torch.utils.data.IterableDataset[Batch]):
+    """Batches from Parquet files, sharded by ``rank × worker``, shuffled through a buffer.
+
+    Args:
+        path: a Parquet file or a directory of them.
+        batch_size: rows per batch.
+        columns: columns to read (default: all; with a pipeline, what its ``transform`` needs).
+        pipeline: a fitted ``FeaturePipeline`` (or any object with ``transform(pa.Table)``).
+        label: without a pipeline, the column output as ``"label"`` (float32).
+        list_lengths: without a pipeline, the padded width of each list column.
+        shuffle: shuffle row-group order per epoch and rows through the buffer.
+        shuffle_buffer: rows held for shuffling (0: none; batches follow file order).
+        seed: base seed; epoch ``e`` uses ``seed + e``.
+        drop_last: drop a final short batch (always dropped when slots are equalised).
+        rank, world_size: this process's share; default: from ``recforge.distributed``.
+        equalize: with several slots, stop every slot at the smallest slot's batch count.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        batch_size: int = 4096,
+        *,
+        columns: Sequence[str] | None = None,
+        pipeline: Transform | None = None,
+        label: str | None = None,
+        list_lengths: Mapping[str, int] | None = None,
+        shuffle: bool = False,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        equalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
+        self.files = list_files(path)
+        self.batch_size = batch_size
+        self.columns = list(columns) if columns is not None else None
+        self.pipeline = pipeline
+        self.label = label
+        self.list_lengths = dict(list_lengths or {})
+        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer if shuffle else 0
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.equalize = equalize
+        self.epoch = 0
+        schema = pq.read_schema(self.files[0])
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in schema.names]
+            if missing:
+                raise KeyError(f"columns {missing} are not in {str(self.files[0])!r}; it has {schema.names}")
+        # (file index, row group, rows) of every row group, from the footers only
+        self.units: list[tuple[int, int, int]] = []
+        for i, f in enumerate(self.files):
+            meta = pq.ParquetFile(f).metadata
+            self.units.extend((i, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
+        self.num_rows = sum(u[2] for u in self.units)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    # -- sharding --------------------------------------------------------------------------------
+    def _slots(self) -> tuple[int, int]:
+        """``(this slot, number of slots)`` over ``rank × DataLoader worker``."""
+        from recforge import distributed
+
+        rank = self.rank if self.rank is not None else distributed.rank()
+        world = self.world_size if self.world_size is not None else distributed.world_size()
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must lie in [0, world_size={world}), got {rank}")
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return rank * workers + worker, world * workers
+
+    def _order(self) -> list[tuple[int, int, int]]:
+        if not self.shuffle:
+            return list(self.units)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return [self.units[i] for i in torch.randperm(len(self.units), generator=g).tolist()]
+
+    def slot_units(self, slot: int, slots: int) -> list[tuple[int, int, int]]:
+        return self._order()[slot::slots]
+
+    def _max_batches(self, slots: int) -> int | None:
+        if slots == 1 or not self.equalize:
+            return None
+        order = self._order()
+        fewest = min(sum(u[2] for u in order[s::slots]) for s in range(slots))
+        return fewest // self.batch_size
+
+    def __len__(self) -> int:
+        """Batches of this process over all its workers (an upper bound without equalisation)."""
+        slot, slots = self._slots()
+        cap = self._max_batches(slots)
+        if cap is not None:
+            return cap
+        rows = sum(u[2] for u in self.slot_units(slot, slots))
+        return rows // self.batch_size if self.drop_last else math.ceil(rows / self.batch_size)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _read(self, unit: tuple[int, int, int]) -> Batch:
+        f, group, _ = unit
+        table = pq.ParquetFile(self.files[f]).read_row_group(group, columns=self.columns)
+        if self.pipeline is not None:
+            cols = self.pipeline.transform(table)
+            return {k: to_tensor(k, v) for k, v in cols.items()}
+        out: Batch = {}
+        for name in table.column_names:
+            col = table.column(name)
+            if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+                if name not in self.list_lengths:
+                    raise ValueError(
+                        f"list column {name!r}: give its padded width in list_lengths "
+                        "(or use a FeaturePipeline, which learns it)"
+                    )
+                out[name] = torch.from_numpy(pad_lists(name, col, self.list_lengths[name]))
+                continue
+            if col.null_count:
+                raise ValueError(f"column {name!r}: has missing values; fill them or use a FeaturePipeline")
+            key = LABEL if name == self.label else name
+            out[key] = to_tensor(name, col.to_numpy())
+            if key == LABEL:
+                out[key] = out[key].float()
+        return out
+
+    def __iter__(self) -> Iterator[Batch]:
+        slot, slots = self._slots()
+        cap = self._max_batches(slots)
+        g = torch.Generator().manual_seed((self.seed + self.epoch) * 7919 + slot)
+        buffer: list[Batch] = []
+        held = 0
+        emitted = 0
+        for unit in self.slot_units(slot, slots):
+            chunk = self._read(unit)
+            buffer.append(chunk)
+            held += next(iter(chunk.values())).shape[0]
+            if held < self.shuffle_buffer + self.batch_size:
+                continue
+            # keep `shuffle_buffer` rows back so that later row groups mix with these
+            rows = _concat(buffer)
+            if self.shuffle_buffer:
+                perm = torch.randperm(held, generator=g)
+                rows = {k: v[perm] for k, v in rows.items()}
+            n_out = (held - self.shuffle_buffer) // self.batch_size * self.batch_size
+            for start in range(0, n_out, self.batch_size):
+                if cap is not None and emitted >= cap:
+                    return
+                yield {k: v[start : start + self.batch_size] for k, v in rows.items()}
+                emitted += 1
+            buffer = [{k: v[n_out:] for k, v in rows.items()}]
+            held -= n_out
+        if not held:
+            return
+        rows = _concat(buffer)
+        if self.shuffle_buffer:
+            perm = torch.randperm(held, generator=g)
+            rows = {k: v[perm] for k, v in rows.items()}
+        for start in range(0, held, self.batch_size):
+            if cap is not None and emitted >= cap:
+                return
+            if held - start < self.batch_size and (self.drop_last or cap is not None):
+                return
+            yield {k: v[start : start + self.batch_size] for k, v in rows.items()}
+            emitted += 1
