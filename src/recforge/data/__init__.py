@@ -1,5 +1,6 @@
 """Batches, loaders and dataset tools."""
 
+from recforge.data.catalog import ItemCatalog, catalog_of
 from recforge.data.dataset import (
     LABEL,
     Batch,
@@ -10,6 +11,19 @@ from recforge.data.dataset import (
     to_tensor,
 )
 from recforge.data.generator import DataGenerator
+from recforge.data.interactions import (
+    Histories,
+    InteractionSplit,
+    SeenItems,
+    build_histories,
+    eval_samples,
+    ground_truth,
+    leave_one_out_split,
+    next_item_samples,
+    sequence_samples,
+    temporal_split,
+)
+from recforge.data.sampling import Negatives, NegativeSampler, SamplingDistribution, frequency_log_q
 
 __all__ = [
     "LABEL",
@@ -17,7 +31,23 @@ __all__ = [
     "BatchLoader",
     "ColumnarDataset",
     "DataGenerator",
+    "Histories",
+    "InteractionSplit",
+    "ItemCatalog",
+    "NegativeSampler",
+    "Negatives",
+    "SamplingDistribution",
+    "SeenItems",
+    "build_histories",
+    "catalog_of",
+    "eval_samples",
+    "frequency_log_q",
+    "ground_truth",
+    "leave_one_out_split",
+    "next_item_samples",
     "passthrough",
+    "sequence_samples",
     "split_batch",
+    "temporal_split",
     "to_tensor",
 ]

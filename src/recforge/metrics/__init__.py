@@ -1,5 +1,25 @@
-"""Metrics: classification (AUC, logloss, GAUC) and, in ``ranking``, top-K retrieval metrics."""
+"""Metrics: classification (AUC, logloss, GAUC) and full-ranking top-K retrieval metrics."""
 
 from recforge.metrics.classification import auc_score, gauc_score, log_loss
+from recforge.metrics.ranking import (
+    RankingAccumulator,
+    RankingEvaluator,
+    TargetRanks,
+    evaluate_retrieval,
+    full_ranking_metrics,
+    rank_targets,
+    sampled_ranks,
+)
 
-__all__ = ["auc_score", "gauc_score", "log_loss"]
+__all__ = [
+    "RankingAccumulator",
+    "RankingEvaluator",
+    "TargetRanks",
+    "auc_score",
+    "evaluate_retrieval",
+    "full_ranking_metrics",
+    "gauc_score",
+    "log_loss",
+    "rank_targets",
+    "sampled_ranks",
+]

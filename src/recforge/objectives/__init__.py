@@ -1,5 +1,27 @@
 """Losses. An objective maps ``(model outputs, batch) -> scalar loss``; models never hold losses."""
 
+from recforge.objectives.matching import (
+    bce_loss,
+    bpr_loss,
+    full_softmax_loss,
+    hinge_loss,
+    in_batch_softmax_loss,
+    labelled_bce_loss,
+    sampled_softmax_loss,
+    softmax_loss,
+)
 from recforge.objectives.pointwise import BinaryCrossEntropy, MeanSquaredError, Objective
 
-__all__ = ["BinaryCrossEntropy", "MeanSquaredError", "Objective"]
+__all__ = [
+    "BinaryCrossEntropy",
+    "MeanSquaredError",
+    "Objective",
+    "bce_loss",
+    "bpr_loss",
+    "full_softmax_loss",
+    "hinge_loss",
+    "in_batch_softmax_loss",
+    "labelled_bce_loss",
+    "sampled_softmax_loss",
+    "softmax_loss",
+]

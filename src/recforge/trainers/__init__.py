@@ -2,7 +2,9 @@
 
 from recforge.trainers.ctr import CTRTrainer
 from recforge.trainers.loop import EarlyStopper, Trainer
+from recforge.trainers.match import MatchMode, MatchObjective, MatchTrainer, NegativeSource, PairLoss
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
+from recforge.trainers.seq import SeqLoss, SeqTrainer, SequenceObjective
 
 PRESETS: dict[str, type[Trainer]] = {"ctr": CTRTrainer}
 
@@ -19,6 +21,14 @@ __all__ = [
     "PRESETS",
     "CTRTrainer",
     "EarlyStopper",
+    "MatchMode",
+    "MatchObjective",
+    "MatchTrainer",
+    "NegativeSource",
+    "PairLoss",
+    "SeqLoss",
+    "SeqTrainer",
+    "SequenceObjective",
     "SparseAwareOptimizer",
     "Trainer",
     "build_optimizer",

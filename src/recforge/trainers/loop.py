@@ -191,6 +191,11 @@ class Trainer:
             f"{type(self).__name__} needs an objective=... (presets such as CTRTrainer supply one)"
         )
 
+    def train_outputs(self, model: nn.Module, batch: Batch) -> Any:
+        """What the objective receives during training: ``model(batch)`` (a preset may call another
+        entry point, e.g. ``SeqTrainer`` uses ``model.sequence_tower`` for all-position training)."""
+        return model(batch)
+
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
         """Mean objective over ``data_loader``; presets add their metrics."""
         losses, weights = [], []
@@ -280,7 +285,7 @@ class Trainer:
         for raw in bar:
             batch = move_batch(split_batch(raw), self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                outputs = self.model(batch)
+                outputs = self.train_outputs(self.model, batch)
                 loss = self.objective(outputs, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(

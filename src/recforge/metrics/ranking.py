@@ -1,0 +1,422 @@
+"""Top-K retrieval metrics with full ranking over every item (the default).
+
+Protocol:
+- Every item id ``1 .. V - 1`` is ranked for every evaluation row; padding id 0 never is.
+- Items in the row's ``seen`` set (e.g. its training interactions) are excluded from the ranking,
+  except the row's own targets, which are always ranked.
+- Ties are counted pessimistically: the rank of a target is ``1 + #{other ranked items with a
+  score >= the target's}``, so a tied item always ranks above the target (a constant scorer gets no
+  hits). Two targets tied with each other both take the lower place.
+- Metrics are means over rows with at least one target. For a row with target set ``G`` and
+  pessimistic ranks ``r_g``: ``recall@K = #{r_g <= K} / |G|``, ``precision@K = #{r_g <= K} / K``,
+  ``hr@K = [any r_g <= K]``, ``ndcg@K = Σ_{r_g <= K} 1/log2(r_g + 1) / Σ_{i <= min(|G|, K)}
+  1/log2(i + 1)``, ``mrr@K = 1 / min r_g`` when ``min r_g <= K`` (else 0). ``coverage@K`` is the
+  share of items ``1 .. V - 1`` appearing in at least one row's top-K list.
+- Memory: rows are processed in chunks of ``user_chunk`` and items in chunks of ``item_chunk``
+  keeping a running top-(K+1), so 50,000 items x 40,000 users needs ``user_chunk * item_chunk``
+  floats at a time. Only the top ``max(ks) + 1`` scores per row are kept, which decides every
+  rank <= ``max(ks)`` exactly; results do not depend on the batch or chunk sizes.
+- Sampled evaluation (``num_negatives=N``) is opt-in: each target is ranked against N items drawn
+  uniformly from the row's non-seen, non-target items; metric names get a ``sampled_`` prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from recforge.data.catalog import ItemCatalog
+from recforge.data.interactions import SeenItems
+from recforge.data.sampling import NegativeSampler
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+METRICS = ("recall", "hr", "ndcg", "mrr", "precision")
+
+
+def dot_score(user: Tensor, items: Tensor) -> Tensor:
+    """Inner product ``(B, D) x (N, D) -> (B, N)``; the default when no model is involved."""
+    return user @ items.T
+
+
+class TargetRanks(NamedTuple):
+    """Pessimistic ranks of the targets (``inf`` beyond ``max_k``) and the rows' top-K ids."""
+
+    ranks: Tensor  # (T,) float, 1-based
+    topk_ids: Tensor  # (B, max_k)
+
+
+def _keys(rows: Tensor, items: Tensor, num_items: int) -> Tensor:
+    return rows.long() * num_items + items.long()
+
+
+def rank_targets(
+    user: Tensor,
+    items: Tensor,
+    targets: tuple[Tensor, Tensor],
+    *,
+    max_k: int,
+    exclude: tuple[Tensor, Tensor] | None = None,
+    score_fn: ScoreFn = dot_score,
+    item_chunk: int = 16_384,
+) -> TargetRanks:
+    """Full-ranking ranks of target items for a chunk of rows.
+
+    Args:
+        user: ``(B, D)`` (or ``(B, K, D)`` with a ``score_fn`` that handles it) row vectors.
+        items: ``(V, D)`` item vectors indexed by item id (row 0 = padding, never ranked).
+        targets: ``(row (T,), item (T,))`` pairs, ``row`` indexing ``user``.
+        max_k: largest cut-off; ranks beyond it are ``inf``.
+        exclude: ``(row (M,), item (M,))`` pairs removed from the ranking (targets never are).
+        score_fn: ``(user, items (N, D)) -> (B, N)`` logits (``model.score``).
+        item_chunk: items scored at a time.
+    """
+    b, v = user.shape[0], items.shape[0]
+    t_rows, t_items = targets
+    if t_items.numel() and (int(t_items.min()) < 1 or int(t_items.max()) >= v):
+        raise ValueError(
+            f"target item ids must lie in [1, {v}) (0 is padding), got [{int(t_items.min())}, {int(t_items.max())}]"
+        )
+    keep = min(max_k + 1, v)
+    dev = user.device
+    t_rows, t_items = t_rows.to(dev), t_items.to(dev)
+    if exclude is not None and exclude[0].numel():
+        e_rows, e_items = exclude[0].to(dev), exclude[1].to(dev)
+        drop = torch.isin(_keys(e_rows, e_items, v), _keys(t_rows, t_items, v))
+        e_rows, e_items = e_rows[~drop], e_items[~drop]
+    else:
+        e_rows = e_items = torch.zeros(0, dtype=torch.long, device=dev)
+    top_vals = torch.full((b, 0), -math.inf, device=dev)
+    top_ids = torch.zeros((b, 0), dtype=torch.long, device=dev)
+    t_scores = torch.empty(t_rows.shape[0], device=dev)
+    for a in range(0, v, item_chunk):
+        c = min(item_chunk, v - a)
+        s = score_fn(user, items[a : a + c]).float()  # (B, c)
+        if a == 0:
+            s[:, 0] = -math.inf
+        in_chunk = (e_items >= a) & (e_items < a + c)
+        s[e_rows[in_chunk], e_items[in_chunk] - a] = -math.inf
+        t_in = (t_items >= a) & (t_items < a + c)
+        t_scores[t_in] = s[t_rows[t_in], t_items[t_in] - a]
+        vals = torch.cat([top_vals, s], 1)
+        ids = torch.cat([top_ids, torch.arange(a, a + c, device=dev).expand(b, c)], 1)
+        top_vals, idx = torch.topk(vals, min(keep, vals.shape[1]), dim=1)
+        top_ids = ids.gather(1, idx)
+    row_top = top_vals[t_rows]  # (T, keep)
+    ranks = (row_top >= t_scores.unsqueeze(1)).sum(1).float()  # (T,)
+    if keep == max_k + 1:
+        # a target not above the (max_k + 1)-th score has max_k others >= it: rank > max_k
+        ranks = torch.where(t_scores > row_top[:, -1], ranks, torch.full_like(ranks, math.inf))
+    return TargetRanks(ranks, top_ids[:, :max_k])
+
+
+class RankingAccumulator:
+    """Sums per-row metrics over chunks; ``result()`` gives the means (batch-size independent)."""
+
+    def __init__(self, ks: Sequence[int], num_items: int, *, prefix: str = "", coverage: bool = True) -> None:
+        self.ks = _check_ks(ks)
+        self.num_items = num_items
+        self.prefix = prefix
+        self.sums = {f"{m}@{k}": 0.0 for m in METRICS for k in self.ks}
+        self.rows = 0
+        self.covered = torch.zeros((len(self.ks), num_items), dtype=torch.bool) if coverage else None
+
+    def update(self, ranks: Tensor, rows: Tensor, num_rows: int, topk_ids: Tensor | None = None) -> None:
+        """Add ``num_rows`` rows whose targets (row index ``rows (T,)``) have ``ranks (T,)``;
+        rows without targets are not counted."""
+        ranks, rows = ranks.double().cpu(), rows.long().cpu()
+        n_gt = torch.bincount(rows, minlength=num_rows).double()  # (B,)
+        has = n_gt > 0
+        self.rows += int(has.sum())
+        disc = 1.0 / torch.log2(ranks + 1.0)  # 0 for inf ranks
+        for k in self.ks:
+            hit = (ranks <= k).double()
+            hits = torch.zeros(num_rows, dtype=torch.float64).index_add_(0, rows, hit)
+            dcg = torch.zeros(num_rows, dtype=torch.float64).index_add_(0, rows, hit * disc)
+            ideal_n = torch.clamp(n_gt, max=k).long()
+            idcg = torch.cumsum(1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64)), 0)
+            idcg_row = torch.where(ideal_n > 0, idcg[(ideal_n - 1).clamp_min(0)], torch.ones_like(n_gt))
+            best = torch.full((num_rows,), math.inf, dtype=torch.float64).scatter_reduce(
+                0, rows, ranks, reduce="amin", include_self=True
+            )
+            rr = torch.where(best <= k, 1.0 / best, torch.zeros_like(best))
+            self.sums[f"recall@{k}"] += float((hits[has] / n_gt[has]).sum())
+            self.sums[f"precision@{k}"] += float((hits[has] / k).sum())
+            self.sums[f"hr@{k}"] += float((hits[has] > 0).double().sum())
+            self.sums[f"ndcg@{k}"] += float((dcg[has] / idcg_row[has]).sum())
+            self.sums[f"mrr@{k}"] += float(rr[has].sum())
+        if self.covered is not None and topk_ids is not None:
+            top = topk_ids.cpu()[has]
+            for j, k in enumerate(self.ks):
+                self.covered[j, top[:, :k].reshape(-1)] = True
+
+    def result(self) -> dict[str, float]:
+        if self.rows == 0:
+            raise ValueError("no evaluation row had a target: nothing to average")
+        out = {f"{self.prefix}{name}": total / self.rows for name, total in self.sums.items()}
+        if self.covered is not None:
+            for j, k in enumerate(self.ks):
+                out[f"{self.prefix}coverage@{k}"] = float(self.covered[j, 1:].sum()) / (self.num_items - 1)
+        return out
+
+
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(k) for k in ks}))
+    if not out or out[0] < 1:
+        raise ValueError(f"ks must be positive cut-offs, got {ks}")
+    return out
+
+
+def sampled_ranks(
+    user: Tensor,
+    items: Tensor,
+    targets: tuple[Tensor, Tensor],
+    negatives: Tensor,
+    *,
+    score_fn: ScoreFn = dot_score,
+) -> Tensor:
+    """Ranks of each target among its row's sampled negatives ``(B, N)``: ``1 + #{s_neg >= s_t}``."""
+    rows, t_items = targets
+    cand = torch.cat([t_items.unsqueeze(1), negatives[rows]], 1)  # (T, 1 + N)
+    u = user[rows]  # (T, D) or (T, K, D)
+    s = score_fn(u, items[cand]).float()  # (T, 1 + N)
+    return 1.0 + (s[:, 1:] >= s[:, :1]).sum(1).float()
+
+
+def full_ranking_metrics(
+    user: Tensor,
+    items: Tensor,
+    targets: tuple[Tensor, Tensor],
+    *,
+    ks: Sequence[int] = (10, 20, 50),
+    exclude: tuple[Tensor, Tensor] | None = None,
+    score_fn: ScoreFn = dot_score,
+    user_chunk: int = 1024,
+    item_chunk: int = 16_384,
+) -> dict[str, float]:
+    """Full-ranking metrics for precomputed vectors: ``user (U, D)``, ``items (V, D)`` indexed by
+    item id, targets/exclusions as ``(row, item)`` pairs with rows indexing ``user``."""
+    acc = RankingAccumulator(ks, items.shape[0])
+    t_rows, t_items = targets
+    e_rows, e_items = exclude if exclude is not None else (t_rows[:0], t_items[:0])
+    for a in range(0, user.shape[0], user_chunk):
+        b = min(user_chunk, user.shape[0] - a)
+        ts, es = (t_rows >= a) & (t_rows < a + b), (e_rows >= a) & (e_rows < a + b)
+        r = rank_targets(
+            user[a : a + b],
+            items,
+            (t_rows[ts] - a, t_items[ts]),
+            max_k=acc.ks[-1],
+            exclude=(e_rows[es] - a, e_items[es]),
+            score_fn=score_fn,
+            item_chunk=item_chunk,
+        )
+        acc.update(r.ranks, t_rows[ts] - a, b, r.topk_ids)
+    return acc.result()
+
+
+def pairs_from_columns(batch: Mapping[str, Tensor], column: str) -> tuple[Tensor, Tensor]:
+    """One target per row from ``batch[column] (B,)``; rows whose target is 0 have none."""
+    try:
+        col = batch[column]
+    except KeyError:
+        raise KeyError(f"evaluation batch has no target column {column!r}; it has {sorted(batch)}") from None
+    if col.dim() != 1:
+        raise ValueError(f"target column {column!r} must be (B,), got {tuple(col.shape)}")
+    rows = torch.nonzero(col > 0).squeeze(1)
+    return rows, col[rows]
+
+
+def iter_chunks(n: int, size: int) -> Iterable[slice]:
+    for a in range(0, n, size):
+        yield slice(a, min(a + size, n))
+
+
+class TowerModel(Protocol):
+    """What the evaluator needs of a model (``recforge.models.matching.TwoTowerModel`` has it)."""
+
+    item_id: str
+
+    def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
+
+    def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
+
+    def score(self, user: Tensor, items: Tensor) -> Tensor: ...
+
+
+class RankingEvaluator:
+    """Full-ranking (or opt-in sampled) evaluation of a two-tower model.
+
+    Item vectors are computed once per call from the catalog; each evaluation batch gives user
+    vectors through ``model.user_tower`` and is ranked against every item.
+
+    Args:
+        catalog: the item catalog (``recforge.data.ItemCatalog``) whose ``all()`` feeds the item tower.
+        ks: cut-offs.
+        seen: items to exclude per user id (``SeenItems`` indexed by ``batch[user_column]``).
+        ground_truth: targets per user id (several per user); without it each row's single target is
+            ``batch[target_column]`` (default: the model's item-id column).
+        user_column: the user-id column used to index ``seen`` / ``ground_truth``.
+        target_column: the single-target column (when ``ground_truth`` is None).
+        num_negatives: opt-in sampled evaluation with this many uniform negatives per row; metric
+            names get the ``sampled_`` prefix.
+        user_chunk, item_chunk, item_batch_size: memory knobs (results do not depend on them).
+        seed: seeds the negatives of sampled evaluation.
+    """
+
+    def __init__(
+        self,
+        catalog: ItemCatalog,
+        *,
+        ks: Sequence[int] = (10, 20, 50),
+        seen: SeenItems | None = None,
+        ground_truth: SeenItems | None = None,
+        user_column: str = "user_id",
+        target_column: str | None = None,
+        num_negatives: int | None = None,
+        user_chunk: int = 1024,
+        item_chunk: int = 16_384,
+        item_batch_size: int = 65_536,
+        seed: int = 0,
+    ) -> None:
+        self.catalog = catalog
+        self.ks = _check_ks(ks)
+        self.seen = seen
+        self.ground_truth = ground_truth
+        self.user_column = user_column
+        self.target_column = target_column
+        if num_negatives is not None and num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1 or None (full ranking), got {num_negatives}")
+        self.num_negatives = num_negatives
+        self.user_chunk = user_chunk
+        self.item_chunk = item_chunk
+        self.item_batch_size = item_batch_size
+        self.seed = seed
+        for name, csr in (("seen", seen), ("ground_truth", ground_truth)):
+            if csr is not None and csr.num_items != catalog.num_items:
+                raise ValueError(
+                    f"{name}.num_items={csr.num_items} differs from the catalog's {catalog.num_items}"
+                )
+
+    @torch.no_grad()
+    def item_vectors(self, model: TowerModel, device: torch.device | str = "cpu") -> Tensor:
+        """Every item's vector ``(V, D)``, indexed by item id."""
+        parts = [
+            model.item_tower({k: v.to(device) for k, v in b.items()})
+            for b in self.catalog.all(self.item_batch_size)
+        ]
+        items = torch.cat(parts)
+        if items.shape[0] != self.catalog.num_items or items.dim() != 2:
+            raise ValueError(
+                f"item_tower on catalog batches must give (N, D) per batch; got {tuple(items.shape)} "
+                f"for {self.catalog.num_items} items"
+            )
+        return items
+
+    def _targets(self, batch: Mapping[str, Tensor], target_column: str) -> tuple[Tensor, Tensor]:
+        if self.ground_truth is None:
+            return pairs_from_columns(batch, target_column)
+        return self.ground_truth.pairs(_column(batch, self.user_column).cpu())
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: TowerModel,
+        user_batches: Iterable[Mapping[str, Tensor]],
+        device: torch.device | str = "cpu",
+    ) -> dict[str, float]:
+        """Metrics over every row of ``user_batches`` (dicts with the user tower's columns, the
+        user-id column when ``seen``/``ground_truth`` is set, and the target column otherwise)."""
+        device = torch.device(device)
+        was_training = getattr(model, "training", False)
+        if hasattr(model, "eval"):
+            model.eval()  # type: ignore[attr-defined]
+        try:
+            items = self.item_vectors(model, device)
+            target_column = self.target_column or model.item_id
+            sampled = self.num_negatives is not None
+            acc = RankingAccumulator(
+                self.ks, items.shape[0], prefix="sampled_" if sampled else "", coverage=not sampled
+            )
+            gen = torch.Generator().manual_seed(self.seed)
+            for raw in user_batches:
+                batch = {k: v.to(device) for k, v in raw.items()}
+                user = model.user_tower(batch)
+                t_rows, t_items = self._targets(batch, target_column)
+                n = user.shape[0]
+                if self.seen is not None:
+                    e_rows, e_items = self.seen.pairs(_column(batch, self.user_column).cpu())
+                else:
+                    e_rows = e_items = torch.zeros(0, dtype=torch.long)
+                for sl in iter_chunks(n, self.user_chunk):
+                    ts = (t_rows >= sl.start) & (t_rows < sl.stop)
+                    es = (e_rows >= sl.start) & (e_rows < sl.stop)
+                    tr, ti = (t_rows[ts] - sl.start).to(device), t_items[ts].to(device)
+                    er, ei = (e_rows[es] - sl.start).to(device), e_items[es].to(device)
+                    u = user[sl]
+                    if sampled:
+                        negs = self._negatives(sl.stop - sl.start, (tr, ti), (er, ei), gen).to(device)
+                        ranks = sampled_ranks(u, items, (tr, ti), negs, score_fn=model.score)
+                        acc.update(ranks, tr, sl.stop - sl.start)
+                    else:
+                        r = rank_targets(
+                            u,
+                            items,
+                            (tr, ti),
+                            max_k=self.ks[-1],
+                            exclude=(er, ei),
+                            score_fn=model.score,
+                            item_chunk=self.item_chunk,
+                        )
+                        acc.update(r.ranks, tr, sl.stop - sl.start, r.topk_ids)
+            return acc.result()
+        finally:
+            if hasattr(model, "train"):
+                model.train(was_training)  # type: ignore[attr-defined]
+
+    def _negatives(
+        self, b: int, targets: tuple[Tensor, Tensor], exclude: tuple[Tensor, Tensor], gen: torch.Generator
+    ) -> Tensor:
+        rows = torch.cat([targets[0], exclude[0]]).cpu()
+        its = torch.cat([targets[1], exclude[1]]).cpu()
+        forbidden = SeenItems.from_pairs(rows, its, num_rows=b, num_items=self.catalog.num_items)
+        sampler = NegativeSampler(self.catalog.num_items, seen=forbidden, generator=gen)
+        assert self.num_negatives is not None
+        return sampler.sample(torch.zeros(b, dtype=torch.long), self.num_negatives, users=torch.arange(b)).ids
+
+
+def evaluate_retrieval(
+    model: TowerModel,
+    user_batches: Iterable[Mapping[str, Tensor]],
+    catalog: ItemCatalog,
+    ground_truth: SeenItems | None = None,
+    seen: SeenItems | None = None,
+    ks: Sequence[int] = (10, 20, 50),
+    *,
+    user_column: str = "user_id",
+    target_column: str | None = None,
+    num_negatives: int | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` (see the module docstring): item vectors are computed once
+    from ``catalog``; targets come from ``ground_truth`` (per user id) or each row's
+    ``target_column``; ``seen`` items (per user id) are excluded."""
+    return RankingEvaluator(
+        catalog,
+        ks=ks,
+        seen=seen,
+        ground_truth=ground_truth,
+        user_column=user_column,
+        target_column=target_column,
+        num_negatives=num_negatives,
+    ).evaluate(model, user_batches, device)
+
+
+def _column(batch: Mapping[str, Tensor], name: str) -> Tensor:
+    try:
+        return batch[name]
+    except KeyError:
+        raise KeyError(f"evaluation batch has no column {name!r}; it has {sorted(batch)}") from None

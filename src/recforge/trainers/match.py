@@ -1,0 +1,404 @@
+"""Matching (retrieval) preset: Torch-RecHub's ``MatchTrainer(model, mode=0|1|2)`` over the one loop.
+
+``mode`` picks the loss form and ``negatives`` where the negatives come from:
+
+============  =====================================================================
+mode          0 point-wise (BCE), 1 pair-wise (BPR or hinge), 2 list-wise (softmax)
+negatives     ``sampled``: K per row, from ``batch[neg_column] (B, K)`` when present, else
+              the ``sampler`` (never the positive; optionally never a seen item)
+              ``in_batch``: the other rows' positives (no sampling)
+              ``shared``: ``num_negatives`` sampled items shared by the batch (sampled softmax)
+              ``mixed``: in-batch plus shared sampled negatives
+              ``all``: every catalog item (full softmax; list-wise only, small catalogs)
+============  =====================================================================
+
+Point-wise training on rows that carry their own 0/1 ``label`` (Torch-RecHub mode-0 data) is used
+when the batch has a label and no negative source (``negatives="labelled"``).
+
+List-wise losses apply the logQ correction (Yi et al., RecSys 2019) when every candidate has a
+sampling probability: sampled items use the sampler's, in-batch items their training frequency
+(``item_counts``); the subtracted term is the log *expected count* (``log(K q)``), so mixed
+sources are corrected consistently.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recforge.data.catalog import ItemCatalog
+from recforge.data.dataset import LABEL, Batch, split_batch
+from recforge.data.sampling import NegativeSampler, frequency_log_q
+from recforge.metrics.ranking import RankingEvaluator
+from recforge.objectives.matching import (
+    bce_loss,
+    bpr_loss,
+    full_softmax_loss,
+    hinge_loss,
+    labelled_bce_loss,
+    softmax_loss,
+)
+from recforge.outputs import TowerOutput
+from recforge.trainers.loop import Trainer
+
+
+def _parse(enum_cls: type[enum.Enum], value: object, what: str) -> Any:
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(value.lower() if isinstance(value, str) else value)
+    except ValueError:
+        valid = ", ".join(repr(v.value) for v in enum_cls)
+        raise ValueError(f"{what} must be one of {valid}, got {value!r}") from None
+
+
+class MatchMode(enum.IntEnum):
+    """Torch-RecHub's training modes."""
+
+    POINTWISE = 0
+    PAIRWISE = 1
+    LISTWISE = 2
+
+    @classmethod
+    def parse(cls, value: MatchMode | int | str) -> MatchMode:
+        if isinstance(value, str) and not value.isdigit():
+            names = {m.name.lower(): m for m in cls}
+            if value.lower() not in names:
+                raise ValueError(f"mode must be 0/1/2 or one of {sorted(names)}, got {value!r}")
+            return names[value.lower()]
+        return _parse(cls, int(value), "mode")
+
+
+class NegativeSource(str, enum.Enum):
+    SAMPLED = "sampled"
+    IN_BATCH = "in_batch"
+    SHARED = "shared"
+    MIXED = "mixed"
+    ALL = "all"
+    LABELLED = "labelled"
+
+    @classmethod
+    def parse(cls, value: NegativeSource | str) -> NegativeSource:
+        return _parse(cls, value, "negatives")
+
+
+class PairLoss(str, enum.Enum):
+    BPR = "bpr"
+    HINGE = "hinge"
+
+    @classmethod
+    def parse(cls, value: PairLoss | str) -> PairLoss:
+        return _parse(cls, value, "pair_loss")
+
+
+class Candidates(NamedTuple):
+    """Logits of each row's positive and its negatives (column-aligned masks and log expected counts)."""
+
+    pos: Tensor  # (B,)
+    neg: Tensor  # (B, N)
+    valid: Tensor | None  # (B, N) bool
+    pos_log_q: Tensor | None  # (B,)
+    neg_log_q: Tensor | None  # (B, N)
+
+
+def _item_batch(catalog: ItemCatalog | None, item_id: str, ids: Tensor) -> Batch:
+    if catalog is None:
+        return {item_id: ids}
+    return catalog.batch(ids)
+
+
+class MatchObjective:
+    """``objective(TowerOutput, batch) -> loss`` for two-tower models (see the module docstring).
+
+    It holds the model to compute the item vectors of negatives through ``model.item_tower``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mode: MatchMode,
+        negatives: NegativeSource,
+        sampler: NegativeSampler | None = None,
+        catalog: ItemCatalog | None = None,
+        num_negatives: int = 4,
+        pair_loss: PairLoss = PairLoss.BPR,
+        margin: float = 1.0,
+        item_counts: Tensor | np.ndarray | None = None,
+        logq: bool = True,
+        user_column: str = "user_id",
+        neg_column: str = "neg_items",
+    ) -> None:
+        self.model = model
+        self.mode, self.negatives = mode, negatives
+        self.sampler, self.catalog = sampler, catalog
+        self.num_negatives, self.pair_loss, self.margin = num_negatives, pair_loss, margin
+        self.freq_log_q = frequency_log_q(item_counts) if item_counts is not None else None
+        self.logq = logq
+        self.user_column, self.neg_column = user_column, neg_column
+        self._catalog_device: ItemCatalog | None = catalog
+
+    # -- item vectors -----------------------------------------------------------------------------
+    def _items(self, ids: Tensor) -> Tensor:
+        cat = self._catalog_device
+        if cat is not None and cat.columns[cat.item_id].device != ids.device:
+            cat = self._catalog_device = cat.to(ids.device)
+        return self.model.item_tower(_item_batch(cat, self.model.item_id, ids))
+
+    def _sampled_log_q(self, ids: Tensor, k: int) -> Tensor | None:
+        if self.sampler is None:
+            return None
+        return self.sampler.log_prob(ids) + math.log(k)
+
+    def _batch_log_q(self, ids: Tensor, b: int) -> Tensor | None:
+        if self.freq_log_q is None:
+            return None
+        return self.freq_log_q.to(ids.device)[ids] + math.log(b)
+
+    # -- candidates -------------------------------------------------------------------------------
+    def candidates(self, outputs: TowerOutput, batch: Mapping[str, Tensor]) -> Candidates:
+        model, user, item = self.model, outputs.user, outputs.item
+        pos_ids = batch[model.item_id]  # (B,)
+        b = pos_ids.shape[0]
+        pos = model.score(user, item.unsqueeze(1)).squeeze(1)  # (B,)
+        src = self.negatives
+        if src is NegativeSource.SAMPLED:
+            if self.neg_column in batch:
+                neg_ids = batch[self.neg_column]  # (B, K)
+                neg_log_q, pos_log_q = None, None
+            else:
+                assert self.sampler is not None
+                users = batch[self.user_column] if self.sampler.seen is not None else None
+                neg_ids, _ = self.sampler.sample(pos_ids, self.num_negatives, users=users)
+                neg_log_q = self._sampled_log_q(neg_ids, neg_ids.shape[1])
+                pos_log_q = self._sampled_log_q(pos_ids, neg_ids.shape[1])
+            neg = model.score(user, self._items(neg_ids))  # (B, K)
+            return Candidates(pos, neg, neg_ids != pos_ids.unsqueeze(1), pos_log_q, neg_log_q)
+        parts_logit, parts_valid, parts_q = [], [], []
+        pos_log_q = None
+        if src in (NegativeSource.IN_BATCH, NegativeSource.MIXED):
+            in_batch = model.score(user, item)  # (B, B) — item is (B, D): shared by all rows
+            same = pos_ids.unsqueeze(0) == pos_ids.unsqueeze(1)  # (B, B), diagonal and duplicates
+            parts_logit.append(in_batch)
+            parts_valid.append(~same)
+            q = self._batch_log_q(pos_ids, b)
+            parts_q.append(None if q is None else q.unsqueeze(0).expand(b, b))
+            pos_log_q = q
+        if src in (NegativeSource.SHARED, NegativeSource.MIXED):
+            assert self.sampler is not None
+            shared_ids, _ = self.sampler.sample_shared(self.num_negatives, pos_ids.device)
+            parts_logit.append(model.score(user, self._items(shared_ids)))  # (B, N)
+            parts_valid.append(shared_ids.unsqueeze(0) != pos_ids.unsqueeze(1))
+            q = self._sampled_log_q(shared_ids, self.num_negatives)
+            parts_q.append(None if q is None else q.unsqueeze(0).expand(b, -1))
+            if pos_log_q is None:
+                pos_log_q = self._sampled_log_q(pos_ids, self.num_negatives)
+        neg_log_q = None if any(q is None for q in parts_q) else torch.cat(parts_q, 1)  # type: ignore[arg-type]
+        return Candidates(pos, torch.cat(parts_logit, 1), torch.cat(parts_valid, 1), pos_log_q, neg_log_q)
+
+    def __call__(self, outputs: TowerOutput, batch: Mapping[str, Tensor]) -> Tensor:
+        if not isinstance(outputs, TowerOutput):
+            raise TypeError(
+                f"MatchObjective needs TowerOutput(user, item) from the model, got {type(outputs).__name__}"
+            )
+        if self.negatives is NegativeSource.LABELLED:
+            logits = self.model.score(outputs.user, outputs.item.unsqueeze(1)).squeeze(1)  # (B,)
+            return labelled_bce_loss(logits, batch[LABEL])
+        if self.negatives is NegativeSource.ALL:
+            ids = torch.arange(self._num_items(), device=outputs.user.device)
+            logits = self.model.score(outputs.user, self._items(ids))  # (B, V)
+            return full_softmax_loss(logits, batch[self.model.item_id])
+        c = self.candidates(outputs, batch)
+        if self.mode is MatchMode.POINTWISE:
+            return bce_loss(c.pos, c.neg, c.valid)
+        if self.mode is MatchMode.PAIRWISE:
+            if self.pair_loss is PairLoss.BPR:
+                return bpr_loss(c.pos, c.neg, c.valid)
+            return hinge_loss(c.pos, c.neg, c.valid, margin=self.margin)
+        logits = torch.cat([c.pos.unsqueeze(1), c.neg], 1)  # (B, 1 + N)
+        valid = None if c.valid is None else torch.cat([torch.ones_like(c.valid[:, :1]), c.valid], 1)
+        log_q = None
+        if self.logq and c.pos_log_q is not None and c.neg_log_q is not None:
+            log_q = torch.cat([c.pos_log_q.unsqueeze(1), c.neg_log_q], 1)
+        return softmax_loss(logits, log_q, valid)
+
+    def _num_items(self) -> int:
+        if self.catalog is not None:
+            return self.catalog.num_items
+        if self.sampler is not None:
+            return self.sampler.num_items
+        raise ValueError("negatives='all' needs a catalog (or a sampler) to know the item count")
+
+
+def _default_metric(evaluator: RankingEvaluator | None, preferred: tuple[str, int]) -> str:
+    if evaluator is None:
+        return "loss"
+    name, k = preferred
+    prefix = "sampled_" if evaluator.num_negatives is not None else ""
+    return f"{prefix}{name}@{k if k in evaluator.ks else evaluator.ks[0]}"
+
+
+class MatchTrainer(Trainer):
+    """Two-tower retrieval training (Torch-RecHub's ``MatchTrainer``) over the one loop.
+
+    Args (besides every ``Trainer`` argument):
+        model: a ``TwoTowerModel`` (``forward -> TowerOutput``, ``score``, ``item_tower``).
+        mode: 0 point-wise, 1 pair-wise, 2 list-wise (or ``"pointwise"``...).
+        negatives: ``"sampled"`` (default), ``"in_batch"``, ``"shared"``, ``"mixed"``, ``"all"``,
+            ``"labelled"`` (see the module docstring).
+        sampler: draws negatives for ``sampled``/``shared``/``mixed``.
+        catalog: item-side columns for negatives and for evaluation (id-only towers may omit it).
+        num_negatives: K per row (``sampled``) or N shared (``shared``/``mixed``).
+        pair_loss: ``"bpr"`` or ``"hinge"`` (mode 1); margin: the hinge margin.
+        item_counts: training frequency per item id, for the in-batch logQ correction.
+        logq: apply the logQ correction in list-wise losses when probabilities are known.
+        evaluator: full-ranking evaluation for ``evaluate`` (validation and test); without it the
+            validation metric is the objective's loss.
+        user_column: user-id column (seen-item exclusion). neg_column: precomputed negatives.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *args: Any,
+        mode: MatchMode | int | str = MatchMode.LISTWISE,
+        negatives: NegativeSource | str = NegativeSource.SAMPLED,
+        sampler: NegativeSampler | None = None,
+        catalog: ItemCatalog | None = None,
+        num_negatives: int = 4,
+        pair_loss: PairLoss | str = PairLoss.BPR,
+        margin: float = 1.0,
+        item_counts: Tensor | np.ndarray | None = None,
+        logq: bool = True,
+        evaluator: RankingEvaluator | None = None,
+        user_column: str = "user_id",
+        neg_column: str = "neg_items",
+        **kwargs: Any,
+    ) -> None:
+        self.mode = MatchMode.parse(mode)
+        self.negatives = NegativeSource.parse(negatives)
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        for attr in ("user_tower", "item_tower", "score", "item_id"):
+            if not hasattr(model, attr):
+                raise TypeError(f"MatchTrainer needs a TwoTowerModel; {type(model).__name__} has no {attr!r}")
+        if self.negatives is NegativeSource.ALL and self.mode is not MatchMode.LISTWISE:
+            raise ValueError("negatives='all' (full softmax) is list-wise: use mode=2")
+        if self.negatives is NegativeSource.LABELLED and self.mode is not MatchMode.POINTWISE:
+            raise ValueError("negatives='labelled' (rows with their own 0/1 label) needs mode=0 (point-wise)")
+        if self.negatives in (NegativeSource.SHARED, NegativeSource.MIXED) and sampler is None:
+            raise ValueError(f"negatives={self.negatives.value!r} needs a sampler (NegativeSampler)")
+        if self.negatives is NegativeSource.ALL and catalog is None and sampler is None:
+            raise ValueError("negatives='all' needs a catalog to enumerate every item")
+        self.sampler, self.catalog, self.evaluator = sampler, catalog, evaluator
+        self.neg_column, self.user_column = neg_column, user_column
+        self._match_args = dict(
+            mode=self.mode,
+            negatives=self.negatives,
+            sampler=sampler,
+            catalog=catalog,
+            num_negatives=num_negatives,
+            pair_loss=PairLoss.parse(pair_loss),
+            margin=margin,
+            item_counts=item_counts,
+            logq=logq,
+            user_column=user_column,
+            neg_column=neg_column,
+        )
+        self.default_metric = _default_metric(evaluator, ("recall", 20))
+        self._validated = False
+        super().__init__(model, *args, **kwargs)
+
+    def default_objective(self) -> MatchObjective:
+        return MatchObjective(self.model, **self._match_args)  # type: ignore[arg-type]
+
+    # -- validation before training ---------------------------------------------------------------
+    def validate(self, batch: Mapping[str, Tensor]) -> None:
+        """Refuse an unsupported model/mode/negatives combination, with a clear message, on one
+        batch (run by ``fit`` before the first step)."""
+        model, item_id = self.model, self.model.item_id
+        if item_id not in batch:
+            raise KeyError(
+                f"training batches need the positive item column {item_id!r}; they have {sorted(batch)}"
+            )
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            try:
+                user = model.user_tower({k: v[:2] for k, v in batch.items()})
+            finally:
+                model.train(was)
+        if user.dim() == 3 and self.mode is MatchMode.POINTWISE:
+            raise ValueError(
+                f"{type(model).__name__} is multi-interest (user tower gives (B, K, D)); point-wise BCE on "
+                "its best-interest score is not supported — use mode=2 (list-wise) or mode=1"
+            )
+        src = self.negatives
+        if src is NegativeSource.LABELLED and LABEL not in batch:
+            raise KeyError(f"negatives='labelled' needs a {LABEL!r} column in every batch")
+        if src is NegativeSource.SAMPLED and self.neg_column not in batch and self.sampler is None:
+            what = {
+                MatchMode.POINTWISE: "point-wise",
+                MatchMode.PAIRWISE: "pair-wise",
+                MatchMode.LISTWISE: "list-wise",
+            }
+            raise ValueError(
+                f"{what[self.mode]} training needs negatives: give batches a {self.neg_column!r} (B, K) column "
+                "or pass sampler=NegativeSampler(...)"
+                + ("; or rows with labels: negatives='labelled'" if self.mode is MatchMode.POINTWISE else "")
+            )
+        if src is NegativeSource.SAMPLED and self.neg_column in batch and batch[self.neg_column].dim() != 2:
+            raise ValueError(f"column {self.neg_column!r} must be (B, K) negative ids")
+        sampler = self.sampler
+        if sampler is not None and sampler.seen is not None and self.user_column not in batch:
+            raise KeyError(
+                f"the sampler excludes seen items: batches need the user column {self.user_column!r}"
+            )
+        if src in (NegativeSource.IN_BATCH, NegativeSource.MIXED) and batch[item_id].shape[0] < 2:
+            raise ValueError("in-batch negatives need batches of at least 2 rows")
+
+    def fit(
+        self, train_dataloader: Iterable[object], val_dataloader: Iterable[object] | None = None
+    ) -> nn.Module:
+        if not self._validated:
+            first = next(iter(train_dataloader), None)
+            if first is None:
+                raise ValueError("the training loader yielded no batches")
+            batch = {k: v.to(self.device) for k, v in split_batch(first).items()}
+            self.validate(batch)
+            self._validated = True
+        return super().fit(train_dataloader, val_dataloader)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
+        """Full-ranking metrics through ``evaluator`` (or the mean loss without one)."""
+        if self.evaluator is None:
+            return super().evaluate(model, data_loader)
+        return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def inference_embedding(self, model: nn.Module, mode: str, data_loader: Iterable[object]) -> Tensor:
+        """Torch-RecHub's call: ``mode="user"`` -> user vectors of every row, ``"item"`` -> item vectors."""
+        if mode not in ("user", "item"):
+            raise ValueError(f"mode must be 'user' or 'item', got {mode!r}")
+        was = model.training
+        model.eval()
+        try:
+            tower = model.user_tower if mode == "user" else model.item_tower
+            out = [tower({k: v.to(self.device) for k, v in split_batch(b).items()}) for b in data_loader]
+        finally:
+            model.train(was)
+        return torch.cat(out).cpu()
+
+    def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
+        """User vectors of every row (``(N, D)`` or ``(N, K, D)``)."""
+        return self.inference_embedding(model, "user", data_loader).numpy()
+
+
+__all__ = ["MatchMode", "MatchObjective", "MatchTrainer", "NegativeSource", "PairLoss"]
