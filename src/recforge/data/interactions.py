@@ -383,14 +383,14 @@ def eval_samples(
     """Evaluation rows: for each ``(user, item)`` row of ``targets``, the user's most recent
     ``<= max_len`` items from ``histories`` (left-padded) and the target item."""
     _check_columns(targets, [user, item])
-    u = targets[user].to_numpy(np.int64)
+    u = targets[user].to_numpy(np.int64, copy=True)
     if len(u) and (u.min() < 1 or u.max() >= histories.num_users):
         raise ValueError(f"targets column {user!r}: ids must lie in [1, {histories.num_users})")
     hist = _windows(histories.items, histories.indptr[u], histories.indptr[u + 1], max_len)
     return {
         user_column: torch.from_numpy(u),
         history_column: torch.from_numpy(hist),
-        target_column: torch.from_numpy(targets[item].to_numpy(np.int64)),
+        target_column: torch.from_numpy(targets[item].to_numpy(np.int64, copy=True)),
     }
 
 

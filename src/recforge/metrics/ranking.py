@@ -38,7 +38,10 @@ METRICS = ("recall", "hr", "ndcg", "mrr", "precision")
 
 
 def dot_score(user: Tensor, items: Tensor) -> Tensor:
-    """Inner product ``(B, D) x (N, D) -> (B, N)``; the default when no model is involved."""
+    """Inner product of ``user (B, D)`` with ``items (N, D)`` or per-row ``items (B, N, D)`` ->
+    ``(B, N)``; the default when no model is involved."""
+    if items.dim() == 3:
+        return torch.einsum("bd,bnd->bn", user, items)
     return user @ items.T
 
 
