@@ -43,7 +43,9 @@ def test_leave_one_out_split_no_leakage() -> None:
     # vocabularies come from train only: the test-only item is unknown and its row is dropped
     assert "only_in_test" not in set(sp.item_vocab)
     assert sp.dropped["test"] >= 1
-    raw_train = set(zip(sp.user_vocab[sp.train.user_id - 1], sp.item_vocab[sp.train.item_id - 1], sp.train.time))
+    raw_train = set(
+        zip(sp.user_vocab[sp.train.user_id - 1], sp.item_vocab[sp.train.item_id - 1], sp.train.time)
+    )
     for part in (sp.valid, sp.test):
         held = set(zip(sp.user_vocab[part.user_id - 1], sp.item_vocab[part.item_id - 1], part.time))
         assert not held & raw_train
@@ -55,7 +57,9 @@ def test_leave_one_out_split_no_leakage() -> None:
     assert bool((train_times.reindex(cut.index) < cut).all())
     held_keys = set(zip(sp.valid.user_id, sp.valid.item_id)) | set(zip(sp.test.user_id, sp.test.item_id))
     train_keys = set(zip(sp.train.user_id, sp.train.item_id))
-    for u, hist, tgt in zip(samples["user_id"].tolist(), samples["hist_item_id"].tolist(), samples["item_id"].tolist()):
+    for u, hist, tgt in zip(
+        samples["user_id"].tolist(), samples["hist_item_id"].tolist(), samples["item_id"].tolist()
+    ):
         for i in [*hist, tgt]:
             if i:
                 assert (u, i) in train_keys
@@ -70,7 +74,9 @@ def test_leave_one_out_split_no_leakage() -> None:
 def test_temporal_split() -> None:
     log = _log(1)
     sp = temporal_split(log, valid_start=300.0, test_start=350.0)
-    assert sp.train.time.max() < 300 and sp.valid.time.between(300, 349.99).all() and (sp.test.time >= 350).all()
+    assert (
+        sp.train.time.max() < 300 and sp.valid.time.between(300, 349.99).all() and (sp.test.time >= 350).all()
+    )
     assert len(sp.train) + len(sp.valid) + len(sp.test) + sum(sp.dropped.values()) == len(log)
     with pytest.raises(ValueError, match="valid_start"):
         temporal_split(log, valid_start=10.0, test_start=5.0)
@@ -121,7 +127,12 @@ def test_seen_items_csr() -> None:
     assert s.indptr.tolist() == [0, 2, 2, 4, 4] and s.indices.tolist() == [1, 4, 3, 5]
     pos, items = s.pairs(torch.tensor([2, 1, 0]))
     assert pos.tolist() == [0, 0, 2, 2] and items.tolist() == [3, 5, 1, 4]
-    assert s.contains(torch.tensor([0, 0, 2, 3]), torch.tensor([4, 5, 3, 1])).tolist() == [True, False, True, False]
+    assert s.contains(torch.tensor([0, 0, 2, 3]), torch.tensor([4, 5, 3, 1])).tolist() == [
+        True,
+        False,
+        True,
+        False,
+    ]
     u = s.union(SeenItems.from_lists([[2], [], [], [1]], num_items=6))
     assert u.counts().tolist() == [3, 0, 2, 1]
     with pytest.raises(ValueError, match="rows"):

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _retrieval_helpers import IdTwoTower  # noqa: E402
-
-from recforge.data import ItemCatalog, SeenItems, catalog_of  # noqa: E402
-from recforge.metrics import RankingEvaluator, evaluate_retrieval, full_ranking_metrics, rank_targets  # noqa: E402
+from _retrieval_helpers import IdTwoTower
+from recforge.data import ItemCatalog, SeenItems, catalog_of
+from recforge.metrics import RankingEvaluator, evaluate_retrieval, full_ranking_metrics, rank_targets
 
 KS = (1, 3, 5, 10)
 
@@ -71,8 +70,13 @@ def test_full_ranking_matches_bruteforce(ties: bool, seed: int) -> None:
     users, items, gt, seen = _random_case(seed, ties=ties)
     ref = _reference(users, items, gt, seen, KS)
     got = full_ranking_metrics(
-        torch.from_numpy(users).double(), torch.from_numpy(items).double(), _pairs(gt), ks=KS,
-        exclude=_pairs(seen), user_chunk=7, item_chunk=9,
+        torch.from_numpy(users).double(),
+        torch.from_numpy(items).double(),
+        _pairs(gt),
+        ks=KS,
+        exclude=_pairs(seen),
+        user_chunk=7,
+        item_chunk=9,
     )
     for name, value in ref.items():
         assert got[name] == pytest.approx(value, abs=1e-12), name
@@ -84,7 +88,9 @@ def test_no_ties_matches_classic_topk_list_metrics() -> None:
     scores[:, 0] = -np.inf
     for u, s in enumerate(seen):
         scores[u, [j for j in s if j not in gt[u]]] = -np.inf
-    got = full_ranking_metrics(torch.from_numpy(users), torch.from_numpy(items), _pairs(gt), ks=(5,), exclude=_pairs(seen))
+    got = full_ranking_metrics(
+        torch.from_numpy(users), torch.from_numpy(items), _pairs(gt), ks=(5,), exclude=_pairs(seen)
+    )
     recalls, ndcgs, top_union = [], [], set()
     for u in range(len(users)):
         top = list(np.argsort(-scores[u], kind="stable")[:5])
@@ -115,8 +121,13 @@ def test_ranks_beyond_max_k_and_small_catalog() -> None:
     r = rank_targets(users, items, (torch.tensor([0, 0, 0]), torch.tensor([1, 2, 3])), max_k=10)
     assert r.ranks.tolist() == [1.0, 2.0, 3.0]
     # excluding item 1 moves the others up, but a target is never excluded
-    r = rank_targets(users, items, (torch.tensor([0, 0]), torch.tensor([2, 3])), max_k=10,
-                     exclude=(torch.tensor([0, 0]), torch.tensor([1, 2])))
+    r = rank_targets(
+        users,
+        items,
+        (torch.tensor([0, 0]), torch.tensor([2, 3])),
+        max_k=10,
+        exclude=(torch.tensor([0, 0]), torch.tensor([1, 2])),
+    )
     assert r.ranks.tolist() == [1.0, 2.0]
     with pytest.raises(ValueError, match="padding"):
         rank_targets(users, items, (torch.tensor([0]), torch.tensor([0])), max_k=1)
@@ -127,8 +138,13 @@ def _model_case(seed: int = 0):
     n_users, n_items = 50, 70
     model = IdTwoTower(n_users, n_items, dim=8).eval()
     rng = np.random.default_rng(seed)
-    gt = SeenItems.from_lists([sorted(set(rng.integers(1, n_items, 3).tolist())) if u else [] for u in range(n_users)], num_items=n_items)
-    seen = SeenItems.from_lists([sorted(set(rng.integers(1, n_items, 6).tolist())) for u in range(n_users)], num_items=n_items)
+    gt = SeenItems.from_lists(
+        [sorted(set(rng.integers(1, n_items, 3).tolist())) if u else [] for u in range(n_users)],
+        num_items=n_items,
+    )
+    seen = SeenItems.from_lists(
+        [sorted(set(rng.integers(1, n_items, 6).tolist())) for u in range(n_users)], num_items=n_items
+    )
     return model, n_users, n_items, gt, seen
 
 
@@ -137,7 +153,15 @@ def test_evaluator_independent_of_batch_and_chunk_sizes() -> None:
     users = torch.arange(1, n_users)
     results = []
     for bs, uc, ic, ib in [(49, 1024, 16384, 65536), (1, 3, 7, 5), (8, 5, 64, 13)]:
-        ev = RankingEvaluator(catalog_of(n_items), ks=(5, 20), seen=seen, ground_truth=gt, user_chunk=uc, item_chunk=ic, item_batch_size=ib)
+        ev = RankingEvaluator(
+            catalog_of(n_items),
+            ks=(5, 20),
+            seen=seen,
+            ground_truth=gt,
+            user_chunk=uc,
+            item_chunk=ic,
+            item_batch_size=ib,
+        )
         results.append(ev.evaluate(model, ({"user_id": users[a : a + bs]} for a in range(0, len(users), bs))))
     for r in results[1:]:
         assert r.keys() == results[0].keys()

@@ -13,7 +13,10 @@ from recforge.data import NegativeSampler, SamplingDistribution, SeenItems, freq
 
 def _seen(num_users: int, num_items: int, seed: int = 0) -> SeenItems:
     rng = np.random.default_rng(seed)
-    lists = [sorted(set(rng.integers(1, num_items, rng.integers(0, num_items - 3)).tolist())) for _ in range(num_users)]
+    lists = [
+        sorted(set(rng.integers(1, num_items, rng.integers(0, num_items - 3)).tolist()))
+        for _ in range(num_users)
+    ]
     return SeenItems.from_lists(lists, num_items=num_items)
 
 
@@ -43,7 +46,9 @@ def test_uniform_exclusion_is_exactly_uniform_over_allowed() -> None:
     allowed = sorted(set(range(1, v)) - {2, 5, 6, 11, 3})
     freq = torch.bincount(neg, minlength=v).double() / neg.numel()
     assert set(torch.unique(neg).tolist()) == set(allowed)
-    assert torch.allclose(freq[allowed], torch.full((len(allowed),), 1 / len(allowed), dtype=torch.float64), atol=0.01)
+    assert torch.allclose(
+        freq[allowed], torch.full((len(allowed),), 1 / len(allowed), dtype=torch.float64), atol=0.01
+    )
 
 
 def test_popularity_follows_counts_to_the_alpha() -> None:
