@@ -22,8 +22,8 @@ def _log(seed: int = 0, n: int = 400) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
-            "user_id": rng.choice(["u%d" % i for i in range(30)], n),
-            "item_id": rng.choice(["i%d" % i for i in range(80)], n),
+            "user_id": rng.choice([f"u{i}" for i in range(30)], n),
+            "item_id": rng.choice([f"i{i}" for i in range(80)], n),
             "time": rng.permutation(n).astype(float),
         }
     )

@@ -113,7 +113,7 @@ class _MultiInterest(IdTwoTower):
 
 
 def test_refusals(data, tmp_path) -> None:
-    sp, seen, train, _ = data
+    sp, _, train, _ = data
     kw = dict(model_path=tmp_path, progress=False, plot=False, n_epoch=1)
     model = IdTwoTower(sp.num_users, sp.num_items)
     with pytest.raises(ValueError, match="needs negatives"):

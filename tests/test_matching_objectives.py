@@ -42,7 +42,7 @@ def test_pointwise_and_pairwise() -> None:
     assert bpr_loss(pos, neg, valid).item() == pytest.approx(want_bpr, rel=1e-5)
     want_hinge = (max(0, 1 - 2 + 0.5) + max(0, 1 + 1 - 2) + max(0, 1 + 1 + 3)) / 3
     assert hinge_loss(pos, neg, valid, margin=1.0).item() == pytest.approx(want_hinge)
-    with pytest.raises(ValueError, match="(B, K)"):
+    with pytest.raises(ValueError, match=r"\(B, K\)"):
         bpr_loss(pos, neg[0])
 
 

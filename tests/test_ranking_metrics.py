@@ -42,7 +42,6 @@ def _reference(users, items, gt, seen, ks):
     scores = users.astype(np.float64) @ items.T.astype(np.float64)
     n_items = items.shape[0]
     out = {f"{m}@{k}": [] for m in ("recall", "hr", "ndcg", "mrr", "precision") for k in ks}
-    tops = {k: set() for k in ks}
     for u in range(len(users)):
         if not gt[u]:
             continue
@@ -205,7 +204,7 @@ def test_sampled_ranks_match_bruteforce() -> None:
 
 
 def test_evaluator_errors() -> None:
-    model, n_users, n_items, gt, seen = _model_case()
+    model, _, n_items, _, seen = _model_case()
     with pytest.raises(ValueError, match="num_items"):
         RankingEvaluator(catalog_of(n_items + 1), seen=seen)
     with pytest.raises(KeyError, match="item_id"):

@@ -101,7 +101,7 @@ class FaissIndex(VectorIndex):
         quantizer = f.IndexFlatIP(d) if self.metric is Metric.IP else f.IndexFlatL2(d)
         index = f.IndexIVFFlat(quantizer, d, nlist, self._faiss_metric())
         index.train(x)
-        index._quantizer = quantizer  # keep it alive with the index
+        self._quantizer = quantizer  # the IVF index does not own it: keep it alive
         return index
 
     def add(self, vectors: ArrayLike, ids: ArrayLike | None = None) -> FaissIndex:
