@@ -61,6 +61,31 @@ def run(
     return {"name": name, "build_s": build, "qps": len(q) / med, "recall": rec, "ids": result.ids}
 
 
+def write_table(args: argparse.Namespace, rows: list[dict[str, object]], done: bool) -> None:
+    cmd = "PYTHONPATH=src python benchmarks/vector_index.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Vector index benchmark",
+        "",
+        f"Command: `{cmd}`",
+        "",
+        f"{args.n:,} x {args.dim}-d clustered vectors ({args.clusters} centres), {args.queries:,} queries, inner "
+        f"product, top-{args.k}; {args.threads} thread(s); search time = median of {args.repeats} runs over all "
+        f"queries in one batch. Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs "
+        "(absolute speeds are noisy; compare rows).",
+        "",
+        f"| index | build (s) | queries/s | recall@{args.k} vs exact |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['build_s']:.1f} | {r['qps']:,.0f} | {r['recall']:.4f} |")
+    if not done:
+        lines += ["", "(incomplete: the run stopped before every index was measured)"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, args.out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000)
@@ -82,6 +107,7 @@ def main() -> None:
     x, q = data[: args.n].contiguous(), data[args.n :].contiguous()
     rows = [run("exact torch (ExactIndex)", ExactIndex(), x, q, args.k, args.repeats, None)]
     exact_ids = rows[0]["ids"]
+    write_table(args, rows, done=False)
     rows.append(
         run("faiss Flat", FaissIndex("flat", threads=args.threads), x, q, args.k, args.repeats, exact_ids)
     )
@@ -106,6 +132,7 @@ def main() -> None:
             }
         )
         print(rows[-1]["name"], rows[-1]["qps"], rows[-1]["recall"], flush=True)
+        write_table(args, rows, done=False)
     hnsw = FaissIndex("hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, threads=args.threads)
     t0 = time.perf_counter()
     hnsw.build(x)
@@ -127,27 +154,9 @@ def main() -> None:
             }
         )
         print(rows[-1]["name"], rows[-1]["qps"], rows[-1]["recall"], flush=True)
-    cmd = "PYTHONPATH=src python benchmarks/vector_index.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# Vector index benchmark",
-        "",
-        f"Command: `{cmd}`",
-        "",
-        f"{args.n:,} x {args.dim}-d clustered vectors ({args.clusters} centres), {args.queries:,} queries, inner "
-        f"product, top-{args.k}; {args.threads} thread(s); search time = median of {args.repeats} runs over all "
-        f"queries in one batch. Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        "(shared with other jobs: absolute speeds are noisy).",
-        "",
-        f"| index | build (s) | queries/s | recall@{args.k} vs exact |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['build_s']:.1f} | {r['qps']:,.0f} | {r['recall']:.4f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, args.out)
-    print("\n".join(lines))
+        write_table(args, rows, done=False)
+    write_table(args, rows, done=True)
+    print(args.out.read_text())
 
 
 if __name__ == "__main__":

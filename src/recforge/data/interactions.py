@@ -109,9 +109,11 @@ class SeenItems:
         """Whether ``items`` (shape ``S``) are in the rows ``rows`` (broadcastable to ``S``)."""
         keys = self._keys_cached()
         q = rows.to(keys.device) * self.num_items + items.to(keys.device)
-        pos = torch.searchsorted(keys, q.reshape(-1)).clamp_max(max(keys.numel() - 1, 0))
-        hit = keys[pos] == q.reshape(-1) if keys.numel() else torch.zeros(q.numel(), dtype=torch.bool)
-        return hit.reshape(q.shape)
+        q = q.reshape(-1).contiguous()
+        if not keys.numel():
+            return torch.zeros(items.shape, dtype=torch.bool, device=items.device)
+        pos = torch.searchsorted(keys, q).clamp_max(keys.numel() - 1)
+        return (keys[pos] == q).reshape(torch.broadcast_shapes(rows.shape, items.shape)).to(items.device)
 
     def _keys_cached(self) -> Tensor:
         cache = self.__dict__.get("_keys")

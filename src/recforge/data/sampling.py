@@ -154,7 +154,9 @@ class NegativeSampler:
         u = self._rand(shape, device)
         if self._cdf is None:
             return (u * (self.num_items - 1)).long().clamp_max(self.num_items - 2) + 1
-        cdf = self._cdf.to(device)
+        if self._cdf.device != device:
+            self._cdf = self._cdf.to(device)
+        cdf = self._cdf
         return torch.searchsorted(cdf, (u * cdf[-1]).contiguous(), right=True).clamp(1, self.num_items - 1)
 
     def sample_shared(self, num_negatives: int, device: torch.device | str = "cpu") -> Negatives:
@@ -207,11 +209,7 @@ class NegativeSampler:
     def _forbidden(self, ids: Tensor, pos: Tensor, usr: Tensor | None) -> Tensor:
         bad = ids == pos
         if usr is not None and self.seen is not None:
-            bad |= (
-                self.seen.to(ids.device).contains(usr, ids)
-                if ids.device.type != "cpu"
-                else self.seen.contains(usr, ids)
-            )
+            bad |= self.seen.contains(usr, ids)
         return bad
 
     def _uniform_allowed(self, pos: Tensor, usr: Tensor | None) -> Tensor:
