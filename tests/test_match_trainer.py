@@ -4,13 +4,9 @@ training."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _retrieval_helpers import IdTwoTower, clustered_log
 from recforge.data import (
     BatchLoader,
@@ -21,8 +17,6 @@ from recforge.data import (
 )
 from recforge.metrics import RankingEvaluator
 from recforge.trainers import MatchTrainer, SeqTrainer
-
-torch.set_num_threads(1)  # tiny models: threads only add contention
 
 
 @pytest.fixture(scope="module")

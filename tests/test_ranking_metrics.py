@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _retrieval_helpers import IdTwoTower
 from recforge.data import ItemCatalog, SeenItems, catalog_of
 from recforge.metrics import RankingEvaluator, evaluate_retrieval, full_ranking_metrics, rank_targets

@@ -3,13 +3,9 @@ loss (sampled softmax, full CE, BCE) and beats its untrained full-ranking HR@5."
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
 from _retrieval_helpers import MeanPoolSeq, cyclic_log
 from recforge.data import (
     BatchLoader,
@@ -21,8 +17,6 @@ from recforge.data import (
 )
 from recforge.metrics import RankingEvaluator
 from recforge.trainers import SeqTrainer
-
-torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("loss", ["sampled_softmax", "full", "bce"])
