@@ -130,3 +130,15 @@ def test_refusals(data, tmp_path) -> None:
     MatchTrainer(_MultiInterest(sp.num_users, sp.num_items), mode=2, negatives="in_batch", **kw).fit(
         BatchLoader(train, 32)
     )
+
+
+def test_inference_embedding(data, tmp_path) -> None:
+    sp, _, _, test = data
+    model = IdTwoTower(sp.num_users, sp.num_items, dim=8)
+    trainer = MatchTrainer(model, negatives="in_batch", model_path=tmp_path, progress=False, plot=False)
+    users = trainer.predict(model, BatchLoader(test, 16))
+    assert users.shape == (len(test), 8)
+    items = trainer.inference_embedding(model, "item", [{"item_id": torch.arange(sp.num_items)}])
+    assert torch.equal(items, model.embedding.table_weight("item_id").detach())
+    with pytest.raises(ValueError, match="'user' or 'item'"):
+        trainer.inference_embedding(model, "query", [])

@@ -382,23 +382,34 @@ class MatchTrainer(Trainer):
             return super().evaluate(model, data_loader)
         return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
 
-    @torch.no_grad()
     def inference_embedding(self, model: nn.Module, mode: str, data_loader: Iterable[object]) -> Tensor:
         """Torch-RecHub's call: ``mode="user"`` -> user vectors of every row, ``"item"`` -> item vectors."""
-        if mode not in ("user", "item"):
-            raise ValueError(f"mode must be 'user' or 'item', got {mode!r}")
-        was = model.training
-        model.eval()
-        try:
-            tower = model.user_tower if mode == "user" else model.item_tower
-            out = [tower({k: v.to(self.device) for k, v in split_batch(b).items()}) for b in data_loader]
-        finally:
-            model.train(was)
-        return torch.cat(out).cpu()
+        return tower_vectors(model, data_loader, self.device, user=_parse_side(mode))
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
         """User vectors of every row (``(N, D)`` or ``(N, K, D)``)."""
-        return self.inference_embedding(model, "user", data_loader).numpy()
+        return tower_vectors(model, data_loader, self.device, user=True).numpy()
+
+
+def _parse_side(mode: str) -> bool:
+    if mode not in ("user", "item"):
+        raise ValueError(f"mode must be 'user' or 'item', got {mode!r}")
+    return mode == "user"
+
+
+@torch.no_grad()
+def tower_vectors(
+    model: nn.Module, data_loader: Iterable[object], device: torch.device, *, user: bool
+) -> Tensor:
+    """User-tower (``user=True``) or item-tower vectors of every row of ``data_loader``, in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        tower = model.user_tower if user else model.item_tower
+        out = [tower({k: v.to(device) for k, v in split_batch(b).items()}) for b in data_loader]
+    finally:
+        model.train(was)
+    return torch.cat(out).cpu()
 
 
 __all__ = ["MatchMode", "MatchObjective", "MatchTrainer", "NegativeSource", "PairLoss"]

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,7 +31,7 @@ from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
 from recforge.objectives.matching import bce_loss, full_softmax_loss, sampled_softmax_loss
 from recforge.trainers.loop import Trainer
-from recforge.trainers.match import _default_metric, _parse
+from recforge.trainers.match import _default_metric, _parse, tower_vectors
 
 
 class SeqLoss(str, enum.Enum):
@@ -200,3 +201,7 @@ class SeqTrainer(Trainer):
                     model.train(was)
             return {"loss": sum(losses) / max(len(losses), 1)}
         return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
+
+    def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
+        """User (query) vectors ``(N, D)`` of every row: the hidden state after the last position."""
+        return tower_vectors(model, data_loader, self.device, user=True).numpy()
