@@ -104,8 +104,9 @@ def rank_targets(
         s[e_rows[in_chunk], e_items[in_chunk] - a] = -math.inf
         t_in = (t_items >= a) & (t_items < a + c)
         t_scores[t_in] = s[t_rows[t_in], t_items[t_in] - a]
-        vals = torch.cat([top_vals, s], 1)
-        ids = torch.cat([top_ids, torch.arange(a, a + c, device=dev).expand(b, c)], 1)
+        cs, cj = torch.topk(s, min(keep, c), dim=1)  # the chunk's best, then merge short lists
+        vals = torch.cat([top_vals, cs], 1)
+        ids = torch.cat([top_ids, cj + a], 1)
         top_vals, idx = torch.topk(vals, min(keep, vals.shape[1]), dim=1)
         top_ids = ids.gather(1, idx)
     row_top = top_vals[t_rows]  # (T, keep)

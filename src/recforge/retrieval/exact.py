@@ -89,8 +89,10 @@ class ExactIndex(VectorIndex):
                 s = q @ x[c : c + self.chunk].T  # (Q, c)
                 if self.metric is Metric.L2:
                     s = 2 * s - sq[c : c + self.chunk] - (q * q).sum(1, keepdim=True)
-                vals = torch.cat([best_s, s], 1)
-                cand = torch.cat([best_i, ids[c : c + self.chunk].expand(q.shape[0], -1)], 1)
+                # top-k of the chunk first, then merge the two short lists
+                cs, cj = torch.topk(s, min(k, s.shape[1]), dim=1)
+                vals = torch.cat([best_s, cs], 1)
+                cand = torch.cat([best_i, ids[c + cj]], 1)
                 best_s, j = torch.topk(vals, min(k, vals.shape[1]), dim=1)
                 best_i = cand.gather(1, j)
             if best_s.shape[1] < k:
