@@ -210,3 +210,16 @@ def test_evaluator_errors() -> None:
         RankingEvaluator(catalog_of(n_items), ks=(0,))
     cat = ItemCatalog({"item_id": torch.arange(n_items)})
     assert cat.num_items == n_items
+
+
+def test_evaluator_normalize_ranks_by_cosine() -> None:
+    model, n_users, n_items, gt, seen = _model_case(2)
+    users = torch.arange(1, n_users)
+    got = RankingEvaluator(catalog_of(n_items), ks=(5,), seen=seen, ground_truth=gt, normalize=True).evaluate(
+        model, [{"user_id": users}]
+    )
+    with torch.no_grad():
+        u = torch.nn.functional.normalize(model.user_tower({"user_id": users}), dim=-1)
+        it = torch.nn.functional.normalize(model.item_tower({"item_id": torch.arange(n_items)}), dim=-1)
+    want = full_ranking_metrics(u, it, gt.pairs(users), ks=(5,), exclude=seen.pairs(users))
+    assert got == pytest.approx(want)

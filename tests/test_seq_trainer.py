@@ -19,13 +19,15 @@ from recforge.metrics import RankingEvaluator
 from recforge.trainers import SeqTrainer
 
 
-@pytest.mark.parametrize("loss", ["sampled_softmax", "full", "bce"])
-def test_seq_trainer_learns(loss, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("loss", "l2"), [("sampled_softmax", False), ("full", False), ("bce", False), ("sampled_softmax", True)]
+)
+def test_seq_trainer_learns(loss, l2, tmp_path) -> None:
     sp = leave_one_out_split(cyclic_log())
     h = sp.histories()
     train = ColumnarDataset(sequence_samples(h, 6))
     test = ColumnarDataset(eval_samples(sp.histories("train", "valid"), sp.test, 6))
-    ev = RankingEvaluator(catalog_of(sp.num_items), ks=(5,), seen=None)
+    ev = RankingEvaluator(catalog_of(sp.num_items), ks=(5,), seen=None, normalize=l2)
     torch.manual_seed(0)
     model = MeanPoolSeq(sp.num_items, dim=16, max_len=6)
     before = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]
@@ -40,6 +42,8 @@ def test_seq_trainer_learns(loss, tmp_path) -> None:
         progress=False,
         plot=False,
         evaluator=ev,
+        l2_normalize=l2,
+        temperature=0.1 if l2 else 1.0,
     )
     trainer.fit(BatchLoader(train, 32, shuffle=True))
     after = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]

@@ -269,6 +269,8 @@ class RankingEvaluator:
             names get the ``sampled_`` prefix.
         user_chunk, item_chunk, item_batch_size: memory knobs (results do not depend on them).
         seed: seeds the negatives of sampled evaluation.
+        normalize: L2-normalise user and item vectors before ``model.score`` (cosine similarity;
+            match a model trained with ``SeqTrainer(l2_normalize=True)``).
     """
 
     def __init__(
@@ -285,8 +287,10 @@ class RankingEvaluator:
         item_chunk: int = 16_384,
         item_batch_size: int = 65_536,
         seed: int = 0,
+        normalize: bool = False,
     ) -> None:
         self.catalog = catalog
+        self.normalize = normalize
         self.ks = _check_ks(ks)
         self.seen = seen
         self.ground_truth = ground_truth
@@ -313,6 +317,8 @@ class RankingEvaluator:
             for b in self.catalog.all(self.item_batch_size)
         ]
         items = torch.cat(parts)
+        if self.normalize:
+            items = torch.nn.functional.normalize(items, dim=-1)
         if items.shape[0] != self.catalog.num_items or items.dim() != 2:
             raise ValueError(
                 f"item_tower on catalog batches must give (N, D) per batch; got {tuple(items.shape)} "
@@ -349,6 +355,8 @@ class RankingEvaluator:
             for raw in user_batches:
                 batch = {k: v.to(device) for k, v in raw.items()}
                 user = model.user_tower(batch)
+                if self.normalize:
+                    user = torch.nn.functional.normalize(user, dim=-1)
                 t_rows, t_items = self._targets(batch, target_column)
                 n = user.shape[0]
                 if self.seen is not None:

@@ -9,13 +9,15 @@ model) and the aligned next items ``batch[target_column] (B, L)`` (0 = no target
 - ``bce``: SASRec's original loss, one sampled negative per position.
 
 Logits are ``model.score(h, items) / temperature``; ``l2_normalize`` normalises both sides first
-(cosine similarity, use a small temperature such as 0.05). Evaluation is full ranking through a
+(cosine similarity, use a small temperature such as 0.05; evaluate with
+``RankingEvaluator(normalize=True)`` so ranking uses the same similarity). Evaluation is full ranking through a
 ``RankingEvaluator`` over evaluation rows (``recforge.data.eval_samples``).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,6 +34,8 @@ from recforge.metrics.ranking import RankingEvaluator
 from recforge.objectives.matching import bce_loss, full_softmax_loss, sampled_softmax_loss
 from recforge.trainers.loop import Trainer
 from recforge.trainers.match import _default_metric, _parse, tower_vectors
+
+log = logging.getLogger("recforge")
 
 
 class SeqLoss(str, enum.Enum):
@@ -165,6 +169,13 @@ class SeqTrainer(Trainer):
             raise ValueError("SeqTrainer needs num_items (or a catalog or sampler)")
         if catalog is not None and catalog.num_items != n:
             raise ValueError(f"catalog has {catalog.num_items} items but num_items={n}")
+        if evaluator is not None and evaluator.normalize != l2_normalize:
+            log.warning(
+                "SeqTrainer(l2_normalize=%s) but the evaluator ranks with normalize=%s: evaluation "
+                "scores differ from the trained ones",
+                l2_normalize,
+                evaluator.normalize,
+            )
         self.sampler = sampler or NegativeSampler(n)
         self.evaluator = evaluator
         self._seq_args = dict(
