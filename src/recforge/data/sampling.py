@@ -108,7 +108,7 @@ class NegativeSampler:
             if float(w.sum()) <= 0:
                 raise ValueError("counts are all zero: nothing to sample by popularity")
             q = w / w.sum()
-            self._cdf = torch.cumsum(q, 0)
+            self._cdf: Tensor | None = torch.cumsum(q, 0)
             self.log_q = torch.log(q).float()  # (V,), -inf for id 0 and zero counts
         else:
             self._cdf = None

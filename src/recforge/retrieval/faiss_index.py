@@ -7,6 +7,7 @@ import enum
 import math
 import os
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ class FaissIndex(VectorIndex):
         self.reset()
 
     def reset(self) -> None:
-        self._index = None
+        self._index: Any = None
         self._ids = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,6 +36,7 @@ from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import LABEL, Batch, split_batch
 from recforge.data.sampling import NegativeSampler, frequency_log_q
 from recforge.metrics.ranking import RankingEvaluator
+from recforge.models.matching.base import TwoTowerModel
 from recforge.objectives.matching import (
     bce_loss,
     bpr_loss,
@@ -121,7 +122,7 @@ class MatchObjective:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: TwoTowerModel,
         *,
         mode: MatchMode,
         negatives: NegativeSource,
@@ -315,14 +316,15 @@ class MatchTrainer(Trainer):
         self._validated = False
         super().__init__(model, *args, **kwargs)
 
-    def default_objective(self) -> MatchObjective:
+    def default_objective(self) -> MatchObjective:  # type: ignore[override]
         return MatchObjective(self.model, **self._match_args)  # type: ignore[arg-type]
 
     # -- validation before training ---------------------------------------------------------------
     def validate(self, batch: Mapping[str, Tensor]) -> None:
         """Refuse an unsupported model/mode/negatives combination, with a clear message, on one
         batch (run by ``fit`` before the first step)."""
-        model, item_id = self.model, self.model.item_id
+        model: TwoTowerModel = self.model  # type: ignore[assignment]
+        item_id = model.item_id
         if item_id not in batch:
             raise KeyError(
                 f"training batches need the positive item column {item_id!r}; they have {sorted(batch)}"
@@ -405,7 +407,7 @@ def tower_vectors(
     was = model.training
     model.eval()
     try:
-        tower = model.user_tower if user else model.item_tower
+        tower: Callable[[Batch], Tensor] = model.user_tower if user else model.item_tower  # type: ignore[assignment]
         out = [tower({k: v.to(device) for k, v in split_batch(b).items()}) for b in data_loader]
     finally:
         model.train(was)

@@ -31,6 +31,7 @@ from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import Batch, split_batch
 from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
+from recforge.models.matching.base import TwoTowerModel
 from recforge.objectives.matching import bce_loss, full_softmax_loss, sampled_softmax_loss
 from recforge.trainers.loop import Trainer
 from recforge.trainers.match import _default_metric, _parse, tower_vectors
@@ -53,7 +54,7 @@ class SequenceObjective:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: TwoTowerModel,
         *,
         loss: SeqLoss,
         sampler: NegativeSampler,
@@ -191,7 +192,7 @@ class SeqTrainer(Trainer):
         self.default_metric = _default_metric(evaluator, ("ndcg", 10))
         super().__init__(model, *args, **kwargs)
 
-    def default_objective(self) -> SequenceObjective:
+    def default_objective(self) -> SequenceObjective:  # type: ignore[override]
         return SequenceObjective(self.model, **self._seq_args)  # type: ignore[arg-type]
 
     def train_outputs(self, model: nn.Module, batch: Batch) -> Tensor:
