@@ -46,7 +46,7 @@ def test_match_trainer_learns(case, data, tmp_path) -> None:
     model = IdTwoTower(sp.num_users, sp.num_items, dim=8)
     ev = RankingEvaluator(catalog_of(sp.num_items), ks=(5,), seen=seen)
     before = ev.evaluate(model, BatchLoader(test, 64))["ndcg@5"]
-    counts = torch.bincount(torch.as_tensor(sp.train.item_id.to_numpy()), minlength=sp.num_items)
+    counts = torch.bincount(torch.as_tensor(sp.train.item_id.to_numpy(copy=True)), minlength=sp.num_items)
     trainer = MatchTrainer(
         model,
         n_epoch=4,
