@@ -96,3 +96,26 @@ def test_help_lists_every_command():
     )
     for command in ("train", "evaluate", "models"):
         assert command in out.stdout
+
+
+@pytest.mark.distributed
+def test_train_nproc_2_matches_the_run_directory_layout(tmp_path):
+    config = small_config(tmp_path)
+    cmd = [
+        sys.executable,
+        "-m",
+        "recforge",
+        "train",
+        str(config),
+        "--nproc",
+        "2",
+        "--set",
+        "trainer.optimizer_params.lr=0.01",
+        "--set",
+        "trainer.n_epoch=4",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test: auc=") == 1  # only rank 0 reports
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert metrics["test"]["auc"] > 0.9

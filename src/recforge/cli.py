@@ -21,15 +21,35 @@ import yaml
 log = logging.getLogger("recforge")
 
 
+# Presets whose data is labelled rows, which `recforge train` builds from the config's sources.
+ROW_PRESETS = ("ctr", "mtl")
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.nproc is not None and args.nproc > 1:
+        from recforge.distributed import launch, launched_by_torchrun
+
+        if not launched_by_torchrun():
+            return launch(_strip_nproc(args.argv), args.nproc)
     import torch
 
+    from recforge import distributed
     from recforge.config import load_config
     from recforge.data import BatchLoader
     from recforge.runs import CONFIG_FILE, PIPELINE_DIR, build_model, prepare_data, save_model_spec, select
     from recforge.trainers import get_preset
 
     cfg, resolved = load_config(args.config, args.set or [])
+    if cfg.trainer.preset.lower() not in ROW_PRESETS:
+        raise ValueError(
+            f"trainer.preset {cfg.trainer.preset!r}: `recforge train` builds labelled-row data for "
+            f"the presets {list(ROW_PRESETS)}; train retrieval/sequence models through the Python "
+            "API (MatchTrainer, SeqTrainer)"
+        )
+    main_rank = True
+    if distributed.launched_by_torchrun():
+        distributed.init_from_env()
+        main_rank = distributed.is_main()
     if args.run_dir:
         resolved["run_dir"] = args.run_dir
         cfg = type(cfg)(**{**cfg.__dict__, "run_dir": args.run_dir})
@@ -72,11 +92,12 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         seed=cfg.seed,
     )
-    pipeline.save(run_dir / PIPELINE_DIR)
-    save_model_spec(run_dir, cfg.model.name, inputs, cfg.model.params)
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, run_dir / CONFIG_FILE)
+    if main_rank:
+        pipeline.save(run_dir / PIPELINE_DIR)
+        save_model_spec(run_dir, cfg.model.name, inputs, cfg.model.params)
+        tmp = run_dir / (CONFIG_FILE + ".tmp")
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, run_dir / CONFIG_FILE)
     train_dl = BatchLoader(splits["train"], cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     valid_dl = BatchLoader(splits["valid"], cfg.data.eval_batch_size) if "valid" in splits else None
     trainer.fit(train_dl, valid_dl)
@@ -86,11 +107,29 @@ def _train(args: argparse.Namespace) -> int:
             results[name] = trainer.evaluate(
                 trainer.model, BatchLoader(splits[name], cfg.data.eval_batch_size)
             )
-    (run_dir / "test_metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    for name, metrics in results.items():
-        print(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
-    print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+    if main_rank:
+        (run_dir / "test_metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        for name, metrics in results.items():
+            print(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+        print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+    distributed.destroy()
     return 0
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    """The command line without ``--nproc N`` / ``--nproc=N`` (the workers must not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -139,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-dir", help="write the run here instead of the config's run_dir")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train data-parallel on N processes through torchrun (gloo on CPU, nccl on GPUs)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -157,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
