@@ -62,6 +62,7 @@ class MTLTrainer(Trainer):
             ``"mean"`` (``mean_auc`` when every task is classification, else ``mean_loss``).
         task_names: names used in metric keys (default ``task0``, ``task1``...).
         task_weights: fixed loss weights when ``adaptive_params`` is None.
+        earlystop_metric: any validation metric key above; overrides ``earlystop_taskid``.
         The remaining keywords are ``Trainer``'s.
     """
 
@@ -84,6 +85,7 @@ class MTLTrainer(Trainer):
         *,
         task_names: Sequence[str] | None = None,
         task_weights: Sequence[float] | None = None,
+        earlystop_metric: str | None = None,
         max_grad_norm: float | None = None,
         resume: bool = False,
         amp: bool = False,
@@ -110,7 +112,7 @@ class MTLTrainer(Trainer):
         self.weighting: TaskWeighting = build_weighting(self.task_types, adaptive_params, task_weights)
         if isinstance(self.weighting, GradNorm) and not isinstance(model, HasSharedLayer):
             raise ValueError(f"GradNorm needs a model with last_shared_parameters(); {type(model).__name__} has none")
-        metric = self._earlystop_metric(earlystop_taskid)
+        metric = earlystop_metric or self._earlystop_metric(earlystop_taskid)
         super().__init__(
             model,
             optimizer_fn,
@@ -134,7 +136,7 @@ class MTLTrainer(Trainer):
             sparse_optimizer_fn=sparse_optimizer_fn,
             seed=seed,
         )
-        lower = metric.endswith(("_mse", "_loss", "_logloss"))
+        lower = metric.endswith(("mse", "mae", "loss"))
         self.stopper = EarlyStopper(metric, earlystop_patience, "min" if lower else "max")
         self.weighting.to(self.device)
         extra = self.weighting.loss_parameters()
