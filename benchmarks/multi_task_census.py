@@ -37,7 +37,7 @@ from recforge.models.multi_task import AITM, MMOE, PLE, SharedBottom
 from recforge.trainers import MTLTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sections import write_section  # noqa: E402
+from _sections import write_section
 
 COLUMNS = [
     "age", "class of worker", "detailed industry recode", "detailed occupation recode", "education",
@@ -158,8 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     parts = [perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]]
     frames = [df.iloc[p].reset_index(drop=True) for p in parts]
     feats, sets = encode(frames[0], frames)
-    print(f"rows train/val/test = {[len(f) for f in frames]}; positives income/marital (test) = "
-          f"{frames[2]['income'].mean():.4f}/{frames[2]['marital'].mean():.4f}", flush=True)
+    print(
+        f"rows train/val/test = {[len(f) for f in frames]}; positives income/marital (test) = "
+        f"{frames[2]['income'].mean():.4f}/{frames[2]['marital'].mean():.4f}",
+        flush=True,
+    )
 
     rows: dict[str, list[list[float]]] = {}
     seconds: dict[str, float] = {}

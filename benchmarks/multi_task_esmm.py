@@ -40,7 +40,7 @@ from recforge.models.multi_task import ESMM, SharedBottom
 from recforge.trainers import MTLTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sections import write_section  # noqa: E402
+from _sections import write_section
 
 TITLE = "# Multi-task benchmarks"
 ALI_ITEM = ["205", "206", "207", "210", "216"]
@@ -100,7 +100,9 @@ def ali_ccp_smoke(data_dir: Path) -> list[str]:
 
 
 def dataset(df: pd.DataFrame, labels: np.ndarray) -> ColumnarDataset:
-    return ColumnarDataset({c: df[c].to_numpy("int64") for c in ("user_id", "item_id", "item_category")}, labels)
+    return ColumnarDataset(
+        {c: df[c].to_numpy("int64") for c in ("user_id", "item_id", "item_category")}, labels
+    )
 
 
 def cvr_scores(pred: np.ndarray, test: pd.DataFrame) -> dict[str, float]:
@@ -120,7 +122,10 @@ def synthetic(n_samples: int, seed: int, epochs: int) -> dict[str, dict[str, flo
     df = conversion_funnel(n_samples, seed=seed)
     perm = np.random.default_rng(seed).permutation(len(df))
     n_tr, n_va = int(0.8 * len(df)), int(0.1 * len(df))
-    train, val, test = (df.iloc[p].reset_index(drop=True) for p in (perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :]))
+    train, val, test = (
+        df.iloc[p].reset_index(drop=True)
+        for p in (perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :])
+    )
     feats: list[Feature] = [
         SparseFeature("user_id", vocab_size=int(df["user_id"].max()) + 1, embed_dim=8),
         SparseFeature("item_id", vocab_size=int(df["item_id"].max()) + 1, embed_dim=8),
@@ -134,7 +139,10 @@ def synthetic(n_samples: int, seed: int, epochs: int) -> dict[str, dict[str, flo
     esmm = ESMM(feats[:1], feats[1:], {"dims": [64, 32]}, {"dims": [64, 32]})
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer_for(esmm, 2, tmp, seed, epochs)
-        tr.fit(BatchLoader(dataset(train, two(train)), 1024, shuffle=True, seed=seed), BatchLoader(dataset(val, two(val)), 8192))
+        tr.fit(
+            BatchLoader(dataset(train, two(train)), 1024, shuffle=True, seed=seed),
+            BatchLoader(dataset(val, two(val)), 8192),
+        )
         c = tr.collect(tr.model, BatchLoader(test_ds, 8192))
     out["ESMM"] = cvr_scores(c["cvr"], test)
     out["ESMM"]["ctr_auc"] = auc_score(c["label"][:, 0], c["prob"][:, 0])

@@ -45,7 +45,9 @@ class FunnelConfig:
     interaction_scale: float = 0.5
 
 
-def conversion_funnel(n_samples: int, *, config: FunnelConfig = FunnelConfig(), seed: int = 0) -> pd.DataFrame:
+def conversion_funnel(
+    n_samples: int, *, config: FunnelConfig = FunnelConfig(), seed: int = 0
+) -> pd.DataFrame:
     """``n_samples`` impressions of the funnel described in the module docstring."""
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -65,7 +67,9 @@ def conversion_funnel(n_samples: int, *, config: FunnelConfig = FunnelConfig(), 
     items = rng.choice(c.n_items, n_samples, p=popularity / popularity.sum())
     users = rng.integers(0, c.n_users, n_samples)
 
-    ctr_logit = c.ctr_bias + c.ctr_quality * quality[items] + np.einsum("nd,nd->n", p_user[users], q_item[items])
+    ctr_logit = (
+        c.ctr_bias + c.ctr_quality * quality[items] + np.einsum("nd,nd->n", p_user[users], q_item[items])
+    )
     cvr_logit = (
         c.cvr_bias
         + c.cvr_quality * quality[items]

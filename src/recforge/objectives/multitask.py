@@ -74,7 +74,9 @@ class FixedWeights(TaskWeighting):
         super().__init__()
         w = torch.as_tensor([float(x) for x in weights])
         if w.numel() == 0 or bool((w < 0).any()):
-            raise ValueError(f"task weights must be a non-empty list of non-negative numbers, got {weights!r}")
+            raise ValueError(
+                f"task weights must be a non-empty list of non-negative numbers, got {weights!r}"
+            )
         self.register_buffer("weights", w)
 
     def combine(self, task_losses: Tensor) -> Tensor:
@@ -182,7 +184,9 @@ class MetaBalance(TaskWeighting):
         if not 0 <= target_task < n_task:
             raise ValueError(f"MetaBalance: target_task must lie in [0, {n_task}), got {target_task}")
         if not 0.0 <= relax_factor <= 1.0 or not 0.0 <= beta < 1.0:
-            raise ValueError(f"MetaBalance needs relax_factor in [0, 1], beta in [0, 1); got {relax_factor}, {beta}")
+            raise ValueError(
+                f"MetaBalance needs relax_factor in [0, 1], beta in [0, 1); got {relax_factor}, {beta}"
+            )
         self.n_task = n_task
         self.target_task = target_task
         self.relax_factor = float(relax_factor)
@@ -275,7 +279,9 @@ def build_weighting(
 class MultiTaskObjective:
     """``objective(outputs, batch) -> loss``: per-task losses, weighted, plus the model's aux loss."""
 
-    def __init__(self, task_types: Sequence[TaskType | str], weighting: TaskWeighting, label: str = LABEL) -> None:
+    def __init__(
+        self, task_types: Sequence[TaskType | str], weighting: TaskWeighting, label: str = LABEL
+    ) -> None:
         self.task_types = TaskType.parse_all(task_types)
         self.weighting = weighting
         self.label = label
@@ -296,7 +302,9 @@ class MultiTaskObjective:
             )
         return y.to(like.dtype)
 
-    def task_losses(self, outputs: Tensor | MultiTaskOutput | ESMMOutput, batch: Mapping[str, Tensor]) -> Tensor:
+    def task_losses(
+        self, outputs: Tensor | MultiTaskOutput | ESMMOutput, batch: Mapping[str, Tensor]
+    ) -> Tensor:
         """Per-task mean losses ``(T,)``."""
         logits = task_logits(outputs).float()  # (B, T)
         if logits.dim() != 2 or logits.shape[1] != len(self.task_types):

@@ -111,7 +111,9 @@ class MTLTrainer(Trainer):
             raise ValueError(f"task_names must be {n} distinct names, got {self.task_names}")
         self.weighting: TaskWeighting = build_weighting(self.task_types, adaptive_params, task_weights)
         if isinstance(self.weighting, GradNorm) and not isinstance(model, HasSharedLayer):
-            raise ValueError(f"GradNorm needs a model with last_shared_parameters(); {type(model).__name__} has none")
+            raise ValueError(
+                f"GradNorm needs a model with last_shared_parameters(); {type(model).__name__} has none"
+            )
         metric = earlystop_metric or self._earlystop_metric(earlystop_taskid)
         super().__init__(
             model,

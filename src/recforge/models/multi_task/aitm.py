@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
-from recforge.layers import MLP, EmbeddingLayer, InformationTransfer, MLPConfig, behavioral_calibration, output_dim
+from recforge.layers import (
+    MLP,
+    EmbeddingLayer,
+    InformationTransfer,
+    MLPConfig,
+    behavioral_calibration,
+    output_dim,
+)
 from recforge.models.multi_task._common import TowerParams, build_towers
 from recforge.outputs import MultiTaskOutput, TaskType
 
@@ -57,8 +64,12 @@ class AITM(nn.Module):
         self.embedding = EmbeddingLayer(self.features, sparse=sparse, fused=fused)
         cfg = MLPConfig.parse(bottom_params)
         dim = cfg.dims[-1]
-        self.bottoms = nn.ModuleList(MLP(output_dim(self.features), cfg, output_layer=False) for _ in range(n_task))
-        self.transfers = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.ReLU()) for _ in range(n_task - 1))
+        self.bottoms = nn.ModuleList(
+            MLP(output_dim(self.features), cfg, output_layer=False) for _ in range(n_task)
+        )
+        self.transfers = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, dim), nn.ReLU()) for _ in range(n_task - 1)
+        )
         self.attentions = nn.ModuleList(InformationTransfer(dim) for _ in range(n_task - 1))
         self.towers = build_towers("AITM", dim, n_task, tower_params_list)
 
@@ -71,7 +82,11 @@ class AITM(nn.Module):
             z = self.attentions[t - 1](self.transfers[t - 1](z), self.bottoms[t](x))  # (B, D)
             logits.append(self.towers[t](z))
         out = torch.cat(logits, 1)  # (B, T)
-        aux = self.calibrator_alpha * behavioral_calibration(out) if self.calibrator_alpha else out.new_zeros(())
+        aux = (
+            self.calibrator_alpha * behavioral_calibration(out)
+            if self.calibrator_alpha
+            else out.new_zeros(())
+        )
         return MultiTaskOutput(out, aux)
 
     def last_shared_parameters(self) -> list[nn.Parameter]:

@@ -42,7 +42,9 @@ class SharedBottom(nn.Module):
         self.task_types = parse_task_types("SharedBottom", task_types)
         self.embedding = EmbeddingLayer(self.features, sparse=sparse, fused=fused)
         self.bottom = MLP(output_dim(self.features), MLPConfig.parse(bottom_params), output_layer=False)
-        self.towers = build_towers("SharedBottom", self.bottom.output_dim, len(self.task_types), tower_params_list)
+        self.towers = build_towers(
+            "SharedBottom", self.bottom.output_dim, len(self.task_types), tower_params_list
+        )
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``batch`` columns -> logits ``(B, T)``."""
