@@ -5,8 +5,8 @@ Data: ``<data-dir>/multitask/census_income_kdd/census-income.test.gz`` (99,762 r
 MMoE paper: income (label ``50000+.``) and marital status ``Never married``. Both target columns
 and the ``instance weight`` (a sampling weight, not an attribute) are dropped from the inputs.
 Split: a seeded (``--split-seed``, default 2022) random 8:1:1 train/validation/test permutation.
-Encoding (fitted on the training split only): categorical columns -> ids by training frequency
-(0 = unseen), continuous columns -> ``log1p`` for money amounts, then standardised.
+Encoding: ``recforge.preprocess.FeaturePipeline`` fitted on the training split only: categorical
+columns -> vocabulary ids, continuous columns -> ``log1p`` for money amounts, then standardised.
 
 Every model is trained with Adam (lr 1e-3), batch 1024, up to ``--epochs`` epochs, early stopping on
 the validation mean AUC (single-task: that task's AUC), and is scored on the test split; medians
@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from recforge.data import BatchLoader, ColumnarDataset
-from recforge.features import DenseFeature, Feature, SparseFeature
+from recforge.features import Feature
 from recforge.metrics import auc_score
 from recforge.models.multi_task import AITM, MMOE, PLE, SharedBottom
+from recforge.preprocess import Categorical, FeaturePipeline, Numeric
 from recforge.trainers import MTLTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,45 +67,35 @@ TITLE = "# Multi-task benchmarks"
 
 def load(data_dir: Path) -> pd.DataFrame:
     path = data_dir / "multitask" / "census_income_kdd" / "census-income.test.gz"
-    df = pd.read_csv(path, header=None, names=COLUMNS, sep=",", skipinitialspace=True, dtype=str)
+    df = pd.read_csv(
+        path, header=None, names=COLUMNS, sep=",", skipinitialspace=True, dtype=str, keep_default_na=False
+    )
     if df.shape[1] != 42:
         raise ValueError(f"{path}: expected 42 columns, got {df.shape[1]}")
     df["income"] = (df["income"].str.strip() == "50000+.").astype("float32")
     df["marital"] = (df["marital stat"].str.strip() == "Never married").astype("float32")
+    for c in CONTINUOUS:
+        df[c] = df[c].astype("float64")
     return df
 
 
-def encode(train: pd.DataFrame, frames: list[pd.DataFrame]) -> tuple[list[Feature], list[ColumnarDataset]]:
-    """Fit the encoding on ``train`` and apply it to every frame (a minimal local pipeline)."""
-    feats: list[Feature] = []
-    cols: list[dict[str, np.ndarray]] = [{} for _ in frames]
+def pipeline() -> FeaturePipeline:
+    """Categorical columns -> vocabulary ids (embed 4); continuous -> standardised (money amounts
+    ``log1p``-ed first). Fitted on the training split only."""
+    specs: list[Categorical | Numeric] = []
     for c in COLUMNS:
         if c in DROPPED:
             continue
         if c in CONTINUOUS:
-            x_train = train[c].astype("float64")
-            x_train = np.log1p(x_train) if c in LOG_SCALED else x_train
-            mu, sd = float(x_train.mean()), float(x_train.std()) or 1.0
-            for out, df in zip(cols, frames):
-                x = df[c].astype("float64")
-                x = np.log1p(x) if c in LOG_SCALED else x
-                out[c] = ((x - mu) / sd).to_numpy("float32")
-            feats.append(DenseFeature(c))
+            specs.append(Numeric(c, normalize="standard", log1p=c in LOG_SCALED))
         else:
-            vocab = {v: i + 1 for i, v in enumerate(train[c].value_counts().index)}
-            for out, df in zip(cols, frames):
-                out[c] = df[c].map(vocab).fillna(0).to_numpy("int64")
-            feats.append(SparseFeature(c, vocab_size=len(vocab) + 1, embed_dim=EMBED_DIM))
-    sets = [ColumnarDataset(c, df[TASKS].to_numpy("float32")) for c, df in zip(cols, frames)]
-    return feats, sets
+            specs.append(Categorical(c, embed_dim=EMBED_DIM))
+    return FeaturePipeline(specs, labels=TASKS)
 
 
 def single_task_view(ds: ColumnarDataset, task: int) -> ColumnarDataset:
-    cols = dict(ds.columns)
-    cols["label"] = cols["label"][:, task : task + 1]
-    out = ColumnarDataset.__new__(ColumnarDataset)
-    out.columns, out._n = cols, len(ds)
-    return out
+    x = {k: v for k, v in ds.columns.items() if k != "label"}
+    return ColumnarDataset(x, ds.columns["label"][:, task : task + 1])
 
 
 TOWER = {"dims": [32]}
@@ -157,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     n_train, n_val = int(0.8 * len(df)), int(0.1 * len(df))
     parts = [perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]]
     frames = [df.iloc[p].reset_index(drop=True) for p in parts]
-    feats, sets = encode(frames[0], frames)
+    pipe = pipeline().fit(frames[0])
+    feats, sets = pipe.features, [pipe.dataset(f) for f in frames]
     print(
         f"rows train/val/test = {[len(f) for f in frames]}; positives income/marital (test) = "
         f"{frames[2]['income'].mean():.4f}/{frames[2]['marital'].mean():.4f}",
