@@ -228,3 +228,20 @@ def test_bad_configuration_is_refused(tmp_path) -> None:
     obj = MultiTaskObjective([CLS, CLS], build_weighting([CLS, CLS], None))
     with pytest.raises(ValueError, match="one column per task"):
         obj(torch.zeros(4, 2), {"label": torch.zeros(4)})
+
+
+@pytest.mark.parametrize("method", ["uwl", "gradnorm", "metabalance"])
+def test_resume_restores_the_weighting_state(method: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    t = trainer(PLE(FEATS, [CLS, CLS], 1, 1, 1, {"dims": [8]}), tmp_path, adaptive_params={"method": method})
+    t.fit(loader(80))
+    saved = {k: v.clone() for k, v in t.weighting.state_dict().items() if isinstance(v, torch.Tensor)}
+    torch.manual_seed(1)
+    model = PLE(FEATS, [CLS, CLS], 1, 1, 1, {"dims": [8]})
+    r = MTLTrainer(model, None, adaptive_params={"method": method}, n_epoch=1, progress=False, plot=False,
+                   model_path=tmp_path, resume=True)  # fmt: skip
+    r._load_checkpoint(tmp_path / "checkpoint.pt")
+    for k, v in saved.items():
+        torch.testing.assert_close(r.weighting.state_dict()[k], v)
+    if method == "metabalance":
+        assert r.weighting._norms.keys() == t.weighting._norms.keys()

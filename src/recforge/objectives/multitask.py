@@ -118,6 +118,12 @@ class GradNorm(TaskWeighting):
         self.register_buffer("started", torch.tensor(False))
         self.optimizer = torch.optim.Adam([self.weights], lr=lr)
 
+    def get_extra_state(self) -> dict[str, object]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
+
     def combine(self, task_losses: Tensor) -> Tensor:
         # The weights move only through the GradNorm loss, never through the task loss.
         return (self.weights.detach().to(task_losses.dtype) * task_losses).sum()
@@ -193,6 +199,12 @@ class MetaBalance(TaskWeighting):
         self.beta = float(beta)
         self.strategy = BalanceStrategy.parse(strategy)
         self._norms: dict[int, Tensor] = {}  # parameter position -> (T,) moving average of norms
+
+    def get_extra_state(self) -> dict[str, object]:
+        return {"norms": {i: m.cpu() for i, m in self._norms.items()}}
+
+    def set_extra_state(self, state: dict[str, object]) -> None:
+        self._norms = dict(state["norms"])  # type: ignore[call-overload]
 
     def combine(self, task_losses: Tensor) -> Tensor:
         return task_losses.sum()

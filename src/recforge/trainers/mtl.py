@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -27,7 +28,9 @@ from recforge.objectives.multitask import (
     build_weighting,
 )
 from recforge.outputs import ESMMOutput, TaskType, task_logits
-from recforge.trainers.loop import EarlyStopper, OptimizerFn, SchedulerFn, Trainer
+from recforge.trainers.loop import EarlyStopper, OptimizerFn, SchedulerFn, Trainer, atomic_save
+
+WEIGHTING = "weighting.pt"
 
 
 @runtime_checkable
@@ -171,6 +174,18 @@ class MTLTrainer(Trainer):
         else:
             shared = self.optimizer.dense_params
         self.weighting.backward(loss, task_losses, shared)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        # The task weighting's state (UWL log-variances, GradNorm weights and their optimizer,
+        # MetaBalance's moving norms) sits next to the loop's checkpoint so a resume is exact.
+        atomic_save(self.weighting.state_dict(), self.run_dir / WEIGHTING)
+        super()._save_checkpoint(epoch)
+
+    def _load_checkpoint(self, path: Path) -> None:
+        super()._load_checkpoint(path)
+        state = path.parent / WEIGHTING
+        if state.exists():
+            self.weighting.load_state_dict(torch.load(state, map_location=self.device, weights_only=False))
 
     def current_weights(self) -> list[float]:
         """The weight each task loss currently gets (UWL: ``scale * exp(-s_t)``)."""
