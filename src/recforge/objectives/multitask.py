@@ -70,6 +70,8 @@ class TaskWeighting(nn.Module):
 
 
 class FixedWeights(TaskWeighting):
+    weights: Tensor
+
     def __init__(self, weights: Sequence[float]) -> None:
         super().__init__()
         w = torch.as_tensor([float(x) for x in weights])
@@ -84,6 +86,8 @@ class FixedWeights(TaskWeighting):
 
 
 class UncertaintyWeighting(TaskWeighting):
+    scale: Tensor
+
     def __init__(self, task_types: Sequence[TaskType]) -> None:
         super().__init__()
         self.log_vars = nn.Parameter(torch.zeros(len(task_types)))
@@ -107,6 +111,9 @@ def _task_grads(task_losses: Tensor, params: Sequence[Tensor]) -> list[list[Tens
 
 
 class GradNorm(TaskWeighting):
+    initial_losses: Tensor
+    started: Tensor
+
     def __init__(self, n_task: int, *, alpha: float = 1.5, lr: float = 0.025) -> None:
         super().__init__()
         if alpha < 0 or lr <= 0:

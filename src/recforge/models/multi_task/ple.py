@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
-from recforge.layers import EmbeddingLayer, ExtractionLayer, MLPConfig, output_dim
+from recforge.layers import EmbeddingLayer, Experts, ExtractionLayer, MLPConfig, output_dim
 from recforge.models.multi_task._common import TowerParams, apply_towers, build_towers, parse_task_types
 from recforge.outputs import TaskType
 
@@ -83,6 +83,6 @@ class PLE(nn.Module):
         """The last level with shared experts: their last linear layers; with no shared experts at
         all, the embedding tables (the only parameters the tasks share)."""
         for level in reversed(self.levels):
-            if level.shared is not None:
+            if isinstance(level.shared, Experts):
                 return level.shared.last_layer_parameters()
         return list(self.embedding.parameters())
