@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from torch import Tensor
@@ -28,3 +30,52 @@ class TowerOutput(NamedTuple):
 def logits_of(outputs: Tensor | RankingOutput) -> Tensor:
     """The logits of a ranking model's output, with or without an auxiliary loss."""
     return outputs.logits if isinstance(outputs, RankingOutput) else outputs
+
+
+class TaskType(str, enum.Enum):
+    """Head of one task of a multi-task model: a logit (classification) or a raw value (regression)."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+    @classmethod
+    def parse(cls, value: TaskType | str) -> TaskType:
+        if isinstance(value, TaskType):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            valid = ", ".join(repr(t.value) for t in cls)
+            raise ValueError(f"task type must be one of {valid}, got {value!r}") from None
+
+    @classmethod
+    def parse_all(cls, values: Sequence[TaskType | str]) -> tuple[TaskType, ...]:
+        if isinstance(values, str) or not values:
+            raise ValueError(f"task_types must be a non-empty list of task types, got {values!r}")
+        return tuple(cls.parse(v) for v in values)
+
+
+class MultiTaskOutput(NamedTuple):
+    """A multi-task model whose training adds an auxiliary loss (e.g. AITM's behavioural calibrator)."""
+
+    logits: Tensor  # (B, T): one logit (or regression value) per task, in task order
+    aux_loss: Tensor  # scalar, already weighted by the model's configured coefficient
+
+
+class ESMMOutput(NamedTuple):
+    """ESMM's outputs: the two entire-space tasks plus the CVR logit they imply.
+
+    ``logits[:, 0]`` is the CTR logit and ``logits[:, 1]`` the CTCVR logit, defined so that
+    ``sigmoid(logits[:, 1]) == sigmoid(logits[:, 0]) * sigmoid(cvr_logits)`` exactly; both are
+    trained with log loss on all impressions. ``cvr_logits`` is never trained on its own.
+    """
+
+    logits: Tensor  # (B, 2): CTR, CTCVR
+    cvr_logits: Tensor  # (B,)
+
+
+def task_logits(outputs: Tensor | MultiTaskOutput | ESMMOutput) -> Tensor:
+    """The ``(B, T)`` per-task logits of a multi-task model's output."""
+    if isinstance(outputs, MultiTaskOutput | ESMMOutput):
+        return outputs.logits
+    return outputs

@@ -8,6 +8,7 @@ import pandas as pd
 
 from recforge.datasets.adult import load_adult
 from recforge.datasets.synthetic import PlantedCTR, planted_ctr
+from recforge.datasets.synthetic_mtl import FunnelConfig, conversion_funnel
 
 BUNDLED: dict[str, Callable[[], dict[str, pd.DataFrame]]] = {"adult": load_adult}
 
@@ -21,4 +22,4 @@ def load(name: str) -> dict[str, pd.DataFrame]:
     return loader()
 
 
-__all__ = ["BUNDLED", "PlantedCTR", "load", "load_adult", "planted_ctr"]
+__all__ = ["BUNDLED", "FunnelConfig", "PlantedCTR", "conversion_funnel", "load", "load_adult", "planted_ctr"]

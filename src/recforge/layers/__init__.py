@@ -13,6 +13,16 @@ from recforge.layers.cross import (
     RegulationModule,
 )
 from recforge.layers.embedding import EmbeddingLayer, dense_column, output_dim, pool_sequence
+from recforge.layers.experts import (
+    Experts,
+    ExtractionLayer,
+    ExtractionOutput,
+    Gate,
+    InformationTransfer,
+    MixtureOfExperts,
+    behavioral_calibration,
+    mix,
+)
 from recforge.layers.interaction import (
     FFM,
     FM,
@@ -64,4 +74,14 @@ __all__ = [
     "output_dim",
     "pair_indices",
     "pool_sequence",
+]
+__all__ += [
+    "Experts",
+    "ExtractionLayer",
+    "ExtractionOutput",
+    "Gate",
+    "InformationTransfer",
+    "MixtureOfExperts",
+    "behavioral_calibration",
+    "mix",
 ]

@@ -3,10 +3,11 @@
 from recforge.trainers.ctr import CTRTrainer
 from recforge.trainers.loop import EarlyStopper, Trainer
 from recforge.trainers.match import MatchMode, MatchObjective, MatchTrainer, NegativeSource, PairLoss
+from recforge.trainers.mtl import MTLTrainer
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.seq import SeqLoss, SeqTrainer, SequenceObjective
 
-PRESETS: dict[str, type[Trainer]] = {"ctr": CTRTrainer}
+PRESETS: dict[str, type[Trainer]] = {"ctr": CTRTrainer, "mtl": MTLTrainer}
 
 
 def get_preset(name: str) -> type[Trainer]:
@@ -29,6 +30,7 @@ __all__ = [
     "SeqLoss",
     "SeqTrainer",
     "SequenceObjective",
+    "MTLTrainer",
     "SparseAwareOptimizer",
     "Trainer",
     "build_optimizer",

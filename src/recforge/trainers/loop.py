@@ -210,6 +210,13 @@ class Trainer:
         entry point, e.g. ``SeqTrainer`` uses ``model.sequence_tower`` for all-position training)."""
         return model(batch)
 
+    def backward(self, loss: Tensor, outputs: Any, batch: Batch) -> None:
+        """Fill the gradients of one training step (``loss`` includes regularisation). Presets that
+        manipulate per-task gradients (GradNorm, MetaBalance) override this; clipping and the
+        optimizer step follow."""
+        del outputs, batch
+        loss.backward()
+
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
         """Mean objective over ``data_loader``; presets add their metrics."""
         losses, weights = [], []
@@ -327,7 +334,7 @@ class Trainer:
                 )
             loss = loss + self.regularization()
             self.optimizer.zero_grad()
-            loss.backward()
+            self.backward(loss, outputs, batch)
             if self.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.optimizer.dense_params, self.max_grad_norm)
             self.optimizer.step()
