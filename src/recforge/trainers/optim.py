@@ -148,7 +148,7 @@ def build_optimizer(
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
     dense_opt = optimizer_fn(dense, **params) if dense else None
-    sparse_opt = None
+    sparse_opt: torch.optim.Optimizer | None = None
     if sparse:
         if sparse_optimizer_fn is None:
             kw = {k: params[k] for k in ("lr", "betas", "eps") if k in params}
