@@ -130,7 +130,7 @@ def test_row_sparse_adam_matches_sparse_adam(betas: tuple[float, float]) -> None
 def test_row_sparse_adam_refuses_dense_gradients() -> None:
     p = torch.nn.Parameter(torch.zeros(3, 2))
     p.grad = torch.ones(3, 2)
-    with pytest.raises(TypeError, match="sparse gradients"):
+    with pytest.raises(TypeError, match="sparse row gradients"):
         RowSparseAdam([p]).step()
 
 

@@ -56,9 +56,9 @@ class RowSparseAdam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if not p.grad.is_sparse:
+                if not p.grad.is_sparse or p.grad.sparse_dim() != 1:
                     raise TypeError(
-                        "RowSparseAdam needs sparse gradients (embeddings built with sparse=True); "
+                        "RowSparseAdam needs sparse row gradients (embeddings built with sparse=True); "
                         "use torch.optim.Adam for dense parameters"
                     )
                 state = self.state[p]
