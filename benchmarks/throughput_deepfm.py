@@ -324,8 +324,8 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
         f"model whose own test AUC is **{meta['oracle_auc']:.4f}** (the ceiling).",
         f"- Model: paper-style DeepFM, embed_dim {EMBED_DIM}, MLP {MLP_DIMS}, dropout {DROPOUT}, "
         f"batch {BATCH}, Adam lr {LR}, one epoch; batch norm in the MLP on both sides (torch-rechub's "
-        "MLP always has it). Each cell is the median of {meta['repeats']} fresh "
-        f"processes (rechub-df: {meta['df_repeats']}), runs of the libraries interleaved.",
+        "MLP always has it). Each cell is the median over the `n` fresh processes shown (planned: "
+        f"{meta['repeats']}, rechub-df {meta['df_repeats']}), runs of the libraries interleaved.",
         f"- Machine: {meta['machine']}; 1-minute load average {meta['load_min']:.1f}-"
         f"{meta['load_max']:.1f} during the run (shared with other users, so absolute numbers drift; "
         "compare ratios from this one run).",
@@ -342,9 +342,9 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             "`python benchmarks/throughput_deepfm.py` (1,000,000 rows, 3 repeats)."
         ),
         "",
-        "| run | threads | train samples/s | inference samples/s | epoch s | prep s | peak RSS MB | "
+        "| run | threads | n | train samples/s | inference samples/s | epoch s | prep s | peak RSS MB | "
         "test AUC |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         for t in threads:
@@ -355,7 +355,7 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             if run == "rechub-df":
                 note = f" ({s['train_rows']:,}-row subset)"
             lines.append(
-                f"| {run}{note} | {t} | {s['train_samples_per_s']:,.0f} | {s['infer_samples_per_s']:,.0f} | "
+                f"| {run}{note} | {t} | {s['n']} | {s['train_samples_per_s']:,.0f} | {s['infer_samples_per_s']:,.0f} | "
                 f"{s['train_s']:.1f} | {s['prep_s']:.1f} | {s['peak_rss_mb']:,.0f} | {s['auc']:.4f} |"
             )
     lines += ["", "Configurations:", ""]
@@ -370,10 +370,13 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             r_train = ours["train_samples_per_s"] / theirs["train_samples_per_s"]
             r_inf = ours["infer_samples_per_s"] / theirs["infer_samples_per_s"]
             r_mem = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+            auc_diff = f"{ours['auc'] - theirs['auc']:+.4f}"
+            if peer == "rechub-df":
+                auc_diff += " (peer trained on the subset only)"
             ok = "met" if r_train >= target else f"**missed** ({r_train / target:.0%} of target)"
             ratios.append(
                 f"| recforge / {peer} | {t} | {r_train:.1f}x | {r_inf:.1f}x | {r_mem:.2f} | "
-                f"{ours['auc'] - theirs['auc']:+.4f} | >= {target:.0f}x: {ok} |"
+                f"{auc_diff} | >= {target:.0f}x: {ok} |"
             )
     if ratios:
         lines += [
@@ -413,6 +416,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path, default=HERE / ".cache")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput.md")
     ap.add_argument("--run-timeout", type=int, default=900)
+    ap.add_argument("--render-json", type=Path, help="only re-render --out from a saved results JSON")
     # worker mode (internal)
     ap.add_argument("--worker", choices=sorted(RUNS), help=argparse.SUPPRESS)
     ap.add_argument("--table", help=argparse.SUPPRESS)
@@ -421,6 +425,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         run_worker(args)
+        return
+    if args.render_json:
+        raw = json.loads(args.render_json.read_text(encoding="utf-8"))
+        runs = list(dict.fromkeys(r["run"] for r in raw["records"]))
+        runs = [r for r in RUNS if r in runs]
+        threads = sorted({r["threads"] for r in raw["records"]})
+        summary = summarise(raw["records"], runs, threads)
+        write_results(
+            args.out,
+            render(raw["meta"]["command"], raw["meta"], summary, runs, threads),
+            {**raw, "summary": summary},
+        )
         return
     if args.test_rows is None:
         args.test_rows = args.rows // 10
