@@ -33,7 +33,7 @@ class RowSparseAdam(torch.optim.Optimizer):
     correction uses the parameter's step count, exactly as ``SparseAdam``. The difference is the
     implementation: the gradient is coalesced with ``unique`` + ``index_add_`` and the moments are
     read and written with ``index_select``/``index_copy_``, where ``SparseAdam`` goes through
-    generic sparse-tensor arithmetic that touches the whole table. ``tests/test_optim_fast.py``
+    generic sparse-tensor arithmetic that touches the whole table. ``tests/test_fast_paths.py``
     checks it against ``SparseAdam``.
     """
 
