@@ -106,8 +106,11 @@ class ColumnarDataset(torch.utils.data.Dataset[Batch]):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return {k: v.index_select(0, idx) for k, v in self.columns.items()}
 
-    def take(self, index: Tensor) -> Batch:
+    def take(self, index: Tensor | slice) -> Batch:
         """Rows ``index`` of every column (a view when ``index`` is a slice)."""
+        if isinstance(index, Tensor) and index.dtype == torch.int64 and index.dim() == 1:
+            # index_select is several times faster than advanced indexing for a 1-D row index.
+            return {k: v.index_select(0, index) for k, v in self.columns.items()}
         return {k: v[index] for k, v in self.columns.items()}
 
     def subset(self, index: Tensor | slice) -> ColumnarDataset:
