@@ -48,7 +48,7 @@ SPARSE = [f"C{i}" for i in range(1, N_SPARSE + 1)]
 RUNS = {
     "recforge": (
         "recforge",
-        "one fused table, sparse=True gradients (RowSparseAdam on it, Adam on the rest)",
+        "one fused table, sparse=True gradients (recforge.optim.LazyAdam on it, Adam on the rest)",
     ),
     "recforge-dense": ("recforge", "per-field tables, dense gradients, Adam on everything"),
     "rechub-numpy": ("torch-rechub", "DataGenerator(dict of numpy arrays) -> TorchDataset"),

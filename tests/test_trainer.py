@@ -89,7 +89,7 @@ def test_resume_is_exact(tmp_path, sparse):
 def test_sparse_embeddings_get_a_sparse_optimizer(tmp_path):
     t = CTRTrainer(model(sparse=True), n_epoch=1, model_path=tmp_path, progress=False)
     kinds = [type(o).__name__ for o in t.optimizer.optimizers]
-    assert kinds == ["Adam", "RowSparseAdam"]
+    assert kinds == ["Adam", "LazyAdam"]
     train, val = loaders()
     t.fit(train, val)
     assert t.evaluate(t.model, val)["auc"] > 0.6

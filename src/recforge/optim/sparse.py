@@ -22,13 +22,28 @@ import torch
 from torch import Tensor
 
 
+def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
+    """A sparse row gradient ``(V, D)`` as ``(rows (U,), values (U, D))`` with each row once.
+
+    Equals ``grad.coalesce()`` (rows sorted, duplicates summed) via ``unique`` + ``index_add_``,
+    several times faster on CPU than the generic COO coalesce.
+    """
+    if grad.is_coalesced():
+        return grad._indices()[0], grad._values()
+    rows, inverse = torch.unique(grad._indices()[0], return_inverse=True)
+    values = grad._values()
+    summed = values.new_zeros((rows.numel(), *values.shape[1:])).index_add_(0, inverse, values)
+    return rows, summed
+
+
 def _rows_and_grads(p: Tensor) -> tuple[Tensor | None, Tensor]:
     """``(row ids (n,) or None for all rows, gradient rows (n, D))``."""
     g = p.grad
     assert g is not None
     if g.is_sparse:
-        g = g.coalesce()
-        return g.indices()[0], g.values()
+        if g.sparse_dim() != 1:
+            raise TypeError("sparse gradients must be row-sparse (embeddings built with sparse=True)")
+        return coalesce_rows(g)
     return None, g
 
 

@@ -102,7 +102,7 @@ class Trainer:
     Args (Torch-RecHub's names first):
         model: ``model(batch) -> outputs``.
         optimizer_fn, optimizer_params: optimizer class and its arguments for dense parameters;
-            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``RowSparseAdam``, SparseAdam's
+            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``recforge.optim.LazyAdam``, SparseAdam's
             update, by default; a name such as ``"rowwise_adagrad"`` or ``"lazy_adam"`` picks one of
             ``recforge.optim``).
         regularization_params: ``{"embedding_l1", "embedding_l2", "dense_l1", "dense_l2"}`` penalties.
