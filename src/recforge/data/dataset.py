@@ -7,6 +7,7 @@ sequences int64 ``(B, L)`` padded with 0, and the target(s) under ``"label"``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 Batch = dict[str, Tensor]
-ArrayLike = Tensor | np.ndarray | Sequence[object] | pd.Series
+ArrayLike: TypeAlias = Tensor | np.ndarray | Sequence[object] | pd.Series
 LABEL = "label"
 
 

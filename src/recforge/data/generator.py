@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TypeAlias
 
 import pandas as pd
 import torch
 
 from recforge.data.dataset import ArrayLike, BatchLoader, ColumnarDataset
 
-Columns = Mapping[str, ArrayLike] | pd.DataFrame
+Columns: TypeAlias = Mapping[str, ArrayLike] | pd.DataFrame
 
 
 class DataGenerator:

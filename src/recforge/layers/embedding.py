@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -135,15 +136,12 @@ class EmbeddingLayer(nn.Module):
                 _init_rows(emb.weight, t.owner)
                 self.embeddings[t.name] = emb
                 self._offset[t.name], self._group[t.name] = 0, t.name
-        for name in sorted(by_name):
-            f = by_name[name]
-            self.register_buffer(f"_vocab_{name}", torch.tensor(f.vocab_size), persistent=False)
 
     # -- lookups -------------------------------------------------------------------------------
     def table_weight(self, feature: str) -> Tensor:
         """The rows of the table ``feature`` looks up, ``(V, D)`` (a view into a fused table)."""
         t = self.tables[self.features[feature].table]
-        w = self.embeddings[self._group[t.name]].weight
+        w = cast(nn.Embedding, self.embeddings[self._group[t.name]]).weight
         off = self._offset[t.name]
         return w[off : off + t.vocab_size]
 
@@ -194,8 +192,8 @@ class EmbeddingLayer(nn.Module):
             self._check_range_many(sparse, ids)
             offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
             parts.append(self.embeddings[self._group[sparse[0].table]](ids + offs))  # (B, Fs, D)
-            rest = [f for f in embedded if not isinstance(f, SparseFeature)]
-            order = sparse + rest
+            rest: list[EmbeddedFeature] = [f for f in embedded if not isinstance(f, SparseFeature)]
+            order: list[EmbeddedFeature] = [*sparse, *rest]
         else:
             rest, order = embedded, embedded
         parts.extend(self.pooled(batch, f).unsqueeze(1) for f in rest)  # (B, 1, D) each

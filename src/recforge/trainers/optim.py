@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -33,10 +33,10 @@ class SparseAwareOptimizer:
         self,
         dense: torch.optim.Optimizer | None,
         sparse: torch.optim.Optimizer | None,
-        dense_params: list[Tensor],
+        dense_params: Sequence[Tensor],
     ) -> None:
         self.optimizers = [o for o in (dense, sparse) if o is not None]
-        self.dense_params = dense_params
+        self.dense_params = list(dense_params)
 
     def zero_grad(self) -> None:
         for o in self.optimizers:
