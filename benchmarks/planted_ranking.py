@@ -36,6 +36,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--init-std", type=float, default=0.01, help="embedding init N(0, std)")
+    p.add_argument("--patience", type=int, default=3)
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "ranking_planted.md"))
     args = p.parse_args()
@@ -60,7 +62,7 @@ def main() -> None:
             seed_all(seed)
             model = zoo[name](sparse, [])
             r = train_eval(model, train, val, test, seed=seed, lr=args.lr, epochs=args.epochs,
-                           batch_size=args.batch_size)  # fmt: skip
+                           batch_size=args.batch_size, patience=args.patience)  # fmt: skip
             r["gap"] = oracle[-1][0] - r["auc"]
             rows[name].append(r)
             print(f"seed {seed} {name:10s} auc {r['auc']:.4f} gap {r['gap']:.4f} "
@@ -74,7 +76,8 @@ def main() -> None:
         f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
         f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
         f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
-        f"<= {args.epochs} epochs with early stopping on validation AUC (patience 2), 1 CPU thread. "
+        f"<= {args.epochs} epochs with early stopping on validation AUC (patience {args.patience}), "
+        f"embeddings initialised N(0, {args.init_std}), 1 CPU thread. "
         f"Seeds: {args.seeds}.",
         "",
         f"Bayes-optimal test AUC (AUC of the true click probability): {fmt([o[0] for o in oracle])}; "

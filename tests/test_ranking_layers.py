@@ -124,6 +124,7 @@ def test_regulation_gates_start_at_identity_and_follow_field_widths() -> None:
     x = torch.randn(B, 5)
     cross, deep = reg(x)
     torch.testing.assert_close(cross, x)
+    torch.testing.assert_close(deep, x)
     with torch.no_grad():
         reg.g_cross.copy_(torch.tensor([1.0, 0.0]))
     cross, _ = reg(x)
