@@ -21,7 +21,7 @@ from _ranking_zoo import builders, fmt, seed_all, train_eval
 
 from recforge.data import ColumnarDataset
 from recforge.datasets import planted_ctr
-from recforge.features import SparseFeature
+from recforge.features import RandomNormal, SparseFeature
 from recforge.metrics import auc_score, log_loss
 
 
@@ -55,8 +55,10 @@ def main() -> None:
         train, val, test = ds.subset(slice(0, cut1)), ds.subset(slice(cut1, cut2)), ds.subset(slice(cut2, n))
         y_test, p_test = data.labels[cut2:], data.prob[cut2:]
         oracle.append((auc_score(y_test, p_test), log_loss(y_test, p_test)))
+        init = RandomNormal(0.0, args.init_std)
         sparse = [
-            SparseFeature(c, vocab_size=data.vocab_size, embed_dim=args.embed_dim) for c in data.columns
+            SparseFeature(c, vocab_size=data.vocab_size, embed_dim=args.embed_dim, initializer=init)
+            for c in data.columns
         ]
         for name in names:
             seed_all(seed)
