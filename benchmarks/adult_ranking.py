@@ -58,6 +58,38 @@ def encode(train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int) -> t
     return sparse, dense, out
 
 
+def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],
+                n_train: int, n_test: int, mlp: dict[str, object]) -> Path:  # fmt: skip
+    cmd = "PYTHONPATH=src python benchmarks/adult_ranking.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Ranking models on UCI Adult (income > 50K)",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Train {n_train} rows (10% held out per seed for early stopping), test {n_test} rows "
+        f"(the given adult.test). embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
+        f"Adam lr={args.lr}, batch {args.batch_size}, <= {args.epochs} epochs, early stopping on "
+        f"validation AUC (patience 2), 1 CPU thread. Mean ± std over the seeds run (of {args.seeds}).",
+        "",
+        "| model | test AUC | test logloss | seeds run | epochs (median) | seconds (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rs = rows[name]
+        if not rs:
+            continue
+        lines.append(
+            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['logloss'] for r in rs])} | {len(rs)} | "
+            f"{np.median([r['epochs'] for r in rs]):.0f} | {np.median([r['seconds'] for r in rs]):.0f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(fh.name, out)
+    return out
+
+
 def main() -> None:
     root = Path(__file__).resolve().parent.parent
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,31 +126,7 @@ def main() -> None:
             rows[name].append(r)
             print(f"seed {seed} {name:10s} auc {r['auc']:.4f} logloss {r['logloss']:.4f} "
                   f"epochs {r['epochs']:.0f} {r['seconds']:.0f}s", flush=True)  # fmt: skip
-    cmd = "PYTHONPATH=src python benchmarks/adult_ranking.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# Ranking models on UCI Adult (income > 50K)",
-        "",
-        f"Command: `{cmd.strip()}`",
-        "",
-        f"Train {len(full)} rows (10% held out per seed for early stopping), test {len(test)} rows "
-        f"(the given adult.test). embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
-        f"Adam lr={args.lr}, batch {args.batch_size}, <= {args.epochs} epochs, early stopping on "
-        f"validation AUC (patience 2), 1 CPU thread. Mean ± std over seeds {args.seeds}.",
-        "",
-        "| model | test AUC | test logloss | epochs (median) | seconds (median) |",
-        "|---|---|---|---|---|",
-    ]
-    for name in names:
-        rs = rows[name]
-        lines.append(
-            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['logloss'] for r in rs])} | "
-            f"{np.median([r['epochs'] for r in rs]):.0f} | {np.median([r['seconds'] for r in rs]):.0f} |"
-        )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(fh.name, out)
+            out = write_table(args, names, rows, len(full), len(test), mlp)
     print(f"wrote {out}")
 
 
