@@ -25,6 +25,44 @@ from recforge.features import RandomNormal, SparseFeature
 from recforge.metrics import auc_score, log_loss
 
 
+def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],
+                oracle: list[tuple[float, float]], mlp: dict[str, object]) -> Path:  # fmt: skip
+    cmd = "PYTHONPATH=src python benchmarks/planted_ranking.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Ranking models on a planted click model",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
+        f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
+        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
+        f"<= {args.epochs} epochs with early stopping on validation AUC (patience {args.patience}), "
+        f"embeddings initialised N(0, {args.init_std}), 1 CPU thread. "
+        f"Seeds: {args.seeds}.",
+        "",
+        f"Bayes-optimal test AUC (AUC of the true click probability): {fmt([o[0] for o in oracle])}; "
+        f"its logloss: {fmt([o[1] for o in oracle])}.",
+        "",
+        "| model | test AUC | gap to oracle | test logloss | epochs | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rs = rows[name]
+        if not rs:
+            continue
+        lines.append(
+            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['gap'] for r in rs])} | "
+            f"{fmt([r['logloss'] for r in rs])} | {np.median([r['epochs'] for r in rs]):.0f} | "
+            f"{np.median([r['seconds'] for r in rs]):.0f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(fh.name, out)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=200_000)
@@ -69,37 +107,7 @@ def main() -> None:
             rows[name].append(r)
             print(f"seed {seed} {name:10s} auc {r['auc']:.4f} gap {r['gap']:.4f} "
                   f"epochs {r['epochs']:.0f} {r['seconds']:.0f}s", flush=True)  # fmt: skip
-    cmd = "PYTHONPATH=src python benchmarks/planted_ranking.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# Ranking models on a planted click model",
-        "",
-        f"Command: `{cmd.strip()}`",
-        "",
-        f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
-        f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
-        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
-        f"<= {args.epochs} epochs with early stopping on validation AUC (patience {args.patience}), "
-        f"embeddings initialised N(0, {args.init_std}), 1 CPU thread. "
-        f"Seeds: {args.seeds}.",
-        "",
-        f"Bayes-optimal test AUC (AUC of the true click probability): {fmt([o[0] for o in oracle])}; "
-        f"its logloss: {fmt([o[1] for o in oracle])}.",
-        "",
-        "| model | test AUC | gap to oracle | test logloss | epochs | seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        rs = rows[name]
-        lines.append(
-            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['gap'] for r in rs])} | "
-            f"{fmt([r['logloss'] for r in rs])} | {np.median([r['epochs'] for r in rs]):.0f} | "
-            f"{np.median([r['seconds'] for r in rs]):.0f} |"
-        )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(fh.name, out)
+            out = write_table(args, names, rows, oracle, mlp)
     print(f"wrote {out}")
 
 
