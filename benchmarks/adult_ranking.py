@@ -2,8 +2,9 @@
 
 The given train/test split is used; a seeded 10% validation split carved from ``adult.data`` drives
 early stopping (best validation AUC restored); the test file is never used for any choice.
-Categorical columns become sparse features (vocabularies fitted on the training rows; unseen
-values share an out-of-vocabulary id), numeric columns are standardised with training statistics.
+Encoding is ``recforge.preprocess.FeaturePipeline`` fit on the training rows only: categorical
+columns become sparse features (unseen values share the out-of-vocabulary id), numeric columns are
+standardised with training statistics.
 Writes ``benchmarks/results/ranking_adult.md``.
 
     PYTHONPATH=src python benchmarks/adult_ranking.py --seeds 0 1 2
@@ -24,6 +25,7 @@ from _ranking_zoo import builders, fmt, seed_all, train_eval
 
 from recforge.data import ColumnarDataset
 from recforge.features import DenseFeature, SparseFeature
+from recforge.preprocess import Categorical, FeaturePipeline, Numeric
 
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
@@ -42,20 +44,17 @@ def read(path: Path) -> pd.DataFrame:
     return df
 
 
-def encode(train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int) -> tuple[list, list, list]:
-    """Fit on ``train`` only; ids start at 2 (0 padding, 1 out-of-vocabulary)."""
-    sparse, dense, out = [], [], [dict() for _ in frames]
-    for c in CATEGORICAL:
-        vocab = {v: i + 2 for i, v in enumerate(sorted(train[c].astype(str).unique()))}
-        sparse.append(SparseFeature(c, vocab_size=len(vocab) + 2, embed_dim=embed_dim))
-        for o, f in zip(out, frames):
-            o[c] = f[c].astype(str).map(vocab).fillna(1).to_numpy(np.int64)
-    for c in NUMERIC:
-        mu, sd = float(train[c].mean()), float(train[c].std()) or 1.0
-        dense.append(DenseFeature(c))
-        for o, f in zip(out, frames):
-            o[c] = ((f[c].to_numpy(np.float64) - mu) / sd).astype(np.float32)
-    return sparse, dense, out
+def encode(
+    train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int
+) -> tuple[list[SparseFeature], list[DenseFeature], list[ColumnarDataset]]:
+    """``FeaturePipeline`` fit on ``train`` only: vocabularies (unseen values -> OOV id) and
+    z-score statistics; returns the sparse and dense specs and one dataset per frame."""
+    specs = [Categorical(c, embed_dim=embed_dim) for c in CATEGORICAL]
+    specs += [Numeric(c, normalize="standard") for c in NUMERIC]
+    pipeline = FeaturePipeline(specs, label="label").fit(train)
+    sparse = [f for f in pipeline.features if isinstance(f, SparseFeature)]
+    dense = [f for f in pipeline.features if isinstance(f, DenseFeature)]
+    return sparse, dense, [pipeline.dataset(f) for f in frames]
 
 
 def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],
@@ -113,10 +112,7 @@ def main() -> None:
         order = np.random.default_rng(seed).permutation(len(full))
         n_val = len(full) // 10
         train, val = full.iloc[order[n_val:]], full.iloc[order[:n_val]]
-        sparse, dense, (c_tr, c_va, c_te) = encode(train, [train, val, test], args.embed_dim)
-        sets = [
-            ColumnarDataset(c, f["label"].to_numpy()) for c, f in ((c_tr, train), (c_va, val), (c_te, test))
-        ]
+        sparse, dense, sets = encode(train, [train, val, test], args.embed_dim)
         for name in names:
             seed_all(seed)
             model = zoo[name](sparse, dense)
