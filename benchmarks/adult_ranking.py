@@ -2,8 +2,9 @@
 
 The given train/test split is used; a seeded 10% validation split carved from ``adult.data`` drives
 early stopping (best validation AUC restored); the test file is never used for any choice.
-Categorical columns become sparse features (vocabularies fitted on the training rows; unseen
-values share an out-of-vocabulary id), numeric columns are standardised with training statistics.
+Encoding is ``recforge.preprocess.FeaturePipeline`` fit on the training rows only: categorical
+columns become sparse features (unseen values share the out-of-vocabulary id), numeric columns are
+standardised with training statistics.
 Writes ``benchmarks/results/ranking_adult.md``.
 
     PYTHONPATH=src python benchmarks/adult_ranking.py --seeds 0 1 2
@@ -24,6 +25,7 @@ from _ranking_zoo import builders, fmt, seed_all, train_eval
 
 from recforge.data import ColumnarDataset
 from recforge.features import DenseFeature, SparseFeature
+from recforge.preprocess import Categorical, FeaturePipeline, Numeric
 
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
@@ -42,20 +44,49 @@ def read(path: Path) -> pd.DataFrame:
     return df
 
 
-def encode(train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int) -> tuple[list, list, list]:
-    """Fit on ``train`` only; ids start at 2 (0 padding, 1 out-of-vocabulary)."""
-    sparse, dense, out = [], [], [dict() for _ in frames]
-    for c in CATEGORICAL:
-        vocab = {v: i + 2 for i, v in enumerate(sorted(train[c].astype(str).unique()))}
-        sparse.append(SparseFeature(c, vocab_size=len(vocab) + 2, embed_dim=embed_dim))
-        for o, f in zip(out, frames):
-            o[c] = f[c].astype(str).map(vocab).fillna(1).to_numpy(np.int64)
-    for c in NUMERIC:
-        mu, sd = float(train[c].mean()), float(train[c].std()) or 1.0
-        dense.append(DenseFeature(c))
-        for o, f in zip(out, frames):
-            o[c] = ((f[c].to_numpy(np.float64) - mu) / sd).astype(np.float32)
-    return sparse, dense, out
+def encode(
+    train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int
+) -> tuple[list[SparseFeature], list[DenseFeature], list[ColumnarDataset]]:
+    """``FeaturePipeline`` fit on ``train`` only: vocabularies (unseen values -> OOV id) and
+    z-score statistics; returns the sparse and dense specs and one dataset per frame."""
+    specs = [Categorical(c, embed_dim=embed_dim) for c in CATEGORICAL]
+    specs += [Numeric(c, normalize="standard") for c in NUMERIC]
+    pipeline = FeaturePipeline(specs, label="label").fit(train)
+    sparse = [f for f in pipeline.features if isinstance(f, SparseFeature)]
+    dense = [f for f in pipeline.features if isinstance(f, DenseFeature)]
+    return sparse, dense, [pipeline.dataset(f) for f in frames]
+
+
+def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],
+                n_train: int, n_test: int, mlp: dict[str, object]) -> Path:  # fmt: skip
+    cmd = "PYTHONPATH=src python benchmarks/adult_ranking.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Ranking models on UCI Adult (income > 50K)",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Train {n_train} rows (10% held out per seed for early stopping), test {n_test} rows "
+        f"(the given adult.test). embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
+        f"Adam lr={args.lr}, batch {args.batch_size}, <= {args.epochs} epochs, early stopping on "
+        f"validation AUC (patience 2), 1 CPU thread. Mean ± std over the seeds run (of {args.seeds}).",
+        "",
+        "| model | test AUC | test logloss | seeds run | epochs (median) | seconds (median) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rs = rows[name]
+        if not rs:
+            continue
+        lines.append(
+            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['logloss'] for r in rs])} | {len(rs)} | "
+            f"{np.median([r['epochs'] for r in rs]):.0f} | {np.median([r['seconds'] for r in rs]):.0f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(fh.name, out)
+    return out
 
 
 def main() -> None:
@@ -81,10 +112,7 @@ def main() -> None:
         order = np.random.default_rng(seed).permutation(len(full))
         n_val = len(full) // 10
         train, val = full.iloc[order[n_val:]], full.iloc[order[:n_val]]
-        sparse, dense, (c_tr, c_va, c_te) = encode(train, [train, val, test], args.embed_dim)
-        sets = [
-            ColumnarDataset(c, f["label"].to_numpy()) for c, f in ((c_tr, train), (c_va, val), (c_te, test))
-        ]
+        sparse, dense, sets = encode(train, [train, val, test], args.embed_dim)
         for name in names:
             seed_all(seed)
             model = zoo[name](sparse, dense)
@@ -94,31 +122,7 @@ def main() -> None:
             rows[name].append(r)
             print(f"seed {seed} {name:10s} auc {r['auc']:.4f} logloss {r['logloss']:.4f} "
                   f"epochs {r['epochs']:.0f} {r['seconds']:.0f}s", flush=True)  # fmt: skip
-    cmd = "PYTHONPATH=src python benchmarks/adult_ranking.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# Ranking models on UCI Adult (income > 50K)",
-        "",
-        f"Command: `{cmd.strip()}`",
-        "",
-        f"Train {len(full)} rows (10% held out per seed for early stopping), test {len(test)} rows "
-        f"(the given adult.test). embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
-        f"Adam lr={args.lr}, batch {args.batch_size}, <= {args.epochs} epochs, early stopping on "
-        f"validation AUC (patience 2), 1 CPU thread. Mean ± std over seeds {args.seeds}.",
-        "",
-        "| model | test AUC | test logloss | epochs (median) | seconds (median) |",
-        "|---|---|---|---|---|",
-    ]
-    for name in names:
-        rs = rows[name]
-        lines.append(
-            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['logloss'] for r in rs])} | "
-            f"{np.median([r['epochs'] for r in rs]):.0f} | {np.median([r['seconds'] for r in rs]):.0f} |"
-        )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(fh.name, out)
+            out = write_table(args, names, rows, len(full), len(test), mlp)
     print(f"wrote {out}")
 
 

@@ -21,8 +21,46 @@ from _ranking_zoo import builders, fmt, seed_all, train_eval
 
 from recforge.data import ColumnarDataset
 from recforge.datasets import planted_ctr
-from recforge.features import SparseFeature
+from recforge.features import RandomNormal, SparseFeature
 from recforge.metrics import auc_score, log_loss
+
+
+def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],
+                oracle: list[tuple[float, float]], mlp: dict[str, object]) -> Path:  # fmt: skip
+    cmd = "PYTHONPATH=src python benchmarks/planted_ranking.py " + " ".join(sys.argv[1:])
+    lines = [
+        "# Ranking models on a planted click model",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
+        f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
+        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
+        f"<= {args.epochs} epochs with early stopping on validation AUC (patience {args.patience}), "
+        f"embeddings initialised N(0, {args.init_std}), 1 CPU thread. "
+        f"Seeds: {args.seeds}.",
+        "",
+        f"Bayes-optimal test AUC (AUC of the true click probability): {fmt([o[0] for o in oracle])}; "
+        f"its logloss: {fmt([o[1] for o in oracle])}.",
+        "",
+        "| model | test AUC | gap to oracle | test logloss | epochs | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rs = rows[name]
+        if not rs:
+            continue
+        lines.append(
+            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['gap'] for r in rs])} | "
+            f"{fmt([r['logloss'] for r in rs])} | {np.median([r['epochs'] for r in rs]):.0f} | "
+            f"{np.median([r['seconds'] for r in rs]):.0f} |"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
+        fh.write("\n".join(lines) + "\n")
+    os.replace(fh.name, out)
+    return out
 
 
 def main() -> None:
@@ -36,6 +74,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--init-std", type=float, default=0.01, help="embedding init N(0, std)")
+    p.add_argument("--patience", type=int, default=3)
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "ranking_planted.md"))
     args = p.parse_args()
@@ -53,48 +93,21 @@ def main() -> None:
         train, val, test = ds.subset(slice(0, cut1)), ds.subset(slice(cut1, cut2)), ds.subset(slice(cut2, n))
         y_test, p_test = data.labels[cut2:], data.prob[cut2:]
         oracle.append((auc_score(y_test, p_test), log_loss(y_test, p_test)))
+        init = RandomNormal(0.0, args.init_std)
         sparse = [
-            SparseFeature(c, vocab_size=data.vocab_size, embed_dim=args.embed_dim) for c in data.columns
+            SparseFeature(c, vocab_size=data.vocab_size, embed_dim=args.embed_dim, initializer=init)
+            for c in data.columns
         ]
         for name in names:
             seed_all(seed)
             model = zoo[name](sparse, [])
             r = train_eval(model, train, val, test, seed=seed, lr=args.lr, epochs=args.epochs,
-                           batch_size=args.batch_size)  # fmt: skip
+                           batch_size=args.batch_size, patience=args.patience)  # fmt: skip
             r["gap"] = oracle[-1][0] - r["auc"]
             rows[name].append(r)
             print(f"seed {seed} {name:10s} auc {r['auc']:.4f} gap {r['gap']:.4f} "
                   f"epochs {r['epochs']:.0f} {r['seconds']:.0f}s", flush=True)  # fmt: skip
-    cmd = "PYTHONPATH=src python benchmarks/planted_ranking.py " + " ".join(sys.argv[1:])
-    lines = [
-        "# Ranking models on a planted click model",
-        "",
-        f"Command: `{cmd.strip()}`",
-        "",
-        f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
-        f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
-        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
-        f"<= {args.epochs} epochs with early stopping on validation AUC (patience 2), 1 CPU thread. "
-        f"Seeds: {args.seeds}.",
-        "",
-        f"Bayes-optimal test AUC (AUC of the true click probability): {fmt([o[0] for o in oracle])}; "
-        f"its logloss: {fmt([o[1] for o in oracle])}.",
-        "",
-        "| model | test AUC | gap to oracle | test logloss | epochs | seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in names:
-        rs = rows[name]
-        lines.append(
-            f"| {name} | {fmt([r['auc'] for r in rs])} | {fmt([r['gap'] for r in rs])} | "
-            f"{fmt([r['logloss'] for r in rs])} | {np.median([r['epochs'] for r in rs]):.0f} | "
-            f"{np.median([r['seconds'] for r in rs]):.0f} |"
-        )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(fh.name, out)
+            out = write_table(args, names, rows, oracle, mlp)
     print(f"wrote {out}")
 
 

@@ -8,6 +8,7 @@ widths mix freely.
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -155,6 +156,13 @@ class BridgeModule(nn.Module):
         return self.att_x(x).softmax(-1) * x + self.att_h(h).softmax(-1) * h
 
 
+class RegulatedInputs(NamedTuple):
+    """The regulation module's two views of one flat input."""
+
+    cross: Tensor  # (B, N)
+    deep: Tensor  # (B, N)
+
+
 class RegulationModule(nn.Module):
     """EDCN regulation: field-wise gates that route each field differently to the cross and deep parts.
 
@@ -179,9 +187,9 @@ class RegulationModule(nn.Module):
         w = (g / self.temperature).softmax(0) * g.numel()  # (F,)
         return w.repeat_interleave(self.repeats)  # (N,)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x (B, N) -> (cross input (B, N), deep input (B, N))``."""
-        return x * self._gate(self.g_cross), x * self._gate(self.g_deep)
+    def forward(self, x: Tensor) -> RegulatedInputs:
+        """``x (B, N) -> RegulatedInputs(cross (B, N), deep (B, N))``."""
+        return RegulatedInputs(x * self._gate(self.g_cross), x * self._gate(self.g_deep))
 
 
 def _xavier(*shape: int) -> Tensor:

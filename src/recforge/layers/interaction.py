@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.features import Feature, SequenceFeature, SparseFeature
+from recforge.layers.attention import MultiHeadAttention
 
 
 class LR(nn.Module):
@@ -290,3 +291,20 @@ class BilinearFusion(nn.Module):
         h2 = o2.view(b, h, -1)  # (B, H, N2/H)
         bilinear = torch.einsum("bhi,hij,bhj->b", h1, self.w12, h2).unsqueeze(1)  # (B, 1)
         return self.w1(o1) + self.w2(o2) + bilinear
+
+
+# -- AutoInt -------------------------------------------------------------------------------------
+class InteractingLayer(nn.Module):
+    """AutoInt's interacting layer (arXiv 1810.11921): ``ReLU(MHA(x) + W_res x)`` over the fields.
+
+    Shapes: ``x (B, F, D) -> (B, F, D)``.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 2, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attention = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.residual = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, F, D) -> (B, F, D)``."""
+        return torch.relu(self.attention(x) + self.residual(x))

@@ -20,19 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, dedup, embedded_of
-from recforge.layers import MLP, EmbeddingLayer, MLPConfig, MultiHeadAttention, dense_column, field_dim
-
-
-class InteractingLayer(nn.Module):
-    """``ReLU(MHA(x) + W_res x)``: ``(B, F, D) -> (B, F, D)``."""
-
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
-        super().__init__()
-        self.attention = MultiHeadAttention(dim, num_heads, dropout=dropout)
-        self.residual = nn.Linear(dim, dim, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.attention(x) + self.residual(x))
+from recforge.layers import MLP, EmbeddingLayer, InteractingLayer, MLPConfig, dense_column, field_dim
 
 
 class AutoInt(nn.Module):
@@ -75,7 +63,9 @@ class AutoInt(nn.Module):
         num_fields = len(self.fields) + len(self.dense)
         width = attention_dim or d
         self.project = nn.Linear(d, width, bias=False) if width != d else nn.Identity()
-        self.layers = nn.Sequential(*(InteractingLayer(width, num_heads, dropout) for _ in range(num_layers)))
+        self.layers = nn.Sequential(
+            *(InteractingLayer(width, num_heads, dropout=dropout) for _ in range(num_layers))
+        )
         self.head = nn.Linear(num_fields * width, 1)
         self.mlp = (
             MLP(num_fields * d, MLPConfig.parse(mlp_params), output_layer=True)

@@ -31,6 +31,7 @@ from recforge.layers import (
     RegulationModule,
     output_dim,
 )
+from recforge.layers.cross import RegulatedInputs
 
 
 class EDCN(nn.Module):
@@ -80,9 +81,9 @@ class EDCN(nn.Module):
         )
         self.head = nn.Linear(3 * n, 1)
 
-    def _split(self, layer: int, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _split(self, layer: int, x: Tensor) -> RegulatedInputs:
         if self.regulation is None:
-            return x, x
+            return RegulatedInputs(x, x)
         return self.regulation[layer](x)
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
