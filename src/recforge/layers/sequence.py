@@ -72,8 +72,8 @@ class TargetAttention(nn.Module):
 
     Args:
         dim: D, the width of query and keys.
-        mlp_params: the scoring MLP (default ``{"dims": [36], "activation": "dice"}``); its output
-            layer is always ``Linear(., 1)``.
+        mlp_params: the scoring MLP (default ``{"dims": [36], "activation": "dice"}``); its
+            output layer is always ``Linear(., 1)`` (without bias under softmax).
         softmax: normalise the weights over the real keys.
     """
 
@@ -82,7 +82,9 @@ class TargetAttention(nn.Module):
     ) -> None:
         super().__init__()
         cfg = MLPConfig.parse(mlp_params, dims=(36,), activation="dice")
-        self.mlp = MLP(4 * dim, cfg, output_layer=True)
+        self.mlp = MLP(4 * dim, cfg, output_layer=False)
+        # Under softmax a constant shift of every score changes nothing, so that bias is dropped.
+        self.score = nn.Linear(self.mlp.output_dim, 1, bias=not softmax)
         self.softmax = softmax
 
     def weights(self, query: Tensor, keys: Tensor, mask: Tensor) -> Tensor:
@@ -91,7 +93,7 @@ class TargetAttention(nn.Module):
         feats = torch.cat([q, keys, q - keys, q * keys], -1)[mask]  # (ΣL, 4D)
         scores = keys.new_zeros(mask.shape)  # (B, L)
         if feats.shape[0]:
-            scores = scores.masked_scatter(mask, self.mlp(feats).squeeze(-1).to(scores.dtype))
+            scores = scores.masked_scatter(mask, self.score(self.mlp(feats)).squeeze(-1).to(scores.dtype))
         if not self.softmax:
             return scores
         # A finite fill keeps all-padding rows free of NaN (their weights are zeroed after).
