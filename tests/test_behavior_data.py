@@ -123,7 +123,9 @@ def test_vocabularies_are_fitted_on_training_interactions_only() -> None:
         }
     )
     cate = {"a": "x", "b": "x", "c": "y", "d": "y", "only_test": "c_new"}
-    data = build_behavior_ctr(log, user_col="user", item_col="item", time_col="ts", item_features={"cate": cate})
+    data = build_behavior_ctr(
+        log, user_col="user", item_col="item", time_col="ts", item_features={"cate": cate}
+    )
     assert set(data.vocabs["item"]) == {"a", "b"}
     assert set(data.vocabs["cate"]) == {"x"}
     assert min(data.vocabs["item"].values()) == 2  # 0 padding, 1 OOV
@@ -159,10 +161,12 @@ def test_negatives_avoid_positive_and_history() -> None:
 
 
 def test_bad_input_is_refused() -> None:
-    log, cate = _log()
+    log, _ = _log()
     with pytest.raises(KeyError, match="'when'"):
         build_behavior_ctr(log, user_col="user", item_col="item", time_col="when")
     with pytest.raises(ValueError, match="no value for any logged item"):
-        build_behavior_ctr(log, user_col="user", item_col="item", time_col="ts", item_features={"cate": {1: 2}})
+        build_behavior_ctr(
+            log, user_col="user", item_col="item", time_col="ts", item_features={"cate": {1: 2}}
+        )
     with pytest.raises(TypeError, match="item_features"):
         build_behavior_ctr(log, user_col="user", item_col="item", time_col="ts", item_features=[1, 2])  # type: ignore[arg-type]

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from contract import check_model_contract, check_padding_invariance
 from torch import nn
 
+from contract import check_model_contract, check_padding_invariance
 from recforge.datasets.synthetic_behavior import make_behavior_ctr
 from recforge.features import SequenceFeature, SparseFeature
 from recforge.models import ranking
@@ -24,8 +24,13 @@ from recforge.trainers import CTRTrainer
 D, V, C, L = 8, 60, 6, 8
 USER = SparseFeature("user_id", vocab_size=20, embed_dim=D)
 TARGETS = [SparseFeature("item_id", V, D), SparseFeature("cate_id", C, D)]
-HIST = [SequenceFeature(f"hist_{t.name}", t.vocab_size, D, pooling="concat", shared_with=t.name) for t in TARGETS]
-NEG = [SequenceFeature(f"neg_hist_{t.name}", t.vocab_size, D, pooling="concat", shared_with=t.name) for t in TARGETS]
+HIST = [
+    SequenceFeature(f"hist_{t.name}", t.vocab_size, D, pooling="concat", shared_with=t.name) for t in TARGETS
+]
+NEG = [
+    SequenceFeature(f"neg_hist_{t.name}", t.vocab_size, D, pooling="concat", shared_with=t.name)
+    for t in TARGETS
+]
 SEQ_COLUMNS = [f.name for f in HIST + NEG]
 # ReLU in the prediction MLP: with Dice there (the default) 60 steps at lr 1e-2 move the features
 # faster than Dice's batch-norm running statistics follow, so eval-mode loss lags train-mode loss.

@@ -232,7 +232,9 @@ def build_behavior_ctr(
         for col in feature_cols:
             table = attr_of_id[col]
             out[col] = np.c_[attr_of_event[col][rows], table[negs]].reshape(-1)
-            out[f"hist_{col}"] = np.repeat(np.where(real[rows], attr_of_event[col][idx[rows]], PAD), k, axis=0)
+            out[f"hist_{col}"] = np.repeat(
+                np.where(real[rows], attr_of_event[col][idx[rows]], PAD), k, axis=0
+            )
             out[f"neg_hist_{col}"] = np.repeat(table[neg_hist], k, axis=0)
         out["label"] = np.tile(np.r_[1.0, np.zeros(n_neg)], len(rows)).astype(np.float32)
         return out
