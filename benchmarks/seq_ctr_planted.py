@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "seq_ctr_planted.md")
     args = p.parse_args()
     torch.set_num_threads(1)
-    gen = {"num_items": 1000, "num_categories": 30, "max_len": 20}
+    gen = {"num_items": 200, "num_categories": 20, "max_len": 10}
     results: dict[str, list[dict[str, float]]] = {}
     oracles = []
     for seed in args.seeds:
