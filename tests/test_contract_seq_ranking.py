@@ -118,10 +118,10 @@ def test_dien_aux_loss_only_in_training_and_trainer_integration(tmp_path: object
     assert torch.equal(served.logits, out.logits)
     from recforge.data import BatchLoader, ColumnarDataset
 
-    data = ColumnarDataset(seq_batch(256, seed=6))
+    data = ColumnarDataset(seq_batch(96, seed=6))
     trainer = CTRTrainer(model, n_epoch=1, model_path=str(tmp_path), progress=False, plot=False)
     trainer.fit(BatchLoader(data, 64, shuffle=True), BatchLoader(data, 64))
-    assert trainer.predict(model, BatchLoader(data, 64)).shape == (256,)
+    assert trainer.predict(model, BatchLoader(data, 64)).shape == (96,)
 
 
 def test_bad_feature_pairs_are_refused() -> None:
