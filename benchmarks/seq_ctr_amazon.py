@@ -6,7 +6,7 @@ it validation; vocabularies are fitted on training interactions only
 (``recforge.data.behavior.build_behavior_ctr``). Reports test AUC and GAUC (by user) for a plain
 DNN (WideDeep over target + mean-pooled history), DIN, DIEN (AUGRU + auxiliary loss) and BST.
 
-    PYTHONPATH=src python benchmarks/seq_ctr_amazon.py --seeds 0 1 2 --epochs 2
+    PYTHONPATH=src python benchmarks/seq_ctr_amazon.py --seeds 0 1 2 --epochs 1
 """
 
 from __future__ import annotations
