@@ -54,7 +54,7 @@ def check_behavior_features(
                 f"{model}: {role} entry {h.name!r} (embed_dim={h.dim}) and target {t.name!r} "
                 f"(embed_dim={t.dim}) must have the same width"
             )
-    return sum(t.dim for t in target_features)  # type: ignore[union-attr]
+    return sum(t.dim for t in target_features if isinstance(t, SparseFeature))
 
 
 def other_features(
