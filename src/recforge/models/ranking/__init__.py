@@ -2,10 +2,13 @@
 
 from recforge.models.ranking.afm import AFM
 from recforge.models.ranking.autoint import AutoInt
+from recforge.models.ranking.bst import BST
 from recforge.models.ranking.dcn import DCN
 from recforge.models.ranking.dcn_v2 import DCNv2
 from recforge.models.ranking.deepffm import DeepFFM
 from recforge.models.ranking.deepfm import DeepFM
+from recforge.models.ranking.dien import DIEN
+from recforge.models.ranking.din import DIN
 from recforge.models.ranking.dlrm import DLRM
 from recforge.models.ranking.edcn import EDCN
 from recforge.models.ranking.fat_deepffm import FatDeepFFM
@@ -32,10 +35,21 @@ MODELS = {
     "PNN": PNN,
     "FinalMLP": FinalMLP,
     "DLRM": DLRM,
+    "DIN": DIN,
+    "DIEN": DIEN,
+    "BST": BST,
 }
+
+# Behaviour-sequence models (history + target features): their contract test is
+# tests/test_contract_seq_ranking.py; tests/test_contract_ranking.py covers the rest.
+SEQUENCE_MODELS = ("DIN", "DIEN", "BST")
 
 __all__ = [
     "AFM",
+    "BST",
+    "DIEN",
+    "DIN",
+    "SEQUENCE_MODELS",
     "DCN",
     "DLRM",
     "EDCN",
