@@ -174,6 +174,8 @@ class RegulationModule(nn.Module):
         temperature: softmax temperature τ.
     """
 
+    repeats: Tensor
+
     def __init__(self, field_dims: list[int], *, temperature: float = 1.0) -> None:
         super().__init__()
         if temperature <= 0:

@@ -53,7 +53,8 @@ class FM(nn.Module):
 # -- helpers -------------------------------------------------------------------------------------
 def pair_indices(num_fields: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Row/column indices of the ``P = F(F-1)/2`` field pairs ``i < j`` (row-major order)."""
-    return torch.triu_indices(num_fields, num_fields, offset=1, device=device).unbind(0)
+    i, j = torch.triu_indices(num_fields, num_fields, offset=1, device=device).unbind(0)
+    return i, j
 
 
 def field_dim(model: str, features: Sequence[Feature]) -> int:
@@ -162,6 +163,9 @@ class BilinearInteraction(nn.Module):
 
     Shapes: ``x (B, F, D) -> (B, P, D)``.
     """
+
+    i: Tensor
+    j: Tensor
 
     def __init__(
         self, num_fields: int, dim: int, bilinear_type: BilinearType | str = "field_interaction"
