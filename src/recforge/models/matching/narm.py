@@ -1,0 +1,63 @@
+"""NARM: Neural Attentive Session-based Recommendation (Li et al., CIKM 2017, arXiv 1711.04725).
+
+A GRU encodes the session; the global encoder is the last state ``c_g = h_t``; the local encoder
+attends from ``h_t`` over the earlier states, ``alpha_tj = v^T sigmoid(A1 h_t + A2 h_j)``,
+``c_l = sum_j alpha_tj h_j`` (unnormalised, as in the paper); the bilinear decoder scores item e
+as ``e^T B [c_g; c_l]``, so the user vector is ``B [c_g; c_l]``.
+
+Deviations: ``sequence_tower`` applies the same encoder at every position (attending to positions
+up to it), which lets a trainer predict every next item; the losses live in the objectives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from recforge.features import Feature
+from recforge.layers.recurrent import MaskedGRU
+from recforge.models.matching.sequential import SequentialModel
+
+
+class NARM(SequentialModel):
+    """NARM. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
+
+    Args:
+        history_features, item_features, temperature: as ``SequentialModel``.
+        hidden_dim: GRU width H.
+        emb_dropout_p: dropout on the item embeddings.
+        session_rep_dropout_p: dropout on ``[c_g; c_l]``.
+    """
+
+    def __init__(
+        self,
+        history_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        *,
+        hidden_dim: int = 100,
+        emb_dropout_p: float = 0.25,
+        session_rep_dropout_p: float = 0.5,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__(history_features, item_features, temperature=temperature)
+        self.emb_dropout = nn.Dropout(emb_dropout_p)
+        self.gru = MaskedGRU(self.dim, hidden_dim)
+        self.a_1 = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.a_2 = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+        self.rep_dropout = nn.Dropout(session_rep_dropout_p)
+        self.b = nn.Linear(2 * hidden_dim, self.dim, bias=False)
+
+    def encode(self, seq: Tensor, mask: Tensor, last_only: bool) -> Tensor:
+        """``(B, L, D)`` -> ``B [c_g; c_l]`` at every (or only the last) position ``(B, Lq, D)``."""
+        h = self.gru(self.emb_dropout(seq), mask)  # (B, L, H)
+        length = h.shape[1]
+        q_pos = torch.arange(length - 1 if last_only else 0, length, device=h.device)  # (Lq,)
+        c_g = h[:, q_pos]  # (B, Lq, H)
+        scores = self.v(torch.sigmoid(self.a_1(c_g).unsqueeze(2) + self.a_2(h).unsqueeze(1))).squeeze(-1)  # (B, Lq, L)
+        causal = q_pos.unsqueeze(1) >= torch.arange(length, device=h.device).unsqueeze(0)  # (Lq, L)
+        alpha = scores * (causal & mask.unsqueeze(1)).to(h.dtype)  # (B, Lq, L)
+        c_l = alpha @ h  # (B, Lq, H)
+        return self.b(self.rep_dropout(torch.cat([c_g, c_l], -1)))  # (B, Lq, D)

@@ -1,0 +1,105 @@
+"""SINE: Sparse-Interest Network for Sequential Recommendation (Tan et al., WSDM 2021, arXiv 2102.09267).
+
+From a large pool of ``num_concept`` learned concept prototypes, each user activates the top
+``num_intention`` (K) by a self-attentive summary of the history; every behaviour is softly
+assigned to the active concepts (``P(k|t)``, cosine softmax), and K interest embeddings pool the
+history with ``P(k|t) P(t|k)``. An intention predicted from the concept-rewritten history weighs
+the K interests into one user vector, which is the user tower's output for training and retrieval.
+
+Deviations: the concept-covariance regulariser is not included (``TowerOutput`` carries no
+auxiliary loss); one attention head; positions are counted from the most recent item so left
+padding changes nothing; LayerNorm on the interests and the intention as in the paper (the
+official code L2-normalises the intention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recforge.features import Feature
+from recforge.layers import EmbeddingLayer
+from recforge.models.matching.base import TwoTowerModel
+from recforge.models.matching.towers import history_feature, id_only, item_ids, positions_from_end
+
+
+def _masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
+    return torch.nan_to_num(torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=dim), nan=0.0)
+
+
+class _AttentionPool(nn.Module):
+    """``softmax_L(tanh(x W1) W2)`` weights ``(B, L, H)`` over real positions."""
+
+    def __init__(self, dim: int, hidden_dim: int, heads: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden_dim, bias=False), nn.Tanh(), nn.Linear(hidden_dim, heads, bias=False))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return _masked_softmax(self.net(x), mask.unsqueeze(-1), dim=1)  # (B, L, H)
+
+
+class SINE(TwoTowerModel):
+    """SINE. ``user_tower -> (B, D)``.
+
+    Args:
+        history_features: exactly one ``SequenceFeature`` sharing the item-id table.
+        item_features: exactly the item-id feature; its ``embed_dim`` is D.
+        num_concept: size of the concept prototype pool.
+        num_intention: K, concepts activated per user.
+        hidden_dim: width of the attention layers.
+        seq_max_len: longest history L.
+        temperature: divides every score.
+        aggregation_temperature: softmax temperature of the interest aggregation.
+    """
+
+    def __init__(
+        self,
+        history_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        *,
+        num_concept: int,
+        num_intention: int,
+        hidden_dim: int,
+        seq_max_len: int,
+        temperature: float = 1.0,
+        aggregation_temperature: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.history = history_feature(history_features, item_features, "SINE")
+        item = id_only(item_features, "SINE")
+        if not 1 <= num_intention <= num_concept:
+            raise ValueError(f"SINE: need 1 <= num_intention <= num_concept, got {num_intention}, {num_concept}")
+        self.user_features, self.item_features = [self.history], [item]
+        self.temperature, self.aggregation_temperature = float(temperature), float(aggregation_temperature)
+        self.num_intention, d = num_intention, item.dim
+        self.embedding = EmbeddingLayer([self.history, item])
+        self.positions = nn.Parameter(torch.randn(seq_max_len, d) * 0.02)
+        self.concepts = nn.Parameter(torch.randn(num_concept, d) * d**-0.5)
+        self.summary = _AttentionPool(d, hidden_dim, 1)
+        self.assign = nn.Linear(d, d, bias=False)
+        self.per_interest = _AttentionPool(d, hidden_dim, num_intention)
+        self.intention = _AttentionPool(d, hidden_dim, 1)
+        self.norm_interest, self.norm_intention = nn.LayerNorm(d), nn.LayerNorm(d)
+
+    def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """History ``(B, L)`` -> user vector ``(B, D)``."""
+        seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
+        x = seq + positions_from_end(self.positions, seq.shape[1], "SINE")  # (B, L, D)
+        z = (self.summary(x, mask) * x).sum(1)  # (B, D)
+        top = (z @ self.concepts.T).topk(self.num_intention, dim=-1)  # (B, K)
+        c = self.concepts[top.indices] * top.values.sigmoid().unsqueeze(-1)  # (B, K, D)
+        p_k_t = torch.softmax(F.normalize(self.assign(x), dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2), -1)  # (B, L, K)
+        p_k_t = p_k_t * mask.unsqueeze(-1).to(x.dtype)  # (B, L, K)
+        p_t_k = self.per_interest(x, mask)  # (B, L, K)
+        phi = self.norm_interest((p_k_t * p_t_k).transpose(1, 2) @ x)  # (B, K, D)
+        x_hat = p_k_t @ c  # (B, L, D)
+        c_apt = self.norm_intention((self.intention(x_hat, mask) * x_hat).sum(1))  # (B, D)
+        e = torch.softmax((phi @ c_apt.unsqueeze(-1)).squeeze(-1) / self.aggregation_temperature, -1)  # (B, K)
+        return (e.unsqueeze(-1) * phi).sum(1)  # (B, D)
+
+    def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Item ids ``S`` -> ``S + (D,)``."""
+        return self.embedding.lookup(self.item_id, item_ids(batch, self.item_features[0]))

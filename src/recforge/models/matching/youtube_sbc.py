@@ -1,0 +1,62 @@
+"""Sampling-bias-corrected two-tower model (Yi et al., RecSys 2019, doi 10.1145/3298689.3346996).
+
+DSSM-style towers (L2-normalised, score divided by ``temperature``) trained with in-batch softmax
+whose logits are corrected by ``- log Q(item)``, Q being each item's batch frequency estimated
+online (``StreamingFrequency``, the paper's Algorithm 2). The model exposes what the objective
+needs: ``item_log_q(ids)``; in training mode ``forward`` records the batch's item ids first.
+
+Deviations: Torch-RecHub's ``sample_weight_feature`` (a precomputed probability column),
+``batch_size`` and ``n_neg`` are dropped: Q is estimated in-model and the in-batch negatives are
+the objective's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor
+
+from recforge.features import Feature
+from recforge.layers import MLPConfig
+from recforge.layers.frequency import StreamingFrequency
+from recforge.models.matching.dssm import DSSM
+from recforge.models.matching.towers import column
+from recforge.outputs import TowerOutput
+
+
+class YoutubeSBC(DSSM):
+    """In-batch softmax two-tower model with logQ correction.
+
+    Args:
+        user_features, item_features, user_params, item_params: as ``DSSM``.
+        temperature: divides the cosine (the paper tunes it around 0.05).
+        alpha: moving-average rate of the frequency estimator.
+        num_buckets: estimator size (default: the item-id vocabulary, no collisions).
+    """
+
+    def __init__(
+        self,
+        user_features: Sequence[Feature],
+        item_features: Sequence[Feature],
+        user_params: MLPConfig | Mapping[str, object] | None = None,
+        item_params: MLPConfig | Mapping[str, object] | None = None,
+        *,
+        temperature: float = 0.05,
+        alpha: float = 0.01,
+        num_buckets: int | None = None,
+    ) -> None:
+        super().__init__(
+            user_features, item_features, user_params, item_params, temperature=temperature, normalize=True
+        )
+        vocab = self.embedding.features[self.item_id].vocab_size
+        self.frequency = StreamingFrequency(num_buckets or vocab, alpha=alpha)
+
+    def item_log_q(self, ids: Tensor) -> Tensor:
+        """``log Q`` of item ids (any shape): subtract it from in-batch logits."""
+        return self.frequency.log_prob(ids)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> TowerOutput:
+        """As ``TwoTowerModel.forward``; in training mode the batch's item ids update Q first."""
+        if self.training:
+            self.frequency.update(column(batch, self.item_id))
+        return super().forward(batch)
