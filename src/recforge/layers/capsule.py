@@ -63,7 +63,9 @@ class CapsuleRouting(nn.Module):
     ) -> None:
         super().__init__()
         if iters < 1 or num_interests < 1 or max_len < 1:
-            raise ValueError(f"iters, num_interests, max_len must be >= 1, got {iters}, {num_interests}, {max_len}")
+            raise ValueError(
+                f"iters, num_interests, max_len must be >= 1, got {iters}, {num_interests}, {max_len}"
+            )
         self.bilinear = Bilinear.parse(bilinear)
         self.num_interests, self.max_len, self.iters = num_interests, max_len, iters
         width = dim if self.bilinear is Bilinear.SHARED else dim * num_interests

@@ -39,5 +39,10 @@ class FacebookDSSM(DSSM):
         temperature: float = 1.0,
     ) -> None:
         super().__init__(
-            user_features, pos_item_features, user_params, item_params, temperature=temperature, normalize=True
+            user_features,
+            pos_item_features,
+            user_params,
+            item_params,
+            temperature=temperature,
+            normalize=True,
         )

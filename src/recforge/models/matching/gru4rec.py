@@ -41,7 +41,9 @@ class GRU4Rec(SequentialModel):
         super().__init__(history_features, item_features, temperature=temperature)
         hidden = hidden_dim or self.dim
         self.drop = nn.Dropout(dropout)
-        self.gru = MaskedGRU(self.dim, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = MaskedGRU(
+            self.dim, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
         self.out = nn.Linear(hidden, self.dim) if hidden != self.dim else nn.Identity()
 
     def encode(self, seq: Tensor, mask: Tensor, last_only: bool) -> Tensor:

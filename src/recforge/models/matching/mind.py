@@ -69,7 +69,12 @@ class MIND(MultiInterestModel):
         )
         self.dynamic_interest, self.attention_power = dynamic_interest, float(attention_power)
         self.capsule = CapsuleRouting(
-            self.dim, interest_num, max_length, bilinear=Bilinear.SHARED, iters=routing_iters, random_init=True
+            self.dim,
+            interest_num,
+            max_length,
+            bilinear=Bilinear.SHARED,
+            iters=routing_iters,
+            random_init=True,
         )
 
     def active_interests(self, batch: Mapping[str, Tensor]) -> Tensor:

@@ -56,7 +56,9 @@ class NARM(SequentialModel):
         length = h.shape[1]
         q_pos = torch.arange(length - 1 if last_only else 0, length, device=h.device)  # (Lq,)
         c_g = h[:, q_pos]  # (B, Lq, H)
-        scores = self.v(torch.sigmoid(self.a_1(c_g).unsqueeze(2) + self.a_2(h).unsqueeze(1))).squeeze(-1)  # (B, Lq, L)
+        scores = self.v(torch.sigmoid(self.a_1(c_g).unsqueeze(2) + self.a_2(h).unsqueeze(1))).squeeze(
+            -1
+        )  # (B, Lq, L)
         causal = q_pos.unsqueeze(1) >= torch.arange(length, device=h.device).unsqueeze(0)  # (Lq, L)
         alpha = scores * (causal & mask.unsqueeze(1)).to(h.dtype)  # (B, Lq, L)
         c_l = alpha @ h  # (B, Lq, H)

@@ -49,7 +49,13 @@ class SASRec(SequentialModel):
         self.positions = nn.Parameter(torch.randn(max_len, self.dim) * 0.02)
         self.emb_dropout = nn.Dropout(dropout_rate)
         self.encoder = TransformerEncoder(
-            self.dim, num_blocks, num_heads, ffn_dim=self.dim, dropout=dropout_rate, pre_norm=True, causal=True
+            self.dim,
+            num_blocks,
+            num_heads,
+            ffn_dim=self.dim,
+            dropout=dropout_rate,
+            pre_norm=True,
+            causal=True,
         )
 
     def encode(self, seq: Tensor, mask: Tensor, last_only: bool) -> Tensor:

@@ -35,7 +35,9 @@ class _AttentionPool(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, heads: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden_dim, bias=False), nn.Tanh(), nn.Linear(hidden_dim, heads, bias=False))
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden_dim, bias=False), nn.Tanh(), nn.Linear(hidden_dim, heads, bias=False)
+        )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return _masked_softmax(self.net(x), mask.unsqueeze(-1), dim=1)  # (B, L, H)
@@ -71,7 +73,9 @@ class SINE(TwoTowerModel):
         self.history = history_feature(history_features, item_features, "SINE")
         item = id_only(item_features, "SINE")
         if not 1 <= num_intention <= num_concept:
-            raise ValueError(f"SINE: need 1 <= num_intention <= num_concept, got {num_intention}, {num_concept}")
+            raise ValueError(
+                f"SINE: need 1 <= num_intention <= num_concept, got {num_intention}, {num_concept}"
+            )
         self.user_features, self.item_features = [self.history], [item]
         self.temperature, self.aggregation_temperature = float(temperature), float(aggregation_temperature)
         self.num_intention, d = num_intention, item.dim
@@ -91,13 +95,17 @@ class SINE(TwoTowerModel):
         z = (self.summary(x, mask) * x).sum(1)  # (B, D)
         top = (z @ self.concepts.T).topk(self.num_intention, dim=-1)  # (B, K)
         c = self.concepts[top.indices] * top.values.sigmoid().unsqueeze(-1)  # (B, K, D)
-        p_k_t = torch.softmax(F.normalize(self.assign(x), dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2), -1)  # (B, L, K)
+        p_k_t = torch.softmax(
+            F.normalize(self.assign(x), dim=-1) @ F.normalize(c, dim=-1).transpose(1, 2), -1
+        )  # (B, L, K)
         p_k_t = p_k_t * mask.unsqueeze(-1).to(x.dtype)  # (B, L, K)
         p_t_k = self.per_interest(x, mask)  # (B, L, K)
         phi = self.norm_interest((p_k_t * p_t_k).transpose(1, 2) @ x)  # (B, K, D)
         x_hat = p_k_t @ c  # (B, L, D)
         c_apt = self.norm_intention((self.intention(x_hat, mask) * x_hat).sum(1))  # (B, D)
-        e = torch.softmax((phi @ c_apt.unsqueeze(-1)).squeeze(-1) / self.aggregation_temperature, -1)  # (B, K)
+        e = torch.softmax(
+            (phi @ c_apt.unsqueeze(-1)).squeeze(-1) / self.aggregation_temperature, -1
+        )  # (B, K)
         return (e.unsqueeze(-1) * phi).sum(1)  # (B, D)
 
     def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor:

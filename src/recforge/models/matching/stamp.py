@@ -59,7 +59,9 @@ class STAMP(SequentialModel):
         m_s = (x.cumsum(1) / m.cumsum(1).clamp_min(1.0))[:, q_pos]  # (B, Lq, D)
         x_t = x[:, q_pos]  # (B, Lq, D)
         query = self.w_2(x_t) + self.w_3(m_s) + self.b_a  # (B, Lq, D)
-        alpha = self.w_0(torch.sigmoid(self.w_1(x).unsqueeze(1) + query.unsqueeze(2))).squeeze(-1)  # (B, Lq, L)
+        alpha = self.w_0(torch.sigmoid(self.w_1(x).unsqueeze(1) + query.unsqueeze(2))).squeeze(
+            -1
+        )  # (B, Lq, L)
         causal = q_pos.unsqueeze(1) >= torch.arange(length, device=x.device).unsqueeze(0)  # (Lq, L)
         m_a = (alpha * (causal & mask.unsqueeze(1)).to(x.dtype)) @ x  # (B, Lq, D)
         return self.f_s(m_a) * self.f_t(x_t)  # (B, Lq, D)

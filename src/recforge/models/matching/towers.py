@@ -22,7 +22,9 @@ def column(batch: Mapping[str, Tensor], name: str) -> Tensor:
         raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
 
 
-def item_inputs(embedding: EmbeddingLayer, batch: Mapping[str, Tensor], features: Sequence[Feature]) -> Tensor:
+def item_inputs(
+    embedding: EmbeddingLayer, batch: Mapping[str, Tensor], features: Sequence[Feature]
+) -> Tensor:
     """Flat item inputs ``S + (Σd,)`` for item columns of shape ``S`` (that of the first feature)."""
     shape = column(batch, features[0].name).shape
     flat: dict[str, Tensor] = {}
@@ -42,12 +44,18 @@ def item_ids(batch: Mapping[str, Tensor], feature: SparseFeature) -> Tensor:
     return column(batch, feature.name)
 
 
-def history_feature(history_features: Sequence[Feature], item_features: Sequence[Feature], model: str) -> SequenceFeature:
+def history_feature(
+    history_features: Sequence[Feature], item_features: Sequence[Feature], model: str
+) -> SequenceFeature:
     """The single history feature of a sequence model; it must look up the item-id table."""
     if len(history_features) != 1 or not isinstance(history_features[0], SequenceFeature):
-        raise ValueError(f"{model}: history_features must be exactly one SequenceFeature, got {history_features}")
+        raise ValueError(
+            f"{model}: history_features must be exactly one SequenceFeature, got {history_features}"
+        )
     if not item_features or not isinstance(item_features[0], SparseFeature):
-        raise ValueError(f"{model}: item_features must start with the item-id SparseFeature, got {item_features}")
+        raise ValueError(
+            f"{model}: item_features must start with the item-id SparseFeature, got {item_features}"
+        )
     hist, item = history_features[0], item_features[0]
     if hist.table != item.table:
         raise ValueError(
@@ -60,7 +68,9 @@ def history_feature(history_features: Sequence[Feature], item_features: Sequence
 def id_only(item_features: Sequence[Feature], model: str) -> SparseFeature:
     """Models whose item tower is the id embedding take exactly one item feature."""
     if len(item_features) != 1 or not isinstance(item_features[0], SparseFeature):
-        raise ValueError(f"{model}: item_features must be exactly the item-id SparseFeature, got {item_features}")
+        raise ValueError(
+            f"{model}: item_features must be exactly the item-id SparseFeature, got {item_features}"
+        )
     return item_features[0]
 
 
