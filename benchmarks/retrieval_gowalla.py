@@ -1,0 +1,236 @@
+"""Two-tower retrieval on Gowalla (the LightGCN/BARS ``gowalla_m1`` split): DSSM, YoutubeDNN, MIND,
+ComirecDR, ComirecSA. Recall@20, NDCG@20, HR@20 by full ranking over every item, each user's
+training items excluded (``RankingEvaluator``); the given train/test split is used as is.
+
+User inputs (the data has no timestamps, so a history is a *set*): every training interaction
+``(u, i)`` is one sample whose target is ``i`` and whose history is a bag of the user's *other*
+training items (all of them when there are at most ``--history`` others, else ``--history`` drawn
+at random, redrawn every epoch), so the target never leaks into its own input. At test time the
+history is the user's training items (at most ``--eval-history``, a fixed random subset beyond
+that). This is BARS' YoutubeNet setting (user = pooled interacted items) with the target held out.
+Training is list-wise (``MatchTrainer`` mode 2) against ``--num-negatives`` uniform negatives
+shared by the batch (sampled softmax; uniform logQ is a constant) with cosine scores divided by
+``--temperature``. The number of epochs is fixed in advance (there is no validation split), or cut by
+``--time-budget``; the record says how many ran.
+
+Example: PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --epochs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from _retrieval_common import command_line, default_data_dir, peak_rss_mb, write_result
+from recforge.data.catalog import catalog_of
+from recforge.data.interactions import SeenItems
+from recforge.data.sampling import NegativeSampler
+from recforge.metrics.ranking import RankingEvaluator
+from recforge.trainers.match import MatchTrainer
+
+from recforge.features import RandomNormal, SequenceFeature, SparseFeature
+from recforge.models.matching import DSSM, MIND, ComirecDR, ComirecSA, YoutubeDNN
+
+MODELS = ("YoutubeDNN", "DSSM", "MIND", "ComirecDR", "ComirecSA")
+
+
+def read_lists(path: Path) -> list[np.ndarray]:
+    """``uid i1 i2 ...`` per line -> item lists indexed by user id + 1 (ids shifted by 1; 0 = padding)."""
+    rows: dict[int, np.ndarray] = {}
+    with open(path) as fh:
+        for line in fh:
+            parts = line.split()
+            if parts:
+                rows[int(parts[0]) + 1] = np.asarray(parts[1:], dtype=np.int64) + 1
+    out = [np.zeros(0, np.int64)] * (max(rows) + 1)
+    for u, items in rows.items():
+        out[u] = items
+    return out
+
+
+class BagPairs:
+    """Batches of ``(user, target, bag of the user's other items)``; bags are redrawn every epoch."""
+
+    def __init__(self, lists: list[np.ndarray], history: int, batch_size: int, seed: int) -> None:
+        self.lengths = np.array([len(x) for x in lists])
+        self.indptr = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.items = np.concatenate(lists)
+        self.users = np.repeat(np.arange(len(lists)), self.lengths)  # one row per interaction
+        self.pos = np.arange(len(self.items)) - self.indptr[self.users]  # target's place in its list
+        self.history, self.batch_size, self.seed, self.epoch = history, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.items))
+        h = self.history
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            u, p = self.users[idx], self.pos[idx]
+            others = self.lengths[u] - 1  # (B,)
+            r = np.broadcast_to(np.arange(h), (len(idx), h)).copy()  # (B, H)
+            big = others > h
+            r[big] = rng.integers(0, others[big, None], (int(big.sum()), h))
+            j = r + (r >= p[:, None])  # skip the target's own position
+            valid = r < others[:, None]
+            hist = np.where(valid, self.items[self.indptr[u][:, None] + np.where(valid, j, 0)], 0)
+            yield {
+                "user_id": torch.from_numpy(u),
+                "hist_item_id": torch.from_numpy(hist[:, ::-1].copy()),  # (B, H) left-padded
+                "item_id": torch.from_numpy(self.items[idx]),
+            }
+
+
+def eval_rows(
+    lists: list[np.ndarray], users: np.ndarray, history: int, seed: int
+) -> list[dict[str, torch.Tensor]]:
+    rng = np.random.default_rng(seed)
+    hist = np.zeros((len(users), history), np.int64)
+    for row, u in enumerate(users):
+        items = lists[u]
+        if len(items) > history:
+            items = rng.choice(items, history, replace=False)
+        if len(items):
+            hist[row, history - len(items) :] = items
+    return [
+        {
+            "user_id": torch.from_numpy(users[s : s + 2048]),
+            "hist_item_id": torch.from_numpy(hist[s : s + 2048]),
+        }
+        for s in range(0, len(users), 2048)
+    ]
+
+
+def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.Module:
+    d, length = args.embed_dim, max(args.history, args.eval_history)
+    init = RandomNormal(std=0.1)
+    item = SparseFeature("item_id", num_items, d, initializer=init)
+    user = [SparseFeature("user_id", num_users, d, initializer=init)] if args.user_id else []
+    bag = SequenceFeature("hist_item_id", num_items, d, pooling="mean", shared_with="item_id", max_len=length)
+    seq = SequenceFeature(
+        "hist_item_id", num_items, d, pooling="concat", shared_with="item_id", max_len=length
+    )
+    t = args.temperature
+    if args.model == "YoutubeDNN":
+        return YoutubeDNN([*user, bag], [item], {"dims": args.dims or [d]}, temperature=t)
+    if args.model == "DSSM":
+        return DSSM(
+            [*user, bag], [item], {"dims": args.dims or [d]}, {"dims": args.dims or [d]}, temperature=t
+        )
+    multi = dict(max_length=length, temperature=t, interest_num=args.interests, normalize=True)
+    if args.model == "MIND":
+        return MIND(user, [seq], [item], **multi)
+    if args.model == "ComirecDR":
+        return ComirecDR(user, [seq], [item], **multi)
+    if args.model == "ComirecSA":
+        return ComirecSA(user, [seq], [item], add_pos=False, **multi)
+    raise ValueError(f"unknown model {args.model!r}; valid: {MODELS}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", type=Path, default=default_data_dir())
+    p.add_argument("--model", choices=MODELS, default="YoutubeDNN")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--history", type=int, default=50)
+    p.add_argument("--eval-history", type=int, default=100)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--dims", type=int, nargs="*", default=None, help="user (and DSSM item) tower widths")
+    p.add_argument("--user-id", action="store_true", help="add a user-id embedding to the user tower")
+    p.add_argument("--interests", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--num-negatives", type=int, default=2048)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--time-budget", type=float, default=0.0, help="minutes; stop after the epoch that ends past it"
+    )
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    t0 = time.perf_counter()
+    root = args.data_dir / "retrieval/gowalla_m1"
+    train, test = read_lists(root / "train.txt"), read_lists(root / "test.txt")
+    num_users = max(len(train), len(test))
+    train += [np.zeros(0, np.int64)] * (num_users - len(train))
+    test += [np.zeros(0, np.int64)] * (num_users - len(test))
+    num_items = (
+        int(max(max((x.max() for x in train if len(x)), default=0), max(x.max() for x in test if len(x)))) + 1
+    )
+    seen = SeenItems.from_lists([x.tolist() for x in train], num_items=num_items)
+    truth = SeenItems.from_lists([x.tolist() for x in test], num_items=num_items)
+    eval_users = np.flatnonzero([len(x) > 0 for x in test])
+    loader = BagPairs(train, args.history, args.batch_size, args.seed)
+    rows = eval_rows(train, eval_users, args.eval_history, args.seed)
+    catalog = catalog_of(num_items)
+    prep_s = time.perf_counter() - t0
+
+    model = build(args, num_users, num_items)
+    history: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = MatchTrainer(
+            model,
+            optimizer_params={"lr": args.lr},
+            n_epoch=args.epochs,
+            model_path=run_dir,
+            mode=2,
+            negatives="shared",
+            sampler=NegativeSampler(num_items),
+            num_negatives=args.num_negatives,
+            progress=False,
+            plot=False,
+            seed=args.seed,
+        )
+        start = time.perf_counter()
+        for epoch in range(args.epochs):
+            loader.set_epoch(epoch)
+            te = time.perf_counter()
+            loss = trainer.train_one_epoch(loader, epoch)
+            history.append({"epoch": epoch, "train_loss": loss, "seconds": time.perf_counter() - te})
+            print(f"epoch {epoch}: loss={loss:.4f} {history[-1]['seconds']:.0f}s", flush=True)
+            if args.time_budget and time.perf_counter() - start > args.time_budget * 60:
+                print(f"time budget of {args.time_budget} min reached after {epoch + 1} epochs", flush=True)
+                break
+    t1 = time.perf_counter()
+    metrics = RankingEvaluator(catalog, ks=(20,), seen=seen, ground_truth=truth).evaluate(model, rows)
+    eval_s = time.perf_counter() - t1
+    epoch_s = [r["seconds"] for r in history]
+    record = {
+        "dataset": "gowalla_m1",
+        "model": args.model,
+        "command": command_line(),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "users_evaluated": len(eval_users),
+        "items": num_items - 1,
+        "train_interactions": len(loader.items),
+        "epochs_run": len(history),
+        "median_epoch_s": float(np.median(epoch_s)),
+        "prep_s": prep_s,
+        "test_eval_s": eval_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "test": metrics,
+        "history": history,
+    }
+    path = write_result(f"gowalla_{args.model}{args.tag}", record)
+    print(
+        f"{args.model}: recall@20={metrics['recall@20']:.4f} ndcg@20={metrics['ndcg@20']:.4f} "
+        f"hr@20={metrics['hr@20']:.4f} -> {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
