@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from recforge.data.catalog import ItemCatalog
 from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
-from recforge.models.matching import MODELS, YoutubeSBC
 from recforge.objectives.matching import in_batch_softmax_loss
 from recforge.trainers.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.trainers.seq import SeqTrainer
+
+from recforge.models.matching import MODELS, YoutubeSBC
 from test_contract_matching import BUILDERS, CATE, HIST_MEAN, ITEM, MLP2, USER, V, cate_of, make_batch
 
 CATALOG = ItemCatalog({"item_id": torch.arange(V), "item_cate": cate_of(torch.arange(V))})
@@ -71,13 +71,19 @@ def test_seq_trainer_trains_next_item_models(name: str, tmp_path: object) -> Non
     b = make_batch(64, 1)
     hist = b["hist_item_id"]
     target = torch.cat([hist[:, 1:], b["item_id"].unsqueeze(1)], 1) * (hist > 0)  # next item per position
-    rows = [{"hist_item_id": hist[i : i + 16], "target_item_id": target[i : i + 16]} for i in range(0, 64, 16)]
-    trainer = SeqTrainer(model, n_epoch=1, model_path=tmp_path, num_items=V, num_negatives=8, progress=False, plot=False)
+    rows = [
+        {"hist_item_id": hist[i : i + 16], "target_item_id": target[i : i + 16]} for i in range(0, 64, 16)
+    ]
+    trainer = SeqTrainer(
+        model, n_epoch=1, model_path=tmp_path, num_items=V, num_negatives=8, progress=False, plot=False
+    )
     before = trainer.evaluate(model, rows)["loss"]
     for epoch in range(15):
         trainer.train_one_epoch(rows, epoch)
     assert trainer.evaluate(model, rows)["loss"] < before
-    metrics = RankingEvaluator(CATALOG, ks=(5,)).evaluate(model, [{"hist_item_id": hist, "item_id": b["item_id"]}])
+    metrics = RankingEvaluator(CATALOG, ks=(5,)).evaluate(
+        model, [{"hist_item_id": hist, "item_id": b["item_id"]}]
+    )
     assert 0.0 <= metrics["hr@5"] <= 1.0
 
 
