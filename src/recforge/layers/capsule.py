@@ -51,6 +51,8 @@ class CapsuleRouting(nn.Module):
             padding does not change which logit a behaviour gets.
     """
 
+    init_logits: Tensor
+
     def __init__(
         self,
         dim: int,

@@ -21,6 +21,10 @@ class StreamingFrequency(nn.Module):
         alpha: learning rate of the gap's moving average.
     """
 
+    step: Tensor
+    last_seen: Tensor
+    gap: Tensor
+
     def __init__(self, num_buckets: int, *, alpha: float = 0.01) -> None:
         super().__init__()
         if num_buckets < 1 or not 0.0 < alpha <= 1.0:

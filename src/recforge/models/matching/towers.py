@@ -40,7 +40,7 @@ def item_inputs(
     return out.view(*shape, out.shape[-1])  # S + (Σd,)
 
 
-def item_ids(batch: Mapping[str, Tensor], feature: SparseFeature) -> Tensor:
+def item_ids(batch: Mapping[str, Tensor], feature: Feature) -> Tensor:
     return column(batch, feature.name)
 
 
