@@ -25,14 +25,14 @@ import numpy as np
 import pandas as pd
 import torch
 from _retrieval_common import command_line, default_data_dir, peak_rss_mb, write_result
-from recforge.data.catalog import catalog_of
-from recforge.data.interactions import eval_samples, leave_one_out_split, sequence_samples
-from recforge.metrics.ranking import RankingEvaluator
-from recforge.trainers.seq import SeqTrainer
 
+from recforge.data.catalog import catalog_of
 from recforge.data.dataset import BatchLoader, ColumnarDataset
+from recforge.data.interactions import eval_samples, leave_one_out_split, sequence_samples
 from recforge.features import RandomNormal, SequenceFeature, SparseFeature
+from recforge.metrics.ranking import RankingEvaluator
 from recforge.models.matching import NARM, STAMP, GRU4Rec, SASRec
+from recforge.trainers.seq import SeqTrainer
 
 MODELS = ("SASRec", "GRU4Rec", "NARM", "STAMP")
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from _retrieval_common import command_line, default_data_dir, peak_rss_mb, write_result
+
 from recforge.data.catalog import catalog_of
 from recforge.data.interactions import SeenItems
 from recforge.data.sampling import NegativeSampler
-from recforge.metrics.ranking import RankingEvaluator
-from recforge.trainers.match import MatchTrainer
-
 from recforge.features import RandomNormal, SequenceFeature, SparseFeature
+from recforge.metrics.ranking import RankingEvaluator
 from recforge.models.matching import DSSM, MIND, ComirecDR, ComirecSA, YoutubeDNN
+from recforge.trainers.match import MatchTrainer
 
 MODELS = ("YoutubeDNN", "DSSM", "MIND", "ComirecDR", "ComirecSA")
 

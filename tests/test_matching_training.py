@@ -14,11 +14,10 @@ pytest.importorskip("recforge.trainers.match", reason="needs the retrieval infra
 from recforge.data.catalog import ItemCatalog
 from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
+from recforge.models.matching import MODELS, YoutubeSBC
 from recforge.objectives.matching import in_batch_softmax_loss
 from recforge.trainers.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.trainers.seq import SeqTrainer
-
-from recforge.models.matching import MODELS, YoutubeSBC
 from test_contract_matching import BUILDERS, CATE, HIST_MEAN, ITEM, MLP2, USER, V, cate_of, make_batch
 
 CATALOG = ItemCatalog({"item_id": torch.arange(V), "item_cate": cate_of(torch.arange(V))})
