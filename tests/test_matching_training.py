@@ -7,10 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-# The retrieval infrastructure (objectives, trainers, evaluator) reaches main from the `retrieval`
-# branch; this module integrates the models with it and is collected once it is there.
-pytest.importorskip("recforge.trainers.match", reason="needs the retrieval infrastructure (issue 4)")
-
 from recforge.data.catalog import ItemCatalog
 from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
