@@ -69,6 +69,7 @@ def main() -> None:
     p.add_argument("--val-users", type=int, default=5000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-exclusion-too", action="store_true", help="also evaluate with nothing excluded")
     p.add_argument(
         "--time-budget", type=float, default=0.0, help="minutes; stop after the epoch that ends past it"
     )
