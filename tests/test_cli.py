@@ -75,6 +75,31 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys):
     assert "already holds a trained run" in capsys.readouterr().err
 
 
+def test_multi_task_preset(tmp_path, capsys):
+    config = small_config(tmp_path)
+    for name in ("train.csv",):
+        df = pd.read_csv(tmp_path / name)
+        df["label2"] = (df["user"] == "u1").astype(int)
+        df.to_csv(tmp_path / name, index=False)
+    df = pd.read_parquet(tmp_path / "test.parquet")
+    df["label2"] = (df["user"] == "u1").astype(int)
+    df.to_parquet(tmp_path / "test.parquet")
+    overrides = [
+        "data.label=[label, label2]",
+        "trainer.preset=mtl",
+        "model.name=MMOE",
+        "model.inputs={features: all}",
+        "model.params={task_types: [classification, classification], n_expert: 2, "
+        "expert_params: {dims: [16]}, tower_params_list: [{dims: [8]}, {dims: [8]}]}",
+        "trainer.earlystop_metric=mean_auc",
+        "trainer.optimizer_params.lr=0.01",
+        "trainer.n_epoch=3",
+    ]
+    assert main(["train", str(config), *sum((["--set", o] for o in overrides), [])]) == 0
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test"]
+    assert metrics["label_auc"] > 0.85 and metrics["label2_auc"] > 0.95
+
+
 def test_config_errors_name_the_key(tmp_path, capsys):
     config = small_config(tmp_path)
     assert main(["train", str(config), "--set", "trainer.optimizer=adamx"]) == 2

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -76,6 +77,9 @@ def _train(args: argparse.Namespace) -> int:
     model = build_model(cfg.model.name, inputs, cfg.model.params)
     trainer_cls = get_preset(cfg.trainer.preset)
     tc = cfg.trainer
+    extra: dict[str, Any] = {}
+    if isinstance(cfg.data.label, list):
+        extra["task_names"] = cfg.data.label  # multi-task metrics are named after the label columns
     trainer = trainer_cls(
         model,
         optimizer_fn=tc.optimizer.cls,
@@ -91,6 +95,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=tc.progress,
         resume=args.resume,
         seed=cfg.seed,
+        **extra,
     )
     if main_rank:
         pipeline.save(run_dir / PIPELINE_DIR)
