@@ -95,7 +95,8 @@ def test_multi_task_preset(tmp_path, capsys):
         "trainer.optimizer_params.lr=0.01",
         "trainer.n_epoch=3",
     ]
-    assert main(["train", str(config), *sum((["--set", o] for o in overrides), [])]) == 0
+    args = [a for o in overrides for a in ("--set", o)]
+    assert main(["train", str(config), *args]) == 0
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test"]
     assert metrics["label_auc"] > 0.85 and metrics["label2_auc"] > 0.95
 
