@@ -17,8 +17,10 @@ from typing import Any
 import torch
 import yaml
 
+from recforge.choices import Choice
 
-class Optimizer(str, enum.Enum):
+
+class Optimizer(Choice):
     ADAM = "adam"
     ADAMW = "adamw"
     SGD = "sgd"
@@ -36,7 +38,7 @@ class Optimizer(str, enum.Enum):
         }[self]
 
 
-class Scheduler(str, enum.Enum):
+class Scheduler(Choice):
     STEP = "step"
     EXPONENTIAL = "exponential"
     COSINE = "cosine"
@@ -51,16 +53,6 @@ class Scheduler(str, enum.Enum):
             Scheduler.COSINE: s.CosineAnnealingLR,
             Scheduler.PLATEAU: s.ReduceLROnPlateau,
         }[self]
-
-
-def parse_enum(enum_cls: type[enum.Enum], value: object, where: str) -> Any:
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).lower())
-    except ValueError:
-        valid = [e.value for e in enum_cls]
-        raise ValueError(f"{where}: must be one of {valid}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -149,9 +141,9 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     model = _build(ModelConfig, raw["model"], "model")
     trainer_raw = dict(raw.get("trainer") or {})
     if "optimizer" in trainer_raw:
-        trainer_raw["optimizer"] = parse_enum(Optimizer, trainer_raw["optimizer"], "trainer.optimizer")
+        trainer_raw["optimizer"] = Optimizer.parse(trainer_raw["optimizer"], where="trainer.optimizer:")
     if trainer_raw.get("scheduler") is not None:
-        trainer_raw["scheduler"] = parse_enum(Scheduler, trainer_raw["scheduler"], "trainer.scheduler")
+        trainer_raw["scheduler"] = Scheduler.parse(trainer_raw["scheduler"], where="trainer.scheduler:")
     trainer = _build(TrainerConfig, trainer_raw, "trainer")
     top = {k: v for k, v in raw.items() if k not in ("data", "features", "model", "trainer")}
     unknown = set(top) - {"run_dir", "seed"}

@@ -18,7 +18,6 @@ This module adds the recforge-specific glue:
 
 from __future__ import annotations
 
-import enum
 import os
 import subprocess
 import sys
@@ -30,23 +29,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from recforge.choices import Choice
 from recforge.data.dataset import BatchLoader
 
 
-class Backend(str, enum.Enum):
+class Backend(Choice):
     """Collective-communication backend: ``gloo`` (CPU) or ``nccl`` (CUDA)."""
 
     GLOO = "gloo"
     NCCL = "nccl"
-
-    @classmethod
-    def parse(cls, value: Backend | str) -> Backend:
-        if isinstance(value, Backend):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"backend must be one of {[b.value for b in cls]}, got {value!r}") from None
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ Conventions: id 0 is padding, ids run ``1 .. vocab_size - 1``; a feature that na
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from recforge.choices import Choice
 
-class Pooling(str, enum.Enum):
+
+class Pooling(Choice):
     """How a sequence feature is reduced to one vector (``CONCAT`` keeps the whole sequence)."""
 
     MEAN = "mean"
@@ -26,14 +27,8 @@ class Pooling(str, enum.Enum):
     CONCAT = "concat"
 
     @classmethod
-    def parse(cls, value: Pooling | str, *, feature: str = "") -> Pooling:
-        if isinstance(value, Pooling):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(p.value) for p in cls)
-            raise ValueError(f"feature {feature!r}: pooling must be one of {valid}, got {value!r}") from None
+    def parse(cls, value: object, *, feature: str = "", where: str | None = None) -> Pooling:  # type: ignore[override]
+        return super().parse(value, where=where or f"feature {feature!r}: pooling")
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from torch import Tensor
+
+from recforge.choices import Choice
 
 
 class RankingOutput(NamedTuple):
@@ -32,21 +33,11 @@ def logits_of(outputs: Tensor | RankingOutput) -> Tensor:
     return outputs.logits if isinstance(outputs, RankingOutput) else outputs
 
 
-class TaskType(str, enum.Enum):
+class TaskType(Choice):
     """Head of one task of a multi-task model: a logit (classification) or a raw value (regression)."""
 
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
-
-    @classmethod
-    def parse(cls, value: TaskType | str) -> TaskType:
-        if isinstance(value, TaskType):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(t.value) for t in cls)
-            raise ValueError(f"task type must be one of {valid}, got {value!r}") from None
 
     @classmethod
     def parse_all(cls, values: Sequence[TaskType | str]) -> tuple[TaskType, ...]:

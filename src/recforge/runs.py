@@ -7,7 +7,6 @@ A run directory holds ``config.yaml`` (resolved), ``pipeline/`` (the fitted feat
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ import yaml
 from torch import nn
 
 from recforge import features as F
+from recforge.choices import Choice
 from recforge.config import RunConfig, to_plain
 from recforge.data import BatchLoader, ColumnarDataset
 from recforge.models.registry import get_model
@@ -32,7 +32,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS = "best.pt"
 
 
-class ColumnKind(str, enum.Enum):
+class ColumnKind(Choice):
     CATEGORICAL = "categorical"
     NUMERIC = "numeric"
     MULTI_VALUE = "multi_value"
@@ -47,7 +47,7 @@ _COLUMN_SPECS = {
 }
 
 
-class Selector(str, enum.Enum):
+class Selector(Choice):
     ALL = "all"
     SPARSE = "sparse"
     DENSE = "dense"
@@ -60,14 +60,7 @@ def column_specs(entries: Sequence[Mapping[str, Any]]) -> list[Any]:
     out = []
     for i, entry in enumerate(entries):
         entry = dict(entry)
-        kind_raw = entry.pop("type", None)
-        try:
-            kind = ColumnKind(str(kind_raw).lower())
-        except ValueError:
-            valid = [k.value for k in ColumnKind]
-            raise ValueError(
-                f"features[{i}] ({entry.get('name')!r}): type must be one of {valid}, got {kind_raw!r}"
-            ) from None
+        kind = ColumnKind.parse(entry.pop("type", None), where=f"features[{i}] ({entry.get('name')!r}): type")
         out.append(_COLUMN_SPECS[kind](**entry))
     return out
 
@@ -75,13 +68,7 @@ def column_specs(entries: Sequence[Mapping[str, Any]]) -> list[Any]:
 def select(features: Sequence[F.Feature], selector: str | Sequence[str], where: str) -> list[F.Feature]:
     """Features picked by a selector keyword or an explicit list of names."""
     if isinstance(selector, str):
-        try:
-            sel = Selector(selector.lower())
-        except ValueError:
-            valid = [s.value for s in Selector]
-            raise ValueError(
-                f"{where}: selector must be one of {valid} or a list of feature names, got {selector!r}"
-            ) from None
+        sel = Selector.parse(selector, where=f"{where}: selector (or a list of feature names)")
         keep = {
             Selector.ALL: lambda f: True,
             Selector.SPARSE: lambda f: isinstance(f, F.SparseFeature),

@@ -16,7 +16,6 @@ the unrestricted distribution (not renormalised per user).
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import NamedTuple
 
@@ -24,22 +23,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recforge.choices import Choice
 from recforge.data.interactions import SeenItems
 
 
-class SamplingDistribution(str, enum.Enum):
+class SamplingDistribution(Choice):
     UNIFORM = "uniform"
     POPULARITY = "popularity"
-
-    @classmethod
-    def parse(cls, value: SamplingDistribution | str) -> SamplingDistribution:
-        if isinstance(value, SamplingDistribution):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(v.value) for v in cls)
-            raise ValueError(f"sampling distribution must be one of {valid}, got {value!r}") from None
 
 
 class Negatives(NamedTuple):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -12,11 +11,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import DenseFeature, Feature, SequenceFeature, SparseFeature
 from recforge.outputs import logits_of
 
 
-class ExportHead(str, enum.Enum):
+class ExportHead(Choice):
     """What the exported graph returns: raw logits or probabilities (sigmoid of the logits)."""
 
     LOGITS = "logits"
@@ -114,7 +114,7 @@ def export_onnx(
     Returns:
         The written path.
     """
-    head = ExportHead(head) if not isinstance(head, ExportHead) else head
+    head = ExportHead.parse(head)
     feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
     names = input_columns(feats)
     example = dict(batch) if batch is not None else example_batch(feats)
@@ -170,7 +170,7 @@ def export_pt2(
 ) -> Path:
     """``torch.export`` the model to a ``.pt2`` archive (load with ``torch.export.load``); inputs are
     positional in ``input_columns(features)`` order."""
-    head = ExportHead(head) if not isinstance(head, ExportHead) else head
+    head = ExportHead.parse(head)
     feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
     names = input_columns(feats)
     example = dict(batch) if batch is not None else example_batch(feats)
@@ -200,7 +200,7 @@ def onnx_parity(
     """Max absolute difference between onnxruntime on ``path`` and PyTorch on ``batch``."""
     import onnxruntime as ort
 
-    head = ExportHead(head) if not isinstance(head, ExportHead) else head
+    head = ExportHead.parse(head)
     feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
     names = input_columns(feats)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

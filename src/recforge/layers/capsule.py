@@ -8,26 +8,17 @@ code does, stop the gradient through the logit updates of every iteration but th
 
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 
-class Bilinear(str, enum.Enum):
+
+class Bilinear(Choice):
     """How behaviour embeddings are mapped to interest space."""
 
     SHARED = "shared"  # one D x D matrix for every interest (MIND's B2I routing)
     PER_INTEREST = "per_interest"  # one D x D matrix per interest (ComiRec-DR)
-
-    @classmethod
-    def parse(cls, value: Bilinear | str) -> Bilinear:
-        if isinstance(value, Bilinear):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"bilinear must be one of {[b.value for b in cls]}, got {value!r}") from None
 
 
 def squash(z: Tensor, eps: float = 1e-9) -> Tensor:

@@ -7,11 +7,12 @@ widths mix freely.
 
 from __future__ import annotations
 
-import enum
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from recforge.choices import Choice
 
 
 class CrossLayer(nn.Module):
@@ -113,22 +114,13 @@ class CrossNetMix(nn.Module):
         return x
 
 
-class BridgeType(str, enum.Enum):
+class BridgeType(Choice):
     """How EDCN's bridge module fuses the cross and deep hidden vectors."""
 
     HADAMARD_PRODUCT = "hadamard_product"
     POINTWISE_ADDITION = "pointwise_addition"
     CONCATENATION = "concatenation"
     ATTENTION_POOLING = "attention_pooling"
-
-    @classmethod
-    def parse(cls, value: BridgeType | str) -> BridgeType:
-        if isinstance(value, BridgeType):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"bridge_type must be one of {[b.value for b in cls]}, got {value!r}") from None
 
 
 class BridgeModule(nn.Module):

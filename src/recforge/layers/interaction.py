@@ -3,12 +3,12 @@ FinalMLP's gating and fusion (the crosses live in ``cross.py``, CIN in ``cin.py`
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import Feature, SequenceFeature, SparseFeature
 from recforge.layers.attention import MultiHeadAttention
 
@@ -138,24 +138,13 @@ class SENET(nn.Module):
 
 
 # -- bilinear interaction ------------------------------------------------------------------------
-class BilinearType(str, enum.Enum):
+class BilinearType(Choice):
     """Which weights FiBiNET's bilinear interaction shares: one W for all fields, one per field,
     or one per field pair."""
 
     FIELD_ALL = "field_all"
     FIELD_EACH = "field_each"
     FIELD_INTERACTION = "field_interaction"
-
-    @classmethod
-    def parse(cls, value: BilinearType | str) -> BilinearType:
-        if isinstance(value, BilinearType):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(
-                f"bilinear_type must be one of {[b.value for b in cls]}, got {value!r}"
-            ) from None
 
 
 class BilinearInteraction(nn.Module):

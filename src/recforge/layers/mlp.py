@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 
-class Activation(str, enum.Enum):
+
+class Activation(Choice):
     RELU = "relu"
     PRELU = "prelu"
     SIGMOID = "sigmoid"
@@ -19,15 +20,6 @@ class Activation(str, enum.Enum):
     SILU = "silu"
     DICE = "dice"
     LINEAR = "linear"
-
-    @classmethod
-    def parse(cls, value: Activation | str) -> Activation:
-        if isinstance(value, Activation):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"activation must be one of {[a.value for a in cls]}, got {value!r}") from None
 
 
 class Dice(nn.Module):

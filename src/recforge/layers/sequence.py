@@ -9,31 +9,22 @@ for ``nn.GRU`` or frozen by a masked update).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from recforge.choices import Choice
 from recforge.layers.mlp import MLP, MLPConfig
 
 
-class GRUType(str, enum.Enum):
+class GRUType(Choice):
     """DIEN's interest-evolution cell (arXiv 1809.03672, section 4.3)."""
 
     AUGRU = "AUGRU"  # attention scales the update gate
     AIGRU = "AIGRU"  # attention scales the GRU input
     AGRU = "AGRU"  # attention replaces the update gate
-
-    @classmethod
-    def parse(cls, value: GRUType | str) -> GRUType:
-        if isinstance(value, GRUType):
-            return value
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            raise ValueError(f"gru_type must be one of {[g.value for g in cls]}, got {value!r}") from None
 
 
 def front_pack(mask: Tensor) -> tuple[Tensor, Tensor]:

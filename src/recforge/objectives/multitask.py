@@ -22,32 +22,22 @@ Weightings (``build_weighting`` parses ``adaptive_params`` dicts):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.data.dataset import LABEL
 from recforge.outputs import ESMMOutput, MultiTaskOutput, TaskType, task_logits
 
 
-class WeightingMethod(str, enum.Enum):
+class WeightingMethod(Choice):
     FIXED = "fixed"
     UWL = "uwl"
     GRADNORM = "gradnorm"
     METABALANCE = "metabalance"
-
-    @classmethod
-    def parse(cls, value: WeightingMethod | str) -> WeightingMethod:
-        if isinstance(value, WeightingMethod):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(m.value) for m in cls)
-            raise ValueError(f"adaptive method must be one of {valid}, got {value!r}") from None
 
 
 class TaskWeighting(nn.Module):
@@ -165,22 +155,12 @@ class GradNorm(TaskWeighting):
             self.weights.copy_(w * self.n_task / w.sum())
 
 
-class BalanceStrategy(str, enum.Enum):
+class BalanceStrategy(Choice):
     """Which auxiliary gradients MetaBalance rescales: larger ones only, smaller ones only, or all."""
 
     REDUCE = "reduce"
     ENLARGE = "enlarge"
     BOTH = "both"
-
-    @classmethod
-    def parse(cls, value: BalanceStrategy | str) -> BalanceStrategy:
-        if isinstance(value, BalanceStrategy):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(m.value) for m in cls)
-            raise ValueError(f"MetaBalance strategy must be one of {valid}, got {value!r}") from None
 
 
 class MetaBalance(TaskWeighting):

@@ -15,11 +15,12 @@ Duplicate ids in a batch are summed first (``coalesce``), as a dense gradient wo
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
+
+from recforge.choices import Choice
 
 
 def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -184,23 +185,12 @@ class LazyAdam(torch.optim.Optimizer):
         return loss
 
 
-class SparseOptimizer(str, enum.Enum):
+class SparseOptimizer(Choice):
     """Names of the sparse-embedding optimizers, for configs and the CLI."""
 
     ROWWISE_ADAGRAD = "rowwise_adagrad"
     LAZY_ADAM = "lazy_adam"
     SPARSE_ADAM = "sparse_adam"
-
-    @classmethod
-    def parse(cls, value: SparseOptimizer | str) -> SparseOptimizer:
-        if isinstance(value, SparseOptimizer):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(
-                f"sparse optimizer must be one of {[o.value for o in cls]}, got {value!r}"
-            ) from None
 
 
 _CLASSES: dict[SparseOptimizer, type[torch.optim.Optimizer]] = {

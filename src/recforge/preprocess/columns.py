@@ -8,22 +8,16 @@ parsed here, at the edge.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
+from recforge.choices import Choice
 from recforge.features import Pooling
 
 
-class _Choice(str, enum.Enum):
+class _Choice(Choice):
     @classmethod
-    def parse(cls, value: object, *, column: str, arg: str) -> _Choice:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            valid = ", ".join(repr(c.value) for c in cls)
-            raise ValueError(f"column {column!r}: {arg} must be one of {valid}, got {value!r}") from None
+    def parse(cls, value: object, *, column: str = "", arg: str = "", where: str | None = None) -> _Choice:  # type: ignore[override]
+        return super().parse(value, where=where or f"column {column!r}: {arg}")
 
 
 class Fill(_Choice):

@@ -9,7 +9,6 @@ vectors pad the result with score ``-inf`` and id ``-1``. ``save`` writes one fi
 
 from __future__ import annotations
 
-import enum
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -20,21 +19,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recforge.choices import Choice
+
 ArrayLike = Tensor | np.ndarray
 
 
-class Metric(str, enum.Enum):
+class Metric(Choice):
     IP = "ip"
     L2 = "l2"
-
-    @classmethod
-    def parse(cls, value: Metric | str) -> Metric:
-        if isinstance(value, Metric):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(f"metric must be one of 'ip', 'l2', got {value!r}") from None
 
 
 class SearchResult(NamedTuple):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import enum
 import math
 import os
 from types import ModuleType
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recforge.choices import Choice
 from recforge.retrieval.base import (
     ArrayLike,
     Metric,
@@ -34,21 +34,10 @@ def import_faiss() -> ModuleType:
     return faiss
 
 
-class FaissKind(str, enum.Enum):
+class FaissKind(Choice):
     FLAT = "flat"
     IVF = "ivf"
     HNSW = "hnsw"
-
-    @classmethod
-    def parse(cls, value: FaissKind | str) -> FaissKind:
-        if isinstance(value, FaissKind):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(
-                f"faiss index kind must be one of 'flat', 'ivf', 'hnsw', got {value!r}"
-            ) from None
 
 
 class FaissIndex(VectorIndex):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import LABEL, Batch, split_batch
 from recforge.data.sampling import NegativeSampler, frequency_log_q
@@ -49,16 +50,6 @@ from recforge.outputs import TowerOutput
 from recforge.trainers.loop import Trainer
 
 
-def _parse(enum_cls: type[enum.Enum], value: object, what: str) -> Any:
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(value.lower() if isinstance(value, str) else value)
-    except ValueError:
-        valid = ", ".join(repr(v.value) for v in enum_cls)
-        raise ValueError(f"{what} must be one of {valid}, got {value!r}") from None
-
-
 class MatchMode(enum.IntEnum):
     """Torch-RecHub's training modes."""
 
@@ -73,10 +64,15 @@ class MatchMode(enum.IntEnum):
             if value.lower() not in names:
                 raise ValueError(f"mode must be 0/1/2 or one of {sorted(names)}, got {value!r}")
             return names[value.lower()]
-        return _parse(cls, int(value), "mode")
+        try:
+            return cls(int(value))
+        except ValueError:
+            raise ValueError(
+                f"mode must be 0/1/2 or one of {[m.name.lower() for m in cls]}, got {value!r}"
+            ) from None
 
 
-class NegativeSource(str, enum.Enum):
+class NegativeSource(Choice):
     SAMPLED = "sampled"
     IN_BATCH = "in_batch"
     SHARED = "shared"
@@ -84,18 +80,10 @@ class NegativeSource(str, enum.Enum):
     ALL = "all"
     LABELLED = "labelled"
 
-    @classmethod
-    def parse(cls, value: NegativeSource | str) -> NegativeSource:
-        return _parse(cls, value, "negatives")
 
-
-class PairLoss(str, enum.Enum):
+class PairLoss(Choice):
     BPR = "bpr"
     HINGE = "hinge"
-
-    @classmethod
-    def parse(cls, value: PairLoss | str) -> PairLoss:
-        return _parse(cls, value, "pair_loss")
 
 
 class Candidates(NamedTuple):
@@ -283,7 +271,7 @@ class MatchTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         self.mode = MatchMode.parse(mode)
-        self.negatives = NegativeSource.parse(negatives)
+        self.negatives = NegativeSource.parse(negatives, where="negatives")
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         for attr in ("user_tower", "item_tower", "score", "item_id"):
@@ -305,7 +293,7 @@ class MatchTrainer(Trainer):
             sampler=sampler,
             catalog=catalog,
             num_negatives=num_negatives,
-            pair_loss=PairLoss.parse(pair_loss),
+            pair_loss=PairLoss.parse(pair_loss, where="pair_loss"),
             margin=margin,
             item_counts=item_counts,
             logq=logq,

@@ -16,7 +16,6 @@ Logits are ``model.score(h, items) / temperature``; ``l2_normalize`` normalises 
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import Batch, split_batch
 from recforge.data.sampling import NegativeSampler
@@ -34,19 +34,15 @@ from recforge.metrics.ranking import RankingEvaluator
 from recforge.models.matching.base import TwoTowerModel
 from recforge.objectives.matching import bce_loss, full_softmax_loss, sampled_softmax_loss
 from recforge.trainers.loop import Trainer
-from recforge.trainers.match import _default_metric, _parse, tower_vectors
+from recforge.trainers.match import _default_metric, tower_vectors
 
 log = logging.getLogger("recforge")
 
 
-class SeqLoss(str, enum.Enum):
+class SeqLoss(Choice):
     SAMPLED_SOFTMAX = "sampled_softmax"
     FULL = "full"
     BCE = "bce"
-
-    @classmethod
-    def parse(cls, value: SeqLoss | str) -> SeqLoss:
-        return _parse(cls, value, "loss")
 
 
 class SequenceObjective:

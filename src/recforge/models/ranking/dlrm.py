@@ -11,30 +11,19 @@ reference implementation; no self-interaction terms). Every sparse/sequence feat
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import DenseFeature, Feature, dedup, embedded_of
 from recforge.layers import MLP, EmbeddingLayer, InnerProduct, MLPConfig, dense_column, field_dim
 
 
-class InteractionType(str, enum.Enum):
+class InteractionType(Choice):
     DOT = "dot"
     CAT = "cat"
-
-    @classmethod
-    def parse(cls, value: InteractionType | str) -> InteractionType:
-        if isinstance(value, InteractionType):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(
-                f"DLRM: interaction must be one of {[i.value for i in cls]}, got {value!r}"
-            ) from None
 
 
 class DLRM(nn.Module):

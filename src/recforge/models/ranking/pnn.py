@@ -13,31 +13,20 @@ values are concatenated to the linear signal. Every sparse/sequence feature must
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import Feature, dedup, embedded_of
 from recforge.layers import MLP, EmbeddingLayer, InnerProduct, MLPConfig, OuterProduct, field_dim, output_dim
 
 
-class ProductType(str, enum.Enum):
+class ProductType(Choice):
     INNER = "inner"
     OUTER = "outer"
     BOTH = "both"
-
-    @classmethod
-    def parse(cls, value: ProductType | str) -> ProductType:
-        if isinstance(value, ProductType):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ValueError(
-                f"PNN: product_type must be one of {[p.value for p in cls]}, got {value!r}"
-            ) from None
 
 
 class PNN(nn.Module):
