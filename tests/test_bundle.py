@@ -97,7 +97,7 @@ def test_rank_ids_through_the_item_table(run_dir, bundle):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         recforge.load(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="model.json"):
+    with pytest.raises(FileNotFoundError, match=r"model\.json"):
         recforge.load(tmp_path)
     (tmp_path / "bundle.yaml").write_text("rerank: 5\n")
     with pytest.raises(ValueError, match="ranking"):

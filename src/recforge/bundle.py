@@ -220,7 +220,7 @@ class Bundle:
 
     def _candidate_frame(self, candidates: Rows | Sequence[object]) -> tuple[pd.DataFrame, list[object]]:
         """Candidate rows and how to report each candidate (its id, or its row as a dict)."""
-        if isinstance(candidates, pd.DataFrame) or isinstance(candidates, Mapping):
+        if isinstance(candidates, pd.DataFrame | Mapping):
             df = as_frame(candidates, what="candidates")
             labels = (
                 df[self.item_id].tolist()
