@@ -2,6 +2,7 @@
 
 recforge train CONFIG.yaml [--set key=value ...]   train and write a run directory
 recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data
+recforge serve RUN_DIR [--host H --port P]         serve a run over HTTP (FastAPI + uvicorn)
 recforge models                                    list the model registry
 """
 
@@ -149,6 +150,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from recforge.bundle import load
+    from recforge.serve import serve
+
+    torch.set_num_threads(args.threads)
+    bundle = load(args.run_dir)
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
+    serve(bundle, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from recforge.models.registry import FAMILIES
 
@@ -202,6 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8192)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser(
+        "serve",
+        help="serve a run directory over HTTP (needs the 'serve' extra)",
+        description="Start a FastAPI/uvicorn server with POST /score, /rank, /recommend, GET /healthz, "
+        "/metadata and the OpenAPI schema (/openapi.json, /docs).",
+    )
+    p.add_argument("run_dir", help="a run directory, or a serving directory with bundle.yaml")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_serve)
+
     p = sub.add_parser("models", help="list the registered models by family")
     p.set_defaults(func=_models)
     return parser
@@ -216,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
         if args.verbose:
             raise
         print(f"recforge {args.command}: error: {e}", file=sys.stderr)
