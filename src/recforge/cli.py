@@ -2,6 +2,7 @@
 
 recforge train CONFIG.yaml [--set key=value ...]   train and write a run directory
 recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data
+recforge export RUN_DIR --format onnx|pt2 [--quantize int8|fp16]
 recforge serve RUN_DIR [--host H --port P]         serve a run over HTTP (FastAPI + uvicorn)
 recforge models                                    list the model registry
 """
@@ -150,6 +151,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from recforge.export.run_export import export_run
+
+    paths = export_run(args.run_dir, fmt=args.format, quantize=args.quantize)
+    for p in paths:
+        print(f"{p}  ({p.stat().st_size / 1024:.1f} KiB)")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import torch
 
@@ -215,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="CSV/Parquet path or bundled:NAME/SPLIT")
     p.add_argument("--batch-size", type=int, default=8192)
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "export",
+        help="export a trained run to ONNX or torch.export (.pt2), optionally quantised",
+        description="Write RUN_DIR/export/{model|user_tower|item_tower}.{onnx|pt2} and manifest.json. "
+        "Ranking models return probabilities; retrieval models export each tower.",
+    )
+    p.add_argument("run_dir", help="a run directory written by 'recforge train'")
+    p.add_argument("--format", default="onnx", help="onnx (default) or pt2")
+    p.add_argument("--quantize", default=None, help="int8 (dynamic) or fp16; ONNX only")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser(
         "serve",
