@@ -1,44 +1,12 @@
 """The real HTTP server (uvicorn on a free loopback port) talked to with httpx."""
 
-import socket
-import threading
-import time
-
 import httpx
 import numpy as np
 import pytest
 
 import recforge
 from recforge.serve import create_app
-from serving_runs import interactions, train_ranking_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+from serving_runs import LiveServer, interactions, train_ranking_run
 
 
 @pytest.fixture(scope="module")
