@@ -69,3 +69,24 @@ def test_export_refuses_bad_choices(run_dir, capsys):
     assert "needs --format onnx" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--quantize", "int4"]) == 2
     assert "int8" in capsys.readouterr().err
+
+
+def test_prepare_writes_pipeline_and_encoded_splits(run_dir, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from recforge.preprocess import FeaturePipeline
+
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(run_dir.parent / "ranking.yaml"), "--run-dir", str(out)]) == 0
+    assert "train: 2,400 rows" in capsys.readouterr().out
+    pipe = FeaturePipeline.load(out / "pipeline")
+    assert pipe.to_dict() == recforge.load(run_dir).ranker.pipeline.to_dict()  # same fit as train's
+    test = pq.read_table(out / "data" / "test.parquet").to_pandas()
+    want = pipe.transform(interactions(500, 1))
+    for col, arr in want.items():
+        np.testing.assert_array_equal(test[col].to_numpy(), arr)
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "test.parquet",
+        "train.parquet",
+        "valid.parquet",
+    ]
