@@ -111,3 +111,25 @@ def test_score_is_deterministic(bundle):
     rows = interactions(50, 9).drop(columns=["label"])
     a = bundle.score(rows)
     np.testing.assert_array_equal(a, bundle.score(rows))
+
+
+@pytest.mark.parametrize("kind", ["str", "int", "float"])
+def test_small_batch_vocabulary_path_equals_the_bulk_path(kind):
+    from recforge.preprocess import Vocabulary
+    from recforge.preprocess.vocab import SMALL_BATCH
+
+    rng = np.random.default_rng(0)
+    known = {
+        "str": [f"v{i}" for i in range(300)],
+        "int": list(range(-50, 250)),
+        "float": [i / 4 for i in range(300)],
+    }[kind]
+    vocab = Vocabulary(known)
+    pool = known + ({"str": ["zz", "v-1"], "int": [999, -51], "float": [0.3, 1e9]}[kind])
+    values = [pool[i] for i in rng.integers(0, len(pool), 3 * SMALL_BATCH)]
+    bulk = vocab.encode(values)  # > SMALL_BATCH: Arrow index_in
+    small = np.concatenate([vocab.encode(values[i : i + 100]) for i in range(0, len(values), 100)])
+    np.testing.assert_array_equal(small, bulk)
+    assert (bulk == 1).any() and (bulk > 1).any()
+    if kind == "float":  # whole floats are canonicalised the same way on both paths
+        np.testing.assert_array_equal(vocab.encode([2.0, 2.5]), vocab.encode([2.0, 2.5] * SMALL_BATCH)[:2])

@@ -28,7 +28,6 @@ A directory is one of:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +44,7 @@ from recforge.features import SequenceFeature
 from recforge.models.matching.base import TwoTowerModel
 from recforge.outputs import logits_of
 from recforge.preprocess import Categorical, ValueKind
-from recforge.runs import MODEL_FILE, Run, load_run
+from recforge.runs import Run, load_run
 
 BUNDLE_FILE = "bundle.yaml"
 INDEX_FILE = "index.pt"
@@ -179,9 +178,8 @@ class Bundle:
         def stage(run: Run | None) -> dict[str, Any] | None:
             if run is None:
                 return None
-            spec = json.loads((run.path / MODEL_FILE).read_text(encoding="utf-8"))
             return {
-                "model": spec["name"],
+                "model": type(run.model).__name__,
                 "features": [
                     {"name": c.name, "type": type(c).__name__.lower()} for c in run.pipeline.columns
                 ],
@@ -264,6 +262,11 @@ class Bundle:
             raise TypeError(f"user: expected a dict of column -> value, got {type(user).__name__}")
         cands, labels = self._candidate_frame(candidates)
         self._check_size(len(cands), "rank")
+        return self._rank(run, user, cands, labels)
+
+    def _rank(
+        self, run: Run, user: Mapping[str, object], cands: pd.DataFrame, labels: list[object]
+    ) -> Ranked:
         if len(cands) == 0:
             return Ranked([], [])
         rows = cands.copy()
@@ -353,6 +356,7 @@ class Bundle:
             res = self.index.search(u, fetch)
             scores, ids = res.scores, res.ids  # (B, fetch)
         out: list[Recommendation] = []
+        records = df.to_dict("records") if do_rerank else []
         for i in range(len(df)):
             picked: dict[int, float] = {}
             for s, item in zip(scores[i].tolist(), ids[i].tolist()):
@@ -364,8 +368,9 @@ class Bundle:
             item_ids = [t[0] for t in best]
             values = vocab.decode(item_ids).tolist() if item_ids else []
             if do_rerank and values:
-                user_row = {c: df.iloc[i][c] for c in df.columns}
-                ranked = self.rank(user_row, values)
+                user_row = records[i]
+                cands, labels = self._candidate_frame(values)
+                ranked = self._rank(self.ranker, user_row, cands, labels)  # type: ignore[arg-type]
                 out.append(Recommendation(list(ranked.candidates[:k]), list(ranked.scores[:k])))
             else:
                 out.append(Recommendation(values[:k], [t[1] for t in best[:k]]))
