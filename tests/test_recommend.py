@@ -125,3 +125,35 @@ def test_recommend_over_http(root):
             r = httpx.post(f"{url}/recommend", json=bad)
             assert r.status_code == 422, (bad, r.text)
             assert field in r.json()["detail"], r.text
+
+
+def test_export_both_towers_with_dynamic_batch_and_sequence(root):
+    import json
+
+    import onnxruntime as ort
+
+    from recforge.export import export_run
+
+    run = load_run(root / "retrieval")
+    paths = export_run(root / "retrieval")
+    assert [p.name for p in paths] == ["user_tower.onnx", "item_tower.onnx"]
+    manifest = json.loads((root / "retrieval" / "export" / "manifest.json").read_text())
+    assert manifest["graphs"]["user_tower"]["inputs"] == ["user_id", "hist_item_id"]
+    users = histories(37, 21)
+    enc = run.pipeline.transform(users)
+    batch = {k: torch.from_numpy(v) for k, v in enc.items()}
+    with torch.no_grad():
+        want_user = run.model.user_tower(batch).numpy()
+        want_item = run.model.item_tower(batch).numpy()
+    user = ort.InferenceSession(str(paths[0]), providers=["CPUExecutionProvider"])
+    got = user.run(None, {"user_id": enc["user_id"], "hist_item_id": enc["hist_item_id"]})[0]
+    np.testing.assert_allclose(got, want_user, atol=1e-5)
+    # a different history length than the export example: the sequence axis is dynamic
+    short = enc["hist_item_id"][:, -2:]
+    with torch.no_grad():
+        want_short = run.model.user_tower(dict(batch, hist_item_id=torch.from_numpy(short))).numpy()
+    got = user.run(None, {"user_id": enc["user_id"], "hist_item_id": short})[0]
+    np.testing.assert_allclose(got, want_short, atol=1e-5)
+    item = ort.InferenceSession(str(paths[1]), providers=["CPUExecutionProvider"])
+    got = item.run(None, {"item_id": enc["item_id"], "cat": enc["cat"]})[0]
+    np.testing.assert_allclose(got, want_item, atol=1e-5)

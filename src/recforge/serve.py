@@ -149,7 +149,7 @@ def create_app(bundle: Bundle) -> "FastAPI":
             ranked = bundle.rank(req.user, req.candidates)
             return RankResponse(candidates=[_plain(c) for c in ranked.candidates], scores=ranked.scores)
 
-    if bundle.retriever is not None:
+    if bundle.retriever is not None and bundle.index is not None:
         UserRow = _row_model("UserRow", bundle, "retrieval", required=bundle.user_columns())
 
         class RecommendRequest(BaseModel):
