@@ -32,7 +32,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ BUNDLE_FILE = "bundle.yaml"
 INDEX_FILE = "index.pt"
 ITEMS_FILE = "items.parquet"
 
-Rows = pd.DataFrame | Mapping[str, object] | Sequence[Mapping[str, object]]
+Rows: TypeAlias = pd.DataFrame | Mapping[str, object] | Sequence[Mapping[str, object]]
 
 
 class Recommendation(NamedTuple):

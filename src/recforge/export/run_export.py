@@ -71,6 +71,14 @@ def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode
     return out
 
 
+def _user_tower(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return model.user_tower(batch)  # type: ignore[operator]
+
+
+def _item_tower(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return model.item_tower(batch)  # type: ignore[operator]
+
+
 def _graphs(
     model: nn.Module,
 ) -> list[tuple[str, list[Feature], Callable[[nn.Module, dict[str, Tensor]], Tensor] | None, ExportHead]]:
@@ -78,8 +86,8 @@ def _graphs(
 
     if isinstance(model, TwoTowerModel):
         return [
-            ("user_tower", list(model.user_features), lambda m, b: m.user_tower(b), ExportHead.LOGITS),
-            ("item_tower", list(model.item_features), lambda m, b: m.item_tower(b), ExportHead.LOGITS),
+            ("user_tower", list(model.user_features), _user_tower, ExportHead.LOGITS),
+            ("item_tower", list(model.item_features), _item_tower, ExportHead.LOGITS),
         ]
     return [("model", list(model.features), None, ExportHead.PROBABILITY)]  # type: ignore[arg-type]
 
@@ -98,7 +106,7 @@ def export_run(
     q = parse_choice(Quantization, quantize, "quantize") if quantize is not None else None
     if q is not None and f is not ExportFormat.ONNX:
         raise ValueError(f"--quantize {q.value} needs --format onnx (pt2 export is not quantised)")
-    run = load_run(run_dir)
+    run = load_run(Path(run_dir))
     target = Path(out_dir) if out_dir is not None else run.path / EXPORT_DIR
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -109,7 +117,7 @@ def export_run(
         else:
             path = export_onnx(run.model, target / f"{name}.onnx", features=feats, call=call, head=head)
             if q is not None:
-                path = quantize_onnx(path, target / f"{name}.{q.value}.onnx", q)
+                path = quantize_onnx(path, target / f"{name}.{q.value}.onnx", q.value)
         written.append(path)
         manifest["graphs"][name] = {  # type: ignore[index]
             "file": path.name,
