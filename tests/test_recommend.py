@@ -157,3 +157,65 @@ def test_export_both_towers_with_dynamic_batch_and_sequence(root):
     item = ort.InferenceSession(str(paths[1]), providers=["CPUExecutionProvider"])
     got = item.run(None, {"item_id": enc["item_id"], "cat": enc["cat"]})[0]
     np.testing.assert_allclose(got, want_item, atol=1e-5)
+
+
+REAL = {
+    # registry name -> (history pooling, inputs(by feature name), params)
+    "DSSM": (
+        "mean",
+        lambda by: {
+            "user_features": [by["user_id"], by["hist_item_id"]],
+            "item_features": [by["item_id"], by["cat"]],
+        },
+        {"user_params": {"dims": [16, 8]}, "item_params": {"dims": [16, 8]}, "temperature": 0.2},
+    ),
+    "ComirecSA": (  # multi-interest: (B, K, D) user vectors
+        "concat",
+        lambda by: {
+            "user_features": [by["user_id"]],
+            "history_features": [by["hist_item_id"]],
+            "item_features": [by["item_id"]],
+        },
+        {"max_length": 5, "interest_num": 3},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_recommend_with_registry_models(name, tmp_path):
+    from recforge.preprocess import Categorical, FeaturePipeline, SequenceColumn
+    from recforge.runs import save_model_spec
+
+    pooling, inputs_of, params = REAL[name]
+    torch.manual_seed(0)
+    pipe = FeaturePipeline(
+        [
+            Categorical("user_id", embed_dim=8),
+            Categorical("item_id", embed_dim=8),
+            Categorical("cat", embed_dim=8),
+            SequenceColumn("hist_item_id", max_len=5, shared_with="item_id", sep="|", pooling=pooling),
+        ]
+    ).fit(histories(1000, 0))
+    inputs = inputs_of({f.name: f for f in pipe.features})
+    model = matching.MODELS[name](**inputs, **params).eval()
+    pipe.save(tmp_path / "pipeline")
+    save_model_spec(tmp_path, name, inputs, params)
+    torch.save({"model": model.state_dict()}, tmp_path / "best.pt")
+    items = pd.DataFrame(
+        {"item_id": ITEMS, "cat": ["good" if j % 2 == 0 else "bad" for j in range(len(ITEMS))]}
+    )
+    build_item_index(load_run(tmp_path), items=items)
+    bundle = recforge.load(tmp_path)
+    users = histories(5, 4)[["user_id", "hist_item_id"]]
+    recs = bundle.recommend(users, k=6)
+    # reference: the model's own score over every item, seen items removed
+    enc = pipe.transform(histories(5, 4).assign(cat="good"))
+    ienc = pipe.transform(items.assign(user_id="u1", hist_item_id=""))
+    with torch.no_grad():
+        u = model.user_tower({k: torch.from_numpy(enc[k]) for k in ("user_id", "hist_item_id")})
+        iv = model.item_tower({k: torch.from_numpy(ienc[k]) for k in ("item_id", "cat")})
+        scores = model.score(u, iv).numpy()  # (B, N)
+    for i, rec in enumerate(recs):
+        seen = set(users["hist_item_id"].iloc[i].split("|"))
+        order = [ITEMS[j] for j in np.argsort(-scores[i], kind="stable") if ITEMS[j] not in seen]
+        assert rec.items == order[:6]
