@@ -1,7 +1,11 @@
 """The ``recforge`` command line.
 
+recforge prepare CONFIG.yaml [--set key=value ...] fit the pipeline, write it and the encoded splits
 recforge train CONFIG.yaml [--set key=value ...]   train and write a run directory
 recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data
+recforge export RUN_DIR --format onnx|pt2 [--quantize int8|fp16]
+recforge index RUN_DIR [--items PATH]              item vectors of a retrieval run -> index.pt
+recforge serve RUN_DIR [--host H --port P]         serve a run over HTTP (FastAPI + uvicorn)
 recforge models                                    list the model registry
 """
 
@@ -137,6 +141,38 @@ def _strip_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recforge.config import load_config
+    from recforge.runs import CONFIG_FILE, PIPELINE_DIR, prepare_data
+
+    cfg, resolved = load_config(args.config, args.set or [])
+    run_dir = Path(args.run_dir or cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pipeline, splits = prepare_data(cfg)
+    pipeline.save(run_dir / PIPELINE_DIR)
+    data_dir = run_dir / "data"
+    data_dir.mkdir(exist_ok=True)
+    for name, ds in splits.items():
+        cols = {}
+        for col, t in ds.columns.items():
+            a = t.numpy()
+            cols[col] = pa.FixedSizeListArray.from_arrays(a.reshape(-1), a.shape[1]) if a.ndim == 2 else a
+        tmp = data_dir / f"{name}.parquet.tmp"
+        pq.write_table(pa.table(cols), tmp)
+        os.replace(tmp, data_dir / f"{name}.parquet")
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    os.replace(tmp, run_dir / CONFIG_FILE)
+    for name, ds in splits.items():
+        print(f"{name}: {len(ds):,} rows -> {data_dir / (name + '.parquet')}")
+    print(f"pipeline: {run_dir / PIPELINE_DIR}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from recforge.runs import load_run, read_source
     from recforge.trainers import get_preset
@@ -146,6 +182,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     trainer = preset(run.model, model_path=run.path, progress=False)
     metrics = trainer.evaluate(run.model, run.loader(read_source(args.data), args.batch_size))
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from recforge.export.run_export import export_run
+
+    paths = export_run(args.run_dir, fmt=args.format, quantize=args.quantize)
+    for p in paths:
+        print(f"{p}  ({p.stat().st_size / 1024:.1f} KiB)")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from recforge.bundle import build_item_index
+    from recforge.runs import load_run, read_source
+
+    run = load_run(args.run_dir)
+    items = read_source(args.items) if args.items else None
+    index = build_item_index(run, items=items, metric=args.metric)
+    print(f"indexed {len(index):,} items -> {run.path / 'index.pt'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from recforge.bundle import load
+    from recforge.serve import serve
+
+    torch.set_num_threads(args.threads)
+    bundle = load(args.run_dir)
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
+    serve(bundle, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -166,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "prepare",
+        help="fit the feature pipeline and write it with the encoded splits",
+        description="Read the config's data, fit the feature pipeline on the training split only, "
+        "and write RUN_DIR/pipeline/ plus RUN_DIR/data/{train,valid,test}.parquet (encoded ids and "
+        "normalised values, exactly what training sees) and the resolved config.yaml.",
+    )
+    p.add_argument("config", help="path to the YAML config (see configs/adult_deepfm.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--run-dir", help="write here instead of the config's run_dir")
+    p.set_defaults(func=_prepare)
 
     p = sub.add_parser(
         "train",
@@ -202,6 +283,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8192)
     p.set_defaults(func=_evaluate)
 
+    p = sub.add_parser(
+        "export",
+        help="export a trained run to ONNX or torch.export (.pt2), optionally quantised",
+        description="Write RUN_DIR/export/{model|user_tower|item_tower}.{onnx|pt2} and manifest.json. "
+        "Ranking models return probabilities; retrieval models export each tower.",
+    )
+    p.add_argument("run_dir", help="a run directory written by 'recforge train'")
+    p.add_argument("--format", default="onnx", help="onnx (default) or pt2")
+    p.add_argument("--quantize", default=None, help="int8 (dynamic) or fp16; ONNX only")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "index",
+        help="embed every item with a retrieval run's item tower and save the vector index",
+        description="Write RUN_DIR/index.pt (exact inner-product index of item-tower vectors) so that "
+        "recforge.load(RUN_DIR).recommend() and POST /recommend can retrieve.",
+    )
+    p.add_argument("run_dir", help="a retrieval run directory (its model is a two-tower model)")
+    p.add_argument("--items", help="item table (CSV/Parquet) when the item tower reads more than the id")
+    p.add_argument("--metric", default="ip", help="ip (default) or l2")
+    p.set_defaults(func=_index)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve a run directory over HTTP (needs the 'serve' extra)",
+        description="Start a FastAPI/uvicorn server with POST /score, /rank, /recommend, GET /healthz, "
+        "/metadata and the OpenAPI schema (/openapi.json, /docs).",
+    )
+    p.add_argument("run_dir", help="a run directory, or a serving directory with bundle.yaml")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_serve)
+
     p = sub.add_parser("models", help="list the registered models by family")
     p.set_defaults(func=_models)
     return parser
@@ -216,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
         if args.verbose:
             raise
         print(f"recforge {args.command}: error: {e}", file=sys.stderr)

@@ -14,13 +14,18 @@ from recforge.export.core import (
     input_columns,
     onnx_parity,
 )
+from recforge.export.run_export import ExportFormat, Quantization, export_run, quantize_onnx
 
 __all__ = [
+    "ExportFormat",
     "ExportHead",
     "Positional",
     "example_batch",
     "export_onnx",
     "export_pt2",
     "input_columns",
+    "export_run",
     "onnx_parity",
+    "quantize_onnx",
+    "Quantization",
 ]

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 PAD = 0
 OOV = 1
 NUM_RESERVED = 2
+SMALL_BATCH = 2048  # inputs up to this many values are encoded through a cached dict
 HASH_KEY = "recforge.hash.v1"  # exactly 16 bytes, as pandas' siphash requires
 
 Value = int | float | str
@@ -146,6 +147,7 @@ class Vocabulary:
             raise ValueError("vocabulary values must be distinct")
         self._value_set: pa.Array | None = None
         self._decode_table: np.ndarray | None = None
+        self._lookup_table: dict[Value, int] | None = None
 
     @classmethod
     def fit(
@@ -188,6 +190,11 @@ class Vocabulary:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def _lookup(self) -> dict[Value, int]:
+        if self._lookup_table is None:
+            self._lookup_table = {v: i for i, v in enumerate(self.values, start=NUM_RESERVED)}
+        return self._lookup_table
+
     def _values_arrow(self) -> pa.Array:
         if self._value_set is None:
             kind = self.kind or ValueKind.STR
@@ -212,6 +219,11 @@ class Vocabulary:
             return np.zeros(0, dtype=np.int64)
         if self.hash_buckets is not None:
             return stable_hash(arr, self.hash_buckets)
+        if len(arr) <= SMALL_BATCH:
+            # Serving-sized inputs: Arrow's index_in rebuilds a hash table of the whole vocabulary
+            # on every call (milliseconds for 50k values); a cached dict answers in microseconds.
+            lookup = self._lookup()
+            return np.fromiter((lookup.get(v, OOV) for v in arr.to_pylist()), dtype=np.int64, count=len(arr))
         value_set = self._values_arrow()
         common = _lookup_type(arr.type, value_set.type)
         pos = pc.index_in(arr.cast(common), value_set=value_set.cast(common))

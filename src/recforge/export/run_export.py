@@ -1,0 +1,134 @@
+"""Export a trained run directory (``recforge export``), optionally quantised.
+
+A ranking run gives one graph, ``export/model.onnx`` (or ``model.pt2``), returning probabilities.
+A retrieval run (``TwoTowerModel``) gives one graph per tower: ``export/user_tower.onnx`` and
+``export/item_tower.onnx``, returning vectors. Inputs are named after the features (the encoded
+columns the run's pipeline produces), the batch axis and every sequence length are dynamic.
+``export/manifest.json`` lists the files with their inputs and output.
+
+Quantisation (ONNX only): ``int8`` is onnxruntime's dynamic quantisation (int8 weights of MatMul/
+Gemm/Gather, activations quantised on the fly); ``fp16`` converts weights and arithmetic to float16
+while inputs and outputs stay float32.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from recforge.export.core import ExportHead, export_onnx, export_pt2, input_columns
+from recforge.features import Feature
+
+EXPORT_DIR = "export"
+MANIFEST = "manifest.json"
+
+
+class ExportFormat(str, enum.Enum):
+    ONNX = "onnx"
+    PT2 = "pt2"
+
+
+class Quantization(str, enum.Enum):
+    INT8 = "int8"
+    FP16 = "fp16"
+
+
+def parse_choice(enum_cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).lower())
+    except ValueError:
+        raise ValueError(f"{what} must be one of {[e.value for e in enum_cls]}, got {value!r}") from None
+
+
+def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode: Quantization | str) -> Path:
+    """Write a quantised copy of the ONNX file ``src`` to ``dst`` (atomically)."""
+    import onnx
+
+    q = parse_choice(Quantization, mode, "quantize")
+    out = Path(dst)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        if q is Quantization.INT8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        else:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+            onnx.save(model, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def _user_tower(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return model.user_tower(batch)  # type: ignore[operator]
+
+
+def _item_tower(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    return model.item_tower(batch)  # type: ignore[operator]
+
+
+def _graphs(
+    model: nn.Module,
+) -> list[tuple[str, list[Feature], Callable[[nn.Module, dict[str, Tensor]], Tensor] | None, ExportHead]]:
+    from recforge.models.matching.base import TwoTowerModel
+
+    if isinstance(model, TwoTowerModel):
+        return [
+            ("user_tower", list(model.user_features), _user_tower, ExportHead.LOGITS),
+            ("item_tower", list(model.item_features), _item_tower, ExportHead.LOGITS),
+        ]
+    return [("model", list(model.features), None, ExportHead.PROBABILITY)]  # type: ignore[arg-type]
+
+
+def export_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    fmt: ExportFormat | str = ExportFormat.ONNX,
+    quantize: Quantization | str | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Export the run's model (or both towers) into ``run_dir/export``; returns the written files."""
+    from recforge.runs import load_run
+
+    f = parse_choice(ExportFormat, fmt, "format")
+    q = parse_choice(Quantization, quantize, "quantize") if quantize is not None else None
+    if q is not None and f is not ExportFormat.ONNX:
+        raise ValueError(f"--quantize {q.value} needs --format onnx (pt2 export is not quantised)")
+    run = load_run(Path(run_dir))
+    target = Path(out_dir) if out_dir is not None else run.path / EXPORT_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    manifest: dict[str, object] = {"format": f.value, "quantize": q.value if q else None, "graphs": {}}
+    for name, feats, call, head in _graphs(run.model):
+        if f is ExportFormat.PT2:
+            path = export_pt2(run.model, target / f"{name}.pt2", features=feats, call=call, head=head)
+        else:
+            path = export_onnx(run.model, target / f"{name}.onnx", features=feats, call=call, head=head)
+            if q is not None:
+                path = quantize_onnx(path, target / f"{name}.{q.value}.onnx", q.value)
+        written.append(path)
+        manifest["graphs"][name] = {  # type: ignore[index]
+            "file": path.name,
+            "inputs": input_columns(feats),
+            "output": head.value if call is None else "vectors",
+        }
+    tmp = target / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    os.replace(tmp, target / MANIFEST)
+    return written
+
+
+def file_sizes(paths: Sequence[Path]) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in paths}
