@@ -1,5 +1,7 @@
-"""generative models."""
+"""Generative (sequential transduction) recommenders."""
 
-MODELS: dict[str, type] = {}
+from recforge.models.generative.hstu import HSTU
 
-__all__ = ["MODELS"]
+MODELS: dict[str, type] = {"HSTU": HSTU}
+
+__all__ = ["HSTU", "MODELS"]
