@@ -19,16 +19,40 @@ from recforge.data import (
     sequence_samples,
 )
 from recforge.metrics import RankingEvaluator
-from recforge.models.generative import HSTU, MODELS
+from recforge.models.generative import HLLM, HSTU, MODELS
 from recforge.trainers import SeqTrainer
 
 NUM_ITEMS, L = 30, 8
 
-FACTORIES = {
-    "HSTU": lambda **kw: HSTU(
-        NUM_ITEMS, embed_dim=16, num_layers=2, num_heads=2, max_len=L, dropout=0.1, **kw
-    ),
-}
+
+def _llm_config(vocab: int, width: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )  # fmt: skip
+
+
+def _item_tokens(vocab: int = 40, length: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    lens = torch.randint(1, length + 1, (NUM_ITEMS,), generator=g)
+    tokens = torch.randint(1, vocab, (NUM_ITEMS, length), generator=g)
+    tokens = tokens * (torch.arange(length)[None, :] >= (length - lens)[:, None])  # left padding
+    tokens[0] = 0
+    return tokens
+
+
+def _hllm(**kw) -> HLLM:
+    return HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 24), max_len=L, **kw)
+
+
+def _hstu(**kw) -> HSTU:
+    return HSTU(NUM_ITEMS, embed_dim=16, num_layers=2, num_heads=2, max_len=L, dropout=0.1, **kw)
+
+
+FACTORIES = {"HSTU": _hstu, "HLLM": _hllm}
 
 
 def _batch(b: int = 32, seed: int = 0, *, actions: bool = False, times: bool = False) -> dict:
@@ -129,3 +153,24 @@ def test_seq_trainer_learns_next_item(tmp_path) -> None:
     trainer.fit(BatchLoader(train, 32, shuffle=True))
     after = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]
     assert after > before + 0.3, (before, after)
+
+
+def test_hllm_item_cache_matches_encoder_and_widths_bridge() -> None:
+    torch.manual_seed(0)
+    model = _hllm().eval()
+    ids = torch.tensor([[3, 5], [7, 3]])
+    with torch.no_grad():
+        fresh = model.item_tower({"item_id": ids})
+        hist = {"hist_item_id": torch.tensor([[0, 2, 4], [1, 5, 6]])}
+        user = model.user_tower(hist)
+        model.cache_items(batch_size=7)
+        assert model.item_cache.shape == (NUM_ITEMS, 24)
+        assert torch.allclose(model.item_tower({"item_id": ids}), fresh, atol=1e-5)
+        assert torch.allclose(model.user_tower(hist), user, atol=1e-5)
+    model.clear_cache()
+    assert model.item_cache is None
+
+
+def test_hllm_rejects_bad_item_tokens() -> None:
+    with pytest.raises(ValueError, match="item_tokens"):
+        HLLM(torch.zeros(4, 3), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 16))

@@ -1,7 +1,8 @@
 """Generative (sequential transduction) recommenders."""
 
+from recforge.models.generative.hllm import HLLM
 from recforge.models.generative.hstu import HSTU
 
-MODELS: dict[str, type] = {"HSTU": HSTU}
+MODELS: dict[str, type] = {"HSTU": HSTU, "HLLM": HLLM}
 
-__all__ = ["HSTU", "MODELS"]
+__all__ = ["HLLM", "HSTU", "MODELS"]
