@@ -18,6 +18,7 @@ the item LLM while the cache is set).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,12 @@ def load_language_model(spec: str | object) -> nn.Module:
     )
 
 
+def _token_table(llm: nn.Module) -> nn.Embedding:
+    return cast(nn.Embedding, llm.get_input_embeddings())  # type: ignore[operator]
+
+
 def _width(llm: nn.Module) -> int:
-    return int(llm.get_input_embeddings().weight.shape[1])
+    return int(_token_table(llm).weight.shape[1])
 
 
 class HLLM(TwoTowerModel):
@@ -59,6 +64,8 @@ class HLLM(TwoTowerModel):
         max_len: longest history. l2_normalize: unit-norm output vectors. temperature: divides scores.
         history_column, item_column: batch column names.
     """
+
+    item_tokens: Tensor
 
     def __init__(
         self,
@@ -81,7 +88,7 @@ class HLLM(TwoTowerModel):
         num_items = item_tokens.shape[0]
         self.item_llm, self.user_llm = load_language_model(item_llm), load_language_model(user_llm)
         # The user LLM reads item embeddings, never its own token table: freeze the unused table.
-        self.user_llm.get_input_embeddings().weight.requires_grad_(False)
+        _token_table(self.user_llm).weight.requires_grad_(False)
         width = _width(self.user_llm)
         self.history_column, self.pad_token_id = history_column, pad_token_id
         self.user_features = [
@@ -102,7 +109,7 @@ class HLLM(TwoTowerModel):
         """Item LLM over the text of ``ids (N,)`` -> ``(N, D)``."""
         tokens = self.item_tokens[ids]  # (N, T) left-padded
         mask = tokens != self.pad_token_id
-        emb = self.item_llm.get_input_embeddings()(tokens)  # (N, T, H)
+        emb = _token_table(self.item_llm)(tokens)  # (N, T, H)
         emb = torch.cat([emb, self.item_token.expand(len(ids), 1, -1)], 1)  # (N, T + 1, H)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (N, T + 1)
         pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # (N, T + 1): positions ignore the padding

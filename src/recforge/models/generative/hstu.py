@@ -15,6 +15,7 @@ column (``time_column``), not a ``Feature``; a final LayerNorm on the output sta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -160,5 +161,5 @@ class HSTU(TwoTowerModel):
             ct = candidate_times if candidate_times is not None else times[:, -1:].expand(b, n)
             times = torch.cat([times, ct.to(times.dtype)], 1)  # (B, L + N)
         for layer in self.layers:
-            x = layer.forward_padded(x, pos, allowed, times)
+            x = cast(HSTULayer, layer).forward_padded(x, pos, allowed, times)
         return self._out(x[:, length:])  # (B, N, D)
