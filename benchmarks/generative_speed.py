@@ -165,6 +165,9 @@ def main() -> None:
         "| users | history | N | one pass ms | one at a time ms | speed-up | max abs diff |",
         "|---|---|---|---|---|---|---|",
         *fal,
+        "",
+        "Amazon Beauty quality (HR/NDCG@10/50): `benchmarks/results/generative_beauty.md` "
+        "(`benchmarks/generative_beauty.py`).",
     ]
     out = Path(args.out)
     tmp = out.with_name("." + out.name + ".tmp")
