@@ -111,9 +111,9 @@ def main() -> None:
     print(json.dumps(row))
     out_dir = RESULTS / "generative_beauty"
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_path = out_dir / f".{args.model}.json.tmp"
+    tmp_path = out_dir / f".{args.model}_{args.epochs}ep.json.tmp"
     tmp_path.write_text(json.dumps(row, indent=1))
-    os.replace(tmp_path, out_dir / f"{args.model}.json")
+    os.replace(tmp_path, out_dir / f"{args.model}_{args.epochs}ep.json")
     write_table(out_dir)
 
 
