@@ -1,4 +1,4 @@
-"""HSTU (and SASRec when ``recforge.models.matching`` has it) on Amazon Beauty: leave-one-out, full
+"""HSTU and SASRec (same embedding size, negatives, loss and epochs) on Amazon Beauty: leave-one-out, full
 ranking over all items with the user's seen items excluded, HR/NDCG@10/50, wall time, peak RSS.
 
 Each invocation trains one model in this process (so peak RSS is that model's) and writes a JSON
@@ -34,14 +34,15 @@ def build(name: str, num_items: int, args: argparse.Namespace) -> torch.nn.Modul
 
         return HSTU(num_items, embed_dim=args.dim, num_layers=args.layers, num_heads=args.heads,
                     max_len=args.max_len, dropout=args.dropout)  # fmt: skip
+    from recforge.features import RandomNormal, SequenceFeature, SparseFeature
     from recforge.models import matching
 
-    if name not in matching.MODELS:
-        raise SystemExit(
-            f"model {name!r} is not in recforge.models.matching.MODELS ({sorted(matching.MODELS)})"
-        )
-    return matching.MODELS[name](num_items, embed_dim=args.dim, num_layers=args.layers, num_heads=args.heads,
-                                 max_len=args.max_len, dropout=args.dropout)  # fmt: skip
+    if name != "SASRec":
+        raise SystemExit(f"unknown model {name!r}: HSTU or SASRec")
+    item = SparseFeature("item_id", num_items, args.dim, initializer=RandomNormal(std=0.02))
+    hist = SequenceFeature("hist_item_id", num_items, args.dim, shared_with="item_id", max_len=args.max_len)
+    return matching.SASRec([hist], [item], max_len=args.max_len, dropout_rate=args.dropout,
+                           num_blocks=args.layers, num_heads=args.heads)  # fmt: skip
 
 
 def main() -> None:
