@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recforge.features import SequenceFeature, SparseFeature
+from recforge.features import Initializer, RandomNormal, SequenceFeature, SparseFeature
 from recforge.jagged import jagged_to_padded, padded_to_jagged
 from recforge.layers import EmbeddingLayer
 from recforge.layers.hstu import HSTUKernel, HSTULayer
@@ -39,6 +39,7 @@ class HSTU(TwoTowerModel):
         num_time_buckets: log2 time-gap buckets (0: no time bias; else ``time_column`` is read).
         dropout: input and layer dropout. l2_normalize: unit-norm user/sequence and item vectors.
         temperature: divides scores. kernel: ``"jagged"`` or ``"padded"`` attention.
+        initializer: item (and action) embedding init (default normal, std 0.02, as in the paper).
         history_column, item_column, action_column, time_column: batch column names.
     """
 
@@ -56,6 +57,7 @@ class HSTU(TwoTowerModel):
         l2_normalize: bool = False,
         temperature: float = 1.0,
         kernel: HSTUKernel | str = HSTUKernel.JAGGED,
+        initializer: Initializer | None = None,
         history_column: str = "hist_item_id",
         item_column: str = "item_id",
         action_column: str = "hist_action",
@@ -65,6 +67,7 @@ class HSTU(TwoTowerModel):
         self.history_column, self.time_column = history_column, time_column
         self.action_column = action_column if num_actions else None
         self.use_time = num_time_buckets > 0
+        init = initializer or RandomNormal(std=0.02)
         self.user_features = [
             SequenceFeature(
                 history_column, num_items, embed_dim=embed_dim, shared_with=item_column, max_len=max_len
@@ -72,9 +75,11 @@ class HSTU(TwoTowerModel):
         ]
         if num_actions:
             self.user_features.append(
-                SequenceFeature(action_column, num_actions, embed_dim=embed_dim, max_len=max_len)
+                SequenceFeature(
+                    action_column, num_actions, embed_dim=embed_dim, max_len=max_len, initializer=init
+                )
             )
-        self.item_features = [SparseFeature(item_column, num_items, embed_dim=embed_dim)]
+        self.item_features = [SparseFeature(item_column, num_items, embed_dim=embed_dim, initializer=init)]
         self.temperature, self.l2_normalize, self.scale = temperature, l2_normalize, embed_dim**0.5
         self.embedding = EmbeddingLayer(self.features)
         self.layers = nn.ModuleList(
