@@ -18,11 +18,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from recforge.jagged import offsets_from_lengths
 
-def _offsets_from_lengths(lengths: Tensor) -> Tensor:
-    out = torch.zeros(lengths.numel() + 1, dtype=torch.long, device=lengths.device)
-    torch.cumsum(lengths.long(), 0, out=out[1:])
-    return out  # (N + 1,)
+_offsets_from_lengths = offsets_from_lengths  # the one home: recforge.jagged
 
 
 def _check_1d(name: str, t: Tensor) -> None:

@@ -1,5 +1,8 @@
-"""generative models."""
+"""Generative (sequential transduction) recommenders."""
 
-MODELS: dict[str, type] = {}
+from recforge.models.generative.hllm import HLLM
+from recforge.models.generative.hstu import HSTU
 
-__all__ = ["MODELS"]
+MODELS: dict[str, type] = {"HSTU": HSTU, "HLLM": HLLM}
+
+__all__ = ["HLLM", "HSTU", "MODELS"]

@@ -1,0 +1,151 @@
+"""HLLM (Chen et al. 2024, "HLLM: Enhancing Sequential Recommendations via Hierarchical Large
+Language Models", arXiv 2409.12740).
+
+Two language models: the *item LLM* reads each item's text tokens followed by a learned item token
+and its last hidden state is the item embedding; the *user LLM* reads the sequence of item
+embeddings (as ``inputs_embeds``) and its state at each position predicts the next item's
+embedding. Trained with ``SeqTrainer``'s sampled softmax (InfoNCE) on L2-normalised vectors.
+Either LLM is any Hugging Face ``transformers`` base model: a model path/name
+(``AutoModel.from_pretrained``), a config (``AutoModel.from_config``) or a module. Requires the
+``generative`` extra (``transformers``).
+
+Deviations: the item text is given as a fixed ``(num_items, T)`` token tensor, left-padded with
+``pad_token_id`` (tokenise once, outside the model); a linear map joins the two LLMs when their
+widths differ; ``cache_items`` freezes all item embeddings for fast evaluation (no gradient reaches
+the item LLM while the cache is set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recforge.features import SequenceFeature, SparseFeature
+from recforge.models.matching.base import TwoTowerModel
+
+
+def load_language_model(spec: str | object) -> nn.Module:
+    """A ``transformers`` base model from a path/name, a ``PretrainedConfig`` or a module."""
+    if isinstance(spec, nn.Module):
+        return spec
+    try:
+        from transformers import AutoModel, PretrainedConfig
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("HLLM needs transformers: pip install 'recforge[generative]'") from e
+    if isinstance(spec, str):
+        return AutoModel.from_pretrained(spec)
+    if isinstance(spec, PretrainedConfig):
+        return AutoModel.from_config(spec)
+    raise TypeError(
+        f"expected a model path, a transformers config or an nn.Module, got {type(spec).__name__}"
+    )
+
+
+def _token_table(llm: nn.Module) -> nn.Embedding:
+    return cast(nn.Embedding, llm.get_input_embeddings())  # type: ignore[operator]
+
+
+def _width(llm: nn.Module) -> int:
+    return int(_token_table(llm).weight.shape[1])
+
+
+class HLLM(TwoTowerModel):
+    """Item LLM -> item embeddings; user LLM over them -> next-item states.
+
+    Args:
+        item_tokens: ``(num_items, T)`` token ids of each item's text, left-padded with
+            ``pad_token_id`` (row 0 = padding item).
+        item_llm, user_llm: model path/name, ``transformers`` config, or module.
+        pad_token_id: padding token in ``item_tokens``.
+        max_len: longest history. l2_normalize: unit-norm output vectors. temperature: divides scores.
+        history_column, item_column: batch column names.
+    """
+
+    item_tokens: Tensor
+
+    def __init__(
+        self,
+        item_tokens: Tensor,
+        *,
+        item_llm: str | object,
+        user_llm: str | object,
+        pad_token_id: int = 0,
+        max_len: int = 50,
+        l2_normalize: bool = True,
+        temperature: float = 1.0,
+        history_column: str = "hist_item_id",
+        item_column: str = "item_id",
+    ) -> None:
+        super().__init__()
+        if item_tokens.dim() != 2 or item_tokens.dtype != torch.long:
+            raise ValueError(
+                f"item_tokens must be an int64 (num_items, T) tensor, got {item_tokens.dtype} {tuple(item_tokens.shape)}"
+            )
+        num_items = item_tokens.shape[0]
+        self.item_llm, self.user_llm = load_language_model(item_llm), load_language_model(user_llm)
+        # The user LLM reads item embeddings, never its own token table: freeze the unused table.
+        _token_table(self.user_llm).weight.requires_grad_(False)
+        width = _width(self.user_llm)
+        self.history_column, self.pad_token_id = history_column, pad_token_id
+        self.user_features = [
+            SequenceFeature(
+                history_column, num_items, embed_dim=width, shared_with=item_column, max_len=max_len
+            )
+        ]
+        self.item_features = [SparseFeature(item_column, num_items, embed_dim=width)]
+        self.temperature, self.l2_normalize = temperature, l2_normalize
+        self.register_buffer("item_tokens", item_tokens.clone(), persistent=False)
+        self.item_token = nn.Parameter(torch.randn(_width(self.item_llm)) * 0.02)  # the learned [ITEM] token
+        self.bridge = (
+            nn.Linear(_width(self.item_llm), width) if _width(self.item_llm) != width else nn.Identity()
+        )
+        self.item_cache: Tensor | None = None
+
+    def _encode_items(self, ids: Tensor) -> Tensor:
+        """Item LLM over the text of ``ids (N,)`` -> ``(N, D)``."""
+        tokens = self.item_tokens[ids]  # (N, T) left-padded
+        mask = tokens != self.pad_token_id
+        emb = _token_table(self.item_llm)(tokens)  # (N, T, H)
+        emb = torch.cat([emb, self.item_token.expand(len(ids), 1, -1)], 1)  # (N, T + 1, H)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (N, T + 1)
+        pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # (N, T + 1): positions ignore the padding
+        out = self.item_llm(inputs_embeds=emb, attention_mask=mask.long(), position_ids=pos).last_hidden_state
+        return self.bridge(out[:, -1])  # (N, D)
+
+    def _items(self, ids: Tensor) -> Tensor:
+        if self.item_cache is not None:
+            return self.item_cache[ids]  # (..., D)
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        return self._encode_items(uniq)[inverse]  # (..., D)
+
+    @torch.no_grad()
+    def cache_items(self, batch_size: int = 256) -> Tensor:
+        """Encode every item once and serve ``item_tower`` (and history inputs) from the cache."""
+        self.item_cache = None
+        ids = torch.arange(self.item_tokens.shape[0], device=self.item_tokens.device)
+        self.item_cache = torch.cat([self._encode_items(c) for c in ids.split(batch_size)])  # (N, D)
+        return self.item_cache
+
+    def clear_cache(self) -> None:
+        self.item_cache = None
+
+    def sequence_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """User-LLM state after each history position ``(B, L, D)`` (0 at padding)."""
+        ids = batch[self.history_column]  # (B, L) left-padded
+        mask = ids != 0
+        x = self._items(ids) * mask.unsqueeze(-1)  # (B, L, D)
+        pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # (B, L)
+        h = self.user_llm(inputs_embeds=x, attention_mask=mask.long(), position_ids=pos).last_hidden_state
+        h = F.normalize(h, dim=-1) if self.l2_normalize else h
+        return h * mask.unsqueeze(-1)  # (B, L, D)
+
+    def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self.sequence_tower(batch)[:, -1]  # (B, D)
+
+    def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
+        v = self._items(batch[self.item_id])  # (..., D)
+        return F.normalize(v, dim=-1) if self.l2_normalize else v

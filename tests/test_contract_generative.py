@@ -1,0 +1,176 @@
+"""Contract of every model in ``recforge.models.generative.MODELS``: shapes, gradients, learning,
+determinism, state_dict round trip, left-padding invariance (``tests/contract.py``); per-position
+training with ``SeqTrainer``; M-FALCON candidate states equal one-candidate-at-a-time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from _retrieval_helpers import cyclic_log
+from contract import check_model_contract, check_padding_invariance, left_pad
+from recforge.data import (
+    BatchLoader,
+    ColumnarDataset,
+    catalog_of,
+    eval_samples,
+    leave_one_out_split,
+    sequence_samples,
+)
+from recforge.metrics import RankingEvaluator
+from recforge.models.generative import HLLM, HSTU, MODELS
+from recforge.trainers import SeqTrainer
+
+NUM_ITEMS, L = 30, 8
+
+
+def _llm_config(vocab: int, width: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )  # fmt: skip
+
+
+def _item_tokens(vocab: int = 40, length: int = 5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    lens = torch.randint(1, length + 1, (NUM_ITEMS,), generator=g)
+    tokens = torch.randint(1, vocab, (NUM_ITEMS, length), generator=g)
+    tokens = tokens * (torch.arange(length)[None, :] >= (length - lens)[:, None])  # left padding
+    tokens[0] = 0
+    return tokens
+
+
+def _hllm(**kw) -> HLLM:
+    return HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 24), max_len=L, **kw)
+
+
+def _hstu(**kw) -> HSTU:
+    return HSTU(NUM_ITEMS, embed_dim=16, num_layers=2, num_heads=2, max_len=L, dropout=0.1, **kw)
+
+
+FACTORIES = {"HSTU": _hstu, "HLLM": _hllm}
+
+
+def _batch(b: int = 32, seed: int = 0, *, actions: bool = False, times: bool = False) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, L + 1, (b,), generator=g)
+    real = torch.arange(L)[None, :] >= (L - lens)[:, None]  # (B, L) left padding
+    hist = torch.randint(1, NUM_ITEMS, (b, L), generator=g) * real
+    batch = {"hist_item_id": hist, "item_id": hist[:, -1] % (NUM_ITEMS - 1) + 1}  # learnable: next id
+    if actions:
+        batch["hist_action"] = torch.randint(1, 3, (b, L), generator=g) * real
+    if times:
+        batch["hist_time"] = torch.cumsum(torch.randint(0, 10_000, (b, L), generator=g), 1) * real
+    return batch
+
+
+def in_batch_loss(out, batch) -> torch.Tensor:
+    logits = out.user @ out.item.T  # (B, B)
+    return F.cross_entropy(logits, torch.arange(logits.shape[0]))
+
+
+def test_every_generative_model_is_covered() -> None:
+    assert set(FACTORIES) == set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_contract(name) -> None:
+    check_model_contract(FACTORIES[name], _batch(), in_batch_loss, sequence_columns=["hist_item_id"], lr=0.02)
+
+
+def test_contract_with_actions_and_time() -> None:
+    factory = lambda: HSTU(  # noqa: E731
+        NUM_ITEMS, embed_dim=16, max_len=L, num_actions=3, num_time_buckets=16, dropout=0.0
+    )
+    batch = _batch(actions=True, times=True)
+    model = check_model_contract(factory, batch, in_batch_loss, lr=0.02)
+    check_padding_invariance(model, batch, ["hist_item_id", "hist_action", "hist_time"])
+    # time gaps change the output
+    model.eval()
+    with torch.no_grad():
+        shifted = dict(batch, hist_time=batch["hist_time"] * 7)
+        assert not torch.allclose(model.user_tower(batch), model.user_tower(shifted))
+
+
+def test_sequence_tower_shape_and_padding_zero() -> None:
+    model = FACTORIES["HSTU"]().eval()
+    batch = _batch(6)
+    h = model.sequence_tower(batch)
+    assert h.shape == (6, L, 16)
+    assert torch.all(h[batch["hist_item_id"] == 0] == 0)
+    assert torch.allclose(model.user_tower(batch), h[:, -1])
+
+
+def test_jagged_and_padded_kernels_agree() -> None:
+    torch.manual_seed(0)
+    a = HSTU(NUM_ITEMS, embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, kernel="jagged").eval()
+    b = HSTU(NUM_ITEMS, embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, kernel="padded").eval()
+    b.load_state_dict(a.state_dict())
+    batch = _batch(10, times=True)
+    assert torch.allclose(a.sequence_tower(batch), b.sequence_tower(batch), atol=1e-5)
+
+
+def test_m_falcon_equals_one_candidate_at_a_time() -> None:
+    torch.manual_seed(0)
+    model = HSTU(
+        NUM_ITEMS, embed_dim=16, max_len=L + 1, num_heads=2, num_actions=3, num_time_buckets=8
+    ).eval()
+    batch = _batch(5, actions=True, times=True)
+    cands = torch.randint(1, NUM_ITEMS, (5, 7))
+    with torch.no_grad():
+        many = model.candidate_states(batch, cands)  # (B, N, D)
+        for n in range(cands.shape[1]):
+            one = left_pad(batch, [], 0)
+            one["hist_item_id"] = torch.cat([batch["hist_item_id"], cands[:, n : n + 1]], 1)
+            one["hist_action"] = torch.cat([batch["hist_action"], torch.zeros(5, 1, dtype=torch.long)], 1)
+            one["hist_time"] = torch.cat([batch["hist_time"], batch["hist_time"][:, -1:]], 1)
+            assert torch.allclose(many[:, n], model.user_tower(one), atol=1e-5), n
+
+
+def test_seq_trainer_learns_next_item(tmp_path) -> None:
+    sp = leave_one_out_split(cyclic_log())
+    train = ColumnarDataset(sequence_samples(sp.histories(), 6))
+    test = ColumnarDataset(eval_samples(sp.histories("train", "valid"), sp.test, 6))
+    ev = RankingEvaluator(catalog_of(sp.num_items), ks=(5,), seen=None)
+    torch.manual_seed(0)
+    model = HSTU(sp.num_items, embed_dim=16, num_layers=1, max_len=6, dropout=0.0)
+    before = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]
+    trainer = SeqTrainer(
+        model,
+        num_items=sp.num_items,
+        num_negatives=10,
+        n_epoch=10,
+        optimizer_params={"lr": 0.02},
+        model_path=tmp_path,
+        progress=False,
+        plot=False,
+        evaluator=ev,
+    )
+    trainer.fit(BatchLoader(train, 32, shuffle=True))
+    after = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]
+    assert after > before + 0.3, (before, after)
+
+
+def test_hllm_item_cache_matches_encoder_and_widths_bridge() -> None:
+    torch.manual_seed(0)
+    model = _hllm().eval()
+    ids = torch.tensor([[3, 5], [7, 3]])
+    with torch.no_grad():
+        fresh = model.item_tower({"item_id": ids})
+        hist = {"hist_item_id": torch.tensor([[0, 2, 4], [1, 5, 6]])}
+        user = model.user_tower(hist)
+        model.cache_items(batch_size=7)
+        assert model.item_cache.shape == (NUM_ITEMS, 24)
+        assert torch.allclose(model.item_tower({"item_id": ids}), fresh, atol=1e-5)
+        assert torch.allclose(model.user_tower(hist), user, atol=1e-5)
+    model.clear_cache()
+    assert model.item_cache is None
+
+
+def test_hllm_rejects_bad_item_tokens() -> None:
+    with pytest.raises(ValueError, match="item_tokens"):
+        HLLM(torch.zeros(4, 3), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 16))
