@@ -13,7 +13,6 @@ while inputs and outputs stay float32.
 
 from __future__ import annotations
 
-import enum
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.export.core import ExportHead, export_onnx, export_pt2, input_columns
 from recforge.features import Feature
 
@@ -28,30 +28,21 @@ EXPORT_DIR = "export"
 MANIFEST = "manifest.json"
 
 
-class ExportFormat(str, enum.Enum):
+class ExportFormat(Choice):
     ONNX = "onnx"
     PT2 = "pt2"
 
 
-class Quantization(str, enum.Enum):
+class Quantization(Choice):
     INT8 = "int8"
     FP16 = "fp16"
-
-
-def parse_choice(enum_cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).lower())
-    except ValueError:
-        raise ValueError(f"{what} must be one of {[e.value for e in enum_cls]}, got {value!r}") from None
 
 
 def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode: Quantization | str) -> Path:
     """Write a quantised copy of the ONNX file ``src`` to ``dst`` (atomically)."""
     import onnx
 
-    q = parse_choice(Quantization, mode, "quantize")
+    q = Quantization.parse(mode, where="quantize")
     out = Path(dst)
     tmp = out.with_name(out.name + ".tmp")
     try:
@@ -102,8 +93,8 @@ def export_run(
     """Export the run's model (or both towers) into ``run_dir/export``; returns the written files."""
     from recforge.runs import load_run
 
-    f = parse_choice(ExportFormat, fmt, "format")
-    q = parse_choice(Quantization, quantize, "quantize") if quantize is not None else None
+    f = ExportFormat.parse(fmt, where="format")
+    q = Quantization.parse(quantize, where="quantize") if quantize is not None else None
     if q is not None and f is not ExportFormat.ONNX:
         raise ValueError(f"--quantize {q.value} needs --format onnx (pt2 export is not quantised)")
     run = load_run(Path(run_dir))

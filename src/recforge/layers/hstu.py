@@ -29,25 +29,17 @@ Choices (documented deviations / details):
 
 from __future__ import annotations
 
-import enum
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.jagged import lengths_from_offsets
 
 
-class HSTUKernel(str, enum.Enum):
+class HSTUKernel(Choice):
     JAGGED = "jagged"
     PADDED = "padded"
-
-    @classmethod
-    def parse(cls, value: HSTUKernel | str) -> HSTUKernel:
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"unknown HSTU kernel {value!r}; valid: {[k.value for k in cls]}") from None
 
 
 class RelativeBias(nn.Module):

@@ -12,37 +12,26 @@ embedding widths.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, CrossNetMix, CrossNetV2, EmbeddingLayer, MLPConfig, output_dim
 
 
-class ModelStructure(str, enum.Enum):
+class ModelStructure(Choice):
     PARALLEL = "parallel"
     STACKED = "stacked"
     CROSSNET_ONLY = "crossnet_only"
 
 
-class CrossType(str, enum.Enum):
+class CrossType(Choice):
     FULL_RANK = "full_rank"
     LOW_RANK = "low_rank"
     MIXTURE = "mixture"
-
-
-def _parse(enum_cls: type[enum.Enum], value: object, arg: str) -> enum.Enum:
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(str(value).lower())
-    except ValueError:
-        raise ValueError(
-            f"DCNv2: {arg} must be one of {[e.value for e in enum_cls]}, got {value!r}"
-        ) from None
 
 
 class DCNv2(nn.Module):
@@ -75,10 +64,10 @@ class DCNv2(nn.Module):
         fused: bool = True,
     ) -> None:
         super().__init__()
-        self.structure = _parse(ModelStructure, model_structure, "model_structure")
+        self.structure = ModelStructure.parse(model_structure, where="DCNv2: model_structure")
         if cross_type is None:
             cross_type = CrossType.MIXTURE if use_low_rank_mixture else CrossType.FULL_RANK
-        self.cross_type = _parse(CrossType, cross_type, "cross_type")
+        self.cross_type = CrossType.parse(cross_type, where="DCNv2: cross_type")
         self.features = dedup(features)
         self.embedding = EmbeddingLayer(self.features, sparse=sparse, fused=fused)
         n = output_dim(self.features)
