@@ -64,7 +64,7 @@ def test_export_pt2(run_dir):
 
 def test_export_refuses_bad_choices(run_dir, capsys):
     assert main(["export", str(run_dir), "--format", "tflite"]) == 2
-    assert "format must be one of ['onnx', 'pt2']" in capsys.readouterr().err
+    assert "format must be one of 'onnx', 'pt2'" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--format", "pt2", "--quantize", "int8"]) == 2
     assert "needs --format onnx" in capsys.readouterr().err
     assert main(["export", str(run_dir), "--quantize", "int4"]) == 2
