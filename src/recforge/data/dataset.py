@@ -6,6 +6,7 @@ sequences int64 ``(B, L)`` padded with 0, and the target(s) under ``"label"``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TypeAlias
 
@@ -39,9 +40,12 @@ def to_tensor(name: str, values: ArrayLike) -> Tensor:
                 f"column {name!r}: unsupported dtype {arr.dtype}; expected numbers or lists of ids"
             )
         arr = np.ascontiguousarray(arr)
-        if not arr.flags.writeable:  # e.g. pandas' copy-on-write buffers
-            arr = arr.copy()
-        t = torch.from_numpy(arr)
+        # Share the buffer rather than copy it, also when it is flagged read-only (pandas'
+        # copy-on-write columns): recforge never writes to dataset columns, and a copy of a large
+        # table would double its memory.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(arr)
     if t.dtype in (torch.int8, torch.int16, torch.int32, torch.uint8):
         t = t.long()
     elif t.dtype in (torch.float64, torch.float16, torch.bfloat16) or t.dtype == torch.bool:
