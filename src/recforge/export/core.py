@@ -6,6 +6,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -90,6 +91,43 @@ def _dynamic_shapes(batch: Mapping[str, Tensor], names: Sequence[str]) -> tuple[
     return tuple(shapes)
 
 
+class _Traceable(NamedTuple):
+    """What both exporters trace: the positional wrapper, its example arguments and their names."""
+
+    wrapper: Positional
+    args: tuple[Tensor, ...]
+    names: list[str]
+    dynamic_shapes: tuple[tuple[dict[int, object], ...]]
+
+
+def _traceable(
+    model: nn.Module,
+    features: Sequence[Feature] | None,
+    batch: Mapping[str, Tensor] | None,
+    head: ExportHead,
+    call: Callable[[nn.Module, dict[str, Tensor]], Tensor] | None,
+) -> _Traceable:
+    feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
+    names = input_columns(feats)
+    example = dict(batch) if batch is not None else example_batch(feats)
+    missing = [n for n in names if n not in example]
+    if missing:
+        raise KeyError(f"the example batch lacks input column(s) {missing}")
+    model.eval()
+    wrapper = Positional(model, names, call=call, head=head).eval()
+    args = tuple(example[n] for n in names)
+    return _Traceable(wrapper, args, names, (_dynamic_shapes(example, names),))
+
+
+def _write_atomically(path: str | os.PathLike[str], save: Callable[[str], object]) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save(str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -115,36 +153,23 @@ def export_onnx(
         The written path.
     """
     head = ExportHead.parse(head)
-    feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
-    names = input_columns(feats)
-    example = dict(batch) if batch is not None else example_batch(feats)
-    missing = [n for n in names if n not in example]
-    if missing:
-        raise KeyError(f"the example batch lacks input column(s) {missing}")
-    model.eval()
-    wrapper = Positional(model, names, call=call, head=head).eval()
-    args = tuple(example[n] for n in names)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    t = _traceable(model, features, batch, head, call)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            wrapper,
-            args,
+            t.wrapper,
+            t.args,
             dynamo=True,
-            input_names=names,
+            input_names=t.names,
             output_names=[output_name or head.value],
-            dynamic_shapes=(_dynamic_shapes(example, names),),
+            dynamic_shapes=t.dynamic_shapes,
             opset_version=opset,
             verbose=False,
         )
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
-    _rename_shadowing_values(program.model, names)
-    program.save(str(tmp))
-    os.replace(tmp, out)
-    return out
+    _rename_shadowing_values(program.model, t.names)
+    return _write_atomically(path, program.save)
 
 
 def _rename_shadowing_values(ir_model: object, input_names: Sequence[str]) -> None:
@@ -170,22 +195,9 @@ def export_pt2(
 ) -> Path:
     """``torch.export`` the model to a ``.pt2`` archive (load with ``torch.export.load``); inputs are
     positional in ``input_columns(features)`` order."""
-    head = ExportHead.parse(head)
-    feats = list(features if features is not None else model.features)  # type: ignore[arg-type]
-    names = input_columns(feats)
-    example = dict(batch) if batch is not None else example_batch(feats)
-    model.eval()
-    wrapper = Positional(model, names, call=call, head=head).eval()
-    args = tuple(example[n] for n in names)
-    program = torch.export.export(
-        wrapper, args, dynamic_shapes=(_dynamic_shapes(example, names),), strict=False
-    )
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.export.save(program, str(tmp))
-    os.replace(tmp, out)
-    return out
+    t = _traceable(model, features, batch, ExportHead.parse(head), call)
+    program = torch.export.export(t.wrapper, t.args, dynamic_shapes=t.dynamic_shapes, strict=False)
+    return _write_atomically(path, lambda p: torch.export.save(program, p))
 
 
 def onnx_parity(
