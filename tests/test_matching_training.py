@@ -102,3 +102,21 @@ def test_youtube_sbc_log_q_corrects_in_batch_softmax() -> None:
     plain = in_batch_softmax_loss(logits, batch["item_id"])
     corrected = in_batch_softmax_loss(logits, batch["item_id"], log_q)
     assert torch.isfinite(corrected) and not torch.isclose(plain, corrected)
+
+
+def test_match_objective_uses_youtube_sbc_streaming_log_q_in_batch() -> None:
+    torch.manual_seed(0)
+    model = YoutubeSBC([USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2).train()
+    for step in range(20):  # skew the estimate so the correction is far from uniform
+        model.frequency.update(torch.arange(1, 4) if step % 2 else torch.arange(1, V))
+    batch = make_batch(32, 4)
+    out = model(batch)
+    ids = batch["item_id"]
+    logits = model.score(out.user, out.item)  # (B, B)
+    expected = in_batch_softmax_loss(logits, ids, model.item_log_q(ids))
+    plain = in_batch_softmax_loss(logits, ids)
+    kw = dict(mode=MatchMode.LISTWISE, negatives=NegativeSource.IN_BATCH)
+    got = MatchObjective(model, **kw)(out, batch)  # type: ignore[arg-type]
+    assert torch.allclose(got, expected, atol=1e-6) and not torch.isclose(got, plain)
+    off = MatchObjective(model, logq=False, **kw)(out, batch)  # type: ignore[arg-type]
+    assert torch.allclose(off, plain, atol=1e-6)

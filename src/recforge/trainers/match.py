@@ -17,7 +17,7 @@ when the batch has a label and no negative source (``negatives="labelled"``).
 
 List-wise losses apply the logQ correction (Yi et al., RecSys 2019) when every candidate has a
 sampling probability: sampled items use the sampler's, in-batch items their training frequency
-(``item_counts``); the subtracted term is the log *expected count* (``log(K q)``), so mixed
+(``item_counts``), or the model's own streaming estimate (``YoutubeSBC``); the subtracted term is the log *expected count* (``log(K q)``), so mixed
 sources are corrected consistently.
 """
 
@@ -146,8 +146,10 @@ class MatchObjective:
         return self.sampler.log_prob(ids) + math.log(k)
 
     def _batch_log_q(self, ids: Tensor, b: int) -> Tensor | None:
+        """log expected count of each in-batch item: from ``item_counts`` when given, else the
+        model's streaming estimate (``YoutubeSBC``: already a per-batch frequency), else None."""
         if self.freq_log_q is None:
-            return None
+            return self.model.item_log_q(ids)
         return self.freq_log_q.to(ids.device)[ids] + math.log(b)
 
     # -- candidates -------------------------------------------------------------------------------

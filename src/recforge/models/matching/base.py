@@ -65,6 +65,14 @@ class TwoTowerModel(nn.Module):
             s = s.amax(1)  # (B, N)
         return s / self.temperature
 
+    def item_log_q(self, ids: Tensor) -> Tensor | None:
+        """The model's own estimate of ``log Q`` (log batch frequency) of item ``ids``, or ``None``.
+
+        Models that track item frequencies while training (``YoutubeSBC``) return it, and the
+        in-batch softmax subtracts it (logQ correction) when no ``item_counts`` are given.
+        """
+        return None
+
     def forward(self, batch: Mapping[str, Tensor]) -> TowerOutput:
         return TowerOutput(self.user_tower(batch), self.item_tower(batch))
 
