@@ -64,7 +64,9 @@ def main(out_dir: Path) -> None:
                 with torch.no_grad():
                     for p in model.parameters():
                         p.add_(1.0)
-            sharded = ShardedModel(model, sharding=sharding, embedding_optimizer={"lr": EMB_LR, "eps": EMB_EPS})
+            sharded = ShardedModel(
+                model, sharding=sharding, embedding_optimizer={"lr": EMB_LR, "eps": EMB_EPS}
+            )
             trainer = CTRTrainer(
                 sharded,
                 optimizer_fn=torch.optim.Adam,

@@ -38,7 +38,9 @@ class GlobalBatches:
 
     def __init__(self, loader: BatchLoader, world: int) -> None:
         self.ranks = [
-            BatchLoader(loader.dataset, loader.batch_size, shuffle=True, seed=loader.seed, rank=r, world_size=world)
+            BatchLoader(
+                loader.dataset, loader.batch_size, shuffle=True, seed=loader.seed, rank=r, world_size=world
+            )
             for r in range(world)
         ]
 
@@ -66,7 +68,9 @@ def reference(
         model,
         optimizer_fn=torch.optim.Adam,
         optimizer_params={"lr": w.LR},
-        sparse_optimizer_fn=lambda params, lr: RowWiseAdagrad(params, lr=emb_lr, eps=emb_eps, column_blocks=column_blocks),
+        sparse_optimizer_fn=lambda params, lr: RowWiseAdagrad(
+            params, lr=emb_lr, eps=emb_eps, column_blocks=column_blocks
+        ),
         n_epoch=w.EPOCHS,
         earlystop_metric="logloss",
         model_path=tmp,
@@ -93,7 +97,9 @@ def test_two_rank_sharded_training_matches_unsharded(tmp_path: Path) -> None:
             ref = reference(name, tmp_path / f"ref_{name}_{sharding}", column_blocks=blocks)
             ref_probs = ref.predict(ref.model, valid)
             ref_state = ref.model.state_dict()
-            r0, r1 = (torch.load(tmp_path / f"{name}_{sharding}_rank{r}.pt", weights_only=False) for r in (0, 1))
+            r0, r1 = (
+                torch.load(tmp_path / f"{name}_{sharding}_rank{r}.pt", weights_only=False) for r in (0, 1)
+            )
             where = f"{name}/{sharding}"
             # the plan is the one asked for: whole tables on alternating ranks, or split over both
             ranks = [[i % 2] for i in range(3)] if sharding == "table_wise" else [[0, 1]] * 3

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from recforge import distributed as rdist
 from recforge.choices import Choice
-from recforge.features import EmbeddedFeature, Feature, SequenceFeature, SparseFeature
+from recforge.features import EmbeddedFeature
 from recforge.layers.embedding import EmbeddingLayer
 from recforge.torchrec.adapter import kjt_from_batch, tables_from_features
 
@@ -47,7 +47,7 @@ def require_torchrec() -> ModuleType:
     """The ``torchrec`` module, or an ``ImportError`` naming the ``recforge[torchrec]`` extra."""
     try:
         import torchrec
-        import torchrec.distributed  # noqa: F401  (fbgemm loads here: a CUDA build on CPU fails now)
+        import torchrec.distributed  # fbgemm loads here: a CUDA build on a CPU machine fails now
     except (ImportError, OSError) as e:
         raise ImportError(f"sharded embeddings need TorchRec and fbgemm: {EXTRA_HINT}. ({e})") from e
     return torchrec
@@ -80,7 +80,7 @@ class FusedRowWiseAdagrad:
     def parse(cls, value: FusedRowWiseAdagrad | Mapping[str, float] | None) -> FusedRowWiseAdagrad:
         if value is None:
             return cls()
-        if isinstance(value, cls):
+        if isinstance(value, FusedRowWiseAdagrad):
             return value
         unknown = set(value) - {"lr", "eps"}
         if unknown:
@@ -145,7 +145,9 @@ class _Table:
 class _EmbeddingBagModel(nn.Module):
     """What DMP wraps: the sharded collection ``ebc`` and the model whose layers read its output."""
 
-    def __init__(self, ebc: nn.Module, model: nn.Module, features: Sequence[Feature], keys: Sequence[str]):
+    def __init__(
+        self, ebc: nn.Module, model: nn.Module, features: Sequence[EmbeddedFeature], keys: Sequence[str]
+    ) -> None:
         super().__init__()
         self.ebc = ebc
         self.model = model
@@ -217,7 +219,7 @@ class ShardedModel(nn.Module):
         if not layers:
             raise ValueError(f"{type(model).__name__} has no recforge EmbeddingLayer to shard")
         configs: list[Any] = []
-        kjt_features: list[Feature] = []
+        kjt_features: list[EmbeddedFeature] = []
         kjt_keys: list[str] = []
         self._tables: list[_Table] = []
         memo: dict[int, object] = {}
@@ -225,7 +227,7 @@ class ShardedModel(nn.Module):
             if isinstance(layer, PooledFeatures):
                 raise ValueError(f"{type(model).__name__} is already sharded (layer {path!r})")
             prefix = "" if len(layers) == 1 else path.replace(".", "_") + "__"
-            feats = [f for f in layer.features.values() if isinstance(f, SparseFeature | SequenceFeature)]
+            feats = list(layer.features.values())
             keys = {f.name: prefix + f.name for f in feats}
             for cfg in tables_from_features(feats):
                 table = cfg.name.removeprefix("t_")
