@@ -26,7 +26,7 @@ BATCH, EPOCHS, SEED = 64, 2, 7  # per-rank batch; the global batch is world_size
 # eps large enough to count: a gradient scaled by c acts as eps / c, so the scale is checked too
 LR, EMB_LR, EMB_EPS = 0.02, 0.05, 0.01
 MODELS = ("deepfm", "dlrm")
-SHARDINGS = ("table_wise", "column_wise")
+SHARDINGS = ("table_wise", "column_wise", "row_wise")
 
 
 def make_data(n: int, seed: int) -> ColumnarDataset:
