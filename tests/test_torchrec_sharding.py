@@ -8,6 +8,7 @@ and runs with ``-m distributed``; without TorchRec it is skipped. The other test
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -176,3 +177,56 @@ def test_choices_and_optimizer_settings() -> None:
         FusedRowWiseAdagrad.parse({"lr": 0.1, "momentum": 0.9})
     with pytest.raises(ValueError, match="lr must be > 0"):
         FusedRowWiseAdagrad(lr=0)
+
+
+def test_config_sharding_keys() -> None:
+    from recforge.config import parse_config
+
+    base = {"data": {"train": "x.csv"}, "features": [{"name": "a"}], "model": {"name": "DeepFM"}}
+    cfg = parse_config(
+        {**base, "trainer": {"sharding": "Column_Wise", "embedding_optimizer_params": {"lr": 0.1}}}
+    )
+    assert cfg.trainer.sharding == "column_wise" and cfg.trainer.embedding_optimizer_params == {"lr": 0.1}
+    assert parse_config(base).trainer.sharding is None
+    with pytest.raises(ValueError, match=r"trainer\.sharding must be one of"):
+        parse_config({**base, "trainer": {"sharding": "grid"}})
+    with pytest.raises(ValueError, match=r"needs trainer\.sharding"):
+        parse_config({**base, "trainer": {"embedding_optimizer_params": {"lr": 0.1}}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        parse_config({**base, "trainer": {"sharding": "row_wise", "embedding_optimizer_params": {"beta": 1}}})
+
+
+def test_cli_sharding_needs_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recforge.cli import main
+    from test_cli import small_config
+
+    assert main(["train", str(small_config(tmp_path)), "--set", "trainer.sharding=table_wise"]) == 2
+    assert "--nproc N" in capsys.readouterr().err
+
+
+@pytest.mark.distributed
+def test_cli_trains_sharded_on_two_processes_and_the_run_reloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torchrec")
+    pytest.importorskip("fbgemm_gpu")
+    from recforge.cli import main
+    from test_cli import small_config
+
+    config = small_config(tmp_path)
+    sets = ["trainer.sharding=column_wise", "trainer.embedding_optimizer_params.lr=0.05"]
+    sets += ["trainer.optimizer_params.lr=0.01", "trainer.n_epoch=3"]
+    cmd = [sys.executable, "-m", "recforge", "train", str(config), "--nproc", "2"]
+    cmd += [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.count("test: auc=") == 1  # only rank 0 reports
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert metrics["test"]["auc"] > 0.9
+    # the run directory holds the unsharded model: `recforge evaluate` reloads it in one process
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "test.parquet")]) == 0
+    reloaded = json.loads(capsys.readouterr().out)
+    assert reloaded["auc"] == pytest.approx(metrics["test"]["auc"], abs=1e-6)
+    assert reloaded["logloss"] == pytest.approx(metrics["test"]["logloss"], abs=1e-5)
