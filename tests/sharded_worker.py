@@ -81,10 +81,22 @@ def main(out_dir: Path) -> None:
             train = BatchLoader(make_data(N_TRAIN, 1), BATCH, shuffle=True, seed=SEED)
             trainer.fit(train, valid)  # ends with the best epoch's weights on every rank
             probs = trainer.predict(trainer.model, valid)
+            bad = {**next(iter(valid)), "c1": torch.full((100,), 30)}  # c1 has 30 ids: 0..29
+            try:
+                sharded(bad)
+                bad_id_error = ""
+            except IndexError as e:  # raised on every rank before any collective
+                bad_id_error = str(e)
             state = sharded.unsharded_state_dict()
             plan = {t: (p.sharding_type, p.ranks) for t, p in sharded.plan.plan["ebc"].items()}
             torch.save(
-                {"history": trainer.history, "probs": probs, "state": state, "plan": plan},
+                {
+                    "history": trainer.history,
+                    "probs": probs,
+                    "state": state,
+                    "plan": plan,
+                    "bad": bad_id_error,
+                },
                 out_dir / f"{name}_{sharding}_rank{info.rank}.pt",
             )
     rdist.destroy()

@@ -109,6 +109,7 @@ def test_two_rank_sharded_training_matches_unsharded(tmp_path: Path) -> None:
             ranks = [[i % 2] for i in range(3)] if sharding == "table_wise" else [[0, 1]] * 3
             expected = {t: (sharding, r) for t, r in zip(("t_c0", "t_c1", "t_c2"), ranks)}
             assert r0["plan"] == expected, where
+            assert "feature 'c1': ids must lie in [0, 30)" in r0["bad"] and r1["bad"] == r0["bad"], where
             # every rank evaluated the whole validation set with the same (sharded) weights
             np.testing.assert_allclose(r0["probs"], r1["probs"], rtol=0, atol=1e-7, err_msg=where)
             # ... and equals the unsharded reference, epoch by epoch and at the end

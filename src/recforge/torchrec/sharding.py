@@ -36,6 +36,7 @@ from recforge.choices import Choice
 from recforge.features import EmbeddedFeature
 from recforge.layers.embedding import EmbeddingLayer
 from recforge.torchrec.adapter import kjt_from_batch, tables_from_features
+from recforge.torchrec.modules import PoolingType
 
 EXTRA_HINT = (
     "pip install 'recforge[torchrec]' (on CPU install torch, then fbgemm-gpu-cpu, then torchrec with "
@@ -157,6 +158,14 @@ class _EmbeddingBagModel(nn.Module):
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         import torchrec
 
+        if not torch.jit.is_tracing():
+            for f in self.kjt_features:  # as EmbeddingLayer does, before the ids go to other ranks
+                ids = batch.get(f.name)
+                if ids is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= f.vocab_size):
+                    raise IndexError(
+                        f"feature {f.name!r}: ids must lie in [0, {f.vocab_size}), "
+                        f"got range [{int(ids.min())}, {int(ids.max())}]"
+                    )
         local = kjt_from_batch(batch, self.kjt_features)  # the recforge KJT: values and lengths
         kjt = torchrec.KeyedJaggedTensor(keys=self.kjt_keys, values=local.values(), lengths=local.lengths())
         out = _PooledBatch(batch)
@@ -213,7 +222,7 @@ class ShardedModel(nn.Module):
         # The unsharded model: every rank starts from rank 0's weights; rank 0 gets the trained
         # weights back from unsharded_state_dict(). Not a submodule (its tables are not trained).
         rdist.broadcast_module(model)
-        self.__dict__["unsharded"] = model
+        self._unsharded = (model,)  # a tuple: nn.Module does not register it as a submodule
 
         layers = [(p, m) for p, m in model.named_modules() if isinstance(m, EmbeddingLayer)]
         if not layers:
@@ -229,17 +238,17 @@ class ShardedModel(nn.Module):
             prefix = "" if len(layers) == 1 else path.replace(".", "_") + "__"
             feats = list(layer.features.values())
             keys = {f.name: prefix + f.name for f in feats}
+            pooling = {PoolingType.SUM: torchrec.PoolingType.SUM, PoolingType.MEAN: torchrec.PoolingType.MEAN}
             for cfg in tables_from_features(feats):
-                table = cfg.name.removeprefix("t_")
                 name = prefix + cfg.name
-                self._tables.append(_Table(path, table, name))
+                self._tables.append(_Table(path, layer.features[cfg.feature_names[0]].table, name))
                 configs.append(
                     torchrec.EmbeddingBagConfig(
                         name=name,
                         embedding_dim=cfg.embedding_dim,
                         num_embeddings=cfg.num_embeddings,
                         feature_names=[keys[f] for f in cfg.feature_names],
-                        pooling=getattr(torchrec.PoolingType, cfg.pooling.name),
+                        pooling=pooling[cfg.pooling],
                     )
                 )
             kjt_features.extend(feats)
@@ -279,6 +288,12 @@ class ShardedModel(nn.Module):
 
         return [p for _, p in in_backward_optimizer_filter(self.dmp.named_parameters()) if p.requires_grad]
 
+    @property
+    def unsharded(self) -> nn.Module:
+        """The model that was sharded; on rank 0 it holds the trained weights after
+        ``unsharded_state_dict()`` (ready for ``export``/``serve``)."""
+        return self._unsharded[0]
+
     # -- weights -------------------------------------------------------------------------------
     def unsharded_state_dict(self) -> dict[str, Tensor] | None:
         """Gather the trained weights into the unsharded model on rank 0 and return its
@@ -301,7 +316,7 @@ class ShardedModel(nn.Module):
                 full[key] = value
         if not main:
             return None
-        model = cast(nn.Module, self.unsharded)
+        model = self.unsharded
         dense = {k.removeprefix("model."): v for k, v in full.items() if k.startswith("model.")}
         result = model.load_state_dict(dense, strict=False)
         if result.unexpected_keys:
@@ -315,7 +330,7 @@ class ShardedModel(nn.Module):
     def load_unsharded_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Load a state dict of the unsharded model (e.g. from ``unsharded_state_dict()``) into
         it and into every shard. Every rank must pass the same ``state``."""
-        model = cast(nn.Module, self.unsharded)
+        model = self.unsharded
         model.load_state_dict(state)
         self._load_dmp(model)
 
