@@ -99,7 +99,35 @@ def main(out_dir: Path) -> None:
                 },
                 out_dir / f"{name}_{sharding}_rank{info.rank}.pt",
             )
+    registry_outputs(out_dir, info.rank)
     rdist.destroy()
+
+
+def registry_outputs(out_dir: Path, rank: int) -> None:
+    """Every ranking model of the contract test, sharded column-wise: its eval outputs (which
+    must equal the unsharded model's) and whether every dense parameter got a gradient."""
+    from contract import synthetic_batch
+    from test_contract_ranking import ALL, FACTORIES
+
+    batch = synthetic_batch(ALL, 16, seed=3)
+    results: dict[str, object] = {}
+    for name, factory in FACTORIES.items():
+        torch.manual_seed(0)
+        model = factory()
+        try:
+            sharded = ShardedModel(model, sharding="column_wise")
+        except (ValueError, NotImplementedError) as e:  # refused at construction, with a reason
+            results[name] = f"refused: {e}"
+            continue
+        model.eval()
+        sharded.eval()
+        with torch.no_grad():
+            expected, got = model(batch), sharded(batch)
+        sharded.train()
+        sharded(batch).sum().backward()
+        grads = all(p.grad is not None for p in sharded.dense_parameters())
+        results[name] = (expected, got, grads)
+    torch.save(results, out_dir / f"registry_rank{rank}.pt")
 
 
 if __name__ == "__main__":

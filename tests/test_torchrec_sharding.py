@@ -127,6 +127,18 @@ def test_two_rank_sharded_training_matches_unsharded(tmp_path: Path) -> None:
             plain = w.build_model(name)
             plain.load_state_dict(r0["state"])
             np.testing.assert_allclose(ref.predict(plain, valid), r0["probs"], rtol=0, atol=1e-6)
+    # every ranking model of the contract test runs sharded (column-wise) with the unsharded
+    # model's outputs, and backward reaches all its dense parameters; no skip list
+    from test_contract_ranking import FACTORIES
+
+    for r in (0, 1):
+        results = torch.load(tmp_path / f"registry_rank{r}.pt", weights_only=False)
+        assert results.keys() == FACTORIES.keys()
+        for name, result in results.items():
+            assert not isinstance(result, str), (name, result)
+            expected, got, all_grads = result
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=name)
+            assert all_grads, name
     # the tolerance separates (measured: these are 3e-3 and 8e-2 away in probability): one accumulator per row instead of per column
     # shard; embedding gradients summed over the ranks (2x the global-batch mean, i.e. eps / 2)
     for sharding, kw in (("column_wise", {"column_blocks": 1}), ("table_wise", {"emb_eps": w.EMB_EPS / 2})):

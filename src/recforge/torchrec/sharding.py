@@ -154,20 +154,28 @@ class _EmbeddingBagModel(nn.Module):
         self.model = model
         self.kjt_features = list(features)
         self.kjt_keys = list(keys)
+        # several layers may embed one column (each in its own tables): read it from the batch once
+        self.columns = list({f.name: f for f in self.kjt_features}.values())
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         import torchrec
 
         if not torch.jit.is_tracing():
-            for f in self.kjt_features:  # as EmbeddingLayer does, before the ids go to other ranks
+            for f in self.columns:  # as EmbeddingLayer does, before the ids go to other ranks
                 ids = batch.get(f.name)
                 if ids is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= f.vocab_size):
                     raise IndexError(
                         f"feature {f.name!r}: ids must lie in [0, {f.vocab_size}), "
                         f"got range [{int(ids.min())}, {int(ids.max())}]"
                     )
-        local = kjt_from_batch(batch, self.kjt_features)  # the recforge KJT: values and lengths
-        kjt = torchrec.KeyedJaggedTensor(keys=self.kjt_keys, values=local.values(), lengths=local.lengths())
+        local = kjt_from_batch(batch, self.columns)  # the recforge KJT: values and lengths
+        if len(self.columns) == len(self.kjt_features):
+            values, lengths = local.values(), local.lengths()
+        else:
+            per = local.to_dict()
+            values = torch.cat([per[f.name].values() for f in self.kjt_features])
+            lengths = torch.cat([per[f.name].lengths() for f in self.kjt_features])
+        kjt = torchrec.KeyedJaggedTensor(keys=self.kjt_keys, values=values, lengths=lengths)
         out = _PooledBatch(batch)
         out.pooled = self.ebc(kjt).to_dict()  # key -> (B, D)
         return self.model(out)
