@@ -313,8 +313,8 @@ class ShardedModel(nn.Module):
         main = rdist.rank() == 0
         full: dict[str, Tensor] = {}
         for key, value in self.dmp.state_dict().items():
-            if isinstance(value, ShardedTensor):
-                out = torch.empty(value.size(), dtype=value.dtype) if main else None
+            if isinstance(value, ShardedTensor):  # what TorchRec 1.8 returns for a sharded table
+                out = torch.empty(value.size(), dtype=value.dtype, device=self.device) if main else None
                 value.gather(dst=0, out=out)
                 if out is not None:
                     full[key] = out

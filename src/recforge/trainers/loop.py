@@ -332,15 +332,15 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-        if val_dataloader is None:
+        if val_dataloader is None or not (self.run_dir / BEST).exists():
             state = self._model_state()
             if state is not None:
                 atomic_save({"model": state, "epoch": self.n_epoch - 1}, self.run_dir / BEST)
-        elif self.model_parallel:
+        elif isinstance(self.model, dist_utils.ModelParallel):
             dist_utils.barrier()  # rank 0 has written best.pt; every rank loads its shards from it
             best = torch.load(self.run_dir / BEST, map_location="cpu", weights_only=True)
-            self.model.load_unsharded_state_dict(best["model"])  # type: ignore[operator]
-        elif self.is_main and (self.run_dir / BEST).exists():
+            self.model.load_unsharded_state_dict(best["model"])
+        elif self.is_main:
             best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
             self.model.load_state_dict(best["model"])
         if self.distributed and not self.model_parallel:
