@@ -104,8 +104,9 @@ def main(out_dir: Path) -> None:
 
 
 def registry_outputs(out_dir: Path, rank: int) -> None:
-    """Every ranking model of the contract test, sharded column-wise: its eval outputs (which
-    must equal the unsharded model's) and whether every dense parameter got a gradient."""
+    """Every ranking model of the contract tests, sharded column-wise: its eval outputs (which
+    must equal the unsharded model's) and whether every dense parameter got a gradient; the
+    sequence models (attention over unpooled histories) must be refused."""
     from contract import synthetic_batch
     from test_contract_ranking import ALL, FACTORIES
 
@@ -127,6 +128,14 @@ def registry_outputs(out_dir: Path, rank: int) -> None:
         sharded(batch).sum().backward()
         grads = all(p.grad is not None for p in sharded.dense_parameters())
         results[name] = (expected, got, grads)
+    from test_contract_seq_ranking import FACTORIES as SEQUENCE_FACTORIES
+
+    for name, factory in SEQUENCE_FACTORIES.items():  # attention over unpooled histories
+        try:
+            ShardedModel(factory(), sharding="table_wise")
+            results[name] = "sharded"
+        except ValueError as e:
+            results[name] = f"refused: {e}"
     torch.save(results, out_dir / f"registry_rank{rank}.pt")
 
 
