@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-slow test-benchmark test-distributed lint typecheck clean
+.PHONY: demo test test-slow test-benchmark test-distributed test-torchrec lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test-benchmark: $(STAMP)
 
 test-distributed: $(STAMP)
 	$(PY) -m pytest -q -m distributed
+
+# TorchRec (CPU build) in its own venv, then its interop and sharded-training tests (2 gloo ranks)
+TORCHREC_PY = benchmarks/.venvs/torchrec/bin/python
+test-torchrec:
+	$(PYTHON) benchmarks/peers.py torchrec
+	$(TORCHREC_PY) -m pip install --quiet pytest -e .
+	PYTHONPATH=src $(TORCHREC_PY) -m pytest -q -p no:cacheprovider -m "distributed or not distributed" \
+		tests/test_torchrec_interop.py tests/test_torchrec_sharding.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

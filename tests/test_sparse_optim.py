@@ -65,6 +65,24 @@ def test_rowwise_adagrad_matches_dense_reference() -> None:
     assert torch.equal(got[untouched].double(), initial()[untouched])
 
 
+def test_rowwise_adagrad_column_blocks_equal_separate_column_shards() -> None:
+    """``column_blocks=k`` is row-wise Adagrad run on each block of D/k columns on its own (what
+    TorchRec does to a table sharded column-wise over k ranks)."""
+    got = run(RowWiseAdagrad, True, lr=0.1, column_blocks=3)
+    torch.testing.assert_close(run(RowWiseAdagrad, False, lr=0.1, column_blocks=3), got)
+    start = initial().float()
+    blocks = [nn.Parameter(start[:, i : i + 2].clone()) for i in range(0, D, 2)]  # 3 blocks of 2
+    opt = RowWiseAdagrad(blocks, lr=0.1)
+    for ids, target in batches():
+        opt.zero_grad()
+        ((torch.cat([b[ids] for b in blocks], 1) - target) ** 2).sum().backward()
+        opt.step()
+    torch.testing.assert_close(got, torch.cat([b.detach() for b in blocks], 1))
+    assert not torch.allclose(got, run(RowWiseAdagrad, True, lr=0.1))  # one accumulator differs
+    with pytest.raises(ValueError, match="column_blocks"):
+        RowWiseAdagrad([nn.Parameter(torch.zeros(3, 4))], column_blocks=3)
+
+
 def test_lazy_adam_matches_dense_reference_and_sparse_adam() -> None:
     lr, (b1, b2), eps = 0.05, (0.9, 0.99), 1e-8
     w = initial()

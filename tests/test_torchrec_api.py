@@ -20,6 +20,7 @@ from recforge.torchrec import (
     JaggedTensor,
     KeyedJaggedTensor,
     KeyedTensor,
+    PoolingType,
     as_kjt,
     deepfm,
     dlrm,
@@ -353,8 +354,12 @@ def test_models_train_on_recforge_batches(arch: str, tmp_path) -> None:
     cols, labels, dense, sparse = criteo_like(2048)
     tables = tables_from_features(sparse)
     assert [t.feature_names for t in tables] == [("C0",), ("C1", "hist"), ("C2",), ("C3",)]
+    # a shared table pools as its sequence does (one sparse id per row pools to itself either way)
+    by_name = {t.name: t.pooling for t in tables_from_features(sparse, pooling="mean")}
+    assert by_name["t_C1"] is PoolingType.SUM and by_name["t_C0"] is PoolingType.MEAN
+    twin = SequenceFeature("hist2", vocab_size=100, embed_dim=8, pooling="mean", shared_with="C1")
     with pytest.raises(ValueError, match="different poolings"):
-        tables_from_features(sparse, pooling="mean")
+        tables_from_features([*sparse, twin])
     ebc = EmbeddingBagCollection(tables)
     if arch == "dlrm":
         module = dlrm.DLRM(ebc, len(dense), [16, 8], [16, 1])

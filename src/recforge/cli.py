@@ -51,6 +51,11 @@ def _train(args: argparse.Namespace) -> int:
             f"the presets {list(ROW_PRESETS)}; train retrieval/sequence models through the Python "
             "API (MatchTrainer, SeqTrainer)"
         )
+    if cfg.trainer.sharding is not None and not distributed.launched_by_torchrun():
+        raise ValueError(
+            f"trainer.sharding={cfg.trainer.sharding!r} shards the embedding tables over processes: "
+            "run `recforge train CONFIG --nproc N` with N >= 2 (or start it under torchrun)"
+        )
     main_rank = True
     if distributed.launched_by_torchrun():
         distributed.init_from_env()
@@ -81,6 +86,16 @@ def _train(args: argparse.Namespace) -> int:
     model = build_model(cfg.model.name, inputs, cfg.model.params)
     trainer_cls = get_preset(cfg.trainer.preset)
     tc = cfg.trainer
+    if tc.sharding is not None:
+        from recforge.torchrec.sharding import ShardedModel
+
+        # the run directory still holds the unsharded model (best.pt is gathered on rank 0)
+        model = ShardedModel(
+            model,
+            sharding=tc.sharding,
+            embedding_optimizer=tc.embedding_optimizer_params or None,
+            device=distributed.device_for(tc.device),
+        )
     extra: dict[str, Any] = {}
     if isinstance(cfg.data.label, list):
         extra["task_names"] = cfg.data.label  # multi-task metrics are named after the label columns
@@ -269,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="train data-parallel on N processes through torchrun (gloo on CPU, nccl on GPUs)",
+        help="train data-parallel on N processes through torchrun (gloo on CPU, nccl on GPUs); "
+        "with trainer.sharding the embedding tables are sharded over them by TorchRec",
     )
     p.set_defaults(func=_train)
 

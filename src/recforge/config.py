@@ -97,6 +97,10 @@ class TrainerConfig:
     device: str = "cpu"
     progress: bool = True
     num_threads: int | None = None
+    # TorchRec-sharded embedding tables (recforge[torchrec], `recforge train --nproc N`): the
+    # sharding type and the fused row-wise Adagrad's {lr, eps}.
+    sharding: str | None = None
+    embedding_optimizer_params: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,13 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         trainer_raw["optimizer"] = Optimizer.parse(trainer_raw["optimizer"], where="trainer.optimizer:")
     if trainer_raw.get("scheduler") is not None:
         trainer_raw["scheduler"] = Scheduler.parse(trainer_raw["scheduler"], where="trainer.scheduler:")
+    if trainer_raw.get("sharding") is not None or trainer_raw.get("embedding_optimizer_params"):
+        from recforge.torchrec.sharding import FusedRowWiseAdagrad, ShardingType
+
+        if trainer_raw.get("sharding") is None:
+            raise ValueError("trainer.embedding_optimizer_params needs trainer.sharding")
+        trainer_raw["sharding"] = ShardingType.parse(trainer_raw["sharding"], where="trainer.sharding").value
+        FusedRowWiseAdagrad.parse(trainer_raw.get("embedding_optimizer_params"))  # unknown keys fail now
     trainer = _build(TrainerConfig, trainer_raw, "trainer")
     top = {k: v for k, v in raw.items() if k not in ("data", "features", "model", "trainer")}
     unknown = set(top) - {"run_dir", "seed"}

@@ -11,6 +11,8 @@ This module adds the recforge-specific glue:
   gathering the ranks' outputs in rank order restores the single-process order exactly.
 * ``gather_arrays`` concatenates per-rank numpy arrays of different lengths on every rank.
 * ``launch`` re-runs a command line under ``torch.distributed.run`` (``recforge train --nproc N``).
+* ``ModelParallel`` is what a model that distributes itself (TorchRec's sharded embeddings,
+  ``recforge.torchrec.sharding.ShardedModel``) offers the Trainer instead of being wrapped in DDP.
 
 ``recforge.trainers.Trainer`` uses these when a process group is initialised (or with
 ``distributed=True``); see docs/distributed.md.
@@ -23,11 +25,12 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from recforge.choices import Choice
 from recforge.data.dataset import BatchLoader
@@ -114,6 +117,26 @@ def device_for(device: str | torch.device) -> torch.device:
     if d.type == "cuda" and d.index is None and is_initialized():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return d
+
+
+@runtime_checkable
+class ModelParallel(Protocol):
+    """A model split over the ranks by itself (e.g. sharded embedding tables). The Trainer does not
+    wrap it in DDP, optimizes only ``dense_parameters()`` (the rest is updated in backward), feeds
+    every rank the whole evaluation set (its forward is a collective), and saves and restores it
+    through the unsharded state dict."""
+
+    def dense_parameters(self) -> list[Tensor]:
+        """Parameters for the caller's optimizer."""
+        ...
+
+    def unsharded_state_dict(self) -> dict[str, Tensor] | None:
+        """A collective: the full, unsharded weights on rank 0, ``None`` on the other ranks."""
+        ...
+
+    def load_unsharded_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Load full weights (the same ``state`` on every rank)."""
+        ...
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:

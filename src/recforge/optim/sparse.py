@@ -6,6 +6,8 @@ step. Both also accept dense gradients (then every row counts as touched).
 
 * ``RowWiseAdagrad`` (the optimizer of DLRM/TorchRec's fused tables): one accumulator per *row*,
   ``G_r += mean_d(g_{r,d}²)``, ``w_r -= lr · g_r / (sqrt(G_r) + eps)``: ``1/D`` of Adagrad's state.
+  With ``column_blocks=k`` each row keeps ``k`` accumulators, one per block of ``D/k`` columns: the
+  rule TorchRec applies to a table sharded column-wise in ``k`` shards.
 * ``LazyAdam``: Adam's moments kept per element but updated only on touched rows, bias-corrected
   with the optimizer's global step (the semantics of ``torch.optim.SparseAdam`` and TF's
   LazyAdam), plus optional decoupled weight decay applied to touched rows.
@@ -66,6 +68,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         eps: added to the root of the accumulator.
         weight_decay: L2 penalty added to the touched rows' gradients.
         initial_accumulator_value: starting value of every row's accumulator.
+        column_blocks: accumulators per row, each over ``D / column_blocks`` consecutive columns.
     """
 
     def __init__(
@@ -75,13 +78,17 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         initial_accumulator_value: float = 0.0,
+        column_blocks: int = 1,
     ) -> None:
         _check(lr, eps, weight_decay)
+        if column_blocks < 1:
+            raise ValueError(f"column_blocks must be >= 1, got {column_blocks}")
         defaults = {
             "lr": lr,
             "eps": eps,
             "weight_decay": weight_decay,
             "initial_accumulator_value": initial_accumulator_value,
+            "column_blocks": column_blocks,
         }
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -90,8 +97,13 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                     raise ValueError(
                         f"RowWiseAdagrad needs 2-D (V, D) parameters, got shape {tuple(p.shape)}"
                     )
+                if p.shape[1] % column_blocks:
+                    raise ValueError(
+                        f"RowWiseAdagrad: width {p.shape[1]} does not split into column_blocks={column_blocks}"
+                    )
+                shape = (p.shape[0],) if column_blocks == 1 else (p.shape[0], column_blocks)
                 self.state[p]["sum"] = torch.full(
-                    (p.shape[0],), float(initial_accumulator_value), dtype=torch.float32, device=p.device
+                    shape, float(initial_accumulator_value), dtype=torch.float32, device=p.device
                 )
 
     @torch.no_grad()
@@ -102,6 +114,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            k = group.get("column_blocks", 1)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -110,16 +123,29 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 if rows is None:
                     if wd:
                         g = g + wd * p
-                    acc.add_(g.float().pow(2).mean(1))  # (V,)
-                    p.addcdiv_(g, (acc.sqrt() + eps).unsqueeze(1).to(p.dtype), value=-lr)
+                    acc.add_(_mean_square(g, k))  # (V,) | (V, k)
+                    p.addcdiv_(g, _per_column(acc.sqrt() + eps, k, p), value=-lr)
                     continue
                 if wd:
                     g = g + wd * p.index_select(0, rows)
-                acc_rows = acc.index_select(0, rows) + g.float().pow(2).mean(1)  # (n,)
+                acc_rows = acc.index_select(0, rows) + _mean_square(g, k)  # (n,) | (n, k)
                 acc.index_copy_(0, rows, acc_rows)
-                step = g / (acc_rows.sqrt() + eps).unsqueeze(1).to(p.dtype)  # (n, D)
+                step = g / _per_column(acc_rows.sqrt() + eps, k, p)  # (n, D)
                 p.index_add_(0, rows, step, alpha=-lr)
         return loss
+
+
+def _mean_square(g: Tensor, blocks: int) -> Tensor:
+    """Mean of ``g (n, D)`` squared per row ``(n,)``, or per row and column block ``(n, blocks)``."""
+    sq = g.float().pow(2)  # (n, D)
+    return sq.mean(1) if blocks == 1 else sq.view(sq.shape[0], blocks, -1).mean(2)
+
+
+def _per_column(denom: Tensor, blocks: int, p: Tensor) -> Tensor:
+    """A row's ``(n,)`` or blocks' ``(n, blocks)`` denominators spread over the ``D`` columns."""
+    if blocks == 1:
+        return denom.unsqueeze(1).to(p.dtype)  # (n, 1)
+    return denom.repeat_interleave(p.shape[1] // blocks, dim=1).to(p.dtype)  # (n, D)
 
 
 class LazyAdam(torch.optim.Optimizer):

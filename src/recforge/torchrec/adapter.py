@@ -69,7 +69,9 @@ def tables_from_features(
 ) -> list[EmbeddingBagConfig]:
     """One ``EmbeddingBagConfig`` per table (``shared_with`` features join their owner's table).
 
-    Sparse features take ``pooling``; a sequence feature's own ``mean``/``sum`` pooling is kept.
+    Sparse features take ``pooling``; a sequence feature's own ``mean``/``sum`` pooling is kept. A
+    table shared by sparse and sequence features pools as its sequences do (a sparse feature has
+    one id per row, which every pooling returns unchanged).
     """
     by_table: dict[str, list[SparseFeature | SequenceFeature]] = {}
     for f in features:
@@ -79,7 +81,8 @@ def tables_from_features(
     out = []
     for table, members in by_table.items():
         owner = next((f for f in members if f.name == table), members[0])
-        pools = {_pooling_of(f, pooling) for f in members}
+        sequences = [f for f in members if isinstance(f, SequenceFeature)]
+        pools = {_pooling_of(f, pooling) for f in (sequences or members)}
         if len(pools) > 1:
             raise ValueError(
                 f"table {table!r}: its features ask for different poolings {sorted(p.value for p in pools)}"

@@ -124,6 +124,10 @@ class Trainer:
             ``True`` also joins the group from torchrun's environment. The model is wrapped in
             ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank,
             evaluation outputs are gathered over ranks, and only rank 0 logs and writes files.
+            A model that distributes itself (``recforge.distributed.ModelParallel``, e.g.
+            ``recforge.torchrec.sharding.ShardedModel``) is not wrapped in DDP: the optimizer gets
+            its ``dense_parameters()``, every rank evaluates the whole validation set, and
+            checkpoints hold its unsharded state dict.
     """
 
     default_metric = "loss"
@@ -164,6 +168,14 @@ class Trainer:
             random.seed(seed)
         if distributed and not dist_utils.is_initialized():
             dist_utils.init_from_env()
+        self.model_parallel = isinstance(model, dist_utils.ModelParallel)
+        if self.model_parallel and distributed is False and dist_utils.is_distributed():
+            raise ValueError("distributed=False, but the model is split over the process group's ranks")
+        if self.model_parallel and resume:
+            raise ValueError(
+                "resume=True is not supported for a model-parallel model: the state of its embedding "
+                "optimizer (applied in backward) is not in the checkpoint"
+            )
         self.distributed = distributed is not False and dist_utils.is_distributed()
         self.is_main = dist_utils.is_main() if self.distributed else True
         self.device = dist_utils.device_for(device) if self.distributed else torch.device(device)
@@ -172,19 +184,33 @@ class Trainer:
                 "multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
                 "not DataParallel; pass one device"
             )
-        self.model = model.to(self.device)
+        # A model-parallel model placed itself (its shards live on their ranks' devices).
+        self.model = model if self.model_parallel else model.to(self.device)
         # DDP averages gradients in backward; evaluation and checkpoints use the bare model.
-        self.train_model = dist_utils.wrap_model(self.model, self.device) if self.distributed else self.model
+        self.train_model = (
+            dist_utils.wrap_model(self.model, self.device)
+            if self.distributed and not self.model_parallel
+            else self.model
+        )
         self.objective = objective if objective is not None else self.default_objective()
         self.optimizer: SparseAwareOptimizer = build_optimizer(
-            model, optimizer_fn, dict(optimizer_params or {}), sparse_optimizer_fn
+            model,
+            optimizer_fn,
+            dict(optimizer_params or {}),
+            sparse_optimizer_fn,
+            dense_params=model.dense_parameters() if isinstance(model, dist_utils.ModelParallel) else None,
         )
         self.schedulers = (
             [scheduler_fn(opt, **dict(scheduler_params or {})) for opt in self.optimizer.optimizers]
             if scheduler_fn is not None
             else []
         )
-        self.regularization = _Regularizer(model, regularization_params)
+        if self.model_parallel and any((regularization_params or {}).values()):
+            raise ValueError(
+                "regularization_params are not supported for a model-parallel model; "
+                "use weight decay in optimizer_params"
+            )
+        self.regularization = _Regularizer(model, None if self.model_parallel else regularization_params)
         self.n_epoch = n_epoch
         metric = earlystop_metric or self.default_metric
         self.stopper = EarlyStopper(metric, earlystop_patience, "min" if metric in LOWER_IS_BETTER else "max")
@@ -237,7 +263,9 @@ class Trainer:
     def gather(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per-rank evaluation arrays concatenated over ranks in rank order (identity when not
         distributed); presets call it on what ``evaluate``/``predict`` collect."""
-        return dist_utils.gather_arrays(arrays) if self.distributed else dict(arrays)
+        if self.distributed and not self.model_parallel:
+            return dist_utils.gather_arrays(arrays)
+        return dict(arrays)  # a model-parallel model evaluated the whole set on every rank
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(
@@ -276,10 +304,11 @@ class Trainer:
                             f"validation metrics {sorted(metrics)}"
                         )
                     is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
-                    if is_best and self.is_main:
+                    state = self._model_state() if is_best else None
+                    if state is not None:
                         atomic_save(
                             {
-                                "model": self.model.state_dict(),
+                                "model": state,
                                 "epoch": epoch,
                                 "metric": self.stopper.metric,
                                 "value": self.stopper.best,
@@ -288,8 +317,9 @@ class Trainer:
                         )
                 self._step_schedulers(record)
                 self._log(record, writer)
-                if self.is_main:
-                    self._save_checkpoint(epoch)
+                state = self._model_state()
+                if state is not None:
+                    self._save_checkpoint(epoch, state)
                 if stop:
                     log.info(
                         "early stop at epoch %d: best %s=%.5f at epoch %d",
@@ -302,15 +332,18 @@ class Trainer:
         finally:
             if writer is not None:
                 writer.close()
-        if self.is_main:
-            if val_dataloader is not None and (self.run_dir / BEST).exists():
-                best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
-                self.model.load_state_dict(best["model"])
-            else:
-                atomic_save(
-                    {"model": self.model.state_dict(), "epoch": self.n_epoch - 1}, self.run_dir / BEST
-                )
-        if self.distributed:
+        if val_dataloader is None or not (self.run_dir / BEST).exists():
+            state = self._model_state()
+            if state is not None:
+                atomic_save({"model": state, "epoch": self.n_epoch - 1}, self.run_dir / BEST)
+        elif isinstance(self.model, dist_utils.ModelParallel):
+            dist_utils.barrier()  # rank 0 has written best.pt; every rank loads its shards from it
+            best = torch.load(self.run_dir / BEST, map_location="cpu", weights_only=True)
+            self.model.load_unsharded_state_dict(best["model"])
+        elif self.is_main:
+            best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(best["model"])
+        if self.distributed and not self.model_parallel:
             dist_utils.broadcast_module(self.model)  # every rank ends with rank 0's (best) weights
         if self.plot and self.is_main:
             self._plot()
@@ -354,7 +387,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            if self.distributed and isinstance(data_loader, BatchLoader):
+            if self.distributed and not self.model_parallel and isinstance(data_loader, BatchLoader):
                 data_loader = dist_utils.shard_for_eval(data_loader)
             for raw in data_loader:
                 batch = move_batch(split_batch(raw), self.device)
@@ -372,11 +405,18 @@ class Trainer:
             else:
                 sch.step()
 
-    def _save_checkpoint(self, epoch: int) -> None:
+    def _model_state(self) -> dict[str, Tensor] | None:
+        """The model's weights on the rank that writes files, ``None`` on the others. For a
+        model-parallel model a collective: every rank calls it, rank 0 gets the gathered shards."""
+        if isinstance(self.model, dist_utils.ModelParallel):
+            return self.model.unsharded_state_dict()
+        return self.model.state_dict() if self.is_main else None
+
+    def _save_checkpoint(self, epoch: int, model_state: Mapping[str, Tensor]) -> None:
         atomic_save(
             {
                 "epoch": epoch,
-                "model": self.model.state_dict(),
+                "model": dict(model_state),
                 "optimizer": self.optimizer.state_dict(),
                 "schedulers": [s.state_dict() for s in self.schedulers],
                 "stopper": self.stopper.__dict__.copy(),

@@ -175,11 +175,11 @@ class MTLTrainer(Trainer):
             shared = self.optimizer.dense_params
         self.weighting.backward(loss, task_losses, shared)
 
-    def _save_checkpoint(self, epoch: int) -> None:
+    def _save_checkpoint(self, epoch: int, model_state: Mapping[str, Tensor]) -> None:
         # The task weighting's state (UWL log-variances, GradNorm weights and their optimizer,
         # MetaBalance's moving norms) sits next to the loop's checkpoint so a resume is exact.
         atomic_save(self.weighting.state_dict(), self.run_dir / WEIGHTING)
-        super()._save_checkpoint(epoch)
+        super()._save_checkpoint(epoch, model_state)
 
     def _load_checkpoint(self, path: Path) -> None:
         super()._load_checkpoint(path)

@@ -70,17 +70,24 @@ def build_optimizer(
     optimizer_fn: Callable[..., torch.optim.Optimizer],
     params: dict[str, Any],
     sparse_optimizer_fn: Callable[..., torch.optim.Optimizer] | str | None = None,
+    *,
+    dense_params: Sequence[Tensor] | None = None,
 ) -> SparseAwareOptimizer:
     """Dense parameters get ``optimizer_fn(**params)``; sparse embeddings get ``sparse_optimizer_fn``
     (by default ``recforge.optim.LazyAdam``: Adam on the touched rows, with the same ``lr``, betas
     and eps).
     ``sparse_optimizer_fn`` may be a class/factory or a name from ``recforge.optim.SparseOptimizer``
-    (``"rowwise_adagrad"``, ``"lazy_adam"``, ``"sparse_adam"``)."""
+    (``"rowwise_adagrad"``, ``"lazy_adam"``, ``"sparse_adam"``). ``dense_params`` replaces the
+    model's own list (a model-parallel model's embeddings are not for this optimizer)."""
     if isinstance(sparse_optimizer_fn, str):
         sparse_optimizer_fn = sparse_optimizer(sparse_optimizer_fn)
     sparse = sparse_parameters(model)
     sparse_ids = {id(p) for p in sparse}
-    dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+    dense = (
+        [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+        if dense_params is None
+        else list(dense_params)
+    )
     dense_opt = optimizer_fn(dense, **params) if dense else None
     sparse_opt: torch.optim.Optimizer | None = None
     if sparse:
