@@ -33,30 +33,14 @@ import pyarrow.parquet as pq
 import torch
 
 from recforge.data.dataset import LABEL, Batch, to_tensor
+from recforge.preprocess.io import list_parquet_files as list_files
+from recforge.preprocess.lists import pad_left
 
 
 class Transform(Protocol):
     """What the stream needs of a fitted feature pipeline."""
 
     def transform(self, data: pa.Table) -> Mapping[str, np.ndarray]: ...
-
-
-def list_files(path: str | Path) -> list[Path]:
-    """The Parquet files of ``path`` (a file, or a directory searched recursively), sorted; files
-    and folders whose name starts with ``_`` or ``.`` (Spark's ``_SUCCESS``, ``.crc``) are skipped."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"no Parquet file or directory at {str(p)!r}")
-    files = sorted(
-        f
-        for f in p.rglob("*.parquet")
-        if not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
-    )
-    if not files:
-        raise FileNotFoundError(f"directory {str(p)!r} holds no *.parquet files")
-    return files
 
 
 def pad_lists(name: str, column: pa.Array | pa.ChunkedArray, length: int) -> np.ndarray:
@@ -71,16 +55,7 @@ def pad_lists(name: str, column: pa.Array | pa.ChunkedArray, length: int) -> np.
     flat = column.flatten().to_numpy(zero_copy_only=False)
     if flat.dtype.kind not in "iu":
         raise TypeError(f"column {name!r}: list items must be integer ids, got {flat.dtype}")
-    n = len(column)
-    lengths = np.diff(offsets)  # (N,)
-    keep = np.minimum(lengths, length)
-    out = np.zeros((n, length), dtype=np.int64)
-    row = np.repeat(np.arange(n), keep)  # (ΣK,)
-    # position of each kept item inside its row's last `keep` items, written right-aligned
-    within = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
-    src = np.repeat(offsets[1:] - keep, keep) + within
-    out[row, length - np.repeat(keep, keep) + within] = flat[src]
-    return out
+    return pad_left(flat, np.diff(offsets), length)
 
 
 def _concat(parts: Sequence[Batch]) -> Batch:

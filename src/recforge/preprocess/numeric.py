@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recforge.preprocess.columns import Fill, Normalize, Numeric
 
@@ -19,8 +21,21 @@ class NumericStats:
     scale: float
 
 
-def numeric_values(name: str, s: pd.Series) -> np.ndarray:
+def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
+    if isinstance(s, pa.Array | pa.ChunkedArray):
+        t = s.type
+        if pa.types.is_dictionary(t):
+            return numeric_values(name, s.cast(t.value_type))
+        if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t):
+            return pc.fill_null(s.cast(pa.float64()), np.nan).to_numpy()
+        if pa.types.is_decimal(t):
+            return pc.fill_null(s.cast(pa.float64(), safe=False), np.nan).to_numpy()
+        example = next((v for v in s.drop_null()[:1].to_pylist()), None)
+        raise TypeError(
+            f"column {name!r}: Numeric expects numbers but the column holds {t} values, "
+            f"e.g. {example!r}; convert it or declare it Categorical"
+        )
     dtype = s.dtype
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)

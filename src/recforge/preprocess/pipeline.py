@@ -42,7 +42,15 @@ from recforge.preprocess.columns import (
     Numeric,
     SequenceColumn,
 )
-from recforge.preprocess.io import TableLike, iter_tables, read_table, require_columns
+from recforge.preprocess.io import (
+    Frame,
+    TableLike,
+    column_names,
+    iter_parquet_batches,
+    iter_tables,
+    read_frame,
+    require_columns,
+)
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
 from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
@@ -50,6 +58,7 @@ from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, t
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
 
+Column = pd.Series | pa.ChunkedArray  # one column of a ``Frame``
 LABEL = "label"  # recforge.data.LABEL; repeated so that preprocessing runs without importing torch
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
@@ -67,7 +76,7 @@ class NotFittedError(ValueError):
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
-def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, ValueKind]:
+def _categorical_values(spec: Categorical, s: Column) -> tuple[pa.Array, ValueKind]:
     arr = to_arrow(spec.name, s)
     if arr.null_count:
         if spec.fill_value is None:
@@ -87,7 +96,16 @@ def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, Valu
     return canonical_values(spec.name, arr)
 
 
-def _label_values(name: str, s: pd.Series) -> np.ndarray:
+def _label_values(name: str, s: Column) -> np.ndarray:
+    if isinstance(s, pa.ChunkedArray):
+        t = s.type
+        if not (pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got type {t}")
+        y = pc.fill_null(s.cast(pa.float32()), np.nan).to_numpy()
+        n_missing = int(np.isnan(y).sum())
+        if n_missing:
+            raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
+        return y
     if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
         raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
     y = s.to_numpy(dtype=np.float32, na_value=np.nan)
@@ -205,7 +223,7 @@ class FeaturePipeline:
         return owner
 
     def _encoded_values(
-        self, spec: EncodedSpec, df: pd.DataFrame
+        self, spec: EncodedSpec, df: Frame
     ) -> tuple[pa.Array, ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
             arr, kind = _categorical_values(spec, df[spec.name])
@@ -222,7 +240,7 @@ class FeaturePipeline:
 
     def fit(self, data: TableLike) -> FeaturePipeline:
         """Learn vocabularies and statistics from ``data`` (the training split only)."""
-        df = read_table(data)
+        df = read_frame(data)
         require_columns(df, [c.name for c in self.columns] + self.labels, source="the training data")
 
         def read(c: ColumnSpec) -> NumericStats | tuple[pa.Array, ValueKind, FlatList | None]:
@@ -269,7 +287,7 @@ class FeaturePipeline:
         return Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
 
     def fit_transform(self, data: TableLike) -> dict[str, np.ndarray]:
-        df = read_table(data)
+        df = read_frame(data)
         return self.fit(df).transform(df)
 
     # -- transforming --------------------------------------------------------------------------
@@ -291,22 +309,21 @@ class FeaturePipeline:
         """Encode ``data``: column name -> array (ids int64 ``(N,)``, dense float32 ``(N,)``,
         lists int64 ``(N, L)`` left-padded), plus ``"label"`` when the label columns are present."""
         self._require_fitted()
-        df = read_table(data)
+        df = read_frame(data)
         require_columns(df, [c.name for c in self.columns])
         arrays = self._map(lambda c: self._transform_column(c, df), self.columns)
         out: dict[str, np.ndarray] = {c.name: a for c, a in zip(self.columns, arrays)}
-        present = [y for y in self.labels if y in df.columns]
+        names = column_names(df)
+        present = [y for y in self.labels if y in names]
         if present and len(present) < len(self.labels):
-            missing = [y for y in self.labels if y not in df.columns]
-            raise KeyError(
-                f"label column(s) {missing} not found; available columns: {sorted(map(str, df.columns))}"
-            )
+            missing = [y for y in self.labels if y not in names]
+            raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(names)}")
         if present:
             ys = [_label_values(y, df[y]) for y in self.labels]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
 
-    def _transform_column(self, c: ColumnSpec, df: pd.DataFrame) -> np.ndarray:
+    def _transform_column(self, c: ColumnSpec, df: Frame) -> np.ndarray:
         if isinstance(c, Numeric):
             return apply_numeric(c, self._stats[c.name], numeric_values(c.name, df[c.name]))
         vocab = self._vocabs[self._owner(c).name]

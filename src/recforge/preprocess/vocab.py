@@ -52,9 +52,9 @@ class ValueKind(str, enum.Enum):
 def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]) -> pa.Array:
     """One column as an Arrow array; NaN and None become nulls. Mixed text/numbers is a TypeError."""
     if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
+        values = values.combine_chunks()
     if isinstance(values, pa.Array):
-        return values
+        return nan_to_null(values)
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if pd.api.types.is_numeric_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
         return pa.array(s.to_numpy(), from_pandas=True)
@@ -67,6 +67,13 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
             "convert the column to one type first"
         ) from None
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def nan_to_null(arr: pa.Array) -> pa.Array:
+    """Float NaNs as nulls, as pandas reads them (Arrow keeps NaN and null apart)."""
+    if pa.types.is_floating(arr.type) and len(arr) and pc.any(pc.is_nan(arr)).as_py():
+        return pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+    return arr
 
 
 def canonical_values(
@@ -148,6 +155,7 @@ class Vocabulary:
         self._value_set: pa.Array | None = None
         self._decode_table: np.ndarray | None = None
         self._lookup_table: dict[Value, int] | None = None
+        self._indexes: dict[str, pd.Index | None] = {}
 
     @classmethod
     def fit(
@@ -226,11 +234,31 @@ class Vocabulary:
             return np.fromiter((lookup.get(v, OOV) for v in arr.to_pylist()), dtype=np.int64, count=len(arr))
         value_set = self._values_arrow()
         common = _lookup_type(arr.type, value_set.type)
-        pos = pc.index_in(arr.cast(common), value_set=value_set.cast(common))
-        ids = pc.fill_null(pos, -1).to_numpy().astype(np.int64)
+        index = self._index(common)
+        if index is None:  # distinct integers that collide as floats: Arrow's slower set lookup
+            pos = pc.fill_null(pc.index_in(arr.cast(common), value_set=value_set.cast(common)), -1).to_numpy()
+        elif kind is ValueKind.STR:
+            # Python strings are made only for the batch's distinct values, looked up once each
+            encoded = pc.dictionary_encode(arr)
+            pos = index.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
+            pos = pos[encoded.indices.to_numpy(zero_copy_only=False)]
+        else:
+            pos = index.get_indexer(arr.cast(common).to_numpy())
+        ids = pos.astype(np.int64)
         ids += NUM_RESERVED
-        ids[ids < NUM_RESERVED] = OOV  # index_in gives null for unseen values
+        ids[ids < NUM_RESERVED] = OOV  # -1: unseen value
         return ids
+
+    def _index(self, arrow_type: pa.DataType) -> pd.Index | None:
+        """The known values as a ``pd.Index`` of ``arrow_type``: its hash table is built once and
+        kept (Arrow's ``index_in`` rebuilds one of the whole vocabulary on every call). ``None``
+        when the values are not distinct in that type (huge integers as floats)."""
+        key = str(arrow_type)
+        if key not in self._indexes:
+            values = self._values_arrow().cast(arrow_type).to_numpy(zero_copy_only=False)
+            index = pd.Index(values, dtype=object if values.dtype == object else values.dtype)
+            self._indexes[key] = index if index.is_unique else None
+        return self._indexes[key]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Original values of ``ids`` (object array); padding and OOV decode to ``None``."""
