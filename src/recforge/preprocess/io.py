@@ -29,6 +29,7 @@ TableLike: TypeAlias = Union[
 
 Frame: TypeAlias = pd.DataFrame | pa.Table
 """A table as the pipeline reads it: columns are ``pd.Series`` or ``pa.ChunkedArray``."""
+Column: TypeAlias = pd.Series | pa.ChunkedArray
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")

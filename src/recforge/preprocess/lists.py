@@ -86,7 +86,9 @@ def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | N
             with contextlib.suppress(pa.ArrowInvalid):  # out of int64 range: keep the text
                 tokens = pc.cast(tokens, pa.int64())
         return _finish(column, tokens, lengths)
-    scalar = pa.types.is_integer(lists.type) or pa.types.is_floating(lists.type) or pa.types.is_null(lists.type)
+    scalar = (
+        pa.types.is_integer(lists.type) or pa.types.is_floating(lists.type) or pa.types.is_null(lists.type)
+    )
     if sep is not None and scalar:
         # A CSV reader makes a delimited column numeric when no row holds a separator:
         # each value is then a one-item list (a missing value an empty one).
@@ -94,7 +96,9 @@ def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | N
         valid = pc.is_valid(lists).to_numpy(zero_copy_only=False)
         return _finish(column, lists.drop_null(), valid.astype(np.int64))
     if not (
-        pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type) or pa.types.is_fixed_size_list(lists.type)
+        pa.types.is_list(lists.type)
+        or pa.types.is_large_list(lists.type)
+        or pa.types.is_fixed_size_list(lists.type)
     ):
         raise TypeError(
             f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
