@@ -172,3 +172,31 @@ def test_median_fill_from_counts_matches_numpy() -> None:
             [df.iloc[i : i + 3] for i in range(0, len(df), 3)]
         )
         assert pipe.numeric_stats("v").fill == np.median(x)
+
+
+def test_arrow_input_is_encoded_like_pandas_input() -> None:
+    # Arrow keeps NaN apart from null; the Arrow path must treat NaN as missing, as pandas does
+    nan = float("nan")
+    table = pa.table(
+        {
+            "f": pa.array([1.0, nan, 3.0, 1.0]),
+            "g": pa.array([0.5, 2.0, nan, None]),
+            "s": pa.array(["a", None, "b", "a"]),
+            "lst": pa.array([[1, 2], None, [], [2, 2, 3]], pa.list_(pa.int32())),
+        }
+    )
+    cols = [
+        Categorical("f", fill_value=0),
+        Numeric("g"),
+        Categorical("s", fill_value="?"),
+        MultiValue("lst", sep=None),
+    ]
+    a = FeaturePipeline(cols).fit(table)
+    b = FeaturePipeline(cols).fit(table.to_pandas())
+    assert fitted_json(a) == fitted_json(b)
+    for k, v in b.transform(table.to_pandas()).items():
+        np.testing.assert_array_equal(a.transform(table)[k], v, err_msg=k)
+    with pytest.raises(ValueError, match="column 'f': 1 of 4 rows are missing"):
+        FeaturePipeline([Categorical("f")]).fit(table)
+    with pytest.raises(TypeError, match="column 's': Numeric expects numbers"):
+        FeaturePipeline([Numeric("s")]).fit(table)

@@ -10,7 +10,8 @@ pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load
 ```
 
 Everything learnt (vocabularies, fill values, normalisation statistics, multi-value lengths) comes
-from the data given to ``fit``; ``transform`` only applies it. The saved form is one JSON file with a
+from the data given to ``fit`` (or ``fit_stream``, the same in one pass over batches or Parquet
+files larger than memory); ``transform`` only applies it. Arrow input stays Arrow throughout. The saved form is one JSON file with a
 format ``version``; no pickle.
 """
 
