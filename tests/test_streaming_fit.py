@@ -200,3 +200,20 @@ def test_arrow_input_is_encoded_like_pandas_input() -> None:
         FeaturePipeline([Categorical("f")]).fit(table)
     with pytest.raises(TypeError, match="column 's': Numeric expects numbers"):
         FeaturePipeline([Numeric("s")]).fit(table)
+
+
+def test_stream_fit_reads_a_csv_file_in_chunks(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame(
+        {
+            "u": rng.choice(["ann", "bob", "cy", "dee"], 500),
+            "v": rng.integers(0, 50, 500),
+            "w": np.where(rng.random(500) < 0.1, np.nan, rng.normal(0, 1, 500)),
+            "tags": ["|".join(rng.choice(list("xyz"), int(k))) for k in rng.integers(1, 4, 500)],
+        }
+    )
+    path = tmp_path / "train.csv"
+    df.to_csv(path, index=False)
+    cols = [Categorical("u"), Categorical("v", min_freq=12), Numeric("w"), MultiValue("tags")]
+    whole = FeaturePipeline(cols).fit(path)
+    assert fitted_json(FeaturePipeline(cols).fit_stream(path, batch_rows=64)) == fitted_json(whole)

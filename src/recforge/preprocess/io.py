@@ -32,7 +32,7 @@ Frame: TypeAlias = pd.DataFrame | pa.Table
 Column: TypeAlias = pd.Series | pa.ChunkedArray
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
 def _is_polars(obj: object) -> bool:
@@ -96,12 +96,12 @@ def _read_file(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     name = path.name.lower()
     if not path.exists():
         raise FileNotFoundError(f"no such table file: {path}")
-    if name.endswith(_PARQUET_SUFFIXES):
+    if name.endswith(PARQUET_SUFFIXES):
         df = pd.read_parquet(path)
     elif name.endswith(_CSV_SUFFIXES):
         df = pd.read_csv(path, sep="\t" if ".tsv" in name else ",")
     else:
-        valid = ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES)
+        valid = ", ".join(_CSV_SUFFIXES + PARQUET_SUFFIXES)
         raise ValueError(f"{path}: unknown table format; the file name must end with one of {valid}")
     if columns is not None:
         require_columns(df, columns, source=str(path))
@@ -126,7 +126,7 @@ def iter_tables(src: TableLike, batch_rows: int) -> Iterator[pd.DataFrame]:
         name = path.name.lower()
         if not path.exists():
             raise FileNotFoundError(f"no such table file: {path}")
-        if name.endswith(_PARQUET_SUFFIXES):
+        if name.endswith(PARQUET_SUFFIXES):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
                 yield batch.to_pandas()
             return

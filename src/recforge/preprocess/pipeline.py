@@ -10,9 +10,9 @@ pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load
 ```
 
 Everything learnt (vocabularies, fill values, normalisation statistics, multi-value lengths) comes
-from the data given to ``fit`` (or ``fit_stream``, the same in one pass over batches or Parquet
-files larger than memory); ``transform`` only applies it. Arrow input stays Arrow throughout. The saved form is one JSON file with a
-format ``version``; no pickle.
+from the data given to ``fit`` (or ``fit_stream``: the same, in one pass over batches or Parquet
+files larger than memory); ``transform`` only applies it. Arrow input stays Arrow throughout. The
+saved form is one JSON file with a format ``version``; no pickle.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from recforge.preprocess.columns import (
     SequenceColumn,
 )
 from recforge.preprocess.io import (
+    PARQUET_SUFFIXES,
     Column,
     Frame,
     TableLike,
@@ -268,14 +269,19 @@ class FeaturePipeline:
         Args:
             batches: the training split as an iterable of pieces (Arrow record batches or tables,
                 DataFrames, ...), or a Parquet file or directory (e.g. Spark's ``part-*.parquet``),
-                read ``batch_rows`` rows at a time, only the needed columns.
+                read ``batch_rows`` rows at a time, only the needed columns, or a CSV file, read in
+                chunks of ``batch_rows`` rows.
             batch_rows: rows per read when ``batches`` is a path.
 
         Memory: one piece plus one count per distinct value of each vocabulary column (and of a
         ``Numeric(fill="median")`` column); numeric sums are exact, whatever the batching.
         """
         if isinstance(batches, str | os.PathLike):
-            batches = iter_parquet_batches(batches, self._fit_columns(), batch_rows)
+            path = Path(batches)
+            if path.is_dir() or path.name.lower().endswith(PARQUET_SUFFIXES):
+                batches = iter_parquet_batches(path, self._fit_columns(), batch_rows)
+            else:
+                batches = iter_tables(path, batch_rows)
         state = _FitState(self)
         for i, batch in enumerate(batches):
             df = read_frame(batch)
