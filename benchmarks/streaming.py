@@ -1,15 +1,18 @@
-"""Streaming Parquet vs the in-memory path: DeepFM training throughput and peak memory.
+"""Streaming Parquet vs the in-memory path: streaming fit, transform, DeepFM training, peak memory.
 
 1. ``write``: N synthetic Criteo-like rows (13 numeric columns with missing values, 26 categorical
    columns of raw 64-bit values, one ``list<int64>`` history column) as Parquet part files.
-2. A ``FeaturePipeline`` (vocabularies, fill + standardise, history padding) is fit on the first
-   part file only (a sample) and saved.
-3. ``stream``: one DeepFM epoch from ``ParquetStream`` (pipeline applied per row group, shuffle
-   buffer). ``memory``: read everything, ``pipeline.transform`` once, ``BatchLoader``, one epoch.
+2. ``fit``: ``FeaturePipeline.fit_stream`` over the training part files (one pass: vocabularies,
+   fill + standardise, history padding), saved for the other modes.
+3. ``transform``: ``pipeline.transform`` alone on the row groups of one part file (read beforehand).
+4. ``stream``: one DeepFM epoch from ``ParquetStream`` over ``--train-rows`` rows (pipeline applied
+   per row group, shuffle buffer). ``stream_small``: the same over ``--memory-rows`` rows.
+   ``memory``: read ``--memory-rows`` rows, ``pipeline.transform`` once, ``BatchLoader``, one epoch.
    ``scan``: the stream alone (read + transform + shuffle + batch, no model) over all rows.
-Each mode runs in its own process, so its peak RSS (``ru_maxrss``) is its own.
+Each mode runs in its own process, so its peak RSS (``ru_maxrss``) is its own; the results file is
+rewritten after every mode.
 
-Usage: PYTHONPATH=src python benchmarks/streaming.py --rows 20000000 --train-rows 1000000
+Usage: PYTHONPATH=src python benchmarks/streaming.py --rows 20000000 --train-rows 20000000 --memory-rows 2000000
 Writes benchmarks/results/streaming.md.
 """
 
@@ -66,18 +69,24 @@ def write(out: Path, rows: int, part_rows: int, seed: int = 0) -> None:
         os.replace(tmp, out / f"part-{part:05d}.parquet")
 
 
-def pipeline_for(data: Path, run: Path):
-    from recforge.preprocess import Categorical, FeaturePipeline, Numeric, SequenceColumn
+def specs():
+    from recforge.preprocess import Categorical, Numeric, SequenceColumn
 
-    if (run / "pipeline.json").exists():
-        return FeaturePipeline.load(run)
-    specs = [Numeric(f"I{i}", fill="mean", normalize="standard") for i in range(N_DENSE)]
-    specs += [Categorical(f"C{i}", embed_dim=DIM) for i in range(N_CAT)]
-    specs.append(SequenceColumn("hist", max_len=10, shared_with=f"C{N_CAT - 1}", pooling="mean"))
-    first = sorted(data.glob("part-*.parquet"))[0]
-    pipe = FeaturePipeline(specs, label="label").fit(pq.read_table(first))
-    pipe.save(run)
-    return pipe
+    out = [Numeric(f"I{i}", fill="mean", normalize="standard") for i in range(N_DENSE)]
+    out += [Categorical(f"C{i}", embed_dim=DIM) for i in range(N_CAT)]
+    out.append(SequenceColumn("hist", max_len=10, shared_with=f"C{N_CAT - 1}", pooling="mean"))
+    return out
+
+
+def subset(work: Path, name: str, files: list[Path]) -> Path:
+    """A directory of symlinks to ``files`` (the parts a mode reads)."""
+    d = work / name
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.iterdir():
+        old.unlink()
+    for f in files:
+        os.symlink(f.resolve(), d / f.name)
+    return d
 
 
 def model_for(pipe):
@@ -88,54 +97,104 @@ def model_for(pipe):
     return DeepFM(pipe.features, fm, {"dims": [256, 128]}, sparse=True, fused=True)
 
 
+def logged(batches, path: Path, t0: float, every: int = 100):
+    """``batches`` as they are, appending rows done, rows/s and peak RSS to ``path`` every
+    ``every`` batches (what a run cut short by its time limit still tells)."""
+    rows = 0
+    with path.open("w") as log:
+        for i, batch in enumerate(batches, 1):
+            rows += int(batch["label"].shape[0])
+            yield batch
+            if i % every == 0:
+                seconds = time.perf_counter() - t0
+                print(
+                    f"{rows} rows {seconds:.0f}s {rows / seconds:.0f} rows/s rss {_rss_gb():.2f} GB "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    file=log, flush=True,
+                )  # fmt: skip
+
+
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from recforge.data import BatchLoader
     from recforge.data.streaming import ParquetStream
+    from recforge.preprocess import FeaturePipeline
     from recforge.trainers import CTRTrainer
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    data, run = Path(args.work) / "data", Path(args.work) / "run"
-    pipe = pipeline_for(data, run)
+    work = Path(args.work)
+    data, run = work / "data", work / "run"
     files = sorted(data.glob("part-*.parquet"))
-    train_parts = max(1, args.train_rows // args.part_rows)
+    train = subset(work, f"train_{mode}", files[: max(1, args.train_rows // args.part_rows)])
+    small = files[: max(1, args.memory_rows // args.part_rows)]
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
+    if mode == "fit":
+        pipe = FeaturePipeline(specs(), label="label").fit_stream(train)
+        seconds = time.perf_counter() - t0
+        pipe.save(run)
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in train.iterdir())
+        return {
+            "rows": rows,
+            "seconds": seconds,
+            "rows_per_s": rows / seconds,
+            "rss_gb": _rss_gb(),
+            "load": load,
+        }
+    pipe = FeaturePipeline.load(run)
+    if mode == "transform":
+        pf = pq.ParquetFile(files[0])
+        groups = [pf.read_row_group(g) for g in range(pf.metadata.num_row_groups)]
+        pipe.transform(groups[0])  # builds the vocabulary hash tables once
+        t0 = time.perf_counter()
+        rows = sum(len(pipe.transform(g)["label"]) for g in groups)
+        seconds = time.perf_counter() - t0
+        return {
+            "rows": rows,
+            "seconds": seconds,
+            "rows_per_s": rows / seconds,
+            "rss_gb": _rss_gb(),
+            "load": load,
+        }
     if mode == "scan":
         stream = ParquetStream(data, args.batch_size, pipeline=pipe, shuffle=True, shuffle_buffer=args.buffer)
         rows = sum(int(b["label"].shape[0]) for b in stream)
         seconds = time.perf_counter() - t0
-        return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_gb": _rss_gb()}
+        return {
+            "rows": rows,
+            "seconds": seconds,
+            "rows_per_s": rows / seconds,
+            "rss_gb": _rss_gb(),
+            "load": load,
+        }
     model = model_for(pipe)
     trainer = CTRTrainer(
         model, optimizer_params={"lr": 1e-3}, sparse_optimizer_fn="rowwise_adagrad", n_epoch=1,
-        model_path=Path(args.work) / f"train_{mode}", progress=False, plot=False,
+        model_path=work / f"model_{mode}", progress=False, plot=False,
     )  # fmt: skip
-    if mode == "stream":
-        subset = Path(args.work) / "train_subset"
-        subset.mkdir(exist_ok=True)
-        for old in subset.iterdir():
-            old.unlink()
-        for f in files[:train_parts]:
-            os.symlink(f, subset / f.name)
+    load_s = 0.0
+    if mode in ("stream", "stream_small"):
+        source = train if mode == "stream" else subset(work, "train_small", small)
         loader = ParquetStream(
-            subset, args.batch_size, pipeline=pipe, shuffle=True, shuffle_buffer=args.buffer
+            source, args.batch_size, pipeline=pipe, shuffle=True, shuffle_buffer=args.buffer
         )
-        load_s = 0.0
+        rows = loader.num_rows
     else:
-        table = pa.concat_tables([pq.read_table(f) for f in files[:train_parts]])
+        table = pa.concat_tables([pq.read_table(f) for f in small])
         ds = pipe.dataset(table)
         del table
         loader = BatchLoader(ds, args.batch_size, shuffle=True)
+        rows = len(ds)
         load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    loss = trainer.train_one_epoch(loader)
+    loss = trainer.train_one_epoch(logged(loader, work / f"progress_{mode}.log", t1))
     train_s = time.perf_counter() - t1
-    rows = loader.num_rows if isinstance(loader, ParquetStream) else len(loader.dataset)
     return {
         "rows": rows, "load_seconds": load_s, "train_seconds": train_s, "samples_per_s": rows / train_s,
         "end_to_end_samples_per_s": rows / (time.perf_counter() - t0), "loss": loss, "rss_gb": _rss_gb(),
+        "load": load, "load_after": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -143,19 +202,69 @@ def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
+def report(args: argparse.Namespace, results: dict[str, dict[str, float]], size_gb: float) -> str:
+    gb = lambda r: f"{r['rss_gb']:.2f}"  # noqa: E731
+    lines = [
+        "# Streaming Parquet vs in-memory (DeepFM)",
+        "",
+        f"Command: `PYTHONPATH=src python benchmarks/streaming.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, {args.threads} torch "
+        "thread(s); each mode in its own process (peak RSS = its `ru_maxrss`); load = 1-minute load "
+        "average when the mode started.",
+        f"Data: {args.rows:,} synthetic Criteo-like rows ({size_gb:.2f} GB of Parquet, {args.part_rows:,}-row "
+        f"part files, row groups of {ROW_GROUP:,}): 13 numeric columns (10% missing), 26 categorical columns "
+        "of raw 64-bit values (cardinality 10..100k), one list<int64> history (0..10 items). DeepFM (paper "
+        f"form, embed 16, MLP [256, 128], sparse embeddings + row-wise Adagrad), batch {args.batch_size}, "
+        f"shuffle buffer {args.buffer:,} rows.",
+        "",
+        "| mode | rows | what is timed | rows/s | peak RSS (GB) | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    timed = {
+        "fit": "FeaturePipeline.fit_stream: one pass over the training Parquet files (read + fit)",
+        "transform": "pipeline.transform of in-memory row groups (no read)",
+        "scan": "ParquetStream, no model: read + transform + shuffle + batch",
+    }
+    for mode, what in timed.items():
+        if mode in results:
+            r = results[mode]
+            lines.append(
+                f"| {mode} | {r['rows']:,} | {what} | {r['rows_per_s']:,.0f} | {gb(r)} | {r['load']:.1f} |"
+            )
+    trained = {
+        "stream": "DeepFM epoch from ParquetStream (loading inside)",
+        "stream_small": "DeepFM epoch from ParquetStream (loading inside)",
+        "memory": "DeepFM epoch from in-memory BatchLoader",
+    }
+    for mode, what in trained.items():
+        if mode in results:
+            r = results[mode]
+            lines.append(
+                f"| {mode} | {r['rows']:,} | {what} | {r['samples_per_s']:,.0f} | {gb(r)} | {r['load']:.1f} |"
+            )
+            if mode == "memory":
+                lines.append(
+                    f"| memory, incl. load | {r['rows']:,} | read all + transform ({r['load_seconds']:.0f}s) + epoch "
+                    f"| {r['end_to_end_samples_per_s']:,.0f} | {gb(r)} | {r['load']:.1f} |"
+                )
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--data-dir", default=str(ROOT.parent / "shared" / "data"), help="unused: data is synthetic"
-    )
     p.add_argument("--work", default=str(ROOT / "benchmarks" / ".cache" / "streaming"))
     p.add_argument("--rows", type=int, default=20_000_000, help="rows written and scanned")
-    p.add_argument("--train-rows", type=int, default=1_000_000, help="rows of the DeepFM epoch (whole parts)")
+    p.add_argument(
+        "--train-rows", type=int, default=20_000_000, help="rows fit on and streamed (whole parts)"
+    )
+    p.add_argument("--memory-rows", type=int, default=2_000_000, help="rows of the in-memory comparison")
     p.add_argument("--part-rows", type=int, default=1_000_000, help="rows per Parquet part file")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--buffer", type=int, default=200_000, help="shuffle buffer rows")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--modes", default="scan,stream,memory")
+    p.add_argument("--modes", default="fit,transform,memory,stream,stream_small,scan")
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "streaming.md"))
     args = p.parse_args()
@@ -176,7 +285,10 @@ def main() -> None:
         t0 = time.perf_counter()
         write(data, args.rows, args.part_rows)
         print(f"wrote {args.rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
-    results = {}
+    size_gb = sum(f.stat().st_size for f in data.glob("*.parquet")) / 1024**3
+    results: dict[str, dict[str, float]] = {}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for mode in args.modes.split(","):
         cmd = [sys.executable, __file__, *sys.argv[1:], "--mode", mode]
         proc = subprocess.run(
@@ -186,44 +298,10 @@ def main() -> None:
             raise RuntimeError(f"mode {mode} failed:\n{proc.stderr[-3000:]}")
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
-    size_gb = sum(f.stat().st_size for f in data.glob("*.parquet")) / 1024**3
-    lines = [
-        "# Streaming Parquet vs in-memory (DeepFM)",
-        "",
-        f"Command: `PYTHONPATH=src python benchmarks/streaming.py {' '.join(sys.argv[1:])}`",
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, {args.threads} torch thread(s).",
-        f"Data: {args.rows:,} synthetic Criteo-like rows ({size_gb:.2f} GB of Parquet, row groups of {ROW_GROUP:,}): "
-        "13 numeric columns (10% missing), 26 categorical columns of raw 64-bit values (cardinality 10..100k), "
-        f"one list<int64> history (0..10 items). FeaturePipeline fit on the first part file ({args.part_rows:,} rows); "
-        f"DeepFM (paper form, embed 16, MLP [256, 128], sparse embeddings + row-wise Adagrad), batch {args.batch_size}, "
-        f"shuffle buffer {args.buffer:,} rows.",
-        "",
-        "| mode | rows | what is timed | rows/s | peak RSS (GB) |",
-        "|---|---|---|---|---|",
-    ]
-    if "scan" in results:
-        r = results["scan"]
-        lines.append(
-            f"| stream, no model | {r['rows']:,} | read + transform + shuffle + batch | {r['rows_per_s']:,.0f} | {r['rss_gb']:.2f} |"
-        )
-    for mode, label in (("stream", "ParquetStream"), ("memory", "in-memory BatchLoader")):
-        if mode in results:
-            r = results[mode]
-            lines.append(
-                f"| DeepFM epoch, {label} | {r['rows']:,} | training epoch (data loading inside) | {r['samples_per_s']:,.0f} | {r['rss_gb']:.2f} |"
-            )
-            if mode == "memory":
-                lines.append(
-                    f"| DeepFM, in-memory incl. load | {r['rows']:,} | read all + transform ({r['load_seconds']:.0f}s) + epoch | {r['end_to_end_samples_per_s']:,.0f} | {r['rss_gb']:.2f} |"
-                )
-    lines.append("")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, out)
-    print("\n".join(lines))
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(report(args, results, size_gb), encoding="utf-8")
+        os.replace(tmp, out)
+    print(out.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -160,3 +160,20 @@ def test_fitted_feature_pipeline_streams_like_the_in_memory_path(data_dir) -> No
     assert set(got) == set(whole)
     for k, v in whole.items():
         assert torch.equal(got[k], torch.as_tensor(v).to(got[k].dtype)), k
+
+
+@pytest.mark.parametrize("buffer", [1, 7, 40, 1000])
+def test_shuffle_buffer_of_any_size_yields_every_row_once(data_dir, buffer: int) -> None:
+    path, data = data_dir
+    s = ParquetStream(path, 16, list_lengths={"hist": 4}, shuffle=True, shuffle_buffer=buffer, seed=3)
+    got = collect(s)
+    order = got["row"].argsort()
+    assert got["row"][order].tolist() == list(range(150))
+    assert torch.equal(got["hist"][order], torch.from_numpy(data["hist"]))  # columns stay aligned
+    assert got["row"].tolist() != list(range(150))
+
+
+def test_pad_lists_of_a_sliced_list_array() -> None:
+    rows = [[1, 2], [3, 4, 5, 6], [], [7, 8, 9]]
+    arr = pa.array(rows, pa.list_(pa.int64())).slice(1)  # offsets no longer start at 0
+    assert pad_lists("h", arr, 2).tolist() == [[5, 6], [0, 0], [8, 9]]

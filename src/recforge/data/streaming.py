@@ -33,30 +33,14 @@ import pyarrow.parquet as pq
 import torch
 
 from recforge.data.dataset import LABEL, Batch, to_tensor
+from recforge.preprocess.io import list_parquet_files as list_files
+from recforge.preprocess.lists import pad_left
 
 
 class Transform(Protocol):
     """What the stream needs of a fitted feature pipeline."""
 
     def transform(self, data: pa.Table) -> Mapping[str, np.ndarray]: ...
-
-
-def list_files(path: str | Path) -> list[Path]:
-    """The Parquet files of ``path`` (a file, or a directory searched recursively), sorted; files
-    and folders whose name starts with ``_`` or ``.`` (Spark's ``_SUCCESS``, ``.crc``) are skipped."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"no Parquet file or directory at {str(p)!r}")
-    files = sorted(
-        f
-        for f in p.rglob("*.parquet")
-        if not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
-    )
-    if not files:
-        raise FileNotFoundError(f"directory {str(p)!r} holds no *.parquet files")
-    return files
 
 
 def pad_lists(name: str, column: pa.Array | pa.ChunkedArray, length: int) -> np.ndarray:
@@ -71,16 +55,7 @@ def pad_lists(name: str, column: pa.Array | pa.ChunkedArray, length: int) -> np.
     flat = column.flatten().to_numpy(zero_copy_only=False)
     if flat.dtype.kind not in "iu":
         raise TypeError(f"column {name!r}: list items must be integer ids, got {flat.dtype}")
-    n = len(column)
-    lengths = np.diff(offsets)  # (N,)
-    keep = np.minimum(lengths, length)
-    out = np.zeros((n, length), dtype=np.int64)
-    row = np.repeat(np.arange(n), keep)  # (ΣK,)
-    # position of each kept item inside its row's last `keep` items, written right-aligned
-    within = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
-    src = np.repeat(offsets[1:] - keep, keep) + within
-    out[row, length - np.repeat(keep, keep) + within] = flat[src]
-    return out
+    return pad_left(flat, np.diff(offsets), length)
 
 
 def _concat(parts: Sequence[Batch]) -> Batch:
@@ -222,42 +197,69 @@ class ParquetStream(torch.utils.data.IterableDataset[Batch]):
                 out[key] = out[key].float()
         return out
 
+    def _shuffled(self, chunks: Iterator[Batch], g: torch.Generator) -> Iterator[Batch]:
+        """Rows of ``chunks`` through a shuffle buffer of ``shuffle_buffer`` rows.
+
+        Once the buffer is full, each arriving chunk swaps its rows into the buffer at uniformly
+        drawn positions and the rows it displaces leave (in that random order): every row is
+        copied in and out once, however large the buffer. At the end the rest leaves permuted.
+        """
+        cap = self.shuffle_buffer
+        buffer: Batch = {}
+        filled = 0
+        for chunk in chunks:
+            n = next(iter(chunk.values())).shape[0]
+            if not buffer:
+                buffer = {k: torch.empty((cap, *v.shape[1:]), dtype=v.dtype) for k, v in chunk.items()}
+            pos = 0
+            if filled < cap:
+                k = min(cap - filled, n)
+                for name, v in chunk.items():
+                    buffer[name][filled : filled + k] = v[:k]
+                filled, pos = filled + k, k
+            while pos < n:
+                k = min(cap, n - pos)
+                slots = torch.randperm(cap, generator=g)[:k]
+                out = {name: b[slots] for name, b in buffer.items()}
+                for name, v in chunk.items():
+                    buffer[name][slots] = v[pos : pos + k]
+                pos += k
+                yield out
+        if filled:
+            perm = torch.randperm(filled, generator=g)
+            yield {name: b[:filled][perm] for name, b in buffer.items()}
+
     def __iter__(self) -> Iterator[Batch]:
         slot, slots = self._slots()
         cap = self._max_batches(slots)
         g = torch.Generator().manual_seed((self.seed + self.epoch) * 7919 + slot)
-        buffer: list[Batch] = []
-        held = 0
+        chunks = (self._read(unit) for unit in self.slot_units(slot, slots))
+        pieces = self._shuffled(chunks, g) if self.shuffle_buffer else chunks
+        size = self.batch_size
         emitted = 0
-        for unit in self.slot_units(slot, slots):
-            chunk = self._read(unit)
-            buffer.append(chunk)
-            held += next(iter(chunk.values())).shape[0]
-            if held < self.shuffle_buffer + self.batch_size:
-                continue
-            # keep `shuffle_buffer` rows back so that later row groups mix with these
-            rows = _concat(buffer)
-            if self.shuffle_buffer:
-                perm = torch.randperm(held, generator=g)
-                rows = {k: v[perm] for k, v in rows.items()}
-            n_out = (held - self.shuffle_buffer) // self.batch_size * self.batch_size
-            for start in range(0, n_out, self.batch_size):
+        carry: Batch | None = None  # fewer than batch_size rows left over from earlier pieces
+        for piece in pieces:
+            n = next(iter(piece.values())).shape[0]
+            start = 0
+            if carry is not None:
+                need = size - next(iter(carry.values())).shape[0]
+                if n < need:
+                    carry = _concat([carry, piece])
+                    continue
+                head = {k: v[:need] for k, v in piece.items()}
+                batch, carry, start = _concat([carry, head]), None, need
                 if cap is not None and emitted >= cap:
                     return
-                yield {k: v[start : start + self.batch_size] for k, v in rows.items()}
+                yield batch
                 emitted += 1
-            buffer = [{k: v[n_out:] for k, v in rows.items()}]
-            held -= n_out
-        if not held:
+            while start + size <= n:
+                if cap is not None and emitted >= cap:
+                    return
+                yield {k: v[start : start + size] for k, v in piece.items()}
+                emitted += 1
+                start += size
+            if start < n:
+                carry = {k: v[start:] for k, v in piece.items()}
+        if carry is None or self.drop_last or cap is not None:
             return
-        rows = _concat(buffer)
-        if self.shuffle_buffer:
-            perm = torch.randperm(held, generator=g)
-            rows = {k: v[perm] for k, v in rows.items()}
-        for start in range(0, held, self.batch_size):
-            if cap is not None and emitted >= cap:
-                return
-            if held - start < self.batch_size and (self.drop_last or cap is not None):
-                return
-            yield {k: v[start : start + self.batch_size] for k, v in rows.items()}
-            emitted += 1
+        yield carry

@@ -14,8 +14,9 @@ loader = BatchLoader(pipe.dataset(valid), 4096)
 
 Conventions: id 0 is padding, id 1 the out-of-vocabulary bucket, known values from 2 by
 descending training frequency; list columns keep their last ``max_len`` items, left-padded with 0;
-numeric statistics come from the training split only. ``pipe.save(run_dir)`` writes one versioned
-JSON file. Importing this package does not import torch.
+numeric statistics come from the training split only. ``pipe.fit_stream("train/")`` fits the same
+pipeline in one pass over Parquet files or batches larger than memory. ``pipe.save(run_dir)``
+writes one versioned JSON file. Importing this package does not import torch.
 """
 
 from recforge.preprocess.columns import (

@@ -1,4 +1,5 @@
-"""Reading tables: pandas, Polars, Arrow, CSV and Parquet all become one pandas DataFrame."""
+"""Reading tables: pandas, Polars, Arrow, CSV and Parquet become a pandas DataFrame (``read_table``),
+or stay Arrow where they already are (``read_frame``, what the pipeline's Arrow kernels read)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias, Union
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import polars
@@ -25,8 +27,12 @@ TableLike: TypeAlias = Union[
     Sequence[Mapping[str, object]],
 ]
 
+Frame: TypeAlias = pd.DataFrame | pa.Table
+"""A table as the pipeline reads it: columns are ``pd.Series`` or ``pa.ChunkedArray``."""
+Column: TypeAlias = pd.Series | pa.ChunkedArray
+
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".csv.zst", ".tsv", ".tsv.gz")
-_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
 def _is_polars(obj: object) -> bool:
@@ -72,25 +78,39 @@ def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataF
     return df
 
 
+def read_frame(src: TableLike) -> Frame:
+    """``src`` as a pandas DataFrame, except that Arrow tables and record batches stay Arrow: the
+    encoders run on Arrow, so converting to pandas (and back, per column) would only cost time."""
+    if isinstance(src, pa.RecordBatch):
+        return pa.Table.from_batches([src])
+    if isinstance(src, pa.Table):
+        return src
+    return read_table(src)
+
+
+def column_names(frame: Frame) -> list[str]:
+    return list(frame.column_names) if isinstance(frame, pa.Table) else [str(c) for c in frame.columns]
+
+
 def _read_file(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     name = path.name.lower()
     if not path.exists():
         raise FileNotFoundError(f"no such table file: {path}")
-    if name.endswith(_PARQUET_SUFFIXES):
+    if name.endswith(PARQUET_SUFFIXES):
         df = pd.read_parquet(path)
     elif name.endswith(_CSV_SUFFIXES):
         df = pd.read_csv(path, sep="\t" if ".tsv" in name else ",")
     else:
-        valid = ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES)
+        valid = ", ".join(_CSV_SUFFIXES + PARQUET_SUFFIXES)
         raise ValueError(f"{path}: unknown table format; the file name must end with one of {valid}")
     if columns is not None:
         require_columns(df, columns, source=str(path))
     return df
 
 
-def require_columns(df: pd.DataFrame, columns: Sequence[str], *, source: str = "the data") -> None:
+def require_columns(df: Frame, columns: Sequence[str], *, source: str = "the data") -> None:
     """``KeyError`` naming every missing column and listing the available ones."""
-    have = set(map(str, df.columns))
+    have = set(column_names(df))
     missing = [c for c in columns if c not in have]
     if missing:
         raise KeyError(f"column(s) {missing} not found in {source}; available columns: {sorted(have)}")
@@ -106,9 +126,7 @@ def iter_tables(src: TableLike, batch_rows: int) -> Iterator[pd.DataFrame]:
         name = path.name.lower()
         if not path.exists():
             raise FileNotFoundError(f"no such table file: {path}")
-        if name.endswith(_PARQUET_SUFFIXES):
-            import pyarrow.parquet as pq
-
+        if name.endswith(PARQUET_SUFFIXES):
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
                 yield batch.to_pandas()
             return
@@ -118,3 +136,35 @@ def iter_tables(src: TableLike, batch_rows: int) -> Iterator[pd.DataFrame]:
     df = read_table(src)
     for start in range(0, len(df), batch_rows):
         yield df.iloc[start : start + batch_rows]
+
+
+def list_parquet_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet files of ``path`` (a file, or a directory searched recursively), sorted; files
+    and folders whose name starts with ``_`` or ``.`` (Spark's ``_SUCCESS``, ``.crc``) are skipped."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no Parquet file or directory at {str(p)!r}")
+    files = sorted(
+        f
+        for f in p.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
+    )
+    if not files:
+        raise FileNotFoundError(f"directory {str(p)!r} holds no *.parquet files")
+    return files
+
+
+def iter_parquet_batches(
+    path: str | os.PathLike[str], columns: Sequence[str] | None = None, batch_rows: int = 65_536
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of every Parquet file of ``path`` (see ``list_parquet_files``), in file order,
+    reading only ``columns``; at most one batch is held at a time."""
+    for f in list_parquet_files(path):
+        pf = pq.ParquetFile(f)
+        if columns is not None:
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise KeyError(f"column(s) {missing} not found in {str(f)!r}; it has {pf.schema_arrow.names}")
+        yield from pf.iter_batches(batch_size=batch_rows, columns=None if columns is None else list(columns))

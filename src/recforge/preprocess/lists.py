@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recforge.preprocess.vocab import ValueKind, canonical_values
+from recforge.preprocess.vocab import ValueKind, canonical_values, nan_to_null
 
 _INT_PATTERN = r"^-?[0-9]+$"
 
@@ -36,7 +36,22 @@ def _is_text(s: pd.Series) -> bool:
     return pd.api.types.infer_dtype(s, skipna=True) == "string"
 
 
-def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
+def _as_arrow(column: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(s, pa.ChunkedArray):
+        return s.combine_chunks()
+    if isinstance(s, pa.Array):
+        return s
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise TypeError(
+            f"column {column!r}: expected a list per row (all of one type) or "
+            f"sep-delimited strings; could not read it as lists: {e}"
+        ) from None
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | None) -> FlatList:
     """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
 
     String tokens are stripped of surrounding whitespace and empty ones dropped; tokens that all
@@ -46,62 +61,57 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
     n = len(s)
     if n == 0:  # an empty column has no meaningful dtype
         return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, np.zeros(0, dtype=np.int64))
-    if _is_text(s):
+    if isinstance(s, pd.Series) and s.dtype == object and not _is_text(s):
+        text = False  # e.g. Python lists: never read as text even where Arrow could
+    else:
+        text = None
+    lists = _as_arrow(column, s)
+    if pa.types.is_dictionary(lists.type):
+        lists = lists.dictionary_decode()
+    if text is None:
+        text = pa.types.is_string(lists.type) or pa.types.is_large_string(lists.type)
+    if text:
         if sep is None:
             raise TypeError(
                 f"column {column!r} holds strings, not lists; set sep=... to split them "
                 "(e.g. sep='|' for '12|7|3')"
             )
-        text = pa.array(s, from_pandas=True)
-        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-        lists = pc.split_pattern(text, pattern=sep)
-        tokens = pc.utf8_trim_whitespace(lists.flatten())
-        rows = pc.list_parent_indices(lists).to_numpy()
+        parts = pc.split_pattern(lists, pattern=sep)
+        tokens = pc.utf8_trim_whitespace(parts.flatten())
+        rows = pc.list_parent_indices(parts).to_numpy()
         keep = pc.not_equal(tokens, "").to_numpy(zero_copy_only=False)
         tokens = tokens.filter(pa.array(keep))
         lengths = np.bincount(rows[keep], minlength=n).astype(np.int64)
         if len(tokens) and pc.all(pc.match_substring_regex(tokens, _INT_PATTERN)).as_py():
             with contextlib.suppress(pa.ArrowInvalid):  # out of int64 range: keep the text
                 tokens = pc.cast(tokens, pa.int64())
-        flat = tokens
-    else:
-        try:
-            lists = pa.array(s, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise TypeError(
-                f"column {column!r}: expected a list per row (all of one type) or "
-                f"sep-delimited strings; could not read it as lists: {e}"
-            ) from None
-        if isinstance(lists, pa.ChunkedArray):
-            lists = lists.combine_chunks()
-        scalar = (
-            pa.types.is_integer(lists.type)
-            or pa.types.is_floating(lists.type)
-            or pa.types.is_null(lists.type)
+        return _finish(column, tokens, lengths)
+    scalar = (
+        pa.types.is_integer(lists.type) or pa.types.is_floating(lists.type) or pa.types.is_null(lists.type)
+    )
+    if sep is not None and scalar:
+        # A CSV reader makes a delimited column numeric when no row holds a separator:
+        # each value is then a one-item list (a missing value an empty one).
+        lists = nan_to_null(lists)
+        valid = pc.is_valid(lists).to_numpy(zero_copy_only=False)
+        return _finish(column, lists.drop_null(), valid.astype(np.int64))
+    if not (
+        pa.types.is_list(lists.type)
+        or pa.types.is_large_list(lists.type)
+        or pa.types.is_fixed_size_list(lists.type)
+    ):
+        raise TypeError(
+            f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
+            "expects a list per row or sep-delimited strings (use Categorical/Numeric for scalars)"
         )
-        if sep is not None and scalar:
-            # A CSV reader makes a delimited column numeric when no row holds a separator:
-            # each value is then a one-item list (a missing value an empty one).
-            valid = pc.is_valid(lists).to_numpy(zero_copy_only=False)
-            return _finish(column, lists.drop_null(), valid.astype(np.int64))
-        if not (
-            pa.types.is_list(lists.type)
-            or pa.types.is_large_list(lists.type)
-            or pa.types.is_fixed_size_list(lists.type)
-        ):
-            raise TypeError(
-                f"column {column!r} holds scalar {lists.type} values; MultiValue/SequenceColumn "
-                "expects a list per row or sep-delimited strings (use Categorical/Numeric for scalars)"
-            )
-        values = lists.flatten()
-        if values.null_count:
-            raise ValueError(
-                f"column {column!r}: {values.null_count} missing values inside lists; "
-                "drop or replace them before preprocessing"
-            )
-        lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
-        flat = values
-    return _finish(column, flat, lengths)
+    values = nan_to_null(lists.flatten())
+    if values.null_count:
+        raise ValueError(
+            f"column {column!r}: {values.null_count} missing values inside lists; "
+            "drop or replace them before preprocessing"
+        )
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
+    return _finish(column, values, lengths)
 
 
 def _finish(column: str, flat: pa.Array, lengths: np.ndarray) -> FlatList:
@@ -117,15 +127,18 @@ def pad_left(ids: np.ndarray, lengths: np.ndarray, max_len: int) -> np.ndarray:
     The most recent (last) item of each row lands in column ``max_len - 1``.
     """
     n = len(lengths)
-    ends = np.cumsum(lengths)
-    kept = np.minimum(lengths, max_len)
+    kept = np.minimum(lengths, max_len)  # (N,)
     total = int(kept.sum())
     out = np.zeros((n, max_len), dtype=np.int64)  # (N, L)
     if total == 0:
         return out
-    rows = np.repeat(np.arange(n), kept)
-    offset = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)  # position within the kept block
-    src = np.repeat(ends - kept, kept) + offset
-    cols = np.repeat(max_len - kept, kept) + offset
-    out[rows, cols] = ids[src]
+    first = np.cumsum(kept) - kept  # (N,) where each row's kept items start among all kept items
+    pos = np.arange(total)  # (ΣK,)
+    # flat position in `out`: row * L + (L - kept) + offset within the kept block
+    dst = np.repeat(np.arange(n) * max_len + (max_len - kept) - first, kept) + pos
+    if total == len(ids):  # nothing truncated: the kept items are all of `ids`, in order
+        out.reshape(-1)[dst] = ids
+    else:
+        src = np.repeat(np.cumsum(lengths) - kept - first, kept) + pos
+        out.reshape(-1)[dst] = ids[src]
     return out

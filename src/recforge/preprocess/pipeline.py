@@ -10,8 +10,9 @@ pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load
 ```
 
 Everything learnt (vocabularies, fill values, normalisation statistics, multi-value lengths) comes
-from the data given to ``fit``; ``transform`` only applies it. The saved form is one JSON file with a
-format ``version``; no pickle.
+from the data given to ``fit`` (or ``fit_stream``: the same, in one pass over batches or Parquet
+files larger than memory); ``transform`` only applies it. Arrow input stays Arrow throughout. The
+saved form is one JSON file with a format ``version``; no pickle.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -42,10 +43,20 @@ from recforge.preprocess.columns import (
     Numeric,
     SequenceColumn,
 )
-from recforge.preprocess.io import TableLike, iter_tables, read_table, require_columns
+from recforge.preprocess.io import (
+    PARQUET_SUFFIXES,
+    Column,
+    Frame,
+    TableLike,
+    column_names,
+    iter_parquet_batches,
+    iter_tables,
+    read_frame,
+    require_columns,
+)
 from recforge.preprocess.lists import FlatList, flatten, pad_left
-from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
-from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
+from recforge.preprocess.numeric import NumericAccumulator, NumericStats, apply_numeric, numeric_values
+from recforge.preprocess.vocab import ValueCounter, ValueKind, Vocabulary, canonical_values, to_arrow
 
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
@@ -67,7 +78,7 @@ class NotFittedError(ValueError):
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
-def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, ValueKind]:
+def _categorical_values(spec: Categorical, s: Column) -> tuple[pa.Array, ValueKind]:
     arr = to_arrow(spec.name, s)
     if arr.null_count:
         if spec.fill_value is None:
@@ -87,7 +98,16 @@ def _categorical_values(spec: Categorical, s: pd.Series) -> tuple[pa.Array, Valu
     return canonical_values(spec.name, arr)
 
 
-def _label_values(name: str, s: pd.Series) -> np.ndarray:
+def _label_values(name: str, s: Column) -> np.ndarray:
+    if isinstance(s, pa.ChunkedArray):
+        t = s.type
+        if not (pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got type {t}")
+        y = pc.fill_null(s.cast(pa.float32()), np.nan).to_numpy()
+        n_missing = int(np.isnan(y).sum())
+        if n_missing:
+            raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
+        return y
     if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
         raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
     y = s.to_numpy(dtype=np.float32, na_value=np.nan)
@@ -113,6 +133,20 @@ def _spec_from_dict(data: Mapping[str, object]) -> ColumnSpec:
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
+class _FitState:
+    """What fitting has gathered so far: accumulators that take one batch at a time."""
+
+    def __init__(self, pipe: FeaturePipeline) -> None:
+        self.batches = 0
+        self.numeric = {c.name: NumericAccumulator(c) for c in pipe.columns if isinstance(c, Numeric)}
+        self.values = {
+            c.name: ValueCounter(c.name, count=pipe._owner(c).hash_buckets is None)
+            for c in pipe.columns
+            if not isinstance(c, Numeric)
+        }
+        self.longest: dict[str, int] = {}  # MultiValue: the longest training row so far
+
+
 class FeaturePipeline:
     """Encoders for the columns of a table, fit on the training split only.
 
@@ -204,9 +238,7 @@ class FeaturePipeline:
         assert not isinstance(owner, Numeric)
         return owner
 
-    def _encoded_values(
-        self, spec: EncodedSpec, df: pd.DataFrame
-    ) -> tuple[pa.Array, ValueKind, FlatList | None]:
+    def _encoded_values(self, spec: EncodedSpec, df: Frame) -> tuple[pa.Array, ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
             arr, kind = _categorical_values(spec, df[spec.name])
             return arr, kind, None
@@ -222,38 +254,87 @@ class FeaturePipeline:
 
     def fit(self, data: TableLike) -> FeaturePipeline:
         """Learn vocabularies and statistics from ``data`` (the training split only)."""
-        df = read_table(data)
-        require_columns(df, [c.name for c in self.columns] + self.labels, source="the training data")
+        df = read_frame(data)
+        require_columns(df, self._fit_columns(), source="the training data")
+        state = _FitState(self)
+        self._fit_batch(state, df)
+        return self._finish_fit(state)
 
-        def read(c: ColumnSpec) -> NumericStats | tuple[pa.Array, ValueKind, FlatList | None]:
+    def fit_stream(
+        self, batches: Iterable[TableLike] | str | os.PathLike[str], *, batch_rows: int = 65_536
+    ) -> FeaturePipeline:
+        """``fit`` in one pass over data larger than memory, with the same result as ``fit`` on all
+        of it at once (vocabulary ids, tie-breaking and numeric statistics included).
+
+        Args:
+            batches: the training split as an iterable of pieces (Arrow record batches or tables,
+                DataFrames, ...), or a Parquet file or directory (e.g. Spark's ``part-*.parquet``),
+                read ``batch_rows`` rows at a time, only the needed columns, or a CSV file, read in
+                chunks of ``batch_rows`` rows.
+            batch_rows: rows per read when ``batches`` is a path.
+
+        Memory: one piece plus one count per distinct value of each vocabulary column (and of a
+        ``Numeric(fill="median")`` column); numeric sums are exact, whatever the batching.
+        """
+        if isinstance(batches, str | os.PathLike):
+            path = Path(batches)
+            if path.is_dir() or path.name.lower().endswith(PARQUET_SUFFIXES):
+                batches = iter_parquet_batches(path, self._fit_columns(), batch_rows)
+            else:
+                batches = iter_tables(path, batch_rows)
+        state = _FitState(self)
+        for i, batch in enumerate(batches):
+            df = read_frame(batch)
+            require_columns(df, self._fit_columns(), source=f"training batch {i}")
+            self._fit_batch(state, df)
+        if state.batches == 0:
+            raise ValueError("fit_stream got no training batches")
+        return self._finish_fit(state)
+
+    def _fit_columns(self) -> list[str]:
+        return [c.name for c in self.columns] + self.labels
+
+    def _fit_batch(self, state: _FitState, df: Frame) -> None:
+        def add(c: ColumnSpec) -> None:
             if isinstance(c, Numeric):
-                return fit_numeric(c, numeric_values(c.name, df[c.name]))
-            return self._encoded_values(c, df)
-
-        stats: dict[str, NumericStats] = {}
-        max_len: dict[str, int] = {}
-        gathered: dict[str, list[tuple[str, pa.Array, ValueKind]]] = {}
-        for c, result in zip(self.columns, self._map(read, self.columns)):
-            if isinstance(result, NumericStats):
-                stats[c.name] = result
-                continue
-            assert not isinstance(c, Numeric)
-            arr, kind, flat = result
+                state.numeric[c.name].add(numeric_values(c.name, df[c.name]))
+                return
+            arr, kind, flat = self._encoded_values(c, df)
+            state.values[c.name].add(arr, kind)
             if isinstance(c, MultiValue) and flat is not None:
-                max_len[c.name] = c.max_len or max(1, int(flat.lengths.max(initial=0)))
-            gathered.setdefault(self._owner(c).name, []).append((c.name, arr, kind))
-        owners = list(gathered)
-        vocabs = dict(zip(owners, self._map(lambda o: self._fit_vocabulary(o, gathered[o]), owners)))
+                state.longest[c.name] = max(state.longest.get(c.name, 0), int(flat.lengths.max(initial=0)))
+
+        self._map(add, self.columns)
         for y in self.labels:
             _label_values(y, df[y])
+        state.batches += 1
+
+    def _finish_fit(self, state: _FitState) -> FeaturePipeline:
+        stats = {c.name: state.numeric[c.name].stats() for c in self.columns if isinstance(c, Numeric)}
+        max_len = {
+            c.name: c.max_len or max(1, state.longest.get(c.name, 0))
+            for c in self.columns
+            if isinstance(c, MultiValue)
+        }
+        sharing: dict[str, list[str]] = {}
+        for c in self.columns:
+            if not isinstance(c, Numeric):
+                sharing.setdefault(self._owner(c).name, []).append(c.name)
+        owners = list(sharing)
+        vocabs = dict(
+            zip(
+                owners,
+                self._map(lambda o: self._fit_vocabulary(o, [state.values[n] for n in sharing[o]]), owners),
+            )
+        )
         self._vocabs, self._stats, self._max_len, self._fitted = vocabs, stats, max_len, True
         return self
 
-    def _fit_vocabulary(self, owner_name: str, parts: list[tuple[str, pa.Array, ValueKind]]) -> Vocabulary:
+    def _fit_vocabulary(self, owner_name: str, parts: list[ValueCounter]) -> Vocabulary:
         """One vocabulary from the training values of its owner and every column sharing it."""
         owner = self._by_name[owner_name]
         assert not isinstance(owner, Numeric)
-        kinds = {name: kind for name, arr, kind in parts if len(arr)}
+        kinds = {p.column: p.kind for p in parts if p.kind is not None}
         if len({k.numeric for k in kinds.values()}) > 1:
             detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
             raise TypeError(
@@ -264,12 +345,14 @@ class FeaturePipeline:
             kind = ValueKind.FLOAT
         if owner.hash_buckets is not None:
             return Vocabulary(kind=kind, hash_buckets=owner.hash_buckets)
-        arrays = [p[1].cast(kind.arrow_type) for p in parts]
-        values = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
-        return Vocabulary.fit(values, kind, min_freq=owner.min_freq, max_size=owner.max_size)
+        merged = ValueCounter(owner_name)
+        for p in parts:
+            if p.kind is not None:
+                merged.add_counts(p.table(), kind)
+        return Vocabulary.from_counts(merged.table(), kind, min_freq=owner.min_freq, max_size=owner.max_size)
 
     def fit_transform(self, data: TableLike) -> dict[str, np.ndarray]:
-        df = read_table(data)
+        df = read_frame(data)
         return self.fit(df).transform(df)
 
     # -- transforming --------------------------------------------------------------------------
@@ -291,22 +374,21 @@ class FeaturePipeline:
         """Encode ``data``: column name -> array (ids int64 ``(N,)``, dense float32 ``(N,)``,
         lists int64 ``(N, L)`` left-padded), plus ``"label"`` when the label columns are present."""
         self._require_fitted()
-        df = read_table(data)
+        df = read_frame(data)
         require_columns(df, [c.name for c in self.columns])
         arrays = self._map(lambda c: self._transform_column(c, df), self.columns)
         out: dict[str, np.ndarray] = {c.name: a for c, a in zip(self.columns, arrays)}
-        present = [y for y in self.labels if y in df.columns]
+        names = column_names(df)
+        present = [y for y in self.labels if y in names]
         if present and len(present) < len(self.labels):
-            missing = [y for y in self.labels if y not in df.columns]
-            raise KeyError(
-                f"label column(s) {missing} not found; available columns: {sorted(map(str, df.columns))}"
-            )
+            missing = [y for y in self.labels if y not in names]
+            raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(names)}")
         if present:
             ys = [_label_values(y, df[y]) for y in self.labels]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
 
-    def _transform_column(self, c: ColumnSpec, df: pd.DataFrame) -> np.ndarray:
+    def _transform_column(self, c: ColumnSpec, df: Frame) -> np.ndarray:
         if isinstance(c, Numeric):
             return apply_numeric(c, self._stats[c.name], numeric_values(c.name, df[c.name]))
         vocab = self._vocabs[self._owner(c).name]

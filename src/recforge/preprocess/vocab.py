@@ -52,9 +52,9 @@ class ValueKind(str, enum.Enum):
 def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[object]) -> pa.Array:
     """One column as an Arrow array; NaN and None become nulls. Mixed text/numbers is a TypeError."""
     if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
+        values = values.combine_chunks()
     if isinstance(values, pa.Array):
-        return values
+        return nan_to_null(values)
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if pd.api.types.is_numeric_dtype(s.dtype) and isinstance(s.dtype, np.dtype):
         return pa.array(s.to_numpy(), from_pandas=True)
@@ -67,6 +67,13 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
             "convert the column to one type first"
         ) from None
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def nan_to_null(arr: pa.Array) -> pa.Array:
+    """Float NaNs as nulls, as pandas reads them (Arrow keeps NaN and null apart)."""
+    if pa.types.is_floating(arr.type) and len(arr) and pc.any(pc.is_nan(arr)).as_py():
+        return pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+    return arr
 
 
 def canonical_values(
@@ -115,6 +122,73 @@ def _lookup_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return a if a == b else (pa.float64() if pa.types.is_floating(a) or pa.types.is_floating(b) else a)
 
 
+class ValueCounter:
+    """How often each distinct value occurs, gathered batch by batch: memory grows with the number
+    of distinct values, not rows. Counts of each batch (``value_counts``) are kept as they come and
+    merged (a hash group-by) whenever they hold several times more entries than distinct values.
+
+    Args:
+        column: named in errors.
+        count: with ``False`` only the values' kind is tracked (a hashed vocabulary needs no counts).
+    """
+
+    def __init__(self, column: str, *, count: bool = True) -> None:
+        self.column = column
+        self.count = count
+        self.kind: ValueKind | None = None
+        self._parts: list[pa.Table] = []
+        self._held = 0  # entries in _parts
+        self._distinct = 0  # entries after the last merge
+
+    def add(self, values: pa.Array, kind: ValueKind) -> None:
+        """Count canonical ``values`` (see ``canonical_values``) of type ``kind``."""
+        if not len(values):
+            return
+        self._set_kind(kind)
+        if self.count:
+            counts = pc.value_counts(values)
+            self._append(pa.table({"value": counts.field("values"), "count": counts.field("counts")}))
+
+    def add_counts(self, counts: pa.Table, kind: ValueKind) -> None:
+        """Add a table of distinct ``value`` and their ``count`` (another counter's ``table()``)."""
+        if len(counts):
+            self._set_kind(kind)
+            self._append(counts)
+
+    def _set_kind(self, kind: ValueKind) -> None:
+        if self.kind is not None and self.kind.numeric != kind.numeric:
+            raise TypeError(
+                f"column {self.column!r}: earlier batches held {self.kind.value} values, this one "
+                f"{kind.value} values; every batch must hold the same type"
+            )
+        if self.kind is None or kind is ValueKind.FLOAT:
+            self.kind = kind  # whole floats read as ints in one batch are floats once any is not
+
+    def _append(self, counts: pa.Table) -> None:
+        self._parts.append(counts)
+        self._held += len(counts)
+        if len(self._parts) > 1 and self._held > 4 * self._distinct + 65_536:
+            self._merge()
+
+    def _merge(self) -> None:
+        kind = self.kind or ValueKind.STR
+        parts = [t.set_column(0, "value", t["value"].cast(kind.arrow_type)) for t in self._parts]
+        table = pa.concat_tables(parts)
+        if len(parts) > 1:
+            summed = table.group_by("value").aggregate([("count", "sum")])
+            table = pa.table({"value": summed["value"], "count": summed["count_sum"]})
+        self._parts = [table]
+        self._held = self._distinct = len(table)
+
+    def table(self) -> pa.Table:
+        """Columns ``value`` (of ``kind``'s Arrow type) and ``count`` (int64), one row per distinct value."""
+        if not self._parts:
+            kind = self.kind or ValueKind.STR
+            return pa.table({"value": pa.array([], kind.arrow_type), "count": pa.array([], pa.int64())})
+        self._merge()
+        return self._parts[0]
+
+
 class Vocabulary:
     """Maps one column's values to ids and back.
 
@@ -148,6 +222,7 @@ class Vocabulary:
         self._value_set: pa.Array | None = None
         self._decode_table: np.ndarray | None = None
         self._lookup_table: dict[Value, int] | None = None
+        self._indexes: dict[str, pd.Index | None] = {}
 
     @classmethod
     def fit(
@@ -158,9 +233,16 @@ class Vocabulary:
         Values seen fewer than ``min_freq`` times, and those past the ``max_size`` most frequent,
         are left out (they encode to OOV).
         """
-        counts = pc.value_counts(values)
-        table = pa.table({"value": counts.field("values"), "count": counts.field("counts")})
-        table = table.filter(pc.greater_equal(table["count"], min_freq))
+        counter = ValueCounter("values")
+        counter.add(values, kind)
+        return cls.from_counts(counter.table(), kind, min_freq=min_freq, max_size=max_size)
+
+    @classmethod
+    def from_counts(
+        cls, counts: pa.Table, kind: ValueKind, *, min_freq: int = 1, max_size: int | None = None
+    ) -> Vocabulary:
+        """``fit`` from a table of distinct ``value`` and their ``count`` (see ``ValueCounter``)."""
+        table = counts.filter(pc.greater_equal(counts["count"], min_freq))
         order = pc.sort_indices(table, sort_keys=[("count", "descending"), ("value", "ascending")])
         if max_size is not None:
             order = order[:max_size]
@@ -226,11 +308,31 @@ class Vocabulary:
             return np.fromiter((lookup.get(v, OOV) for v in arr.to_pylist()), dtype=np.int64, count=len(arr))
         value_set = self._values_arrow()
         common = _lookup_type(arr.type, value_set.type)
-        pos = pc.index_in(arr.cast(common), value_set=value_set.cast(common))
-        ids = pc.fill_null(pos, -1).to_numpy().astype(np.int64)
+        index = self._index(common)
+        if index is None:  # distinct integers that collide as floats: Arrow's slower set lookup
+            pos = pc.fill_null(pc.index_in(arr.cast(common), value_set=value_set.cast(common)), -1).to_numpy()
+        elif kind is ValueKind.STR:
+            # Python strings are made only for the batch's distinct values, looked up once each
+            encoded = pc.dictionary_encode(arr)
+            pos = index.get_indexer(encoded.dictionary.to_numpy(zero_copy_only=False))
+            pos = pos[encoded.indices.to_numpy(zero_copy_only=False)]
+        else:
+            pos = index.get_indexer(arr.cast(common).to_numpy())
+        ids = pos.astype(np.int64)
         ids += NUM_RESERVED
-        ids[ids < NUM_RESERVED] = OOV  # index_in gives null for unseen values
+        ids[ids < NUM_RESERVED] = OOV  # -1: unseen value
         return ids
+
+    def _index(self, arrow_type: pa.DataType) -> pd.Index | None:
+        """The known values as a ``pd.Index`` of ``arrow_type``: its hash table is built once and
+        kept (Arrow's ``index_in`` rebuilds one of the whole vocabulary on every call). ``None``
+        when the values are not distinct in that type (huge integers as floats)."""
+        key = str(arrow_type)
+        if key not in self._indexes:
+            values = self._values_arrow().cast(arrow_type).to_numpy(zero_copy_only=False)
+            index = pd.Index(values, dtype=object if values.dtype == object else values.dtype)
+            self._indexes[key] = index if index.is_unique else None
+        return self._indexes[key]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Original values of ``ids`` (object array); padding and OOV decode to ``None``."""
