@@ -19,7 +19,7 @@ from recforge.data import (
     sequence_samples,
 )
 from recforge.metrics import RankingEvaluator
-from recforge.models.generative import HLLM, HSTU, MODELS
+from recforge.models.generative import HLLM, HSTU, MODELS, tokenize_items
 from recforge.trainers import SeqTrainer
 
 NUM_ITEMS, L = 30, 8
@@ -233,3 +233,22 @@ def test_hllm_rejects_a_bidirectional_user_llm() -> None:
 def test_hllm_rejects_unknown_pooling() -> None:
     with pytest.raises(ValueError, match="item_pooling"):
         HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 16), item_pooling="cls")
+
+
+def test_tokenize_items_left_pads_with_a_padding_row() -> None:
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "toy", "story", "drama", "comedy"]
+    tok = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    tokens = tokenize_items(["Toy Story comedy", "drama"], tok, max_length=4)
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    assert tokens.tolist() == [
+        [0, 0, 0, 0],
+        [cls, 5, 6, sep],
+        [0, cls, 7, sep],
+    ]  # truncated to 4, left-padded
+    with torch.no_grad():  # the padded row encodes like the unpadded text
+        model = HLLM(
+            tokens, item_llm=_bert_config(9, 16), user_llm=_llm_config(2, 16), item_pooling="mean"
+        ).eval()
+        alone = model.item_llm(input_ids=torch.tensor([[cls, 7, sep]])).last_hidden_state.mean(1)[0]
+        assert torch.allclose(model._encode_items(torch.tensor([2]))[0], alone, atol=1e-5)

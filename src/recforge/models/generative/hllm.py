@@ -21,8 +21,8 @@ so the constructor checks it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,32 @@ def load_language_model(spec: str | object) -> nn.Module:
     raise TypeError(
         f"expected a model path, a transformers config or an nn.Module, got {type(spec).__name__}"
     )
+
+
+class Tokenizer(Protocol):
+    """What ``tokenize_items`` needs of a ``transformers`` tokenizer."""
+
+    pad_token_id: int | None
+
+    def __call__(self, text: list[str], **kwargs: object) -> Mapping[str, Tensor]: ...
+
+
+def tokenize_items(texts: Sequence[str], tokenizer: Tokenizer, *, max_length: int = 32) -> Tensor:
+    """HLLM's ``item_tokens``: ``texts[i]`` is item id ``i + 1``'s text -> ``(len(texts) + 1, T)``
+    token ids, left-padded with ``tokenizer.pad_token_id``, truncated to ``max_length``; row 0 (the
+    padding item) is all padding. Pass the same ``pad_token_id`` to ``HLLM``."""
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        raise ValueError("tokenize_items: the tokenizer has no pad_token_id; set tokenizer.pad_token first")
+    enc = tokenizer(
+        list(texts), padding="longest", truncation=True, max_length=max_length, padding_side="left",
+        return_tensors="pt",
+    )  # fmt: skip
+    ids, mask = enc["input_ids"], enc["attention_mask"].bool()  # (N - 1, T)
+    if bool((ids[mask] == pad).any()):
+        raise ValueError(f"tokenize_items: a text token equals the padding id {pad}; use another pad token")
+    ids = ids.masked_fill(~mask, pad)
+    return torch.cat([torch.full((1, ids.shape[1]), pad, dtype=torch.long), ids.long()])  # (N, T)
 
 
 def _token_table(llm: nn.Module) -> nn.Embedding:
