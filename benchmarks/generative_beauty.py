@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def main() -> None:
     raw = np.loadtxt(path, dtype=np.int64)
     log = pd.DataFrame({"user_id": raw[:, 0], "item_id": raw[:, 1], "time": np.arange(len(raw))})
     sp = leave_one_out_split(log)
+    load_before = os.getloadavg()[0]
     model = build_id_model(args.model, sp.num_items, args)
     metrics, facts = train_and_test(model, sp, args)
     row = {
@@ -55,9 +57,18 @@ def main() -> None:
         "max_len": args.max_len, "negatives": args.negatives, "temperature": args.temperature,
         "threads": args.threads, "users": facts["test_users"], "items": facts["items"],
         **metrics, "train_s": facts["train_s"], "best_epoch": facts["best_epoch"],
-        "peak_rss_mb": peak_rss_mb(), "command": "PYTHONPATH=src python " + " ".join(sys.argv),
+        "peak_rss_mb": peak_rss_mb(), "load_1min_start": load_before, "load_1min_end": os.getloadavg()[0],
+        "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }  # fmt: skip
     save_row("generative_beauty", f"{args.model}_{args.epochs}ep", row, write_table)
+
+
+def _best(row: dict[str, Any]) -> str:
+    return f" ({row['best_epoch']})" if "best_epoch" in row else ""  # rows before it was recorded lack it
+
+
+def _load(row: dict[str, Any]) -> str:
+    return f"{row['load_1min_start']:.1f}/{row['load_1min_end']:.1f}" if "load_1min_start" in row else "n/a"
 
 
 def write_table(out_dir: Path) -> None:
@@ -74,14 +85,15 @@ def write_table(out_dir: Path) -> None:
         "user's earlier items are excluded from the ranking; best epoch by validation NDCG@10. Both "
         "models: sampled softmax over shared uniform negatives, L2-normalised vectors, temperature "
         "0.05, Adam, 1 thread on a 2-core machine shared with other jobs (wall times are upper bounds). "
-        "Short runs: far from converged.",
+        "Short runs: far from converged. `load`: 1-minute load average at the start/end of the run "
+        "(n/a: not recorded for the first runs).",
         "",
-        "| model | epochs | dim | layers | max_len | negatives | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | epochs (best) | dim | layers | max_len | negatives | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['model']} | {r['epochs']} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | "
+            f"| {r['model']} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | "
             f"{r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} | {r['ndcg@50']:.4f} | "
-            f"{r['train_s']:.0f} | {r['peak_rss_mb']:.0f} |"
+            f"{r['train_s']:.0f} | {r['peak_rss_mb']:.0f} | {_load(r)} |"
             for r in rows
         ],
     ]
