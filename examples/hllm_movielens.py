@@ -112,7 +112,7 @@ def main() -> None:
         items = model.item_tower(catalog.batch(torch.arange(split.num_items)))  # (N, D)
         scores = (user @ items.T)[0]  # (N,)
     seen = test_h.items[test_h.indptr[uid] : test_h.indptr[uid + 1]]
-    scores[0] = scores[torch.from_numpy(seen)] = -torch.inf
+    scores[0] = scores[torch.tensor(seen)] = -torch.inf
     print(f"user {args.user}, last watched:", *[titles[i - 1] for i in seen[-5:]], sep="\n  ")
     print("held-out next movie:", titles[int(one["item_id"][0]) - 1])
     print("top 10:", *[titles[i - 1] for i in scores.topk(10).indices.tolist()], sep="\n  ")
