@@ -97,14 +97,13 @@ def _check_causal(llm: nn.Module, width: int) -> None:
     llm.eval()
     try:
         g = torch.Generator().manual_seed(0)
-        x = torch.randn(1, 3, width, generator=g)  # (1, 3, D)
-        y = x.clone()
-        y[:, -1] = torch.randn(
+        x = torch.randn(1, 3, width, generator=g).repeat(2, 1, 1)  # (2, 3, D): two sequences...
+        x[1, -1] = torch.randn(
             width, generator=g
-        )  # a new last input (a shift alone could vanish in a LayerNorm)
-        mask, pos = torch.ones(1, 3, dtype=torch.long), torch.arange(3)[None]
-        a = llm(inputs_embeds=x, attention_mask=mask, position_ids=pos).last_hidden_state[:, 0]
-        b = llm(inputs_embeds=y, attention_mask=mask, position_ids=pos).last_hidden_state[:, 0]
+        )  # ...differing in the last input only (not a shift: LayerNorm)
+        mask, pos = torch.ones(2, 3, dtype=torch.long), torch.arange(3).expand(2, 3)
+        first = llm(inputs_embeds=x, attention_mask=mask, position_ids=pos).last_hidden_state[:, 0]  # (2, D)
+        a, b = first[0], first[1]
     finally:
         llm.train(was)
     if not torch.allclose(a, b, atol=1e-5):
