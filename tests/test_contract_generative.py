@@ -19,7 +19,7 @@ from recforge.data import (
     sequence_samples,
 )
 from recforge.metrics import RankingEvaluator
-from recforge.models.generative import HLLM, HSTU, MODELS
+from recforge.models.generative import HLLM, HSTU, MODELS, tokenize_items
 from recforge.trainers import SeqTrainer
 
 NUM_ITEMS, L = 30, 8
@@ -164,7 +164,7 @@ def test_hllm_item_cache_matches_encoder_and_widths_bridge() -> None:
         hist = {"hist_item_id": torch.tensor([[0, 2, 4], [1, 5, 6]])}
         user = model.user_tower(hist)
         model.cache_items(batch_size=7)
-        assert model.item_cache.shape == (NUM_ITEMS, 24)
+        assert model.item_cache.shape == (NUM_ITEMS, 16)  # item-LLM width; the bridge maps 16 -> 24
         assert torch.allclose(model.item_tower({"item_id": ids}), fresh, atol=1e-5)
         assert torch.allclose(model.user_tower(hist), user, atol=1e-5)
     model.clear_cache()
@@ -174,3 +174,81 @@ def test_hllm_item_cache_matches_encoder_and_widths_bridge() -> None:
 def test_hllm_rejects_bad_item_tokens() -> None:
     with pytest.raises(ValueError, match="item_tokens"):
         HLLM(torch.zeros(4, 3), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 16))
+
+
+def _bert_config(vocab: int, width: int):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=32, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+
+
+def test_hllm_mean_pooling_is_the_masked_mean_and_ignores_left_padding() -> None:
+    torch.manual_seed(0)
+    model = HLLM(
+        _item_tokens(), item_llm=_bert_config(40, 16), user_llm=_llm_config(2, 24), item_pooling="mean"
+    ).eval()
+    assert model.item_token is None
+    ids = torch.tensor([4, 9])
+    tokens = model.item_tokens[ids]  # (2, T)
+    with torch.no_grad():
+        got = model._encode_items(ids)  # (2, 16)
+        for row, t in zip(got, tokens):
+            text = t[t != 0][None]  # (1, n) no padding at all
+            want = model.item_llm(input_ids=text).last_hidden_state.mean(1)[0]
+            assert torch.allclose(row, want, atol=1e-5)
+
+
+def test_hllm_mean_pooling_contract() -> None:
+    from transformers import BertModel
+
+    factory = lambda: HLLM(  # noqa: E731  (no pooler: HLLM reads token states, not BERT's pooled output)
+        _item_tokens(), item_llm=BertModel(_bert_config(40, 16), add_pooling_layer=False),
+        user_llm=_llm_config(2, 24), max_len=L, item_pooling="mean",
+    )  # fmt: skip
+    check_model_contract(factory, _batch(), in_batch_loss, sequence_columns=["hist_item_id"], lr=0.02)
+
+
+def test_hllm_frozen_item_llm_trains_the_bridge_through_the_cache() -> None:
+    torch.manual_seed(0)
+    model = _hllm()
+    model.item_llm.requires_grad_(False)
+    model.cache_items()
+    assert model.item_llm.training  # caching ran in eval mode and restored the mode
+    batch = _batch(8)
+    out = model(batch)
+    in_batch_loss(out, batch).backward()
+    assert model.bridge.weight.grad is not None and model.bridge.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.item_llm.parameters())
+
+
+def test_hllm_rejects_a_bidirectional_user_llm() -> None:
+    with pytest.raises(ValueError, match="causal"):
+        HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_bert_config(2, 16))
+
+
+def test_hllm_rejects_unknown_pooling() -> None:
+    with pytest.raises(ValueError, match="item_pooling"):
+        HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 16), item_pooling="cls")
+
+
+def test_tokenize_items_left_pads_with_a_padding_row() -> None:
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "toy", "story", "drama", "comedy"]
+    tok = transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    tokens = tokenize_items(["Toy Story comedy", "drama"], tok, max_length=4)
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    assert tokens.tolist() == [
+        [0, 0, 0, 0],
+        [cls, 5, 6, sep],
+        [0, cls, 7, sep],
+    ]  # truncated to 4, left-padded
+    with torch.no_grad():  # the padded row encodes like the unpadded text
+        model = HLLM(
+            tokens, item_llm=_bert_config(9, 16), user_llm=_llm_config(2, 16), item_pooling="mean"
+        ).eval()
+        alone = model.item_llm(input_ids=torch.tensor([[cls, 7, sep]])).last_hidden_state.mean(1)[0]
+        assert torch.allclose(model._encode_items(torch.tensor([2]))[0], alone, atol=1e-5)

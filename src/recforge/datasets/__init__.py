@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from recforge.datasets.adult import load_adult
+from recforge.datasets.movielens import MovieLens, load_ml100k
 from recforge.datasets.synthetic import PlantedCTR, planted_ctr
 from recforge.datasets.synthetic_mtl import FunnelConfig, conversion_funnel
 
@@ -22,4 +23,14 @@ def load(name: str) -> dict[str, pd.DataFrame]:
     return loader()
 
 
-__all__ = ["BUNDLED", "FunnelConfig", "PlantedCTR", "conversion_funnel", "load", "load_adult", "planted_ctr"]
+__all__ = [
+    "BUNDLED",
+    "FunnelConfig",
+    "MovieLens",
+    "PlantedCTR",
+    "conversion_funnel",
+    "load",
+    "load_adult",
+    "load_ml100k",
+    "planted_ctr",
+]

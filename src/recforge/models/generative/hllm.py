@@ -11,21 +11,31 @@ Either LLM is any Hugging Face ``transformers`` base model: a model path/name
 
 Deviations: the item text is given as a fixed ``(num_items, T)`` token tensor, left-padded with
 ``pad_token_id`` (tokenise once, outside the model); a linear map joins the two LLMs when their
-widths differ; ``cache_items`` freezes all item embeddings for fast evaluation (no gradient reaches
-the item LLM while the cache is set).
+widths differ; ``item_pooling="mean"`` reads an item as the mean of its text tokens' states (the
+readout a pretrained sentence encoder such as all-MiniLM-L6-v2 was trained with) instead of the
+learned item token; ``cache_items`` stores every item's item-LLM output once (no gradient reaches
+the item LLM while the cache is set, the bridge still trains), which is how a frozen item LLM is
+trained cheaply. The user LLM must be causal: a bidirectional one would see the items it predicts,
+so the constructor checks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.choices import Choice
 from recforge.features import SequenceFeature, SparseFeature
 from recforge.models.matching.base import TwoTowerModel
+
+
+class ItemPooling(Choice):
+    ITEM_TOKEN = "item_token"  # the paper: the state of a learned token appended to the text
+    MEAN = "mean"  # mean of the text tokens' states (sentence-encoder readout, no new token)
 
 
 def load_language_model(spec: str | object) -> nn.Module:
@@ -45,6 +55,32 @@ def load_language_model(spec: str | object) -> nn.Module:
     )
 
 
+class Tokenizer(Protocol):
+    """What ``tokenize_items`` needs of a ``transformers`` tokenizer."""
+
+    pad_token_id: int | None
+
+    def __call__(self, text: list[str], **kwargs: object) -> Mapping[str, Tensor]: ...
+
+
+def tokenize_items(texts: Sequence[str], tokenizer: Tokenizer, *, max_length: int = 32) -> Tensor:
+    """HLLM's ``item_tokens``: ``texts[i]`` is item id ``i + 1``'s text -> ``(len(texts) + 1, T)``
+    token ids, left-padded with ``tokenizer.pad_token_id``, truncated to ``max_length``; row 0 (the
+    padding item) is all padding. Pass the same ``pad_token_id`` to ``HLLM``."""
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        raise ValueError("tokenize_items: the tokenizer has no pad_token_id; set tokenizer.pad_token first")
+    enc = tokenizer(
+        list(texts), padding="longest", truncation=True, max_length=max_length, padding_side="left",
+        return_tensors="pt",
+    )  # fmt: skip
+    ids, mask = enc["input_ids"], enc["attention_mask"].bool()  # (N - 1, T)
+    if bool((ids[mask] == pad).any()):
+        raise ValueError(f"tokenize_items: a text token equals the padding id {pad}; use another pad token")
+    ids = ids.masked_fill(~mask, pad)
+    return torch.cat([torch.full((1, ids.shape[1]), pad, dtype=torch.long), ids.long()])  # (N, T)
+
+
 def _token_table(llm: nn.Module) -> nn.Embedding:
     return cast(nn.Embedding, llm.get_input_embeddings())  # type: ignore[operator]
 
@@ -53,14 +89,41 @@ def _width(llm: nn.Module) -> int:
     return int(_token_table(llm).weight.shape[1])
 
 
+@torch.no_grad()
+def _check_causal(llm: nn.Module, width: int) -> None:
+    """Raise if a later input changes an earlier output (a bidirectional encoder would leak the
+    targets of all-position training)."""
+    was = llm.training
+    llm.eval()
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 3, width, generator=g).repeat(2, 1, 1)  # (2, 3, D): two sequences...
+        x[1, -1] = torch.randn(
+            width, generator=g
+        )  # ...differing in the last input only (not a shift: LayerNorm)
+        mask, pos = torch.ones(2, 3, dtype=torch.long), torch.arange(3).expand(2, 3)
+        first = llm(inputs_embeds=x, attention_mask=mask, position_ids=pos).last_hidden_state[:, 0]  # (2, D)
+        a, b = first[0], first[1]
+    finally:
+        llm.train(was)
+    if not torch.allclose(a, b, atol=1e-5):
+        raise ValueError(
+            f"user_llm must be causal (decoder-only, e.g. Llama/GPT-2): the first output of "
+            f"{type(llm).__name__} changed when a later input changed"
+        )
+
+
 class HLLM(TwoTowerModel):
     """Item LLM -> item embeddings; user LLM over them -> next-item states.
 
     Args:
         item_tokens: ``(num_items, T)`` token ids of each item's text, left-padded with
             ``pad_token_id`` (row 0 = padding item).
-        item_llm, user_llm: model path/name, ``transformers`` config, or module.
+        item_llm, user_llm: model path/name, ``transformers`` config, or module; ``user_llm``
+            must be causal.
         pad_token_id: padding token in ``item_tokens``.
+        item_pooling: ``"item_token"`` (the paper's learned token) or ``"mean"`` (mean of the
+            text tokens' states; use it with a pretrained sentence encoder, frozen or not).
         max_len: longest history. l2_normalize: unit-norm output vectors. temperature: divides scores.
         history_column, item_column: batch column names.
     """
@@ -74,6 +137,7 @@ class HLLM(TwoTowerModel):
         item_llm: str | object,
         user_llm: str | object,
         pad_token_id: int = 0,
+        item_pooling: ItemPooling | str = ItemPooling.ITEM_TOKEN,
         max_len: int = 50,
         l2_normalize: bool = True,
         temperature: float = 1.0,
@@ -90,6 +154,8 @@ class HLLM(TwoTowerModel):
         # The user LLM reads item embeddings, never its own token table: freeze the unused table.
         _token_table(self.user_llm).weight.requires_grad_(False)
         width = _width(self.user_llm)
+        _check_causal(self.user_llm, width)
+        self.item_pooling = ItemPooling.parse(item_pooling, where="item_pooling")
         self.history_column, self.pad_token_id = history_column, pad_token_id
         self.user_features = [
             SequenceFeature(
@@ -99,35 +165,49 @@ class HLLM(TwoTowerModel):
         self.item_features = [SparseFeature(item_column, num_items, embed_dim=width)]
         self.temperature, self.l2_normalize = temperature, l2_normalize
         self.register_buffer("item_tokens", item_tokens.clone(), persistent=False)
-        self.item_token = nn.Parameter(torch.randn(_width(self.item_llm)) * 0.02)  # the learned [ITEM] token
+        self.item_token = (  # the learned [ITEM] token
+            nn.Parameter(torch.randn(_width(self.item_llm)) * 0.02)
+            if self.item_pooling is ItemPooling.ITEM_TOKEN
+            else None
+        )
         self.bridge = (
             nn.Linear(_width(self.item_llm), width) if _width(self.item_llm) != width else nn.Identity()
         )
         self.item_cache: Tensor | None = None
 
     def _encode_items(self, ids: Tensor) -> Tensor:
-        """Item LLM over the text of ``ids (N,)`` -> ``(N, D)``."""
+        """Item LLM over the text of ``ids (N,)`` -> ``(N, H)`` (before the bridge)."""
         tokens = self.item_tokens[ids]  # (N, T) left-padded
         mask = tokens != self.pad_token_id
         emb = _token_table(self.item_llm)(tokens)  # (N, T, H)
-        emb = torch.cat([emb, self.item_token.expand(len(ids), 1, -1)], 1)  # (N, T + 1, H)
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (N, T + 1)
-        pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # (N, T + 1): positions ignore the padding
+        if self.item_token is not None:
+            emb = torch.cat([emb, self.item_token.expand(len(ids), 1, -1)], 1)  # (N, T + 1, H)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (N, T + 1)
+        pos = (mask.long().cumsum(1) - 1).clamp_min(0)  # positions ignore the padding
         out = self.item_llm(inputs_embeds=emb, attention_mask=mask.long(), position_ids=pos).last_hidden_state
-        return self.bridge(out[:, -1])  # (N, D)
+        if self.item_token is not None:
+            return out[:, -1]  # (N, H)
+        m = mask.unsqueeze(-1).to(out.dtype)  # (N, T, 1)
+        return (out * m).sum(1) / m.sum(1).clamp_min(1.0)  # (N, H)
 
     def _items(self, ids: Tensor) -> Tensor:
         if self.item_cache is not None:
-            return self.item_cache[ids]  # (..., D)
+            return self.bridge(self.item_cache[ids])  # (..., D)
         uniq, inverse = torch.unique(ids, return_inverse=True)
-        return self._encode_items(uniq)[inverse]  # (..., D)
+        return self.bridge(self._encode_items(uniq))[inverse]  # (..., D)
 
     @torch.no_grad()
     def cache_items(self, batch_size: int = 256) -> Tensor:
-        """Encode every item once and serve ``item_tower`` (and history inputs) from the cache."""
+        """Encode every item once (item LLM in eval mode) and serve ``item_tower`` and history
+        inputs from the cache ``(num_items, H)`` until ``clear_cache``; the bridge still trains."""
         self.item_cache = None
-        ids = torch.arange(self.item_tokens.shape[0], device=self.item_tokens.device)
-        self.item_cache = torch.cat([self._encode_items(c) for c in ids.split(batch_size)])  # (N, D)
+        was = self.item_llm.training
+        self.item_llm.eval()
+        try:
+            ids = torch.arange(self.item_tokens.shape[0], device=self.item_tokens.device)
+            self.item_cache = torch.cat([self._encode_items(c) for c in ids.split(batch_size)])  # (N, H)
+        finally:
+            self.item_llm.train(was)
         return self.item_cache
 
     def clear_cache(self) -> None:
