@@ -28,7 +28,10 @@ class FlatList:
     lengths: np.ndarray  # (N,) int64
 
 
-def _is_text(s: pd.Series) -> bool:
+def _is_text(s: pd.Series | list[object]) -> bool:
+    if isinstance(s, list):  # as pandas infers it: every present value is a str, and one is
+        present = [v for v in s if v is not None and not (isinstance(v, float) and v != v)]
+        return bool(present) and all(isinstance(v, str) for v in present)
     if isinstance(s.dtype, pd.StringDtype):
         return True
     if s.dtype != object:
@@ -36,8 +39,10 @@ def _is_text(s: pd.Series) -> bool:
     return pd.api.types.infer_dtype(s, skipna=True) == "string"
 
 
-def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
+def flatten(column: str, s: pd.Series | list[object], sep: str | None) -> FlatList:
     """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
+
+    ``s`` is a Series or a plain list of row values (rows read from dicts); both parse alike.
 
     String tokens are stripped of surrounding whitespace and empty ones dropped; tokens that all
     look like integers become integers, as a CSV reader does for a scalar column, so ``"12|7"``
@@ -74,6 +79,8 @@ def flatten(column: str, s: pd.Series, sep: str | None) -> FlatList:
             ) from None
         if isinstance(lists, pa.ChunkedArray):
             lists = lists.combine_chunks()
+        if pa.types.is_null(lists.type):  # every row missing (e.g. one serving row): empty lists
+            return _finish(column, lists.drop_null(), np.zeros(n, dtype=np.int64))
         scalar = (
             pa.types.is_integer(lists.type)
             or pa.types.is_floating(lists.type)

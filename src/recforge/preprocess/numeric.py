@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from recforge.preprocess.columns import Fill, Normalize, Numeric
 
@@ -19,8 +21,14 @@ class NumericStats:
     scale: float
 
 
-def numeric_values(name: str, s: pd.Series) -> np.ndarray:
-    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
+def numeric_values(name: str, s: pd.Series | list[object]) -> np.ndarray:
+    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``.
+
+    ``s`` is a Series or a plain list of Python values (rows read from dicts, where ``None`` or
+    NaN is missing); both give the same numbers.
+    """
+    if isinstance(s, list):
+        return _list_numeric_values(name, s)
     dtype = s.dtype
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -32,6 +40,26 @@ def numeric_values(name: str, s: pd.Series) -> np.ndarray:
         f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
         f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
     )
+
+
+def _list_numeric_values(name: str, values: list[object]) -> np.ndarray:
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = None
+    t = arr.type if arr is not None else None
+    if t is None or not (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+    ):
+        present = [v for v in values[:1000] if v is not None]
+        kinds = sorted({type(v).__name__ for v in present})
+        example = next((v for v in present if not isinstance(v, int | float | np.number)), present[0])
+        raise TypeError(
+            f"column {name!r}: Numeric expects numbers but the column holds {kinds} values, "
+            f"e.g. {example!r}; convert it or declare it Categorical"
+        )
+    floats = pc.fill_null(arr.cast(pa.float64(), safe=False), np.nan)
+    return floats.to_numpy(zero_copy_only=False)
 
 
 def apply_numeric(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:

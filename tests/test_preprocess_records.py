@@ -1,0 +1,123 @@
+"""FeaturePipeline.transform_records (dict rows, no DataFrame) equals transform on the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recforge.preprocess import Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn
+
+ITEMS = [f"i{j}" for j in range(30)]
+
+
+def _train(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user": rng.choice([f"u{j}" for j in range(20)], n),
+            "item": rng.choice(ITEMS, n),
+            "code": rng.integers(100, 120, n),  # integer ids
+            "ratio": rng.choice([0.5, 1.5, 2.25], n),  # float ids
+            "city": rng.choice(["a", "b", None], n),  # filled categorical
+            "bucket": rng.choice(["x", "y", "z"], n),  # hashed
+            "age": rng.integers(18, 70, n).astype(float),
+            "income": rng.lognormal(3, 1, n),
+            "tags": ["|".join(rng.choice(["t1", "t2", "t3", "t4"], rng.integers(0, 4))) for _ in range(n)],
+            "hist": [list(rng.choice(ITEMS, rng.integers(0, 6))) for _ in range(n)],
+            "clicks": ["|".join(map(str, rng.integers(1, 40, rng.integers(0, 5)))) for _ in range(n)],
+        }
+    )
+
+
+def _pipeline(train: pd.DataFrame) -> FeaturePipeline:
+    return FeaturePipeline(
+        [
+            Categorical("user", min_freq=2),
+            Categorical("item"),
+            Categorical("code"),
+            Categorical("ratio"),
+            Categorical("city", fill_value="none"),
+            Categorical("bucket", hash_buckets=7),
+            Numeric("age", fill="median"),
+            Numeric("income", log1p=True, normalize="minmax"),
+            MultiValue("tags", sep="|", max_len=3),
+            SequenceColumn("hist", max_len=4, shared_with="item"),
+            SequenceColumn("clicks", max_len=3, sep="|"),
+        ]
+    ).fit(train)
+
+
+def _random_rows(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
+    """Serving-like rows: unseen values, None and absent keys for missing values, lists as text or lists."""
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        hist_len = int(rng.integers(0, 8))
+        row: dict[str, object] = {
+            "user": str(rng.choice([f"u{j}" for j in range(25)])),  # u20.. are unseen
+            "item": str(rng.choice([*ITEMS, "new-item"])),
+            "code": int(rng.integers(95, 125)),
+            "ratio": float(rng.choice([0.5, 1.5, 2.25, 9.75])),
+            "city": [None, "a", "b", "elsewhere"][i % 4],
+            "bucket": str(rng.choice(["x", "y", "z", "w"])),
+            "age": [None, float(rng.integers(10, 90)), int(rng.integers(10, 90))][i % 3],
+            "income": float(rng.lognormal(3, 1)) if i % 5 else None,
+            "tags": ["t1|t2", "", "t4 | t9 |t3|t1", None, "t2"][i % 5],
+            "hist": [str(v) for v in rng.choice([*ITEMS, "gone"], hist_len)] if i % 6 else None,
+            "clicks": "|".join(map(str, rng.integers(1, 50, int(rng.integers(0, 6))))),
+        }
+        if i % 7 == 3:
+            del row["age"]  # absent key: a missing value, as in a DataFrame built from the rows
+        if i % 9 == 4:
+            del row["hist"]
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 3000])  # 3000 > the small-batch dict lookup threshold
+def test_transform_records_equals_the_dataframe_path(n: int) -> None:
+    rng = np.random.default_rng(n)
+    pipe = _pipeline(_train(2000, rng))
+    rows = _random_rows(n, rng)
+    want = pipe.transform(pd.DataFrame.from_records(rows))
+    got = pipe.transform_records(rows)
+    assert list(got) == [c.name for c in pipe.columns]
+    for name, arr in want.items():
+        assert got[name].dtype == arr.dtype and got[name].shape == arr.shape, name
+        np.testing.assert_array_equal(got[name], arr, err_msg=name)
+    if n > 100:
+        assert (got["user"] == 1).any() and (got["item"] == 1).any()  # unseen values reached OOV
+
+
+def test_transform_records_subset_and_encode_column() -> None:
+    rng = np.random.default_rng(0)
+    pipe = _pipeline(_train(500, rng))
+    rows = _random_rows(12, rng)
+    full = pipe.transform(pd.DataFrame.from_records(rows))
+    part = pipe.transform_records(rows, columns=["hist", "age"])
+    assert list(part) == ["hist", "age"]
+    np.testing.assert_array_equal(part["hist"], full["hist"])
+    np.testing.assert_array_equal(pipe.encode_column("income", [r["income"] for r in rows]), full["income"])
+    series = pd.DataFrame.from_records(rows)["tags"]
+    np.testing.assert_array_equal(pipe.encode_column("tags", series), full["tags"])
+
+
+def test_transform_records_errors_name_the_column() -> None:
+    rng = np.random.default_rng(1)
+    pipe = _pipeline(_train(500, rng))
+    row = _random_rows(1, rng)[0]
+    assert row["city"] is None  # a lone missing value of a filled column: encoded as the fill
+    assert pipe.transform_records([row])["city"].tolist() == pipe.transform_records([dict(row, city="none")])["city"].tolist()
+    with pytest.raises(KeyError, match="'user'"):
+        pipe.transform_records([{k: v for k, v in row.items() if k != "user"}])
+    with pytest.raises(KeyError, match="nope"):
+        pipe.transform_records([row], columns=["nope"])
+    with pytest.raises(TypeError, match="'age'.*str"):
+        pipe.transform_records([dict(row, age="old")])
+    with pytest.raises(TypeError, match="'code'"):
+        pipe.transform_records([dict(row, code="c1")])  # text for an integer vocabulary
+    with pytest.raises(TypeError, match="'item'.*text or all numbers"):
+        pipe.transform_records([row, dict(row, item=5)])
+    with pytest.raises(ValueError, match="'user'.*missing"):
+        pipe.transform_records([dict(row, user=None)])
+    with pytest.raises(TypeError, match="'hist'"):
+        pipe.transform_records([dict(row, hist="i1|i2")])  # text but no separator declared
