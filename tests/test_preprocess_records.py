@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from recforge.preprocess import Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn
@@ -47,8 +48,10 @@ def _pipeline(train: pd.DataFrame) -> FeaturePipeline:
     ).fit(train)
 
 
-def _random_rows(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
-    """Serving-like rows: unseen values, None and absent keys for missing values, lists as text or lists."""
+def _random_rows(n: int, rng: np.random.Generator, variant: str = "json") -> list[dict[str, object]]:
+    """Serving-like rows: unseen values, None and absent keys for missing values, lists as text or
+    lists. ``variant``: "json" (plain Python values), "numpy" (NumPy scalars, NaN for missing
+    numbers) or "lists" (list columns as Python lists)."""
     rows: list[dict[str, object]] = []
     for i in range(n):
         hist_len = int(rng.integers(0, 8))
@@ -65,6 +68,15 @@ def _random_rows(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
             "hist": [str(v) for v in rng.choice([*ITEMS, "gone"], hist_len)] if i % 6 else None,
             "clicks": "|".join(map(str, rng.integers(1, 50, int(rng.integers(0, 6))))),
         }
+        if i % 8 == 5:
+            row["ratio"] = [2.0, 1, 2.25][i % 3]  # whole floats and ints in a float vocabulary
+        if variant == "numpy":
+            row["code"] = np.int64(row["code"])  # type: ignore[call-overload]
+            row["age"] = np.nan if row["age"] is None else np.float64(row["age"])  # type: ignore[arg-type]
+            row["income"] = np.float32(row["income"]) if row["income"] is not None else np.nan
+        elif variant == "lists":
+            row["tags"] = None if row["tags"] is None else [t.strip() for t in str(row["tags"]).split("|") if t.strip()]
+            row["clicks"] = [int(t) for t in str(row["clicks"]).split("|") if t]
         if i % 7 == 3:
             del row["age"]  # absent key: a missing value, as in a DataFrame built from the rows
         if i % 9 == 4:
@@ -73,11 +85,13 @@ def _random_rows(n: int, rng: np.random.Generator) -> list[dict[str, object]]:
     return rows
 
 
-@pytest.mark.parametrize("n", [1, 2, 17, 3000])  # 3000 > the small-batch dict lookup threshold
-def test_transform_records_equals_the_dataframe_path(n: int) -> None:
+# 1-17 rows: parsed in Python; 300: through Arrow, dict lookups; 3000: Arrow lookups as well
+@pytest.mark.parametrize("n", [1, 2, 17, 300, 3000])
+@pytest.mark.parametrize("variant", ["json", "numpy", "lists"])
+def test_transform_records_equals_the_dataframe_path(n: int, variant: str) -> None:
     rng = np.random.default_rng(n)
     pipe = _pipeline(_train(2000, rng))
-    rows = _random_rows(n, rng)
+    rows = _random_rows(n, rng, variant)
     want = pipe.transform(pd.DataFrame.from_records(rows))
     got = pipe.transform_records(rows)
     assert list(got) == [c.name for c in pipe.columns]
@@ -121,3 +135,52 @@ def test_transform_records_errors_name_the_column() -> None:
         pipe.transform_records([dict(row, user=None)])
     with pytest.raises(TypeError, match="'hist'"):
         pipe.transform_records([dict(row, hist="i1|i2")])  # text but no separator declared
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["a", "b", "a"],
+        [3, -7, 2**62],
+        [1.0, 2.0, -0.0],  # whole floats become ints
+        [1, 2.5],
+        [0.5, float("inf")],
+        [2.0**60, 1.0],  # whole but past 2**53: stays float
+        [2**54 + 1, 0.5],  # an int Arrow would round: left to Arrow
+        [2**64],  # out of int64: left to Arrow (which refuses it)
+        [True, False],
+        ["a", None],
+        [1, "a"],
+    ],
+)
+def test_canonical_list_equals_canonical_values(values: list[object]) -> None:
+    from recforge.preprocess import canonical_values
+    from recforge.preprocess.vocab import canonical_list
+
+    small = canonical_list(values)
+    if small is None:
+        return  # left to the general path, which is canonical_values itself
+    arr, kind = canonical_values("c", pa.array(values))
+    assert small[1] is kind
+    assert small[0] == arr.to_pylist()
+    assert [type(v) for v in small[0]] == [type(v) for v in arr.to_pylist()]
+
+
+@pytest.mark.parametrize("sep", ["|", ", "])
+def test_small_list_parsing_equals_arrow(sep: str) -> None:
+    from recforge.preprocess import flatten
+
+    rows: list[object] = [
+        f"a{sep} b {sep}\u3000c\u2003{sep}{sep}",  # unicode spaces trimmed, empty tokens dropped
+        None,
+        "",
+        f" -0{sep}007{sep}12",
+        f"9223372036854775808{sep}1",  # past int64: the row stays text
+        float("nan"),
+    ]
+    for part in (rows, rows[3:4], rows[4:5], [["x", "y"], None, []], [[1, 2], [3]], [None]):
+        small = flatten("c", list(part), sep)
+        big = flatten("c", pd.Series(part, dtype=object), sep)
+        assert small.kind is big.kind, part
+        assert list(small.values) == big.values.to_pylist(), part
+        np.testing.assert_array_equal(small.lengths, big.lengths)

@@ -7,6 +7,7 @@ runs for string columns; an object column of Python lists is converted to Arrow 
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,16 +15,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recforge.preprocess.vocab import ValueKind, canonical_values
+from recforge.preprocess.vocab import SMALL_LIST, Value, ValueKind, canonical_list, canonical_values
 
 _INT_PATTERN = r"^-?[0-9]+$"
+_INT_RE = re.compile(r"-?[0-9]+")  # _INT_PATTERN for re.fullmatch
 
 
 @dataclass(frozen=True)
 class FlatList:
-    """A list column as one flat array of canonical values plus each row's length."""
+    """A list column as one flat array of canonical values plus each row's length (``values``
+    is a Python list when a short list of rows was parsed in Python)."""
 
-    values: pa.Array  # (ΣL,)
+    values: pa.Array | list[Value]  # (ΣL,)
     kind: ValueKind
     lengths: np.ndarray  # (N,) int64
 
@@ -51,6 +54,10 @@ def flatten(column: str, s: pd.Series | list[object], sep: str | None) -> FlatLi
     n = len(s)
     if n == 0:  # an empty column has no meaningful dtype
         return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, np.zeros(0, dtype=np.int64))
+    if isinstance(s, list) and n <= SMALL_LIST:
+        small = _flatten_small(s, sep)
+        if small is not None:
+            return small
     if _is_text(s):
         if sep is None:
             raise TypeError(
@@ -109,6 +116,41 @@ def flatten(column: str, s: pd.Series | list[object], sep: str | None) -> FlatLi
         lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
         flat = values
     return _finish(column, flat, lengths)
+
+
+def _flatten_small(rows: list[object], sep: str | None) -> FlatList | None:
+    """``flatten`` of a few rows of plain ``str`` or ``list`` values, in Python: what the Arrow
+    kernels give (``str.strip`` trims the same characters as ``utf8_trim_whitespace``), or None
+    for inputs left to the general path (NumPy values, missing values inside lists, ...)."""
+    tokens: list[object] = []
+    lengths: list[int] = []
+    if _is_text(rows):
+        if sep is None:
+            return None
+        for v in rows:
+            parts = [] if not isinstance(v, str) else [t for t in (p.strip() for p in v.split(sep)) if t]
+            tokens += parts
+            lengths.append(len(parts))
+        if tokens and all(_INT_RE.fullmatch(t) for t in tokens):  # type: ignore[arg-type]
+            ints = [int(t) for t in tokens]  # type: ignore[call-overload]
+            if all(-(2**63) <= i < 2**63 for i in ints):  # else Arrow's cast fails: text stays
+                tokens = ints  # type: ignore[assignment]
+    else:
+        for v in rows:
+            if v is None:
+                lengths.append(0)
+            elif type(v) is list:
+                tokens += v
+                lengths.append(len(v))
+            else:
+                return None
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    if not tokens:
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths_arr)
+    canonical = canonical_list(tokens)
+    if canonical is None:
+        return None
+    return FlatList(canonical[0], canonical[1], lengths_arr)
 
 
 def _finish(column: str, flat: pa.Array, lengths: np.ndarray) -> FlatList:

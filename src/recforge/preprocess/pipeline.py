@@ -45,7 +45,15 @@ from recforge.preprocess.columns import (
 from recforge.preprocess.io import TableLike, iter_tables, read_table, require_columns
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericStats, apply_numeric, fit_numeric, numeric_values
-from recforge.preprocess.vocab import ValueKind, Vocabulary, canonical_values, to_arrow
+from recforge.preprocess.vocab import (
+    SMALL_LIST,
+    Value,
+    ValueKind,
+    Vocabulary,
+    canonical_list,
+    canonical_values,
+    to_arrow,
+)
 
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
@@ -67,7 +75,13 @@ class NotFittedError(ValueError):
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
-def _categorical_values(spec: Categorical, s: pd.Series | list[object]) -> tuple[pa.Array, ValueKind]:
+def _categorical_values(
+    spec: Categorical, s: pd.Series | list[object]
+) -> tuple[pa.Array | list[Value], ValueKind]:
+    if isinstance(s, list) and len(s) <= SMALL_LIST:
+        small = canonical_list(s)
+        if small is not None:
+            return small
     arr = to_arrow(spec.name, s)
     if arr.null_count:
         if spec.fill_value is None:
@@ -208,7 +222,7 @@ class FeaturePipeline:
 
     def _encoded_values(
         self, spec: EncodedSpec, values: pd.Series | list[object]
-    ) -> tuple[pa.Array, ValueKind, FlatList | None]:
+    ) -> tuple[pa.Array | list[Value], ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
             arr, kind = _categorical_values(spec, values)
             return arr, kind, None
@@ -241,6 +255,7 @@ class FeaturePipeline:
                 continue
             assert not isinstance(c, Numeric)
             arr, kind, flat = result
+            assert isinstance(arr, pa.Array)  # a Series always goes through Arrow
             if isinstance(c, MultiValue) and flat is not None:
                 max_len[c.name] = c.max_len or max(1, int(flat.lengths.max(initial=0)))
             gathered.setdefault(self._owner(c).name, []).append((c.name, arr, kind))
