@@ -75,7 +75,9 @@ def _random_rows(n: int, rng: np.random.Generator, variant: str = "json") -> lis
             row["age"] = np.nan if row["age"] is None else np.float64(row["age"])  # type: ignore[arg-type]
             row["income"] = np.float32(row["income"]) if row["income"] is not None else np.nan
         elif variant == "lists":
-            row["tags"] = None if row["tags"] is None else [t.strip() for t in str(row["tags"]).split("|") if t.strip()]
+            row["tags"] = (
+                None if row["tags"] is None else [t.strip() for t in str(row["tags"]).split("|") if t.strip()]
+            )
             row["clicks"] = [int(t) for t in str(row["clicks"]).split("|") if t]
         if i % 7 == 3:
             del row["age"]  # absent key: a missing value, as in a DataFrame built from the rows
@@ -120,18 +122,21 @@ def test_transform_records_errors_name_the_column() -> None:
     pipe = _pipeline(_train(500, rng))
     row = _random_rows(1, rng)[0]
     assert row["city"] is None  # a lone missing value of a filled column: encoded as the fill
-    assert pipe.transform_records([row])["city"].tolist() == pipe.transform_records([dict(row, city="none")])["city"].tolist()
+    assert (
+        pipe.transform_records([row])["city"].tolist()
+        == pipe.transform_records([dict(row, city="none")])["city"].tolist()
+    )
     with pytest.raises(KeyError, match="'user'"):
         pipe.transform_records([{k: v for k, v in row.items() if k != "user"}])
     with pytest.raises(KeyError, match="nope"):
         pipe.transform_records([row], columns=["nope"])
-    with pytest.raises(TypeError, match="'age'.*str"):
+    with pytest.raises(TypeError, match=r"'age'.*str"):
         pipe.transform_records([dict(row, age="old")])
     with pytest.raises(TypeError, match="'code'"):
         pipe.transform_records([dict(row, code="c1")])  # text for an integer vocabulary
-    with pytest.raises(TypeError, match="'item'.*text or all numbers"):
+    with pytest.raises(TypeError, match=r"'item'.*text or all numbers"):
         pipe.transform_records([row, dict(row, item=5)])
-    with pytest.raises(ValueError, match="'user'.*missing"):
+    with pytest.raises(ValueError, match=r"'user'.*missing"):
         pipe.transform_records([dict(row, user=None)])
     with pytest.raises(TypeError, match="'hist'"):
         pipe.transform_records([dict(row, hist="i1|i2")])  # text but no separator declared

@@ -294,7 +294,7 @@ class Bundle:
                     self._check_size(len(records), "score")
                     arrays = run.pipeline.transform_records(records) if records else {}
                 encoded.append(arrays)
-            except Exception as e:  # noqa: BLE001 - handed back to that request's caller
+            except Exception as e:  # handed back to that request's caller
                 encoded.append(e)
 
         def run_all(parts: list[dict[str, np.ndarray]]) -> list[np.ndarray | Exception]:
@@ -419,9 +419,7 @@ class Bundle:
             raise result
         return result
 
-    def recommend_batch(
-        self, queries: Sequence[RecommendQuery]
-    ) -> list[list[Recommendation] | Exception]:
+    def recommend_batch(self, queries: Sequence[RecommendQuery]) -> list[list[Recommendation] | Exception]:
         """``recommend`` for several independent queries with one user-tower call, one index
         search and one ranking-model call (the server's micro-batches).
 
@@ -438,7 +436,7 @@ class Bundle:
         for q in queries:
             try:
                 prepared.append(self._prepare(run, q))
-            except Exception as e:  # noqa: BLE001 - handed back to that query's caller
+            except Exception as e:  # handed back to that query's caller
                 prepared.append(e)
         return _per_request(prepared, lambda ps: self._recommend_prepared(run, ps))
 
@@ -609,7 +607,7 @@ def _per_request(
         return list(prepared)  # type: ignore[arg-type]
     try:
         results: list[_R | Exception] = list(run(valid))
-    except Exception as e:  # noqa: BLE001 - handed back to the callers
+    except Exception as e:  # handed back to the callers
         if len(valid) == 1:
             results = [e]
         else:
@@ -617,7 +615,7 @@ def _per_request(
             for p in valid:
                 try:
                     results.extend(run([p]))
-                except Exception as e1:  # noqa: BLE001
+                except Exception as e1:
                     results.append(e1)
     it = iter(results)
     return [p if isinstance(p, Exception) else next(it) for p in prepared]

@@ -44,9 +44,9 @@ def numeric_values(name: str, s: pd.Series | list[object]) -> np.ndarray:
 
 
 def _list_numeric_values(name: str, values: list[object]) -> np.ndarray:
-    if len(values) <= SMALL_LIST and {type(v) for v in values} <= {int, float, type(None)}:
-        if all(v is None or type(v) is float or -(2**63) <= v < 2**63 for v in values):  # type: ignore[operator]
-            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    plain = len(values) <= SMALL_LIST and {type(v) for v in values} <= {int, float, type(None)}
+    if plain and all(v is None or type(v) is float or -(2**63) <= v < 2**63 for v in values):  # type: ignore[operator]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     try:
         arr = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
