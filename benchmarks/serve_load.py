@@ -279,11 +279,15 @@ def main() -> None:
         for conc in args.concurrency:
             asyncio.run(client(port, requests[: args.warmup], ks, conc))
             load_before = os.getloadavg()
+            counts = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
+            requests_before, batches_before = counts["requests"], counts["batches"]
             cpu0 = (time.process_time(), cpu_seconds(child.pid))
             lat, errors, wall = asyncio.run(client(port, requests[args.warmup :], ks, conc))
             cpu1 = (time.process_time(), cpu_seconds(child.pid))
             cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
-            results.append((conc, lat, errors, wall, load_before, os.getloadavg(), cpu))
+            counts = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
+            mean_batch = (counts["requests"] - requests_before) / max(1, counts["batches"] - batches_before)
+            results.append((conc, lat, errors, wall, load_before, os.getloadavg(), cpu, mean_batch))
             for e in errors[:5]:
                 print("error:", e, flush=True)
     finally:
@@ -316,16 +320,16 @@ def main() -> None:
         f"{os.cpu_count()} cores shared with other engineers' jobs (load average 1/5/15 min, before -> "
         "after each level).",
         "",
-        "| requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s "
+        "| requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | mean batch "
         "| server CPU/request (ms) | client CPU/request (ms) | load average |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for conc, lat, errors, wall, lb, la, (client_cpu, server_cpu) in results:
+    for conc, lat, errors, wall, lb, la, (client_cpu, server_cpu), mean_batch in results:
         ms = np.asarray(lat) * 1e3
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
         lines.append(
             f"| {len(lat)} | {conc} | {len(errors)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
-            f"{len(lat) / wall:.1f} | {server_cpu * 1e3:.2f} | {client_cpu * 1e3:.2f} | "
+            f"{len(lat) / wall:.1f} | {mean_batch:.1f} | {server_cpu * 1e3:.2f} | {client_cpu * 1e3:.2f} | "
             f"{lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} -> {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} |"
         )
     errs = [e for r in results for e in r[2]]

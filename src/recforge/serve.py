@@ -90,6 +90,8 @@ class MicroBatcher(Generic[Q, R]):
         self._queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._carry: tuple[Q, asyncio.Future[R]] | None = None
+        self.batches = 0  # batches run so far
+        self.requests = 0  # requests answered in them
 
     async def submit(self, request: Q) -> R:
         """The answer to ``request`` (its exception is raised here)."""
@@ -142,6 +144,8 @@ class MicroBatcher(Generic[Q, R]):
             batch = [b for b in await self._next_batch() if not b[1].done()]  # drop cancelled ones
             if not batch:
                 continue
+            self.batches += 1
+            self.requests += len(batch)
             try:
                 results = await loop.run_in_executor(self._executor, self._run, [q for q, _ in batch])
             except Exception as e:  # the whole call failed: every request gets it
@@ -208,12 +212,12 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
     from recforge import __version__
 
     max_batch = bundle.config.max_batch
-    batchers: list[MicroBatcher[Any, Any]] = []
+    batchers: dict[str, MicroBatcher[Any, Any]] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for b in batchers:
+        for b in batchers.values():
             await b.close()
 
     app = FastAPI(
@@ -253,7 +257,9 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
-        return bundle.metadata()
+        counts = {name: {"batches": b.batches, "requests": b.requests} for name, b in batchers.items()}
+        settings = {"max_rows": batching.max_rows, "max_wait_ms": batching.max_wait_ms}
+        return dict(bundle.metadata(), batching=dict(settings, **counts))
 
     if bundle.ranker is not None:
         RankRow = _row_model("RankingRow", bundle, "ranking")
@@ -267,7 +273,7 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
         scorer: MicroBatcher[list[dict[str, object]], np.ndarray] = MicroBatcher(
             lambda batch: bundle.score_batch(batch), len, batching, name="score"
         )
-        batchers.append(scorer)
+        batchers["score"] = scorer
 
         @app.post("/score", response_model=ScoreResponse)
         async def score(req: ScoreRequest) -> JSONResponse:
@@ -312,7 +318,7 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
             batching,
             name="recommend",
         )
-        batchers.append(recommender)
+        batchers["recommend"] = recommender
 
         @app.post("/recommend", response_model=RecommendResponse)
         async def recommend(req: RecommendRequest) -> JSONResponse:

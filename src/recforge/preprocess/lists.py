@@ -127,14 +127,16 @@ def _flatten_small(rows: list[object], sep: str | None) -> FlatList | None:
     if _is_text(rows):
         if sep is None:
             return None
+        words: list[str] = []
         for v in rows:
             parts = [] if not isinstance(v, str) else [t for t in (p.strip() for p in v.split(sep)) if t]
-            tokens += parts
+            words += parts
             lengths.append(len(parts))
-        if tokens and all(_INT_RE.fullmatch(t) for t in tokens):  # type: ignore[arg-type]
-            ints = [int(t) for t in tokens]  # type: ignore[call-overload]
+        tokens = list(words)
+        if words and all(_INT_RE.fullmatch(t) for t in words):
+            ints = [int(t) for t in words]
             if all(-(2**63) <= i < 2**63 for i in ints):  # else Arrow's cast fails: text stays
-                tokens = ints  # type: ignore[assignment]
+                tokens = list(ints)
     else:
         for v in rows:
             if v is None:
