@@ -141,7 +141,15 @@ def serve_child(args: argparse.Namespace) -> None:
     bundle = build_bundle(args.num_items, args.rerank, args.seed)
     batching = Batching(max_rows=args.batch_max_rows, max_wait_ms=args.batch_wait_ms)
     app = create_app(bundle, batching=batching)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        http=args.http[0],
+        loop=STACKS[args.http[0]],
+        log_level="warning",
+        access_log=False,
+    )
 
 
 class Connection:
@@ -216,6 +224,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+STACKS = {"h11": "asyncio", "httptools": "uvloop"}  # uvicorn's HTTP parser -> its event loop
+
+
+def start_server(args: argparse.Namespace, http: str) -> tuple[subprocess.Popen, int]:
+    """A server child on a free loopback port, once it answers /healthz."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    paths = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    child_args = [
+        *("--num-items", str(args.num_items), "--rerank", str(args.rerank), "--seed", str(args.seed)),
+        *("--batch-max-rows", str(args.batch_max_rows), "--batch-wait-ms", str(args.batch_wait_ms)),
+        *("--http", http),
+    ]
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve-only", "--port", str(port), *child_args], env=env
+    )
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return child, port
+        except httpx.TransportError:
+            pass
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            raise SystemExit(f"the server ({http}) did not start")
+        time.sleep(0.5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=5000)
@@ -227,6 +268,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-max-rows", type=int, default=256, help="server micro-batching (1: off)")
     ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="server micro-batching wait")
+    ap.add_argument(
+        "--http",
+        nargs="+",
+        default=["h11"],
+        choices=sorted(STACKS),
+        help="uvicorn HTTP parser(s), one server each: h11 (plain 'uvicorn', asyncio loop) or "
+        "httptools ('uvicorn[standard]': httptools + uvloop, which must be importable)",
+    )
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="unused: synthetic data")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve_load.md"))
     ap.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)
@@ -240,99 +289,94 @@ def main() -> None:
     import torch
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    child_args = [
-        *("--num-items", str(args.num_items), "--rerank", str(args.rerank), "--seed", str(args.seed)),
-        *("--batch-max-rows", str(args.batch_max_rows), "--batch-wait-ms", str(args.batch_wait_ms)),
+    rng = np.random.default_rng(args.seed + 1)
+    n = args.requests + args.warmup
+    hist = history_strings(rng, args.num_items, n)
+    users = [f"user{j}" for j in rng.integers(0, 25_000, n)]  # ids >= 20,000 were never seen
+    ages = rng.integers(18, 70, n).astype(float)
+    bodies = [
+        json.dumps({"users": [{"user_id": u, "hist_item_id": h, "age": a}], "k": args.k}).encode()
+        for u, h, a in zip(users, hist, ages)
     ]
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-only", "--port", str(port), *child_args], env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
-        meta = httpx.get(f"{url}/metadata").json()
-        rng = np.random.default_rng(args.seed + 1)
-        n = args.requests + args.warmup
-        hist = history_strings(rng, args.num_items, n)
-        users = [f"user{j}" for j in rng.integers(0, 25_000, n)]  # ids >= 20,000 were never seen
-        ages = rng.integers(18, 70, n).astype(float)
-        bodies = [
-            json.dumps({"users": [{"user_id": u, "hist_item_id": h, "age": a}], "k": args.k}).encode()
-            for u, h, a in zip(users, hist, ages)
-        ]
-        requests = [Connection.request("/recommend", b) for b in bodies]
-        ks = [args.k] * n
-        results = []
-        for conc in args.concurrency:
-            asyncio.run(client(port, requests[: args.warmup], ks, conc))
-            load_before = os.getloadavg()
-            counts = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
-            requests_before, batches_before = counts["requests"], counts["batches"]
-            cpu0 = (time.process_time(), cpu_seconds(child.pid))
-            lat, errors, wall = asyncio.run(client(port, requests[args.warmup :], ks, conc))
-            cpu1 = (time.process_time(), cpu_seconds(child.pid))
-            cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
-            counts = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
-            mean_batch = (counts["requests"] - requests_before) / max(1, counts["batches"] - batches_before)
-            results.append((conc, lat, errors, wall, load_before, os.getloadavg(), cpu, mean_batch))
-            for e in errors[:5]:
-                print("error:", e, flush=True)
-    finally:
-        child.terminate()
-        child.wait(30)
+    requests = [Connection.request("/recommend", b) for b in bodies]
+    ks = [args.k] * n
+    results = []
+    for http in args.http:
+        child, port = start_server(args, http)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            meta = httpx.get(f"{url}/metadata").json()
+            for conc in args.concurrency:
+                asyncio.run(client(port, requests[: args.warmup], ks, conc))
+                load_before = os.getloadavg()
+                before = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
+                cpu0 = (time.process_time(), cpu_seconds(child.pid))
+                lat, errors, wall = asyncio.run(client(port, requests[args.warmup :], ks, conc))
+                cpu1 = (time.process_time(), cpu_seconds(child.pid))
+                cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
+                after = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
+                batch = (after["requests"] - before["requests"]) / max(
+                    1, after["batches"] - before["batches"]
+                )
+                results.append((http, conc, lat, errors, wall, load_before, os.getloadavg(), cpu, batch))
+                for e in errors[:5]:
+                    print("error:", e, flush=True)
+        finally:
+            child.terminate()
+            child.wait(30)
     conc_arg = " ".join(str(c) for c in args.concurrency)
     cmd = (
-        f"PYTHONPATH=src python benchmarks/serve_load.py --requests {args.requests} "
-        f"--concurrency {conc_arg} --num-items {args.num_items} --rerank {args.rerank} --k {args.k}"
+        f"python benchmarks/serve_load.py --requests {args.requests} --concurrency {conc_arg} "
+        f"--num-items {args.num_items} --rerank {args.rerank} --k {args.k}"
     )
     if (args.batch_max_rows, args.batch_wait_ms) != (256, 2.0):
         cmd += f" --batch-max-rows {args.batch_max_rows} --batch-wait-ms {args.batch_wait_ms:g}"
+    if args.http != ["h11"]:
+        cmd = "PYTHONPATH=src:benchmarks/.venvs/uvicorn-standard " + cmd + " --http " + " ".join(args.http)
+    else:
+        cmd = "PYTHONPATH=src " + cmd
     lines = [
         "# HTTP serving load test: POST /recommend (retrieval + rerank)",
         "",
-        f"Command: `{cmd}`",
+        f"Command: `{cmd}`"
+        + (
+            " (`benchmarks/.venvs/uvicorn-standard` holds httptools and uvloop, what "
+            "`pip install 'uvicorn[standard]'` adds: `pip install --target benchmarks/.venvs/uvicorn-standard "
+            "httptools uvloop`)"
+            if args.http != ["h11"]
+            else ""
+        ),
         "",
-        f"Server: uvicorn {uvicorn.__version__} (h11 parser, asyncio loop), FastAPI {fastapi.__version__}, "
-        f"1 worker process, torch {torch.__version__} with 1 thread; micro-batching max_rows="
-        f"{args.batch_max_rows}, max_wait_ms={args.batch_wait_ms:g} (concurrent requests run as one "
-        f"`Bundle.recommend_batch` on one worker thread). {meta['num_items']:,}-item exact index (32-d), "
-        f"rerank of {args.rerank} candidates by DeepFM, top-{args.k}, one user per request (random "
-        "history of 0-20 items, 20% of users unseen).",
+        f"Server: uvicorn {uvicorn.__version__}, FastAPI {fastapi.__version__}, 1 worker process, "
+        f"torch {torch.__version__} with 1 thread; micro-batching max_rows={args.batch_max_rows}, "
+        f"max_wait_ms={args.batch_wait_ms:g} (concurrent requests run as one `Bundle.recommend_batch` "
+        f"on one worker thread). {meta['num_items']:,}-item exact index (32-d), rerank of {args.rerank} "
+        f"candidates by DeepFM, top-{args.k}, one user per request (random history of 0-20 items, 20% of "
+        "users unseen). The `server` column is uvicorn's HTTP parser and event loop: h11 + asyncio "
+        "(plain `uvicorn`) or httptools + uvloop (`uvicorn[standard]`).",
         "",
         "Client: this script's own process, a minimal asyncio HTTP/1.1 keep-alive client (one "
         "connection per concurrent request, request bytes encoded before timing, responses read "
         "by Content-Length and their JSON checked for k items), real HTTP over loopback to the "
         f"uvicorn server; {args.warmup} warm-up requests per level not counted. Latency is "
-        "send-to-last-byte per request. Machine: "
+        "send-to-last-byte per request; `mean batch` is requests per `recommend_batch` call; CPU is "
+        "user + system time of each process divided by the requests. Machine: "
         f"{os.cpu_count()} cores shared with other engineers' jobs (load average 1/5/15 min, before -> "
         "after each level).",
         "",
-        "| requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | mean batch "
+        "| server | requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | mean batch "
         "| server CPU/request (ms) | client CPU/request (ms) | load average |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for conc, lat, errors, wall, lb, la, (client_cpu, server_cpu), mean_batch in results:
+    for http, conc, lat, errors, wall, lb, la, (client_cpu, server_cpu), mean_batch in results:
         ms = np.asarray(lat) * 1e3
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
         lines.append(
-            f"| {len(lat)} | {conc} | {len(errors)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | "
-            f"{len(lat) / wall:.1f} | {mean_batch:.1f} | {server_cpu * 1e3:.2f} | {client_cpu * 1e3:.2f} | "
-            f"{lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} -> {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} |"
+            f"| {http} + {STACKS[http]} | {len(lat)} | {conc} | {len(errors)} | {p50:.1f} | {p95:.1f} | "
+            f"{p99:.1f} | {len(lat) / wall:.1f} | {mean_batch:.1f} | {server_cpu * 1e3:.2f} | "
+            f"{client_cpu * 1e3:.2f} | {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} -> {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} |"
         )
-    errs = [e for r in results for e in r[2]]
+    errs = [e for r in results for e in r[3]]
     lines += [
         "",
         "Errors: " + ("none." if not errs else "; ".join(sorted(set(e[:160] for e in errs))[:5])),
