@@ -44,6 +44,7 @@ from recforge.features import SequenceFeature
 from recforge.models.matching.base import TwoTowerModel
 from recforge.outputs import logits_of
 from recforge.preprocess import Categorical, ValueKind
+from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs import Run, load_run
 
 BUNDLE_FILE = "bundle.yaml"
@@ -168,6 +169,7 @@ class _PreparedQuery:
 
     k: int
     rerank: bool
+    num_users: int  # B
     users: dict[str, np.ndarray]  # retrieval user columns, (B,) or (B, L)
     seen: list[set[int]]  # encoded item ids to leave out, per user
     rank_users: dict[str, np.ndarray] | None  # ranking columns taken from the users, when reranking
@@ -454,7 +456,7 @@ class Bundle:
         if q.exclude is not None and len(q.exclude) != len(rows):
             raise ValueError(f"exclude: expected one list per user ({len(rows)}), got {len(q.exclude)}")
         if not rows:
-            return _PreparedQuery(k, do_rerank, {}, [], None)
+            return _PreparedQuery(k, do_rerank, 0, {}, [], None)
         model: TwoTowerModel = run.model  # type: ignore[assignment]
         users = run.pipeline.transform_records(rows, columns=self.user_columns())
         seen = self._seen_ids(run, users) if q.exclude_seen else [set() for _ in rows]
@@ -474,20 +476,20 @@ class Bundle:
                 if c.name not in table.encoded or (c.name in table.fallback and c.name in present)
             ]
             rank_users = self.ranker.pipeline.transform_records(rows, columns=names)
-        return _PreparedQuery(k, do_rerank, users, seen, rank_users)
+        return _PreparedQuery(k, do_rerank, len(rows), users, seen, rank_users)
 
     def _recommend_prepared(self, run: Run, queries: list[_PreparedQuery]) -> list[list[Recommendation]]:
         assert self.index is not None
         model: TwoTowerModel = run.model  # type: ignore[assignment]
         vocab = run.pipeline.vocabulary(model.item_id)
-        live = [q for q in queries if q.seen]
+        live = [q for q in queries if q.num_users]
         if not live:
             return [[] for _ in queries]
         batch = _to_tensors(_concat([q.users for q in live]))
         with torch.inference_mode():
             u = model.user_tower(batch).float()  # (B, D) or (B, K, D)
         seen = [s for q in live for s in q.seen]
-        want = [max(q.k, self.config.rerank) if q.rerank else q.k for q in live for _ in q.seen]
+        want = [max(q.k, self.config.rerank) if q.rerank else q.k for q in live for _ in range(q.num_users)]
         fetch = min(max(w + len(s) for w, s in zip(want, seen)), len(self.index))
         if u.dim() == 3:  # multi-interest: search every interest, keep each item's best score
             b, n_int, d = u.shape
@@ -512,7 +514,7 @@ class Bundle:
         pos = 0
         for q in live:
             recs = []
-            for _ in q.seen:
+            for _ in range(q.num_users):
                 ranked, k = best[pos], q.k
                 values = vocab.decode([t[0] for t in ranked]).tolist() if ranked else []
                 if q.rerank and values:
@@ -524,7 +526,7 @@ class Bundle:
                 pos += 1
             out.append(recs)
         it = iter(out)
-        return [next(it) if q.seen else [] for q in queries]
+        return [next(it) if q.num_users else [] for q in queries]
 
     def _rerank_scores(
         self, queries: list[_PreparedQuery], best: list[list[tuple[int, float]]]
@@ -537,13 +539,16 @@ class Bundle:
         sizes: list[int] = []
         pos = 0
         for q in queries:
-            n_users = len(q.seen)
+            n_users = q.num_users
             if not q.rerank:
                 sizes += [0] * n_users
                 pos += n_users
                 continue
             assert q.rank_users is not None
-            lists = [np.asarray([t[0] for t in best[pos + i]], dtype=np.int64) - 2 for i in range(n_users)]
+            lists = [
+                np.asarray([t[0] for t in best[pos + i]], dtype=np.int64) - NUM_RESERVED
+                for i in range(n_users)
+            ]
             pos += n_users
             counts = [len(x) for x in lists]
             sizes += counts
@@ -575,7 +580,7 @@ class Bundle:
         vocab = self.retriever.pipeline.vocabulary(model.item_id)
         if vocab.hash_buckets is not None:  # hashed item ids cannot be decoded, nor reranked
             return None
-        values = vocab.decode(np.arange(2, len(vocab))).tolist()
+        values = vocab.decode(np.arange(NUM_RESERVED, len(vocab))).tolist()
         frame, _ = self._candidate_frame(values)
         encoded: dict[str, np.ndarray] = {}
         fallback: dict[str, np.ndarray] = {}
