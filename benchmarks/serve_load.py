@@ -383,6 +383,14 @@ def main() -> None:
         "",
         "Target (issue 8): p99 < 50 ms at concurrency 16 on 2 idle cores.",
     ]
+    for http, conc, lat, errors, _wall, lb, la, _cpu, _batch in results:
+        if conc == 16:
+            p99 = float(np.percentile(np.asarray(lat) * 1e3, 99))
+            verdict = "met" if p99 < 50 and not errors else "NOT met"
+            lines.append(
+                f"{http} + {STACKS[http]}: p99 {p99:.1f} ms at concurrency 16, target {verdict} "
+                f"on this run (1-minute load average {lb[0]:.1f} before, {la[0]:.1f} after)."
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
