@@ -51,9 +51,9 @@ class Batching:
         max_rows: a batch takes queued requests while their rows (``rows`` of ``/score``,
             ``users`` of ``/recommend``) stay within this; a larger request runs alone.
             ``1`` turns batching off.
-        max_wait_ms: how long the first request of a batch waits for others to arrive. Requests
-            that come while a batch runs are queued anyway, so under load batches form without
-            waiting; the wait only matters when the server is nearly idle.
+        max_wait_ms: how long after its arrival the first request of a batch may wait for
+            others. Requests that come while a batch runs are queued anyway, so under load
+            batches form without waiting; the wait only matters when the server is nearly idle.
     """
 
     max_rows: int = 256
@@ -65,6 +65,15 @@ class Batching:
         wait = self.max_wait_ms
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
             raise ValueError(f"Batching.max_wait_ms must be a number in [0, 1000], got {wait!r}")
+
+
+@dataclass
+class _Pending(Generic[Q, R]):
+    """A queued request, the future its handler awaits and when it arrived (event-loop time)."""
+
+    request: Q
+    future: "asyncio.Future[R]"
+    arrived: float
 
 
 class MicroBatcher(Generic[Q, R]):
@@ -87,9 +96,9 @@ class MicroBatcher(Generic[Q, R]):
     ) -> None:
         self._run, self._size, self.settings = run, size, settings
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"recforge-{name}")
-        self._queue: asyncio.Queue[tuple[Q, asyncio.Future[R]]] | None = None
+        self._queue: asyncio.Queue[_Pending[Q, R]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._carry: tuple[Q, asyncio.Future[R]] | None = None
+        self._carry: _Pending[Q, R] | None = None
         self.batches = 0  # batches run so far
         self.requests = 0  # requests answered in them
 
@@ -100,7 +109,7 @@ class MicroBatcher(Generic[Q, R]):
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._serve())
         future: asyncio.Future[R] = loop.create_future()
-        self._queue.put_nowait((request, future))
+        self._queue.put_nowait(_Pending(request, future, loop.time()))
         return await future
 
     async def close(self) -> None:
@@ -112,13 +121,13 @@ class MicroBatcher(Generic[Q, R]):
             self._task = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _next_batch(self) -> list[tuple[Q, "asyncio.Future[R]"]]:
+    async def _next_batch(self) -> list["_Pending[Q, R]"]:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         first = self._carry if self._carry is not None else await self._queue.get()
         self._carry = None
-        batch, rows = [first], self._size(first[0])
-        deadline = loop.time() + self.settings.max_wait_ms / 1000
+        batch, rows = [first], self._size(first.request)
+        deadline = first.arrived + self.settings.max_wait_ms / 1000  # a request waits at most this
         while rows < self.settings.max_rows:
             if self._queue.empty():
                 left = deadline - loop.time()
@@ -130,7 +139,7 @@ class MicroBatcher(Generic[Q, R]):
                     break
             else:
                 item = self._queue.get_nowait()
-            n = self._size(item[0])
+            n = self._size(item.request)
             if rows + n > self.settings.max_rows:
                 self._carry = item  # starts the next batch
                 break
@@ -141,22 +150,22 @@ class MicroBatcher(Generic[Q, R]):
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [b for b in await self._next_batch() if not b[1].done()]  # drop cancelled ones
+            batch = [p for p in await self._next_batch() if not p.future.done()]  # drop cancelled ones
             if not batch:
                 continue
             self.batches += 1
             self.requests += len(batch)
             try:
-                results = await loop.run_in_executor(self._executor, self._run, [q for q, _ in batch])
+                results = await loop.run_in_executor(self._executor, self._run, [p.request for p in batch])
             except Exception as e:  # the whole call failed: every request gets it
                 results = [e] * len(batch)
-            for (_, future), result in zip(batch, results):
-                if future.done():
+            for p, result in zip(batch, results):
+                if p.future.done():
                     continue
                 if isinstance(result, Exception):
-                    future.set_exception(result)
+                    p.future.set_exception(result)
                 else:
-                    future.set_result(result)
+                    p.future.set_result(result)
 
 
 def _require_extra() -> None:
