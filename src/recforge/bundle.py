@@ -500,37 +500,38 @@ class Bundle:
             res = self.index.search(u, fetch)
             scores, ids = res.scores, res.ids  # (B, fetch)
         all_scores, all_ids = scores.tolist(), ids.tolist()
-        best: list[list[tuple[int, float]]] = []
+        best: list[list[int]] = []  # per user: encoded item ids, best first
+        best_scores: list[list[float]] = []
         for i in range(len(seen)):
-            picked: dict[int, float] = {}
+            picked: dict[int, float] = {}  # each item's best score (interests may repeat items)
             for sc, item in zip(all_scores[i], all_ids[i]):
                 if item <= 1 or item in seen[i]:
                     continue
                 if item not in picked or sc > picked[item]:
                     picked[item] = sc
-            best.append(sorted(picked.items(), key=lambda t: -t[1])[: want[i]])
+            top = sorted(picked, key=picked.__getitem__, reverse=True)[: want[i]]  # stable for ties
+            best.append(top)
+            best_scores.append([picked[item] for item in top])
         probs = self._rerank_scores(live, best)
         out: list[list[Recommendation]] = []
         pos = 0
         for q in live:
             recs = []
             for _ in range(q.num_users):
-                ranked, k = best[pos], q.k
-                values = vocab.decode([t[0] for t in ranked]).tolist() if ranked else []
+                top, k = best[pos], q.k
+                values = vocab.decode(top).tolist() if top else []
                 if q.rerank and values:
                     p = probs[pos]
                     order = np.argsort(-p, kind="stable")[:k]
                     recs.append(Recommendation([values[j] for j in order], [float(p[j]) for j in order]))
                 else:
-                    recs.append(Recommendation(values[:k], [t[1] for t in ranked[:k]]))
+                    recs.append(Recommendation(values[:k], best_scores[pos][:k]))
                 pos += 1
             out.append(recs)
         it = iter(out)
         return [next(it) if q.num_users else [] for q in queries]
 
-    def _rerank_scores(
-        self, queries: list[_PreparedQuery], best: list[list[tuple[int, float]]]
-    ) -> list[np.ndarray]:
+    def _rerank_scores(self, queries: list[_PreparedQuery], best: list[list[int]]) -> list[np.ndarray]:
         """Ranking probabilities of every reranked user's candidates, from one model call."""
         if self.ranker is None or self._candidates is None or not any(q.rerank for q in queries):
             return []
@@ -545,10 +546,7 @@ class Bundle:
                 pos += n_users
                 continue
             assert q.rank_users is not None
-            lists = [
-                np.asarray([t[0] for t in best[pos + i]], dtype=np.int64) - NUM_RESERVED
-                for i in range(n_users)
-            ]
+            lists = [np.asarray(best[pos + i], dtype=np.int64) - NUM_RESERVED for i in range(n_users)]
             pos += n_users
             counts = [len(x) for x in lists]
             sizes += counts
