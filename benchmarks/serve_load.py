@@ -266,6 +266,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs per level (each after its warm-up)")
     ap.add_argument("--batch-max-rows", type=int, default=256, help="server micro-batching (1: off)")
     ap.add_argument("--batch-wait-ms", type=float, default=2.0, help="server micro-batching wait")
     ap.add_argument(
@@ -306,7 +307,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             meta = httpx.get(f"{url}/metadata").json()
-            for conc in args.concurrency:
+            for conc in [c for c in args.concurrency for _ in range(args.repeats)]:
                 asyncio.run(client(port, requests[: args.warmup], ks, conc))
                 load_before = os.getloadavg()
                 before = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
@@ -329,6 +330,8 @@ def main() -> None:
         f"python benchmarks/serve_load.py --requests {args.requests} --concurrency {conc_arg} "
         f"--num-items {args.num_items} --rerank {args.rerank} --k {args.k}"
     )
+    if args.repeats != 1:
+        cmd += f" --repeats {args.repeats}"
     if (args.batch_max_rows, args.batch_wait_ms) != (256, 2.0):
         cmd += f" --batch-max-rows {args.batch_max_rows} --batch-wait-ms {args.batch_wait_ms:g}"
     if args.http != ["h11"]:
@@ -358,7 +361,9 @@ def main() -> None:
         "Client: this script's own process, a minimal asyncio HTTP/1.1 keep-alive client (one "
         "connection per concurrent request, request bytes encoded before timing, responses read "
         "by Content-Length and their JSON checked for k items), real HTTP over loopback to the "
-        f"uvicorn server; {args.warmup} warm-up requests per level not counted. Latency is "
+        f"uvicorn server; {args.warmup} warm-up requests before each timed run, not counted"
+        + (f"; {args.repeats} timed runs per level, one row each" if args.repeats > 1 else "")
+        + ". Latency is "
         "send-to-last-byte per request; `mean batch` is requests per `recommend_batch` call; CPU is "
         "user + system time of each process divided by the requests. Machine: "
         f"{os.cpu_count()} cores shared with other engineers' jobs (load average 1/5/15 min, before -> "
