@@ -155,3 +155,18 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def make_two_stage(root: Path) -> Path:
+    """A serving directory (``root/serve/bundle.yaml``): the retrieval run reranked by the ranking
+    run over ``root/items.parquet``; ``TinyTwoTower`` must be registered (``matching.MODELS``)."""
+    from recforge.bundle import build_item_index
+    from recforge.runs import load_run
+
+    train_ranking_run(root)
+    run = load_run(make_retrieval_run(root))
+    build_item_index(run, items=pd.read_parquet(root / "items.parquet"))
+    (root / "serve").mkdir()
+    cfg = {"retrieval": "../retrieval", "ranking": "../ranking", "items": "../items.parquet", "rerank": 20}
+    (root / "serve" / "bundle.yaml").write_text(yaml.safe_dump(cfg))
+    return root / "serve"

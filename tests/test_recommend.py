@@ -4,13 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 import recforge
 from recforge.bundle import build_item_index
 from recforge.models import matching
 from recforge.runs import load_run
-from serving_runs import ITEMS, TinyTwoTower, histories, make_retrieval_run, train_ranking_run
+from serving_runs import ITEMS, TinyTwoTower, histories, make_two_stage
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +17,7 @@ def root(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setitem(matching.MODELS, "TinyTwoTower", TinyTwoTower)
     root = tmp_path_factory.mktemp("recommend")
-    train_ranking_run(root)
-    run = load_run(make_retrieval_run(root))
-    build_item_index(run, items=pd.read_parquet(root / "items.parquet"))
-    (root / "serve").mkdir()
-    cfg = {"retrieval": "../retrieval", "ranking": "../ranking", "items": "../items.parquet", "rerank": 20}
-    (root / "serve" / "bundle.yaml").write_text(yaml.safe_dump(cfg))
+    make_two_stage(root)
     yield root
     mp.undo()
 

@@ -78,10 +78,10 @@ def test_malformed_json_and_internal_errors_do_not_crash_or_leak(url, bundle, mo
     r = httpx.post(f"{url}/score", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
 
-    def boom(rows):
+    def boom(requests):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(bundle, "score", boom)
+    monkeypatch.setattr(bundle, "score_batch", boom)  # what the server's micro-batches call
     r = httpx.post(f"{url}/score", json={"rows": [ROW]})
     assert r.status_code == 500
     assert r.json() == {"detail": "internal server error"}

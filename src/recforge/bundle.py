@@ -29,10 +29,10 @@ A directory is one of:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from recforge.features import SequenceFeature
 from recforge.models.matching.base import TwoTowerModel
 from recforge.outputs import logits_of
 from recforge.preprocess import Categorical, ValueKind
+from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs import Run, load_run
 
 BUNDLE_FILE = "bundle.yaml"
@@ -81,6 +82,31 @@ def as_frame(rows: Rows, *, what: str = "rows") -> pd.DataFrame:
     return pd.DataFrame.from_records(list(rows))
 
 
+def as_records(rows: Rows, *, what: str = "rows") -> list[Mapping[str, object]]:
+    """Raw rows as a list of dicts: a DataFrame, one mapping (one row) or a sequence of mappings."""
+    if isinstance(rows, pd.DataFrame):
+        return rows.to_dict("records")  # type: ignore[return-value]
+    if isinstance(rows, Mapping):
+        return [rows]
+    if isinstance(rows, str | bytes) or not isinstance(rows, Sequence):
+        raise TypeError(f"{what}: expected a DataFrame, a dict or a list of dicts, got {type(rows).__name__}")
+    for i, r in enumerate(rows):
+        if not isinstance(r, Mapping):
+            raise TypeError(f"{what}[{i}]: expected a dict of column -> value, got {type(r).__name__}")
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class RecommendQuery:
+    """The arguments of one ``Bundle.recommend`` call; ``recommend_batch`` runs several at once."""
+
+    users: Rows
+    k: int = 10
+    exclude_seen: bool = True
+    rerank: bool | None = None
+    exclude: Sequence[Sequence[object]] | None = None
+
+
 @dataclass(frozen=True)
 class BundleConfig:
     """``bundle.yaml``: which runs make the stages (paths relative to the file's directory)."""
@@ -108,10 +134,45 @@ class BundleConfig:
         return cfg
 
 
+def _to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items() if k != "label"}
+
+
 def _rows_to_batch(run: Run, df: pd.DataFrame) -> dict[str, Tensor]:
-    arrays = run.pipeline.transform(df)
-    arrays.pop("label", None)
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    return _to_tensors(run.pipeline.transform(df))
+
+
+def _concat(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Column-wise concatenation of encoded batches with the same columns."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+@dataclass(frozen=True)
+class _CandidateTable:
+    """The ranking pipeline's item-side columns encoded once for every retrievable item.
+
+    Row ``j`` holds the item with retrieval id ``j + 2`` (ids 0 and 1 are padding and OOV), so a
+    rerank gathers rows instead of building and encoding a DataFrame per request. ``fallback``
+    marks cells missing in the item table, which take the user's value of that column when the
+    request gives one (as ``Bundle.rank`` does).
+    """
+
+    encoded: dict[str, np.ndarray]  # column -> (V - 2,) or (V - 2, L)
+    fallback: dict[str, np.ndarray]  # column -> (V - 2,) bool
+
+
+@dataclass
+class _PreparedQuery:
+    """A validated ``RecommendQuery`` with its users encoded (the per-request part of the work)."""
+
+    k: int
+    rerank: bool
+    num_users: int  # B
+    users: dict[str, np.ndarray]  # retrieval user columns, (B,) or (B, L)
+    seen: list[set[int]]  # encoded item ids to leave out, per user
+    rank_users: dict[str, np.ndarray] | None  # ranking columns taken from the users, when reranking
 
 
 def _predict_logits(run: Run, df: pd.DataFrame) -> Tensor:
@@ -156,6 +217,8 @@ class Bundle:
                 raise KeyError(f"item table: no item-id column {self.item_id!r}; has {sorted(items.columns)}")
             items = items.drop_duplicates(self.item_id, keep="last").set_index(self.item_id, drop=False)
         self.items = items
+        two_stage = ranker is not None and retriever is not None and index is not None
+        self._candidates = self._candidate_table() if two_stage else None
 
     # -- description ---------------------------------------------------------------------------
     def input_columns(self, stage: str = "ranking") -> list[str]:
@@ -209,12 +272,44 @@ class Bundle:
 
     def score(self, rows: Rows) -> np.ndarray:
         """Probabilities ``(N,)`` (float32) of raw ``rows`` under the ranking model."""
+        result = self.score_batch([rows])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def score_batch(self, requests: Sequence[Rows]) -> list[np.ndarray | Exception]:
+        """``score`` of several independent row sets in one model call (the server's micro-batches).
+
+        Each request is checked and encoded on its own: a bad one gets its exception in its slot
+        and the others are still scored.
+        """
         run = self._require_ranker("score")
-        df = as_frame(rows)
-        self._check_size(len(df), "score")
-        if len(df) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return torch.sigmoid(_predict_logits(run, df)).numpy()
+        encoded: list[dict[str, np.ndarray] | Exception] = []
+        for rows in requests:
+            try:
+                if isinstance(rows, pd.DataFrame):
+                    self._check_size(len(rows), "score")
+                    arrays = run.pipeline.transform(rows)
+                    arrays.pop("label", None)
+                else:
+                    records = as_records(rows)
+                    self._check_size(len(records), "score")
+                    arrays = run.pipeline.transform_records(records) if records else {}
+                encoded.append(arrays)
+            except Exception as e:  # handed back to that request's caller
+                encoded.append(e)
+
+        def run_all(parts: list[dict[str, np.ndarray]]) -> list[np.ndarray | Exception]:
+            sizes = [len(next(iter(p.values()))) if p else 0 for p in parts]
+            full = [p for p in parts if p]
+            if not full:
+                return [np.zeros(0, dtype=np.float32) for _ in parts]
+            with torch.inference_mode():
+                logits = logits_of(run.model(_to_tensors(_concat(full)))).float()
+            probs = torch.sigmoid(logits).numpy()
+            return list(np.split(probs, np.cumsum(sizes)[:-1]))
+
+        return _per_request(encoded, run_all)
 
     def _candidate_frame(self, candidates: Rows | Sequence[object]) -> tuple[pd.DataFrame, list[object]]:
         """Candidate rows and how to report each candidate (its id, or its row as a dict)."""
@@ -281,7 +376,7 @@ class Bundle:
         return Ranked([labels[i] for i in order], [float(p[i]) for i in order])
 
     # -- retrieval -----------------------------------------------------------------------------
-    def _seen_ids(self, run: Run, batch: Mapping[str, Tensor]) -> list[set[int]]:
+    def _seen_ids(self, run: Run, batch: Mapping[str, np.ndarray]) -> list[set[int]]:
         """Encoded item ids in each user's history columns (sequences sharing the item vocabulary)."""
         model: TwoTowerModel = run.model  # type: ignore[assignment]
         item = model.item_id
@@ -307,6 +402,8 @@ class Bundle:
         The retrieval model's user tower embeds each user; the vector index returns the best items
         (``rerank`` of them when a ranking stage reranks, else ``k`` plus room for exclusions);
         the ranking model rescoring them is optional (default: on when the bundle has one).
+        Reranking equals ``rank(user, candidates)`` on the retrieved candidates, computed from
+        item-side columns encoded once at load.
 
         Args:
             users: raw user rows (user-side columns, e.g. id and history).
@@ -318,35 +415,82 @@ class Bundle:
             One ``Recommendation(items, scores)`` per user; scores are retrieval logits, or ranking
             probabilities after a rerank.
         """
+        query = RecommendQuery(users, k, exclude_seen=exclude_seen, rerank=rerank, exclude=exclude)
+        result = self.recommend_batch([query])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def recommend_batch(self, queries: Sequence[RecommendQuery]) -> list[list[Recommendation] | Exception]:
+        """``recommend`` for several independent queries with one user-tower call, one index
+        search and one ranking-model call (the server's micro-batches).
+
+        Each query is checked and encoded on its own, so its answer equals ``recommend`` of that
+        query alone; a bad query gets its exception in its slot and the others are still answered.
+        """
         run = self.retriever
         if run is None or self.index is None:
             raise TypeError(
                 f"recommend() needs a retrieval model with an item index; {str(self.path)!r} has none "
                 "(build one with recforge.bundle.build_item_index)"
             )
+        prepared: list[_PreparedQuery | Exception] = []
+        for q in queries:
+            try:
+                prepared.append(self._prepare(run, q))
+            except Exception as e:  # handed back to that query's caller
+                prepared.append(e)
+        return _per_request(prepared, lambda ps: self._recommend_prepared(run, ps))
+
+    def _prepare(self, run: Run, q: RecommendQuery) -> _PreparedQuery:
+        k = q.k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        do_rerank = (self.ranker is not None) if rerank is None else rerank
+        do_rerank = (self.ranker is not None) if q.rerank is None else q.rerank
         if do_rerank and self.ranker is None:
             raise TypeError("rerank=True needs a ranking model in the bundle")
-        df = as_frame(users, what="users")
-        self._check_size(len(df), "recommend")
-        if exclude is not None and len(exclude) != len(df):
-            raise ValueError(f"exclude: expected one list per user ({len(df)}), got {len(exclude)}")
-        if len(df) == 0:
-            return []
+        if do_rerank and self._candidates is None:
+            raise TypeError("reranking needs item ids that decode (the retrieval item vocabulary is hashed)")
+        rows = as_records(q.users, what="users")
+        self._check_size(len(rows), "recommend")
+        if q.exclude is not None and len(q.exclude) != len(rows):
+            raise ValueError(f"exclude: expected one list per user ({len(rows)}), got {len(q.exclude)}")
+        if not rows:
+            return _PreparedQuery(k, do_rerank, 0, {}, [], None)
+        model: TwoTowerModel = run.model  # type: ignore[assignment]
+        users = run.pipeline.transform_records(rows, columns=self.user_columns())
+        seen = self._seen_ids(run, users) if q.exclude_seen else [set() for _ in rows]
+        if q.exclude is not None:
+            vocab = run.pipeline.vocabulary(model.item_id)
+            for i, ex in enumerate(q.exclude):
+                seen[i].update(int(x) for x in vocab.encode(list(ex), column=model.item_id) if x > 1)
+        rank_users = None
+        if do_rerank:
+            assert self.ranker is not None and self._candidates is not None
+            table = self._candidates
+            # user values for the ranking columns the item table lacks, and for those with gaps
+            present = {key for r in rows for key in r}
+            names = [
+                c.name
+                for c in self.ranker.pipeline.columns
+                if c.name not in table.encoded or (c.name in table.fallback and c.name in present)
+            ]
+            rank_users = self.ranker.pipeline.transform_records(rows, columns=names)
+        return _PreparedQuery(k, do_rerank, len(rows), users, seen, rank_users)
+
+    def _recommend_prepared(self, run: Run, queries: list[_PreparedQuery]) -> list[list[Recommendation]]:
+        assert self.index is not None
         model: TwoTowerModel = run.model  # type: ignore[assignment]
         vocab = run.pipeline.vocabulary(model.item_id)
-        batch = _rows_to_batch_subset(run, df, [f.name for f in model.user_features])
+        live = [q for q in queries if q.num_users]
+        if not live:
+            return [[] for _ in queries]
+        batch = _to_tensors(_concat([q.users for q in live]))
         with torch.inference_mode():
             u = model.user_tower(batch).float()  # (B, D) or (B, K, D)
-        seen = self._seen_ids(run, batch) if exclude_seen else [set() for _ in range(len(df))]
-        if exclude is not None:
-            for i, ex in enumerate(exclude):
-                seen[i].update(int(x) for x in vocab.encode(list(ex), column=model.item_id) if x > 1)
-        want = max(k, self.config.rerank) if do_rerank else k
-        fetch = want + max((len(s) for s in seen), default=0)
-        fetch = min(fetch, len(self.index))
+        seen = [s for q in live for s in q.seen]
+        want = [max(q.k, self.config.rerank) if q.rerank else q.k for q in live for _ in range(q.num_users)]
+        fetch = min(max(w + len(s) for w, s in zip(want, seen)), len(self.index))
         if u.dim() == 3:  # multi-interest: search every interest, keep each item's best score
             b, n_int, d = u.shape
             res = self.index.search(u.reshape(b * n_int, d), fetch)  # (B*K, fetch)
@@ -355,26 +499,129 @@ class Bundle:
         else:
             res = self.index.search(u, fetch)
             scores, ids = res.scores, res.ids  # (B, fetch)
-        out: list[Recommendation] = []
-        records = df.to_dict("records") if do_rerank else []
-        for i in range(len(df)):
-            picked: dict[int, float] = {}
-            for s, item in zip(scores[i].tolist(), ids[i].tolist()):
+        all_scores, all_ids = scores.tolist(), ids.tolist()
+        best: list[list[int]] = []  # per user: encoded item ids, best first
+        best_scores: list[list[float]] = []
+        for i in range(len(seen)):
+            picked: dict[int, float] = {}  # each item's best score (interests may repeat items)
+            for sc, item in zip(all_scores[i], all_ids[i]):
                 if item <= 1 or item in seen[i]:
                     continue
-                if item not in picked or s > picked[item]:
-                    picked[item] = s
-            best = sorted(picked.items(), key=lambda t: -t[1])[:want]
-            item_ids = [t[0] for t in best]
-            values = vocab.decode(item_ids).tolist() if item_ids else []
-            if do_rerank and values:
-                user_row = records[i]
-                cands, labels = self._candidate_frame(values)
-                ranked = self._rank(self.ranker, user_row, cands, labels)  # type: ignore[arg-type]
-                out.append(Recommendation(list(ranked.candidates[:k]), list(ranked.scores[:k])))
-            else:
-                out.append(Recommendation(values[:k], [t[1] for t in best[:k]]))
-        return out
+                if item not in picked or sc > picked[item]:
+                    picked[item] = sc
+            top = sorted(picked, key=picked.__getitem__, reverse=True)[: want[i]]  # stable for ties
+            best.append(top)
+            best_scores.append([picked[item] for item in top])
+        probs = self._rerank_scores(live, best)
+        out: list[list[Recommendation]] = []
+        pos = 0
+        for q in live:
+            recs = []
+            for _ in range(q.num_users):
+                top, k = best[pos], q.k
+                values = vocab.decode(top).tolist() if top else []
+                if q.rerank and values:
+                    p = probs[pos]
+                    order = np.argsort(-p, kind="stable")[:k]
+                    recs.append(Recommendation([values[j] for j in order], [float(p[j]) for j in order]))
+                else:
+                    recs.append(Recommendation(values[:k], best_scores[pos][:k]))
+                pos += 1
+            out.append(recs)
+        it = iter(out)
+        return [next(it) if q.num_users else [] for q in queries]
+
+    def _rerank_scores(self, queries: list[_PreparedQuery], best: list[list[int]]) -> list[np.ndarray]:
+        """Ranking probabilities of every reranked user's candidates, from one model call."""
+        if self.ranker is None or self._candidates is None or not any(q.rerank for q in queries):
+            return []
+        table, pipe = self._candidates, self.ranker.pipeline
+        parts: list[dict[str, np.ndarray]] = []
+        sizes: list[int] = []
+        pos = 0
+        for q in queries:
+            n_users = q.num_users
+            if not q.rerank:
+                sizes += [0] * n_users
+                pos += n_users
+                continue
+            assert q.rank_users is not None
+            lists = [np.asarray(best[pos + i], dtype=np.int64) - NUM_RESERVED for i in range(n_users)]
+            pos += n_users
+            counts = [len(x) for x in lists]
+            sizes += counts
+            rows = np.concatenate(lists)  # (N,) table rows of every candidate of this query
+            owner = np.repeat(np.arange(n_users), counts)  # (N,) the user of each candidate
+            cols: dict[str, np.ndarray] = {}
+            for spec in pipe.columns:
+                name = spec.name
+                if name not in table.encoded:  # a user-side column: the user's value on every row
+                    cols[name] = q.rank_users[name][owner]
+                    continue
+                col = table.encoded[name][rows]
+                if name in q.rank_users:  # item-table gaps take the user's value
+                    gap = table.fallback[name][rows]
+                    col[gap] = q.rank_users[name][owner[gap]]
+                cols[name] = col
+            parts.append(cols)
+        if not any(sizes):
+            return [np.zeros(0, dtype=np.float32) for _ in sizes]
+        with torch.inference_mode():
+            logits = logits_of(self.ranker.model(_to_tensors(_concat(parts)))).float()
+        probs = torch.sigmoid(logits).numpy()
+        return list(np.split(probs, np.cumsum(sizes)[:-1]))
+
+    def _candidate_table(self) -> _CandidateTable | None:
+        """Encode the ranking pipeline's item-side columns for every retrievable item, once."""
+        assert self.ranker is not None and self.retriever is not None
+        model: TwoTowerModel = self.retriever.model  # type: ignore[assignment]
+        vocab = self.retriever.pipeline.vocabulary(model.item_id)
+        if vocab.hash_buckets is not None:  # hashed item ids cannot be decoded, nor reranked
+            return None
+        values = vocab.decode(np.arange(NUM_RESERVED, len(vocab))).tolist()
+        frame, _ = self._candidate_frame(values)
+        encoded: dict[str, np.ndarray] = {}
+        fallback: dict[str, np.ndarray] = {}
+        for spec in self.ranker.pipeline.columns:
+            if spec.name not in frame.columns:
+                continue
+            column = frame[spec.name]
+            encoded[spec.name] = self.ranker.pipeline.encode_column(spec.name, column)
+            gaps = column.isna().to_numpy()
+            if gaps.any():
+                fallback[spec.name] = gaps
+        return _CandidateTable(encoded, fallback)
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _per_request(
+    prepared: Sequence[_T | Exception], run: Callable[[list[_T]], list[_R]]
+) -> list[_R | Exception]:
+    """Run the valid requests of a batch together; errors stay in their slots.
+
+    Should the joint run fail, each request is run alone, so a failure caused by one request
+    cannot fail the others.
+    """
+    valid = [p for p in prepared if not isinstance(p, Exception)]
+    if not valid:
+        return list(prepared)  # type: ignore[arg-type]
+    try:
+        results: list[_R | Exception] = list(run(valid))
+    except Exception as e:  # handed back to the callers
+        if len(valid) == 1:
+            results = [e]
+        else:
+            results = []
+            for p in valid:
+                try:
+                    results.extend(run([p]))
+                except Exception as e1:
+                    results.append(e1)
+    it = iter(results)
+    return [p if isinstance(p, Exception) else next(it) for p in prepared]
 
 
 def _oov_value(run: Run, column: str) -> object:
@@ -404,7 +651,7 @@ def _rows_to_batch_subset(run: Run, df: pd.DataFrame, names: Sequence[str]) -> d
     for spec in pipe.columns:
         if spec.name not in names:
             continue
-        arr = pipe._transform_column(spec, df)
+        arr = pipe.encode_column(spec.name, df[spec.name])
         out[spec.name] = torch.from_numpy(np.ascontiguousarray(arr))
     return out
 

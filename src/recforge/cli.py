@@ -224,12 +224,14 @@ def _serve(args: argparse.Namespace) -> int:
     import torch
 
     from recforge.bundle import load
-    from recforge.serve import serve
+    from recforge.serve import Batching, serve
 
+    given = {"max_rows": args.batch_max_rows, "max_wait_ms": args.batch_wait_ms}
+    batching = Batching(**{k: v for k, v in given.items() if v is not None})  # None: the default
     torch.set_num_threads(args.threads)
     bundle = load(args.run_dir)
     print(f"serving {args.run_dir} on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
-    serve(bundle, host=args.host, port=args.port, log_level=args.log_level)
+    serve(bundle, host=args.host, port=args.port, log_level=args.log_level, batching=batching)
     return 0
 
 
@@ -331,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument(
+        "--batch-max-rows",
+        type=int,
+        default=None,
+        help="micro-batching: rows of concurrent /score or /recommend requests run together "
+        "(default 256; 1 turns batching off)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=None,
+        help="micro-batching: how long a batch's first request waits for others (default 2)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)
 

@@ -12,16 +12,26 @@ bundles with a retrieval stage), ``GET /healthz``, ``GET /metadata`` and the Ope
 features: a missing feature, a value of the wrong type, ``k`` out of range or a batch larger than
 ``max_batch`` is a 422 whose message names the field. Any other failure is a generic 500; the
 traceback goes to the server log, never to the client.
+
+Dynamic micro-batching: concurrent ``/score`` and ``/recommend`` requests are validated one by
+one, then queued; a worker thread takes what is queued (waiting up to ``Batching.max_wait_ms``
+for more, up to ``Batching.max_rows`` rows) and runs it as one ``Bundle.score_batch`` /
+``Bundle.recommend_batch`` call, whose answers are handed back per request. A request's error
+(e.g. an unknown column type) fails only that request.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the request models' annotations at runtime.
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from recforge.bundle import Bundle
+from recforge.bundle import Bundle, RecommendQuery
 from recforge.preprocess import Categorical, Numeric, ValueKind
 
 if TYPE_CHECKING:
@@ -29,6 +39,133 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("recforge.serve")
 MAX_K = 1000
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic micro-batching of concurrent requests.
+
+    Args:
+        max_rows: a batch takes queued requests while their rows (``rows`` of ``/score``,
+            ``users`` of ``/recommend``) stay within this; a larger request runs alone.
+            ``1`` turns batching off.
+        max_wait_ms: how long after its arrival the first request of a batch may wait for
+            others. Requests that come while a batch runs are queued anyway, so under load
+            batches form without waiting; the wait only matters when the server is nearly idle.
+    """
+
+    max_rows: int = 256
+    max_wait_ms: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_rows, bool) or not isinstance(self.max_rows, int) or self.max_rows < 1:
+            raise ValueError(f"Batching.max_rows must be an int >= 1, got {self.max_rows!r}")
+        wait = self.max_wait_ms
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 1000:
+            raise ValueError(f"Batching.max_wait_ms must be a number in [0, 1000], got {wait!r}")
+
+
+@dataclass
+class _Pending(Generic[Q, R]):
+    """A queued request, the future its handler awaits and when it arrived (event-loop time)."""
+
+    request: Q
+    future: "asyncio.Future[R]"
+    arrived: float
+
+
+class MicroBatcher(Generic[Q, R]):
+    """Queues requests from the event loop and runs them in batches on one worker thread.
+
+    Args:
+        run: answers a batch of requests, one result or exception per request, in order.
+        size: the rows of one request (what ``Batching.max_rows`` counts).
+        settings: batch size and wait.
+        name: names the worker thread.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[Q]], Sequence[R | Exception]],
+        size: Callable[[Q], int],
+        settings: Batching,
+        *,
+        name: str,
+    ) -> None:
+        self._run, self._size, self.settings = run, size, settings
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"recforge-{name}")
+        self._queue: asyncio.Queue[_Pending[Q, R]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._carry: _Pending[Q, R] | None = None
+        self.batches = 0  # batches run so far
+        self.requests = 0  # requests answered in them
+
+    async def submit(self, request: Q) -> R:
+        """The answer to ``request`` (its exception is raised here)."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._serve())
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.put_nowait(_Pending(request, future, loop.time()))
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking batches; the one running finishes on its thread."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _next_batch(self) -> list["_Pending[Q, R]"]:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        first = self._carry if self._carry is not None else await self._queue.get()
+        self._carry = None
+        batch, rows = [first], self._size(first.request)
+        deadline = first.arrived + self.settings.max_wait_ms / 1000  # a request waits at most this
+        while rows < self.settings.max_rows:
+            if self._queue.empty():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), left)
+                except TimeoutError:
+                    break
+            else:
+                item = self._queue.get_nowait()
+            n = self._size(item.request)
+            if rows + n > self.settings.max_rows:
+                self._carry = item  # starts the next batch
+                break
+            batch.append(item)
+            rows += n
+        return batch
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [p for p in await self._next_batch() if not p.future.done()]  # drop cancelled ones
+            if not batch:
+                continue
+            self.batches += 1
+            self.requests += len(batch)
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, [p.request for p in batch])
+            except Exception as e:  # the whole call failed: every request gets it
+                results = [e] * len(batch)
+            for p, result in zip(batch, results):
+                if p.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    p.future.set_exception(result)
+                else:
+                    p.future.set_result(result)
 
 
 def _require_extra() -> None:
@@ -72,8 +209,9 @@ def _rows(models: Sequence[Any]) -> list[dict[str, object]]:
     return [m.model_dump(by_alias=True, exclude_unset=True) for m in models]
 
 
-def create_app(bundle: Bundle) -> "FastAPI":
-    """The FastAPI app serving ``bundle``."""
+def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
+    """The FastAPI app serving ``bundle``; concurrent ``/score`` and ``/recommend`` requests are
+    micro-batched as ``batching`` says."""
     _require_extra()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -83,7 +221,16 @@ def create_app(bundle: Bundle) -> "FastAPI":
     from recforge import __version__
 
     max_batch = bundle.config.max_batch
+    batchers: dict[str, MicroBatcher[Any, Any]] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for b in batchers.values():
+            await b.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="recforge",
         version=__version__,
         description=f"Serving {bundle.path.name}: "
@@ -119,7 +266,9 @@ def create_app(bundle: Bundle) -> "FastAPI":
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
-        return bundle.metadata()
+        counts = {name: {"batches": b.batches, "requests": b.requests} for name, b in batchers.items()}
+        settings = {"max_rows": batching.max_rows, "max_wait_ms": batching.max_wait_ms}
+        return dict(bundle.metadata(), batching=dict(settings, **counts))
 
     if bundle.ranker is not None:
         RankRow = _row_model("RankingRow", bundle, "ranking")
@@ -130,10 +279,16 @@ def create_app(bundle: Bundle) -> "FastAPI":
         class ScoreResponse(BaseModel):
             probabilities: list[float]
 
+        scorer: MicroBatcher[list[dict[str, object]], np.ndarray] = MicroBatcher(
+            lambda batch: bundle.score_batch(batch), len, batching, name="score"
+        )
+        batchers["score"] = scorer
+
         @app.post("/score", response_model=ScoreResponse)
-        def score(req: ScoreRequest) -> ScoreResponse:
+        async def score(req: ScoreRequest) -> JSONResponse:
             """Click probabilities of raw rows (original column values; unseen values are OOV)."""
-            return ScoreResponse(probabilities=bundle.score(_rows(req.rows)).tolist())
+            probs = await scorer.submit(_rows(req.rows))
+            return JSONResponse({"probabilities": probs.tolist()})
 
         class RankRequest(BaseModel):
             user: dict[str, Any]
@@ -166,22 +321,37 @@ def create_app(bundle: Bundle) -> "FastAPI":
         class RecommendResponse(BaseModel):
             results: list[Items]
 
+        recommender: MicroBatcher[RecommendQuery, list[Any]] = MicroBatcher(
+            lambda batch: bundle.recommend_batch(batch),
+            lambda q: len(q.users),
+            batching,
+            name="recommend",
+        )
+        batchers["recommend"] = recommender
+
         @app.post("/recommend", response_model=RecommendResponse)
-        def recommend(req: RecommendRequest) -> RecommendResponse:
+        async def recommend(req: RecommendRequest) -> JSONResponse:
             """Top-k items per user (original ids); reranked by the ranking model when present."""
-            recs = bundle.recommend(
+            query = RecommendQuery(
                 _rows(req.users), req.k, exclude_seen=req.exclude_seen, rerank=req.rerank, exclude=req.exclude
             )
-            return RecommendResponse(
-                results=[Items(items=[_plain(i) for i in r.items], scores=r.scores) for r in recs]
-            )
+            recs = await recommender.submit(query)
+            results = [{"items": [_plain(i) for i in r.items], "scores": r.scores} for r in recs]
+            return JSONResponse({"results": results})
 
     return app
 
 
-def serve(bundle: Bundle, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+def serve(
+    bundle: Bundle,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    batching: Batching = Batching(),
+) -> None:
     """Run the app with uvicorn until interrupted."""
     _require_extra()
     import uvicorn
 
-    uvicorn.run(create_app(bundle), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(bundle, batching=batching), host=host, port=port, log_level=log_level)

@@ -7,6 +7,7 @@ runs for string columns; an object column of Python lists is converted to Arrow 
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,21 +15,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recforge.preprocess.vocab import ValueKind, canonical_values, nan_to_null
+from recforge.preprocess.vocab import (
+    SMALL_LIST,
+    Value,
+    ValueKind,
+    canonical_list,
+    canonical_values,
+    nan_to_null,
+)
 
 _INT_PATTERN = r"^-?[0-9]+$"
+_INT_RE = re.compile(r"-?[0-9]+")  # _INT_PATTERN for re.fullmatch
 
 
 @dataclass(frozen=True)
 class FlatList:
-    """A list column as one flat array of canonical values plus each row's length."""
+    """A list column as one flat array of canonical values plus each row's length (``values``
+    is a Python list when a short list of rows was parsed in Python)."""
 
-    values: pa.Array  # (ΣL,)
+    values: pa.Array | list[Value]  # (ΣL,)
     kind: ValueKind
     lengths: np.ndarray  # (N,) int64
 
 
-def _is_text(s: pd.Series) -> bool:
+def _is_text(s: pd.Series | list[object]) -> bool:
+    if isinstance(s, list):  # as pandas infers it: every present value is a str, and one is
+        present = [v for v in s if v is not None and not (isinstance(v, float) and v != v)]
+        return bool(present) and all(isinstance(v, str) for v in present)
     if isinstance(s.dtype, pd.StringDtype):
         return True
     if s.dtype != object:
@@ -36,7 +49,7 @@ def _is_text(s: pd.Series) -> bool:
     return pd.api.types.infer_dtype(s, skipna=True) == "string"
 
 
-def _as_arrow(column: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+def _as_arrow(column: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[object]) -> pa.Array:
     if isinstance(s, pa.ChunkedArray):
         return s.combine_chunks()
     if isinstance(s, pa.Array):
@@ -51,8 +64,13 @@ def _as_arrow(column: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Arra
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | None) -> FlatList:
+def flatten(
+    column: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[object], sep: str | None
+) -> FlatList:
     """Parse ``s`` (lists/arrays per row, or ``sep``-joined strings); missing rows are empty.
+
+    ``s`` is a Series, an Arrow array or a plain list of row values (rows read from dicts); all
+    parse alike (a short list of plain values is parsed in Python, faster for a serving row).
 
     String tokens are stripped of surrounding whitespace and empty ones dropped; tokens that all
     look like integers become integers, as a CSV reader does for a scalar column, so ``"12|7"``
@@ -61,6 +79,10 @@ def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | N
     n = len(s)
     if n == 0:  # an empty column has no meaningful dtype
         return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, np.zeros(0, dtype=np.int64))
+    if isinstance(s, list) and n <= SMALL_LIST:
+        small = _flatten_small(s, sep)
+        if small is not None:
+            return small
     if isinstance(s, pd.Series) and s.dtype == object and not _is_text(s):
         text = False  # e.g. Python lists: never read as text even where Arrow could
     else:
@@ -86,6 +108,8 @@ def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | N
             with contextlib.suppress(pa.ArrowInvalid):  # out of int64 range: keep the text
                 tokens = pc.cast(tokens, pa.int64())
         return _finish(column, tokens, lengths)
+    if pa.types.is_null(lists.type):  # every row missing (e.g. one serving row): empty lists
+        return _finish(column, lists.drop_null(), np.zeros(n, dtype=np.int64))
     scalar = (
         pa.types.is_integer(lists.type) or pa.types.is_floating(lists.type) or pa.types.is_null(lists.type)
     )
@@ -112,6 +136,43 @@ def flatten(column: str, s: pd.Series | pa.Array | pa.ChunkedArray, sep: str | N
         )
     lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy().astype(np.int64)
     return _finish(column, values, lengths)
+
+
+def _flatten_small(rows: list[object], sep: str | None) -> FlatList | None:
+    """``flatten`` of a few rows of plain ``str`` or ``list`` values, in Python: what the Arrow
+    kernels give (``str.strip`` trims the same characters as ``utf8_trim_whitespace``), or None
+    for inputs left to the general path (NumPy values, missing values inside lists, ...)."""
+    tokens: list[object] = []
+    lengths: list[int] = []
+    if _is_text(rows):
+        if sep is None:
+            return None
+        words: list[str] = []
+        for v in rows:
+            parts = [] if not isinstance(v, str) else [t for t in (p.strip() for p in v.split(sep)) if t]
+            words += parts
+            lengths.append(len(parts))
+        tokens = list(words)
+        if words and all(_INT_RE.fullmatch(t) for t in words):
+            ints = [int(t) for t in words]
+            if all(-(2**63) <= i < 2**63 for i in ints):  # else Arrow's cast fails: text stays
+                tokens = list(ints)
+    else:
+        for v in rows:
+            if v is None:
+                lengths.append(0)
+            elif type(v) is list:
+                tokens += v
+                lengths.append(len(v))
+            else:
+                return None
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    if not tokens:
+        return FlatList(pa.array([], type=pa.large_string()), ValueKind.STR, lengths_arr)
+    canonical = canonical_list(tokens)
+    if canonical is None:
+        return None
+    return FlatList(canonical[0], canonical[1], lengths_arr)
 
 
 def _finish(column: str, flat: pa.Array, lengths: np.ndarray) -> FlatList:

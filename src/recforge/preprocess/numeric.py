@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recforge.preprocess.columns import Fill, Normalize, Numeric
-from recforge.preprocess.vocab import ValueCounter, ValueKind
+from recforge.preprocess.vocab import SMALL_LIST, ValueCounter, ValueKind
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,14 @@ class NumericStats:
     scale: float
 
 
-def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``."""
+def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[object]) -> np.ndarray:
+    """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``.
+
+    ``s`` is a Series, an Arrow array or a plain list of Python values (rows read from dicts,
+    where ``None`` or NaN is missing); all give the same numbers.
+    """
+    if isinstance(s, list):
+        return _list_numeric_values(name, s)
     if isinstance(s, pa.Array | pa.ChunkedArray):
         t = s.type
         if pa.types.is_dictionary(t):
@@ -54,6 +60,29 @@ def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray) -> np.n
         f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
         f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
     )
+
+
+def _list_numeric_values(name: str, values: list[object]) -> np.ndarray:
+    plain = len(values) <= SMALL_LIST and {type(v) for v in values} <= {int, float, type(None)}
+    if plain and all(v is None or type(v) is float or -(2**63) <= v < 2**63 for v in values):  # type: ignore[operator]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    try:
+        arr = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = None
+    t = arr.type if arr is not None else None
+    if t is None or not (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+    ):
+        present = [v for v in values[:1000] if v is not None]
+        kinds = sorted({type(v).__name__ for v in present})
+        example = next((v for v in present if not isinstance(v, int | float | np.number)), present[0])
+        raise TypeError(
+            f"column {name!r}: Numeric expects numbers but the column holds {kinds} values, "
+            f"e.g. {example!r}; convert it or declare it Categorical"
+        )
+    floats = pc.fill_null(arr.cast(pa.float64(), safe=False), np.nan)
+    return floats.to_numpy(zero_copy_only=False)
 
 
 def apply_numeric(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:

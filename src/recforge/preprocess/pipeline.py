@@ -56,7 +56,16 @@ from recforge.preprocess.io import (
 )
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericAccumulator, NumericStats, apply_numeric, numeric_values
-from recforge.preprocess.vocab import ValueCounter, ValueKind, Vocabulary, canonical_values, to_arrow
+from recforge.preprocess.vocab import (
+    SMALL_LIST,
+    Value,
+    ValueCounter,
+    ValueKind,
+    Vocabulary,
+    canonical_list,
+    canonical_values,
+    to_arrow,
+)
 
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
@@ -78,7 +87,13 @@ class NotFittedError(ValueError):
 
 
 # -- per-column helpers ----------------------------------------------------------------------------
-def _categorical_values(spec: Categorical, s: Column) -> tuple[pa.Array, ValueKind]:
+def _categorical_values(
+    spec: Categorical, s: Column | list[object]
+) -> tuple[pa.Array | list[Value], ValueKind]:
+    if isinstance(s, list) and len(s) <= SMALL_LIST:
+        small = canonical_list(s)
+        if small is not None:
+            return small
     arr = to_arrow(spec.name, s)
     if arr.null_count:
         if spec.fill_value is None:
@@ -86,6 +101,8 @@ def _categorical_values(spec: Categorical, s: Column) -> tuple[pa.Array, ValueKi
                 f"column {spec.name!r}: {arr.null_count} of {len(arr)} rows are missing (NaN/None); "
                 f"set Categorical({spec.name!r}, fill_value=...) or drop those rows"
             )
+        if pa.types.is_null(arr.type):  # every value missing (e.g. one serving row): just the fill
+            return canonical_values(spec.name, pa.array([spec.fill_value] * len(arr)))
         text = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
         if text != isinstance(spec.fill_value, str):
             raise TypeError(
@@ -238,11 +255,13 @@ class FeaturePipeline:
         assert not isinstance(owner, Numeric)
         return owner
 
-    def _encoded_values(self, spec: EncodedSpec, df: Frame) -> tuple[pa.Array, ValueKind, FlatList | None]:
+    def _encoded_values(
+        self, spec: EncodedSpec, values: Column | list[object]
+    ) -> tuple[pa.Array | list[Value], ValueKind, FlatList | None]:
         if isinstance(spec, Categorical):
-            arr, kind = _categorical_values(spec, df[spec.name])
+            arr, kind = _categorical_values(spec, values)
             return arr, kind, None
-        flat = flatten(spec.name, df[spec.name], spec.sep)
+        flat = flatten(spec.name, values, spec.sep)
         return flat.values, flat.kind, flat
 
     def _map(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
@@ -299,7 +318,8 @@ class FeaturePipeline:
             if isinstance(c, Numeric):
                 state.numeric[c.name].add(numeric_values(c.name, df[c.name]))
                 return
-            arr, kind, flat = self._encoded_values(c, df)
+            arr, kind, flat = self._encoded_values(c, df[c.name])
+            assert isinstance(arr, pa.Array)  # a table column always goes through Arrow
             state.values[c.name].add(arr, kind)
             if isinstance(c, MultiValue) and flat is not None:
                 state.longest[c.name] = max(state.longest.get(c.name, 0), int(flat.lengths.max(initial=0)))
@@ -376,7 +396,7 @@ class FeaturePipeline:
         self._require_fitted()
         df = read_frame(data)
         require_columns(df, [c.name for c in self.columns])
-        arrays = self._map(lambda c: self._transform_column(c, df), self.columns)
+        arrays = self._map(lambda c: self._encode(c, df[c.name]), self.columns)
         out: dict[str, np.ndarray] = {c.name: a for c, a in zip(self.columns, arrays)}
         names = column_names(df)
         present = [y for y in self.labels if y in names]
@@ -388,11 +408,50 @@ class FeaturePipeline:
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
 
-    def _transform_column(self, c: ColumnSpec, df: Frame) -> np.ndarray:
+    def transform_records(
+        self, rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """``transform`` of dict rows (one per row) without building a DataFrame: the serving path.
+
+        Each column's values are read straight from the rows and encoded with the code
+        ``transform`` uses, so the arrays equal ``transform(pd.DataFrame.from_records(rows))``
+        (a key missing from some rows is a missing value there, as in that DataFrame). Labels are
+        not read.
+
+        Args:
+            rows: raw rows, column name -> original value.
+            columns: encode only these columns (default: every column of the pipeline).
+        Returns:
+            column name -> array, as ``transform``.
+        """
+        self._require_fitted()
+        specs = self.columns if columns is None else [self._spec(name) for name in columns]
+        present = {k for r in rows for k in r} if rows else set()
+        missing = [c.name for c in specs if c.name not in present]
+        if missing:
+            raise KeyError(
+                f"column(s) {missing} not found in the rows; available columns: {sorted(map(str, present))}"
+            )
+        return {c.name: self._encode(c, [r.get(c.name) for r in rows]) for c in specs}
+
+    def encode_column(self, name: str, values: pd.Series | Sequence[object]) -> np.ndarray:
+        """One column's raw values (a Series or a sequence, ``None`` or NaN for missing) encoded
+        as ``transform`` encodes that column."""
+        self._require_fitted()
+        spec = self._spec(name)
+        return self._encode(spec, values if isinstance(values, pd.Series) else list(values))
+
+    def _spec(self, name: str) -> ColumnSpec:
+        spec = self._by_name.get(name)
+        if spec is None:
+            raise KeyError(f"no column {name!r} in this pipeline; columns: {sorted(self._by_name)}")
+        return spec
+
+    def _encode(self, c: ColumnSpec, values: Column | list[object]) -> np.ndarray:
         if isinstance(c, Numeric):
-            return apply_numeric(c, self._stats[c.name], numeric_values(c.name, df[c.name]))
+            return apply_numeric(c, self._stats[c.name], numeric_values(c.name, values))
         vocab = self._vocabs[self._owner(c).name]
-        arr, kind, flat = self._encoded_values(c, df)
+        arr, kind, flat = self._encoded_values(c, values)
         ids = vocab.encode_canonical(arr, kind, column=c.name)
         if flat is None:
             return ids
@@ -455,9 +514,7 @@ class FeaturePipeline:
     def vocabulary(self, column: str) -> Vocabulary:
         """The vocabulary ``column`` encodes with (its owner's when shared)."""
         self._require_fitted()
-        spec = self._by_name.get(column)
-        if spec is None:
-            raise KeyError(f"no column {column!r} in this pipeline; columns: {sorted(self._by_name)}")
+        spec = self._spec(column)
         if isinstance(spec, Numeric):
             raise KeyError(f"column {column!r} is Numeric and has no vocabulary")
         return self._vocabs[self._owner(spec).name]
