@@ -221,28 +221,21 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, float]], size_
         "| mode | rows | what is timed | rows/s | peak RSS (GB) | load |",
         "|---|---|---|---|---|---|",
     ]
-    timed = {
-        "fit": "FeaturePipeline.fit_stream: one pass over the training Parquet files (read + fit)",
-        "transform": "pipeline.transform of in-memory row groups (no read)",
-        "scan": "ParquetStream, no model: read + transform + shuffle + batch",
+    rows_per_s = {  # mode -> (what is timed, the figure's key)
+        "fit": (
+            "FeaturePipeline.fit_stream: one pass over the training Parquet files (read + fit)",
+            "rows_per_s",
+        ),
+        "transform": ("pipeline.transform of in-memory row groups (no read)", "rows_per_s"),
+        "scan": ("ParquetStream, no model: read + transform + shuffle + batch", "rows_per_s"),
+        "stream": ("DeepFM epoch from ParquetStream (loading inside)", "samples_per_s"),
+        "stream_small": ("DeepFM epoch from ParquetStream (loading inside)", "samples_per_s"),
+        "memory": ("DeepFM epoch from in-memory BatchLoader", "samples_per_s"),
     }
-    for mode, what in timed.items():
+    for mode, (what, key) in rows_per_s.items():
         if mode in results:
             r = results[mode]
-            lines.append(
-                f"| {mode} | {r['rows']:,} | {what} | {r['rows_per_s']:,.0f} | {gb(r)} | {r['load']:.1f} |"
-            )
-    trained = {
-        "stream": "DeepFM epoch from ParquetStream (loading inside)",
-        "stream_small": "DeepFM epoch from ParquetStream (loading inside)",
-        "memory": "DeepFM epoch from in-memory BatchLoader",
-    }
-    for mode, what in trained.items():
-        if mode in results:
-            r = results[mode]
-            lines.append(
-                f"| {mode} | {r['rows']:,} | {what} | {r['samples_per_s']:,.0f} | {gb(r)} | {r['load']:.1f} |"
-            )
+            lines.append(f"| {mode} | {r['rows']:,} | {what} | {r[key]:,.0f} | {gb(r)} | {r['load']:.1f} |")
             if mode == "memory":
                 lines.append(
                     f"| memory, incl. load | {r['rows']:,} | read all + transform ({r['load_seconds']:.0f}s) + epoch "
