@@ -12,9 +12,9 @@ recforge models                                    list the model registry
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from recforge.utils.files import atomic_write, atomic_write_text
 
 log = logging.getLogger("recforge")
 
@@ -119,9 +121,7 @@ def _train(args: argparse.Namespace) -> int:
     if main_rank:
         pipeline.save(run_dir / PIPELINE_DIR)
         save_model_spec(run_dir, cfg.model.name, inputs, cfg.model.params)
-        tmp = run_dir / (CONFIG_FILE + ".tmp")
-        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-        os.replace(tmp, run_dir / CONFIG_FILE)
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
     train_dl = BatchLoader(splits["train"], cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     valid_dl = BatchLoader(splits["valid"], cfg.data.eval_batch_size) if "valid" in splits else None
     trainer.fit(train_dl, valid_dl)
@@ -176,12 +176,8 @@ def _prepare(args: argparse.Namespace) -> int:
         for col, t in ds.columns.items():
             a = t.numpy()
             cols[col] = pa.FixedSizeListArray.from_arrays(a.reshape(-1), a.shape[1]) if a.ndim == 2 else a
-        tmp = data_dir / f"{name}.parquet.tmp"
-        pq.write_table(pa.table(cols), tmp)
-        os.replace(tmp, data_dir / f"{name}.parquet")
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, run_dir / CONFIG_FILE)
+        atomic_write(data_dir / f"{name}.parquet", functools.partial(pq.write_table, pa.table(cols)))
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
     for name, ds in splits.items():
         print(f"{name}: {len(ds):,} rows -> {data_dir / (name + '.parquet')}")
     print(f"pipeline: {run_dir / PIPELINE_DIR}  ({time.perf_counter() - t0:.1f}s)", flush=True)

@@ -8,7 +8,6 @@ A run directory holds ``config.yaml`` (resolved), ``pipeline/`` (the fitted feat
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from recforge.config import RunConfig, to_plain
 from recforge.data import BatchLoader, ColumnarDataset
 from recforge.models.registry import get_model
 from recforge.preprocess import Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn, read_table
+from recforge.utils.files import atomic_write_text
 
 MODEL_FILE = "model.json"
 PIPELINE_DIR = "pipeline"
@@ -114,9 +114,7 @@ def save_model_spec(
         "inputs": {k: [f.name for f in v] for k, v in inputs.items()},
         "features": [F.to_dict(f) for f in F.dedup([f for v in inputs.values() for f in v])],
     }
-    tmp = run_dir / (MODEL_FILE + ".tmp")
-    tmp.write_text(json.dumps(spec, indent=2), encoding="utf-8")
-    os.replace(tmp, run_dir / MODEL_FILE)
+    atomic_write_text(run_dir / MODEL_FILE, json.dumps(spec, indent=2))
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:

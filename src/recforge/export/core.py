@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.features import DenseFeature, Feature, SequenceFeature, SparseFeature
 from recforge.outputs import logits_of
+from recforge.utils.files import atomic_write
 
 
 class ExportHead(Choice):
@@ -119,15 +120,6 @@ def _traceable(
     return _Traceable(wrapper, args, names, (_dynamic_shapes(example, names),))
 
 
-def _write_atomically(path: str | os.PathLike[str], save: Callable[[str], object]) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save(str(tmp))
-    os.replace(tmp, out)
-    return out
-
-
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -169,7 +161,7 @@ def export_onnx(
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     _rename_shadowing_values(program.model, t.names)
-    return _write_atomically(path, program.save)
+    return atomic_write(path, lambda tmp: program.save(str(tmp)))
 
 
 def _rename_shadowing_values(ir_model: object, input_names: Sequence[str]) -> None:
@@ -197,7 +189,7 @@ def export_pt2(
     positional in ``input_columns(features)`` order."""
     t = _traceable(model, features, batch, ExportHead.parse(head), call)
     program = torch.export.export(t.wrapper, t.args, dynamic_shapes=t.dynamic_shapes, strict=False)
-    return _write_atomically(path, lambda p: torch.export.save(program, p))
+    return atomic_write(path, lambda tmp: torch.export.save(program, tmp))
 
 
 def onnx_parity(

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.export.core import ExportHead, export_onnx, export_pt2, input_columns
 from recforge.features import Feature
+from recforge.utils.files import atomic_write, atomic_write_text
 
 EXPORT_DIR = "export"
 MANIFEST = "manifest.json"
@@ -43,9 +44,8 @@ def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode
     import onnx
 
     q = Quantization.parse(mode, where="quantize")
-    out = Path(dst)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         if q is Quantization.INT8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -53,13 +53,9 @@ def quantize_onnx(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode
         else:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
-            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-            onnx.save(model, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+            onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(tmp))
+
+    return atomic_write(dst, write)
 
 
 def _user_tower(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -115,9 +111,7 @@ def export_run(
             "inputs": input_columns(feats),
             "output": head.value if call is None else "vectors",
         }
-    tmp = target / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    os.replace(tmp, target / MANIFEST)
+    atomic_write_text(target / MANIFEST, json.dumps(manifest, indent=2))
     return written
 
 

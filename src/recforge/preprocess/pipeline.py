@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -66,6 +65,7 @@ from recforge.preprocess.vocab import (
     canonical_values,
     to_arrow,
 )
+from recforge.utils.files import atomic_write_text
 
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
@@ -576,18 +576,9 @@ class FeaturePipeline:
         if target.suffix != ".json":
             target.mkdir(parents=True, exist_ok=True)
             target = target / FILENAME
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(
+            target, json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, num_threads: int = 1) -> FeaturePipeline:

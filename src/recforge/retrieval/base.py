@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -55,19 +53,6 @@ def as_ids(ids: ArrayLike | None, n: int, start: int) -> Tensor:
             f"ids must be {n} integers (one per vector), got dtype {t.dtype} shape {tuple(t.shape)}"
         )
     return t.long()
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
-    """Run ``write(tmp_path)`` then move the file into place; a failure leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class VectorIndex(ABC):

@@ -16,8 +16,8 @@ from recforge.retrieval.base import (
     VectorIndex,
     as_ids,
     as_matrix,
-    atomic_write,
 )
+from recforge.utils.files import atomic_write
 
 
 class ExactIndex(VectorIndex):

@@ -19,8 +19,8 @@ from recforge.retrieval.base import (
     VectorIndex,
     as_ids,
     as_matrix,
-    atomic_write,
 )
+from recforge.utils.files import atomic_write
 
 
 def import_faiss() -> ModuleType:

@@ -26,6 +26,7 @@ from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.objectives import Objective
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
+from recforge.utils.files import atomic_write
 
 log = logging.getLogger("recforge")
 
@@ -66,9 +67,7 @@ class EarlyStopper:
 
 def atomic_save(obj: object, path: Path) -> None:
     """``torch.save`` through a temporary file, so a crash never leaves a partial checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def move_batch(batch: Mapping[str, Tensor], device: torch.device) -> Batch:
@@ -484,10 +483,8 @@ class Trainer:
             ax.set_title(key)
             ax.set_xlabel("epoch")
         fig.tight_layout()
-        tmp = self.run_dir / (CURVE + ".tmp.png")
-        fig.savefig(tmp, dpi=80)
+        atomic_write(self.run_dir / CURVE, lambda tmp: fig.savefig(tmp, dpi=80))
         plt.close(fig)
-        os.replace(tmp, self.run_dir / CURVE)
 
 
 class _Regularizer:

@@ -1,0 +1,34 @@
+"""recforge.utils.files: a failed write leaves neither a partial target nor a temporary file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recforge.utils.files import atomic_write, atomic_write_text
+
+
+def test_atomic_write_replaces_the_target_and_keeps_the_suffix(tmp_path: Path) -> None:
+    seen: list[Path] = []
+
+    def write(tmp: Path) -> None:
+        seen.append(tmp)
+        tmp.write_bytes(b"new")
+
+    out = atomic_write(tmp_path / "sub" / "curve.png", write)
+    assert out.read_bytes() == b"new" and seen[0].suffix == ".png" and seen[0] != out
+    assert sorted(p.name for p in out.parent.iterdir()) == ["curve.png"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = atomic_write_text(tmp_path / "config.yaml", "old")
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, fail)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
