@@ -154,7 +154,7 @@ class EmbeddingLayer(nn.Module):
 
     def sequence(self, batch: Mapping[str, Tensor], feature: str) -> tuple[Tensor, Tensor]:
         """Unpooled history: embeddings ``(B, L, D)`` and the non-padding mask ``(B, L)``."""
-        ids = self._column(batch, feature)
+        ids = id_column(batch, feature)
         if ids.dim() != 2:
             raise ValueError(
                 f"sequence feature {feature!r}: expected a (B, L) id tensor, got {tuple(ids.shape)}"
@@ -164,7 +164,7 @@ class EmbeddingLayer(nn.Module):
     def pooled(self, batch: Mapping[str, Tensor], feature: EmbeddedFeature) -> Tensor:
         """``(B, D)`` for a sparse feature, or a sequence feature under its own pooling."""
         if isinstance(feature, SparseFeature):
-            return self.lookup(feature.name, self._column(batch, feature.name))
+            return self.lookup(feature.name, id_column(batch, feature.name))
         if feature.pooling is Pooling.CONCAT:
             raise ValueError(
                 f"sequence feature {feature.name!r} has pooling='concat': it has no single "
@@ -188,7 +188,7 @@ class EmbeddingLayer(nn.Module):
         parts: list[Tensor] = []
         if self.fused and len(sparse) > 1:
             # One gather for every sparse field: the fused fast path.
-            ids = torch.stack([self._column(batch, f.name) for f in sparse], 1)  # (B, Fs)
+            ids = torch.stack([id_column(batch, f.name) for f in sparse], 1)  # (B, Fs)
             self._check_range_many(sparse, ids)
             offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
             parts.append(self.embeddings[self._group[sparse[0].table]](ids + offs))  # (B, Fs, D)
@@ -234,15 +234,6 @@ class EmbeddingLayer(nn.Module):
                 f"feature {name!r} has no embedding table here; known: {sorted(self.features)}"
             ) from None
 
-    def _column(self, batch: Mapping[str, Tensor], name: str) -> Tensor:
-        try:
-            col = batch[name]
-        except KeyError:
-            raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
-        if col.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
-        return col
-
     def _check_range(self, f: EmbeddedFeature, ids: Tensor) -> None:
         if ids.numel() and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             lo, hi = int(ids.min()), int(ids.max())
@@ -268,13 +259,25 @@ def join_flat(parts: Sequence[Tensor]) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(list(parts), 1)
 
 
+def column(batch: Mapping[str, Tensor], name: str) -> Tensor:
+    """``batch[name]``, or a ``KeyError`` naming the missing column and the batch's columns."""
+    try:
+        return batch[name]
+    except KeyError:
+        raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
+
+
+def id_column(batch: Mapping[str, Tensor], name: str) -> Tensor:
+    """An id column (int64/int32) of ``batch``; other dtypes are a ``TypeError`` naming the feature."""
+    col = column(batch, name)
+    if col.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
+    return col
+
+
 def dense_column(batch: Mapping[str, Tensor], f: DenseFeature) -> Tensor:
     """A dense feature as ``(B, d)`` float."""
-    try:
-        x = batch[f.name]
-    except KeyError:
-        raise KeyError(f"batch has no column {f.name!r}; it has {sorted(batch)}") from None
-    x = x.float()
+    x = column(batch, f.name).float()
     if x.dim() == 1:
         x = x.unsqueeze(1)  # (B, 1)
     if x.shape[1] != f.embed_dim:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature
 from recforge.layers import dense_column
+from recforge.layers.embedding import id_column
 from recforge.torchrec.jagged import KeyedJaggedTensor
 from recforge.torchrec.modules import EmbeddingBagConfig, PoolingType
 
@@ -40,12 +41,7 @@ def kjt_from_batch(
     lengths: list[Tensor] = []
     stride: int | None = None
     for name in names:
-        try:
-            col = batch[name]
-        except KeyError:
-            raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
-        if col.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
+        col = id_column(batch, name)
         if col.dim() == 1:
             values.append(col.long())
             lengths.append(torch.ones_like(col, dtype=torch.long))

@@ -25,8 +25,8 @@ from torch import Tensor
 from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.capsule import Bilinear, CapsuleRouting
+from recforge.layers.embedding import column
 from recforge.models.matching.multi_interest import MultiInterestModel
-from recforge.models.matching.towers import column
 
 
 class MIND(MultiInterestModel):

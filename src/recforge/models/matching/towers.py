@@ -13,13 +13,7 @@ from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, SequenceFeature, SparseFeature
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig
-
-
-def column(batch: Mapping[str, Tensor], name: str) -> Tensor:
-    try:
-        return batch[name]
-    except KeyError:
-        raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
+from recforge.layers.embedding import column
 
 
 def item_inputs(

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from recforge.features import Feature
 from recforge.layers import MLPConfig
+from recforge.layers.embedding import column
 from recforge.layers.frequency import StreamingFrequency
 from recforge.models.matching.dssm import DSSM
-from recforge.models.matching.towers import column
 from recforge.outputs import TowerOutput
 
 

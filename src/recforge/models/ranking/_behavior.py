@@ -14,6 +14,7 @@ from torch import Tensor
 
 from recforge.features import Feature, Pooling, SequenceFeature, SparseFeature, dedup
 from recforge.layers import EmbeddingLayer
+from recforge.layers.embedding import id_column
 from recforge.layers.sequence import trim_padding
 
 
@@ -70,7 +71,7 @@ def history_of(
 ) -> tuple[Tensor, Tensor, slice]:
     """Concatenated history embeddings ``(B, L, D)``, mask ``(B, L)`` (real where any feature is)
     and the kept columns (``keep``, or all but the all-padding leading ones)."""
-    ids = [embedding._column(batch, f.name) for f in features]
+    ids = [id_column(batch, f.name) for f in features]
     mask = ids[0] != 0
     for x in ids[1:]:
         if x.shape != ids[0].shape:
@@ -94,6 +95,6 @@ def behaviors(
 ) -> Behaviors:
     """Embedded histories and targets of a batch (all-padding leading columns dropped)."""
     history, mask, keep = history_of(embedding, batch, history_features, None)
-    targets = [embedding.lookup(f.name, embedding._column(batch, f.name)) for f in target_features]
+    targets = [embedding.lookup(f.name, id_column(batch, f.name)) for f in target_features]
     target = torch.cat(targets, -1) if len(targets) > 1 else targets[0]  # (B, D)
     return Behaviors(history, mask, target, keep)
