@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recforge.preprocess import Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn
+from recforge.preprocess import Bucketize, Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn
 from recforge.preprocess.numeric import ExactMoments
 from recforge.preprocess.vocab import ValueCounter, ValueKind
 
@@ -35,6 +35,10 @@ def specs() -> list:
         SequenceColumn("hist", max_len=4, shared_with="item"),
         MultiValue("tags", sep="|", max_size=5),
         MultiValue("genres", sep=None),
+        Bucketize("age", bins=6),  # quantile edges: every training value is kept below the cap
+        Bucketize("clicks", bins=8),  # mostly zeros: merged edges, fewer buckets
+        Bucketize("price", bins=5, strategy="uniform"),
+        Bucketize("rank", boundaries=[1, 10, 100]),
     ]
 
 
@@ -76,6 +80,12 @@ def write_dir(root: Path) -> list[pa.Table]:
                 "tags": pa.array(tags, pa.string()),
                 "genres": pa.array(genres, pa.list_(pa.string())),
                 "label": rng.integers(0, 2, n),
+                "age": pa.array(
+                    np.where(rng.random(n) < 0.1, np.nan, rng.normal(40, 12, n)), from_pandas=True
+                ),
+                "clicks": np.where(rng.random(n) < 0.7, 0, rng.integers(1, 50, n)),
+                "price": rng.lognormal(2, 1, n),
+                "rank": rng.integers(0, 300, n),
             }
         )
         pq.write_table(table, root / f"part-{f:05d}.parquet", row_group_size=25)
@@ -107,6 +117,7 @@ def test_stream_fit_equals_in_memory_fit(parquet_dir, batch_rows: int) -> None:
     assert streamed.vocabulary("score").kind is ValueKind.FLOAT
     assert streamed.vocabulary("hist") is streamed.vocabulary("item")
     assert streamed.max_len(MultiValue("genres", sep=None)) == 2
+    assert streamed.num_buckets("age") == 6 and 1 < streamed.num_buckets("clicks") < 8
     out = streamed.transform(table)
     ref = in_memory.transform(table.to_pandas())
     assert out.keys() == ref.keys()

@@ -23,7 +23,15 @@ from recforge.choices import Choice
 from recforge.config import RunConfig, to_plain
 from recforge.data import BatchLoader, ColumnarDataset
 from recforge.models.registry import get_model
-from recforge.preprocess import Categorical, FeaturePipeline, MultiValue, Numeric, SequenceColumn, read_table
+from recforge.preprocess import (
+    Bucketize,
+    Categorical,
+    FeaturePipeline,
+    MultiValue,
+    Numeric,
+    SequenceColumn,
+    read_table,
+)
 from recforge.utils.files import atomic_write_text
 
 MODEL_FILE = "model.json"
@@ -35,6 +43,7 @@ WEIGHTS = "best.pt"
 class ColumnKind(Choice):
     CATEGORICAL = "categorical"
     NUMERIC = "numeric"
+    BUCKETIZE = "bucketize"
     MULTI_VALUE = "multi_value"
     SEQUENCE = "sequence"
 
@@ -42,6 +51,7 @@ class ColumnKind(Choice):
 _COLUMN_SPECS = {
     ColumnKind.CATEGORICAL: Categorical,
     ColumnKind.NUMERIC: Numeric,
+    ColumnKind.BUCKETIZE: Bucketize,
     ColumnKind.MULTI_VALUE: MultiValue,
     ColumnKind.SEQUENCE: SequenceColumn,
 }

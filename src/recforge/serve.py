@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from recforge.bundle import Bundle, RecommendQuery
-from recforge.preprocess import Categorical, Numeric, ValueKind
+from recforge.preprocess import Bucketize, Categorical, Numeric, ValueKind
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -192,8 +192,8 @@ def _row_model(name: str, bundle: Bundle, stage: str, required: Sequence[str] | 
     fields: dict[str, Any] = {}
     number = StrictInt | StrictFloat
     for i, spec in enumerate(run.pipeline.columns):
-        if isinstance(spec, Numeric):
-            typ: Any = number | None  # missing values are filled as in training
+        if isinstance(spec, Numeric | Bucketize):
+            typ: Any = number | None  # missing values are filled (or bucketed as OOV) as in training
         elif isinstance(spec, Categorical):
             kind = run.pipeline.vocabulary(spec.name).kind
             typ = StrictStr if kind in (None, ValueKind.STR) else StrictInt

@@ -14,12 +14,18 @@ loader = BatchLoader(pipe.dataset(valid), 4096)
 
 Conventions: id 0 is padding, id 1 the out-of-vocabulary bucket, known values from 2 by
 descending training frequency; list columns keep their last ``max_len`` items, left-padded with 0;
-numeric statistics come from the training split only. ``pipe.fit_stream("train/")`` fits the same
+numeric statistics come from the training split only. ``Bucketize("age", bins=10)`` turns a
+numeric column into bucket ids (an embedded feature): 1 for missing, buckets ``[b[i-1], b[i])``
+from 2 in increasing value order, boundaries given or fit as training quantiles (equal edges
+merged, so a heavily repeated value gives fewer buckets) or equal widths. ``pipe.fit_stream("train/")`` fits the same
 pipeline in one pass over Parquet files or batches larger than memory. ``pipe.save(run_dir)``
 writes one versioned JSON file. Importing this package does not import torch.
 """
 
+from recforge.preprocess.buckets import RESERVOIR_SIZE
 from recforge.preprocess.columns import (
+    Binning,
+    Bucketize,
     Categorical,
     ColumnSpec,
     Fill,
@@ -39,7 +45,10 @@ __all__ = [
     "HASH_KEY",
     "OOV",
     "PAD",
+    "RESERVOIR_SIZE",
     "VERSION",
+    "Binning",
+    "Bucketize",
     "Categorical",
     "ColumnSpec",
     "FeaturePipeline",

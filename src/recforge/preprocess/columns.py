@@ -1,13 +1,16 @@
 """Column specs: what to do with each input column (pure data; fitted state lives in the pipeline).
 
-``Categorical`` -> one id per row, ``Numeric`` -> one float per row, ``MultiValue`` and
-``SequenceColumn`` -> a left-padded ``(N, L)`` id matrix. Every spec validates its arguments and
-names the column in its errors; closed choices (``fill``, ``normalize``, ``pooling``) are enums
-parsed here, at the edge.
+``Categorical`` -> one id per row, ``Numeric`` -> one float per row, ``Bucketize`` -> one bucket
+id per row of a numeric column, ``MultiValue`` and ``SequenceColumn`` -> a left-padded ``(N, L)``
+id matrix. Every spec validates its arguments and names the column in its errors; closed choices
+(``fill``, ``normalize``, ``strategy``, ``pooling``) are enums parsed here, at the edge.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from recforge.choices import Choice
@@ -33,6 +36,13 @@ class Normalize(_Choice):
 
     STANDARD = "standard"
     MINMAX = "minmax"
+
+
+class Binning(_Choice):
+    """How a ``Bucketize`` column places its bucket edges on the training values."""
+
+    QUANTILE = "quantile"
+    UNIFORM = "uniform"
 
 
 def _check_name(kind: str, name: object) -> None:
@@ -128,6 +138,64 @@ class Numeric:
         _check_bool(self.name, "log1p", self.log1p)
 
 
+def _parse_boundaries(column: str, boundaries: object) -> tuple[float, ...]:
+    if isinstance(boundaries, str | bytes) or not isinstance(boundaries, Sequence) or not boundaries:
+        raise ValueError(
+            f"column {column!r}: boundaries must be a non-empty list of numbers, got {boundaries!r}"
+        )
+    if any(isinstance(b, bool) or not isinstance(b, int | float) or not math.isfinite(b) for b in boundaries):
+        raise ValueError(f"column {column!r}: boundaries must be finite numbers, got {list(boundaries)!r}")
+    out = tuple(float(b) for b in boundaries)
+    if any(a >= b for a, b in itertools.pairwise(out)):
+        raise ValueError(
+            f"column {column!r}: boundaries must be strictly increasing, got {list(boundaries)!r}"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Bucketize:
+    """A numeric column cut into buckets: one categorical id per row (an embedded ``SparseFeature``).
+
+    Bucket ``i`` holds ``boundaries[i-1] <= x < boundaries[i]`` (TensorFlow's ``bucketized_column``);
+    ``m`` boundaries make ``m + 1`` buckets with ids ``2 .. m + 2`` in increasing value order, so
+    values below the first boundary land in the first bucket and values from the last one up (``inf``
+    included) in the last. A missing value (None/NaN) encodes to id 1 (OOV), never an error.
+
+    With ``boundaries=None`` they are fit on the training split: the ``bins + 1`` edges are the
+    quantiles at ``0, 1/bins, .., 1`` (``strategy="quantile"``, numpy's default linear method) or
+    equally spaced from the training minimum to the maximum (``"uniform"``); equal edges are merged
+    and the inner ones are the boundaries. A value repeated in many rows therefore yields fewer
+    buckets than ``bins`` (a column that is 0 in 92% of rows, as ``capital_gain``, fits a single
+    bucket with ``bins=10``; give such columns explicit ``boundaries``, e.g. ``[1, 1000, 5000]``);
+    the feature's vocabulary size counts the buckets actually made. ``fit_stream`` keeps up to
+    ``RESERVOIR_SIZE`` (1,000,000) training values per column, so quantiles are exact (and equal
+    to ``fit``'s) up to that many rows; beyond it they come from a seeded uniform sample of that
+    size and are approximate. Uniform edges are always exact.
+
+    Args:
+        name: the column (and feature) name.
+        bins: the number of buckets to fit (at most; merged edges make fewer).
+        boundaries: explicit, strictly increasing, finite bucket boundaries; nothing is fit.
+        embed_dim: embedding width of the feature; ``None`` picks an automatic size.
+        strategy: ``"quantile"`` (equal-frequency buckets) or ``"uniform"`` (equal-width buckets).
+    """
+
+    name: str
+    bins: int = 10
+    boundaries: Sequence[float] | None = None
+    embed_dim: int | None = None
+    strategy: Binning | str = Binning.QUANTILE
+
+    def __post_init__(self) -> None:
+        _check_name("Bucketize", self.name)
+        _check_int(self.name, "bins", self.bins, minimum=1, allow_none=False)
+        _check_int(self.name, "embed_dim", self.embed_dim, minimum=1)
+        object.__setattr__(self, "strategy", Binning.parse(self.strategy, column=self.name, arg="strategy"))
+        if self.boundaries is not None:
+            object.__setattr__(self, "boundaries", _parse_boundaries(self.name, self.boundaries))
+
+
 @dataclass(frozen=True)
 class MultiValue:
     """A set-like column (``"a|b|c"`` strings or lists) -> ``(N, max_len)`` ids, left-padded with 0.
@@ -207,6 +275,7 @@ class SequenceColumn:
         object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
 
 
-ColumnSpec = Categorical | Numeric | MultiValue | SequenceColumn
-EncodedSpec = Categorical | MultiValue | SequenceColumn
+ColumnSpec = Categorical | Numeric | Bucketize | MultiValue | SequenceColumn
+EncodedSpec = Categorical | MultiValue | SequenceColumn  # encoded through a vocabulary
+NumericSpec = Numeric | Bucketize  # read with ``numeric_values``
 ListSpec = MultiValue | SequenceColumn

@@ -28,25 +28,28 @@ class NumericStats:
     scale: float
 
 
-def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[object]) -> np.ndarray:
+def numeric_values(
+    name: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[object], *, spec: str = "Numeric"
+) -> np.ndarray:
     """float64 values with NaN for missing; text or other non-numbers are a ``TypeError``.
 
     ``s`` is a Series, an Arrow array or a plain list of Python values (rows read from dicts,
-    where ``None`` or NaN is missing); all give the same numbers.
+    where ``None`` or NaN is missing); all give the same numbers. ``spec`` names the column spec
+    (``Numeric``, ``Bucketize``) in errors.
     """
     if isinstance(s, list):
-        return _list_numeric_values(name, s)
+        return _list_numeric_values(name, s, spec)
     if isinstance(s, pa.Array | pa.ChunkedArray):
         t = s.type
         if pa.types.is_dictionary(t):
-            return numeric_values(name, s.cast(t.value_type))
+            return numeric_values(name, s.cast(t.value_type), spec=spec)
         if pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t):
             return pc.fill_null(s.cast(pa.float64()), np.nan).to_numpy()
         if pa.types.is_decimal(t):
             return pc.fill_null(s.cast(pa.float64(), safe=False), np.nan).to_numpy()
         example = next((v for v in s.drop_null()[:1].to_pylist()), None)
         raise TypeError(
-            f"column {name!r}: Numeric expects numbers but the column holds {t} values, "
+            f"column {name!r}: {spec} expects numbers but the column holds {t} values, "
             f"e.g. {example!r}; convert it or declare it Categorical"
         )
     dtype = s.dtype
@@ -57,12 +60,12 @@ def numeric_values(name: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[o
         return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
     example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
     raise TypeError(
-        f"column {name!r}: Numeric expects numbers but the column holds {inferred} values "
+        f"column {name!r}: {spec} expects numbers but the column holds {inferred} values "
         f"(dtype {dtype}), e.g. {example!r}; convert it or declare it Categorical"
     )
 
 
-def _list_numeric_values(name: str, values: list[object]) -> np.ndarray:
+def _list_numeric_values(name: str, values: list[object], spec: str) -> np.ndarray:
     plain = len(values) <= SMALL_LIST and {type(v) for v in values} <= {int, float, type(None)}
     if plain and all(v is None or type(v) is float or -(2**63) <= v < 2**63 for v in values):  # type: ignore[operator]
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -78,19 +81,22 @@ def _list_numeric_values(name: str, values: list[object]) -> np.ndarray:
         kinds = sorted({type(v).__name__ for v in present})
         example = next((v for v in present if not isinstance(v, int | float | np.number)), present[0])
         raise TypeError(
-            f"column {name!r}: Numeric expects numbers but the column holds {kinds} values, "
+            f"column {name!r}: {spec} expects numbers but the column holds {kinds} values, "
             f"e.g. {example!r}; convert it or declare it Categorical"
         )
     floats = pc.fill_null(arr.cast(pa.float64(), safe=False), np.nan)
     return floats.to_numpy(zero_copy_only=False)
 
 
+def reject_infinite(name: str, x: np.ndarray) -> None:
+    """A ``ValueError`` naming the column when ``x`` holds ``inf`` or ``-inf``."""
+    if np.isinf(x).any():
+        raise ValueError(f"column {name!r}: {int(np.isinf(x).sum())} infinite values; replace them first")
+
+
 def apply_numeric(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
     x = np.where(np.isnan(x), stats.fill, x)
-    if np.isinf(x).any():
-        raise ValueError(
-            f"column {spec.name!r}: {int(np.isinf(x).sum())} infinite values; replace them first"
-        )
+    reject_infinite(spec.name, x)
     if spec.log1p:
         bad = int((x <= -1).sum())
         if bad:
@@ -183,10 +189,7 @@ class NumericAccumulator:
         """``x``: float64 values, NaN for missing."""
         spec = self.spec
         present = x[~np.isnan(x)]
-        if np.isinf(present).any():
-            raise ValueError(
-                f"column {spec.name!r}: {int(np.isinf(present).sum())} infinite values; replace them first"
-            )
+        reject_infinite(spec.name, present)
         if not present.size:
             return
         self.n += present.size

@@ -9,7 +9,8 @@ model = DeepFM(pipe.features, pipe.features, mlp_params={"dims": [256, 128]})
 pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load(run_dir)
 ```
 
-Everything learnt (vocabularies, fill values, normalisation statistics, multi-value lengths) comes
+Everything learnt (vocabularies, fill values, normalisation statistics, bucket boundaries,
+multi-value lengths) comes
 from the data given to ``fit`` (or ``fit_stream``: the same, in one pass over batches or Parquet
 files larger than memory); ``transform`` only applies it. Arrow input stays Arrow throughout. The
 saved form is one JSON file with a format ``version``; no pickle.
@@ -30,15 +31,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recforge.choices import Choice
 from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature, auto_embed_dim
+from recforge.preprocess.buckets import BucketAccumulator, bucket_ids
 from recforge.preprocess.columns import (
+    Bucketize,
     Categorical,
     ColumnSpec,
     EncodedSpec,
-    Fill,
     ListSpec,
     MultiValue,
-    Normalize,
     Numeric,
     SequenceColumn,
 )
@@ -56,6 +58,7 @@ from recforge.preprocess.io import (
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericAccumulator, NumericStats, apply_numeric, numeric_values
 from recforge.preprocess.vocab import (
+    NUM_RESERVED,
     SMALL_LIST,
     Value,
     ValueCounter,
@@ -78,7 +81,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 _SPECS: dict[str, type[ColumnSpec]] = {
-    c.__name__: c for c in (Categorical, Numeric, MultiValue, SequenceColumn)
+    c.__name__: c for c in (Categorical, Numeric, Bucketize, MultiValue, SequenceColumn)
 }
 
 
@@ -137,7 +140,7 @@ def _label_values(name: str, s: Column) -> np.ndarray:
 def _spec_to_dict(spec: ColumnSpec) -> dict[str, object]:
     out: dict[str, object] = {"type": type(spec).__name__}
     for k, v in asdict(spec).items():
-        out[k] = v.value if isinstance(v, Pooling | Fill | Normalize) else v
+        out[k] = v.value if isinstance(v, Choice) else list(v) if isinstance(v, tuple) else v
     return out
 
 
@@ -156,10 +159,15 @@ class _FitState:
     def __init__(self, pipe: FeaturePipeline) -> None:
         self.batches = 0
         self.numeric = {c.name: NumericAccumulator(c) for c in pipe.columns if isinstance(c, Numeric)}
+        self.buckets = {
+            c.name: BucketAccumulator(c)
+            for c in pipe.columns
+            if isinstance(c, Bucketize) and c.boundaries is None
+        }
         self.values = {
             c.name: ValueCounter(c.name, count=pipe._owner(c).hash_buckets is None)
             for c in pipe.columns
-            if not isinstance(c, Numeric)
+            if isinstance(c, EncodedSpec)
         }
         self.longest: dict[str, int] = {}  # MultiValue: the longest training row so far
 
@@ -168,8 +176,8 @@ class FeaturePipeline:
     """Encoders for the columns of a table, fit on the training split only.
 
     Args:
-        columns: one spec per input column (``Categorical``, ``Numeric``, ``MultiValue``,
-            ``SequenceColumn``); their names are the output column and feature names.
+        columns: one spec per input column (``Categorical``, ``Numeric``, ``Bucketize``,
+            ``MultiValue``, ``SequenceColumn``); their names are the output column and feature names.
         label: the target column, output under ``"label"`` as float32 ``(N,)``.
         labels: several target columns (multi-task), output under ``"label"`` as ``(N, T)``.
         num_threads: columns are processed by this many threads (the Arrow and numpy kernels
@@ -191,9 +199,9 @@ class FeaturePipeline:
         if not self.columns:
             raise ValueError("FeaturePipeline needs at least one column spec")
         for c in self.columns:
-            if not isinstance(c, Categorical | Numeric | MultiValue | SequenceColumn):
+            if not isinstance(c, ColumnSpec):
                 raise TypeError(
-                    "columns must be Categorical, Numeric, MultiValue or SequenceColumn specs, "
+                    "columns must be Categorical, Numeric, Bucketize, MultiValue or SequenceColumn specs, "
                     f"got {type(c).__name__}"
                 )
         if label is not None and labels is not None:
@@ -216,12 +224,13 @@ class FeaturePipeline:
         self._check_sharing()
         self._vocabs: dict[str, Vocabulary] = {}
         self._stats: dict[str, NumericStats] = {}
+        self._buckets: dict[str, tuple[float, ...]] = {}  # Bucketize: the bucket boundaries
         self._max_len: dict[str, int] = {}
         self._fitted = False
 
     def _check_sharing(self) -> None:
         for c in self.columns:
-            if isinstance(c, Numeric) or c.shared_with is None:
+            if not isinstance(c, EncodedSpec) or c.shared_with is None:
                 continue
             owner = self._by_name.get(c.shared_with)
             if owner is None:
@@ -229,9 +238,10 @@ class FeaturePipeline:
                     f"column {c.name!r}: shared_with={c.shared_with!r} names no declared column; "
                     f"declared: {sorted(self._by_name)}"
                 )
-            if isinstance(owner, Numeric):
+            if not isinstance(owner, EncodedSpec):
                 raise ValueError(
-                    f"column {c.name!r}: shared_with={owner.name!r} is Numeric and has no vocabulary"
+                    f"column {c.name!r}: shared_with={owner.name!r} is {type(owner).__name__} "
+                    "and has no vocabulary"
                 )
             if owner.shared_with is not None:
                 raise ValueError(
@@ -252,7 +262,7 @@ class FeaturePipeline:
     # -- fitting -------------------------------------------------------------------------------
     def _owner(self, spec: EncodedSpec) -> EncodedSpec:
         owner = self._by_name[spec.shared_with] if spec.shared_with is not None else spec
-        assert not isinstance(owner, Numeric)
+        assert isinstance(owner, EncodedSpec)
         return owner
 
     def _encoded_values(
@@ -293,7 +303,9 @@ class FeaturePipeline:
             batch_rows: rows per read when ``batches`` is a path.
 
         Memory: one piece plus one count per distinct value of each vocabulary column (and of a
-        ``Numeric(fill="median")`` column); numeric sums are exact, whatever the batching.
+        ``Numeric(fill="median")`` column); numeric sums are exact, whatever the batching. A
+        quantile ``Bucketize`` column keeps its training values, exactly up to ``RESERVOIR_SIZE``
+        (1,000,000) and beyond that a seeded uniform sample of that size (approximate quantiles).
         """
         if isinstance(batches, str | os.PathLike):
             path = Path(batches)
@@ -318,6 +330,11 @@ class FeaturePipeline:
             if isinstance(c, Numeric):
                 state.numeric[c.name].add(numeric_values(c.name, df[c.name]))
                 return
+            if isinstance(c, Bucketize):
+                acc = state.buckets.get(c.name)
+                if acc is not None:
+                    acc.add(numeric_values(c.name, df[c.name], spec="Bucketize"))
+                return
             arr, kind, flat = self._encoded_values(c, df[c.name])
             assert isinstance(arr, pa.Array)  # a table column always goes through Arrow
             state.values[c.name].add(arr, kind)
@@ -331,6 +348,11 @@ class FeaturePipeline:
 
     def _finish_fit(self, state: _FitState) -> FeaturePipeline:
         stats = {c.name: state.numeric[c.name].stats() for c in self.columns if isinstance(c, Numeric)}
+        buckets = {
+            c.name: tuple(c.boundaries) if c.boundaries is not None else state.buckets[c.name].boundaries()
+            for c in self.columns
+            if isinstance(c, Bucketize)
+        }
         max_len = {
             c.name: c.max_len or max(1, state.longest.get(c.name, 0))
             for c in self.columns
@@ -338,7 +360,7 @@ class FeaturePipeline:
         }
         sharing: dict[str, list[str]] = {}
         for c in self.columns:
-            if not isinstance(c, Numeric):
+            if isinstance(c, EncodedSpec):
                 sharing.setdefault(self._owner(c).name, []).append(c.name)
         owners = list(sharing)
         vocabs = dict(
@@ -347,13 +369,14 @@ class FeaturePipeline:
                 self._map(lambda o: self._fit_vocabulary(o, [state.values[n] for n in sharing[o]]), owners),
             )
         )
-        self._vocabs, self._stats, self._max_len, self._fitted = vocabs, stats, max_len, True
+        self._vocabs, self._stats, self._max_len, self._buckets = vocabs, stats, max_len, buckets
+        self._fitted = True
         return self
 
     def _fit_vocabulary(self, owner_name: str, parts: list[ValueCounter]) -> Vocabulary:
         """One vocabulary from the training values of its owner and every column sharing it."""
         owner = self._by_name[owner_name]
-        assert not isinstance(owner, Numeric)
+        assert isinstance(owner, EncodedSpec)
         kinds = {p.column: p.kind for p in parts if p.kind is not None}
         if len({k.numeric for k in kinds.values()}) > 1:
             detail = ", ".join(f"{n}: {k.value}" for n, k in kinds.items())
@@ -450,6 +473,8 @@ class FeaturePipeline:
     def _encode(self, c: ColumnSpec, values: Column | list[object]) -> np.ndarray:
         if isinstance(c, Numeric):
             return apply_numeric(c, self._stats[c.name], numeric_values(c.name, values))
+        if isinstance(c, Bucketize):
+            return bucket_ids(self._buckets[c.name], numeric_values(c.name, values, spec="Bucketize"))
         vocab = self._vocabs[self._owner(c).name]
         arr, kind, flat = self._encoded_values(c, values)
         ids = vocab.encode_canonical(arr, kind, column=c.name)
@@ -486,12 +511,16 @@ class FeaturePipeline:
         self._require_fitted()
         dims: dict[str, int] = {}
         for c in self.columns:
-            if not isinstance(c, Numeric) and c.shared_with is None:
+            if isinstance(c, EncodedSpec) and c.shared_with is None:
                 dims[c.name] = c.embed_dim or auto_embed_dim(len(self._vocabs[c.name]))
         out: list[Feature] = []
         for c in self.columns:
             if isinstance(c, Numeric):
                 out.append(DenseFeature(c.name))
+                continue
+            if isinstance(c, Bucketize):
+                size = self.num_buckets(c.name) + NUM_RESERVED
+                out.append(SparseFeature(c.name, size, c.embed_dim or auto_embed_dim(size), padding_idx=0))
                 continue
             owner = self._owner(c)
             size, dim = len(self._vocabs[owner.name]), dims[owner.name]
@@ -515,9 +544,20 @@ class FeaturePipeline:
         """The vocabulary ``column`` encodes with (its owner's when shared)."""
         self._require_fitted()
         spec = self._spec(column)
-        if isinstance(spec, Numeric):
-            raise KeyError(f"column {column!r} is Numeric and has no vocabulary")
+        if not isinstance(spec, EncodedSpec):
+            raise KeyError(f"column {column!r} is {type(spec).__name__} and has no vocabulary")
         return self._vocabs[self._owner(spec).name]
+
+    def bucket_boundaries(self, column: str) -> tuple[float, ...]:
+        """The boundaries of a ``Bucketize`` column (given, or fit on the training split)."""
+        self._require_fitted()
+        if column not in self._buckets:
+            raise KeyError(f"no Bucketize column {column!r}; Bucketize columns: {sorted(self._buckets)}")
+        return self._buckets[column]
+
+    def num_buckets(self, column: str) -> int:
+        """How many buckets a ``Bucketize`` column has (ids ``2 .. num_buckets + 1``)."""
+        return len(self.bucket_boundaries(column)) + 1
 
     def numeric_stats(self, column: str) -> NumericStats:
         """Fill value and normalisation of a ``Numeric`` column."""
@@ -542,6 +582,7 @@ class FeaturePipeline:
             "columns": [_spec_to_dict(c) for c in self.columns],
             "vocabularies": {k: v.to_dict() for k, v in self._vocabs.items()},
             "numeric": {k: asdict(v) for k, v in self._stats.items()},
+            "buckets": {k: list(v) for k, v in self._buckets.items()},
             "max_len": self._max_len,
         }
 
@@ -566,6 +607,12 @@ class FeaturePipeline:
         pipe._vocabs = {k: Vocabulary.from_dict(v) for k, v in vocabs.items()}  # type: ignore[attr-defined]
         pipe._stats = {k: NumericStats(**v) for k, v in data["numeric"].items()}  # type: ignore[attr-defined]
         pipe._max_len = {k: int(v) for k, v in data["max_len"].items()}  # type: ignore[attr-defined]
+        # files written before Bucketize existed have no "buckets"
+        buckets = data.get("buckets", {})
+        pipe._buckets = {k: tuple(float(b) for b in v) for k, v in buckets.items()}  # type: ignore[attr-defined]
+        missing = [c.name for c in specs if isinstance(c, Bucketize) and c.name not in pipe._buckets]
+        if missing:
+            raise ValueError(f"saved FeaturePipeline has no bucket boundaries for column(s) {missing}")
         pipe._fitted = True
         return pipe
 
