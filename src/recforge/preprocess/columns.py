@@ -175,7 +175,8 @@ class Bucketize:
 
     Args:
         name: the column (and feature) name.
-        bins: the number of buckets to fit (at most; merged edges make fewer).
+        bins: the number of buckets to fit (at most; merged edges make fewer); unused with
+            ``boundaries``.
         boundaries: explicit, strictly increasing, finite bucket boundaries; nothing is fit.
         embed_dim: embedding width of the feature; ``None`` picks an automatic size.
         strategy: ``"quantile"`` (equal-frequency buckets) or ``"uniform"`` (equal-width buckets).
