@@ -20,8 +20,9 @@ Builder = Callable[[list[SparseFeature], list[DenseFeature]], nn.Module]
 
 
 def builders(mlp: dict[str, object]) -> dict[str, Builder]:
-    """name -> builder(sparse, dense). Every registry model once (AutoInt+ is the registry's
-    AutoInt with an MLP; plain AutoInt is listed too)."""
+    """name -> builder(sparse, dense). Every non-sequence registry model once (AutoInt+ is the
+    registry's AutoInt with an MLP; plain AutoInt is listed too). The behaviour-sequence models
+    (``ranking.SEQUENCE_MODELS``) need histories: ``seq_ctr_planted.py`` / ``seq_ctr_amazon.py``."""
     d = lambda s: s[0].dim  # noqa: E731
     out: dict[str, Builder] = {
         "WideDeep": lambda s, x: ranking.WideDeep(s + x, s + x, mlp),
@@ -41,7 +42,7 @@ def builders(mlp: dict[str, object]) -> dict[str, Builder]:
         "FinalMLP": lambda s, x: ranking.FinalMLP(s + x, mlp, mlp),
         "DLRM": lambda s, x: ranking.DLRM(x, s, {"dims": [32, d(s)]}, mlp),
     }
-    missing = set(ranking.MODELS) - set(out)
+    missing = set(ranking.MODELS) - set(ranking.SEQUENCE_MODELS) - set(out)
     if missing:
         raise RuntimeError(f"benchmark builders miss registry models {sorted(missing)}")
     return out

@@ -21,10 +21,14 @@ MLP = {"dims": [200, 80]}
 
 
 def build_model(name: str, specs: BehaviorFeatures) -> nn.Module:
-    """The compared models over one feature set (DNN = WideDeep with a mean-pooled history)."""
+    """The compared models over one feature set (DNN = WideDeep with a mean-pooled history). DIN's
+    attention weights are softmax-normalised over the real behaviours, as DIEN's (the authors'
+    code); the paper's unnormalised sum is ``DIN(..., softmax_attention=False)``."""
     factories: dict[str, Callable[[], nn.Module]] = {
         "DNN": lambda: WideDeep(specs.target_features, [*specs.features, *specs.mean_history_features], MLP),
-        "DIN": lambda: DIN(specs.features, specs.history_features, specs.target_features, MLP),
+        "DIN": lambda: DIN(
+            specs.features, specs.history_features, specs.target_features, MLP, softmax_attention=True
+        ),
         "DIEN": lambda: DIEN(
             specs.features, specs.history_features, specs.target_features, MLP,
             neg_history_features=specs.neg_history_features, gru_type="AUGRU", alpha=1.0,
@@ -71,13 +75,14 @@ def run_one(
     batch_size: int,
     lr: float,
     group: str | None,
+    weight_decay: float = 0.0,
 ) -> dict[str, float]:
     """Train ``name`` (best validation-AUC epoch kept) and score the test split."""
     torch.manual_seed(seed)
     model = build_model(name, specs)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = CTRTrainer(
-            model, optimizer_params={"lr": lr}, n_epoch=epochs, model_path=run_dir, gauc_group=group,
+            model, optimizer_params={"lr": lr, "weight_decay": weight_decay}, n_epoch=epochs, model_path=run_dir, gauc_group=group,
             progress=False, plot=False, seed=seed,
         )  # fmt: skip
         t0 = time.perf_counter()

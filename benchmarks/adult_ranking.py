@@ -25,7 +25,7 @@ from _ranking_zoo import builders, fmt, seed_all, train_eval
 
 from recforge.data import ColumnarDataset
 from recforge.features import DenseFeature, SparseFeature
-from recforge.preprocess import Categorical, FeaturePipeline, Numeric
+from recforge.preprocess import Bucketize, Categorical, ColumnSpec, FeaturePipeline, Numeric
 
 COLUMNS = [
     "age", "workclass", "fnlwgt", "education", "education_num", "marital_status", "occupation",
@@ -45,12 +45,18 @@ def read(path: Path) -> pd.DataFrame:
 
 
 def encode(
-    train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int
+    train: pd.DataFrame, frames: list[pd.DataFrame], embed_dim: int, buckets: int
 ) -> tuple[list[SparseFeature], list[DenseFeature], list[ColumnarDataset]]:
-    """``FeaturePipeline`` fit on ``train`` only: vocabularies (unseen values -> OOV id) and
-    z-score statistics; returns the sparse and dense specs and one dataset per frame."""
-    specs = [Categorical(c, embed_dim=embed_dim) for c in CATEGORICAL]
+    """``FeaturePipeline`` fit on ``train`` only: vocabularies (unseen values -> OOV id), z-score
+    statistics and, with ``buckets``, each numeric column also as a quantile-bucket id
+    (``<column>_bucket``, edges from the training rows); returns the sparse and dense specs and one
+    dataset per frame."""
+    specs: list[ColumnSpec] = [Categorical(c, embed_dim=embed_dim) for c in CATEGORICAL]
     specs += [Numeric(c, normalize="standard") for c in NUMERIC]
+    if buckets:
+        specs += [Bucketize(f"{c}_bucket", bins=buckets, embed_dim=embed_dim) for c in NUMERIC]
+        copies = lambda f: f.assign(**{f"{c}_bucket": f[c] for c in NUMERIC})  # noqa: E731
+        train, frames = copies(train), [copies(f) for f in frames]
     pipeline = FeaturePipeline(specs, label="label").fit(train)
     sparse = [f for f in pipeline.features if isinstance(f, SparseFeature)]
     dense = [f for f in pipeline.features if isinstance(f, DenseFeature)]
@@ -66,7 +72,9 @@ def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list
         f"Command: `{cmd.strip()}`",
         "",
         f"Train {n_train} rows (10% held out per seed for early stopping), test {n_test} rows "
-        f"(the given adult.test). embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
+        f"(the given adult.test). Numeric columns standardised"
+        + (f" and also as {args.buckets} quantile buckets (a sparse field each)" if args.buckets else "")
+        + f". embed_dim={args.embed_dim}, MLP {mlp['dims']} dropout {mlp['dropout']}, "
         f"Adam lr={args.lr}, batch {args.batch_size}, <= {args.epochs} epochs, early stopping on "
         f"validation AUC (patience 2), 1 CPU thread. Mean ± std over the seeds run (of {args.seeds}).",
         "",
@@ -98,6 +106,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--buckets", type=int, default=0, help="also feed each numeric column as K quantile buckets"
+    )
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--out", default=str(root / "benchmarks" / "results" / "ranking_adult.md"))
     args = p.parse_args()
@@ -112,7 +123,7 @@ def main() -> None:
         order = np.random.default_rng(seed).permutation(len(full))
         n_val = len(full) // 10
         train, val = full.iloc[order[n_val:]], full.iloc[order[:n_val]]
-        sparse, dense, sets = encode(train, [train, val, test], args.embed_dim)
+        sparse, dense, sets = encode(train, [train, val, test], args.embed_dim, args.buckets)
         for name in names:
             seed_all(seed)
             model = zoo[name](sparse, dense)

@@ -23,16 +23,19 @@ from _seq_ctr_common import MODEL_NAMES, mean_std, run_one
 
 from recforge.data.behavior import BehaviorFeatures
 from recforge.datasets.synthetic_behavior import make_behavior_ctr
-from recforge.features import Feature, SequenceFeature, SparseFeature
+from recforge.features import Feature, RandomNormal, SequenceFeature, SparseFeature
 from recforge.metrics import auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def specs_for(num_items: int, num_categories: int, dim: int, max_len: int) -> BehaviorFeatures:
+def specs_for(
+    num_items: int, num_categories: int, dim: int, max_len: int, init_std: float
+) -> BehaviorFeatures:
+    init = RandomNormal(0.0, init_std)
     targets: list[Feature] = [
-        SparseFeature("item_id", num_items, dim),
-        SparseFeature("cate_id", num_categories, dim),
+        SparseFeature("item_id", num_items, dim, initializer=init),
+        SparseFeature("cate_id", num_categories, dim, initializer=init),
     ]
 
     def seq(prefix: str, pooling: str) -> list[Feature]:
@@ -61,6 +64,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--embed-dim", type=int, default=16)
+    p.add_argument("--init-std", type=float, default=1e-4, help="embedding init N(0, std)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "seq_ctr_planted.md")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -79,7 +83,7 @@ def main() -> None:
         )
         oracle = auc_score(test["label"], data.prob[cut[1] :])
         oracles.append(oracle)
-        specs = specs_for(data.num_items, data.num_categories, args.embed_dim, data.max_len)
+        specs = specs_for(data.num_items, data.num_categories, args.embed_dim, data.max_len, args.init_std)
         for name in args.models:
             m = run_one(name, specs, train, valid, test, seed=seed, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, group=None)  # fmt: skip
@@ -100,7 +104,7 @@ def main() -> None:
         f"Command: `{cmd}`",
         "",
         f"`make_behavior_ctr` ({gen}), {args.n_train} train / {args.n_test // 2} validation / "
-        f"{args.n_test} test rows per seed; embed dim {args.embed_dim}, Adam lr {args.lr}, batch "
+        f"{args.n_test} test rows per seed; embed dim {args.embed_dim}, init N(0, {args.init_std}), Adam lr {args.lr}, batch "
         f"{args.batch_size}, {args.epochs} epochs (best validation epoch kept), 1 thread. "
         f"Oracle test AUC (true probabilities): {mean_std(oracles)}.",
         "",

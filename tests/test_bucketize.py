@@ -28,8 +28,10 @@ def test_quantile_boundaries_are_the_inner_numpy_quantiles() -> None:
     df = _frame()
     pipe = FeaturePipeline([Bucketize("age", bins=5)]).fit(df)
     present = df["age"].dropna().to_numpy()
-    expected = np.quantile(present, np.linspace(0, 1, 6))[1:-1]
+    expected = np.nextafter(np.quantile(present, np.linspace(0, 1, 6))[1:-1], np.inf)  # right-closed
     np.testing.assert_array_equal(pipe.bucket_boundaries("age"), expected)
+    q = np.quantile(present, 0.2)  # a value equal to a quantile stays in the bucket ending there
+    assert pipe.encode_column("age", [q, np.nextafter(q, np.inf)]).tolist() == [2, 3]
     assert pipe.num_buckets("age") == 5
     assert pipe.features[0].vocab_size == 5 + 2  # padding and missing included
 
@@ -54,9 +56,11 @@ def test_ids_of_edges_below_above_and_missing_values() -> None:
 def test_repeated_values_merge_edges_into_fewer_buckets() -> None:
     df = _frame(1000)
     pipe = FeaturePipeline([Bucketize("gain", bins=10)]).fit(df)
-    edges = np.unique(np.quantile(df["gain"], np.linspace(0, 1, 11)))
-    assert pipe.bucket_boundaries("gain") == tuple(edges[1:-1])
-    assert pipe.num_buckets("gain") == len(edges) - 1 < 10
+    # inner quantiles: 0 (80% of rows) and the 90% quantile
+    inner = np.unique(np.quantile(df["gain"], np.linspace(0, 1, 11)[1:-1]))
+    assert pipe.bucket_boundaries("gain") == tuple(np.nextafter(inner, np.inf))
+    assert pipe.num_buckets("gain") == len(inner) + 1 < 10
+    assert pipe.encode_column("gain", [0.0, 1.0]).tolist() == [2, 3]  # zero keeps a bucket of its own
     assert pipe.features[0].vocab_size == pipe.num_buckets("gain") + 2
     ids = pipe.transform(df)["gain"]
     assert set(np.unique(ids)) == set(range(2, pipe.num_buckets("gain") + 2))  # every bucket is used
@@ -83,7 +87,7 @@ def test_reservoir_is_exact_up_to_its_capacity_and_a_seeded_sample_beyond() -> N
     exact = BucketAccumulator(spec, capacity=1000)
     for part in np.array_split(x, 7):
         exact.add(part)
-    assert exact.boundaries() == tuple(np.quantile(x, [0.25, 0.5, 0.75]))
+    assert exact.boundaries() == tuple(np.nextafter(np.quantile(x, [0.25, 0.5, 0.75]), np.inf))
 
     def sampled() -> tuple[float, ...]:
         acc = BucketAccumulator(spec, capacity=200)

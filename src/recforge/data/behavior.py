@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recforge.features import Feature, SequenceFeature, SparseFeature
+from recforge.features import Feature, Initializer, RandomNormal, SequenceFeature, SparseFeature
 
 PAD, OOV = 0, 1
 Columns = dict[str, np.ndarray]
@@ -61,10 +61,15 @@ class BehaviorCTR:
         except KeyError:
             raise KeyError(f"no vocabulary for {column!r}; known: {sorted(self.vocabs)}") from None
 
-    def feature_specs(self, embed_dim: int = 16, *, user_embed: bool = True) -> BehaviorFeatures:
-        """Feature specs for these columns, all ``embed_dim`` wide."""
+    def feature_specs(
+        self, embed_dim: int = 16, *, user_embed: bool = True, initializer: Initializer | None = None
+    ) -> BehaviorFeatures:
+        """Feature specs for these columns, all ``embed_dim`` wide, every table initialised by
+        ``initializer`` (default ``RandomNormal()``)."""
+        init = initializer if initializer is not None else RandomNormal()
         targets: list[Feature] = [
-            SparseFeature(c, self.vocab_size(c), embed_dim) for c in (self.item_col, *self.feature_cols)
+            SparseFeature(c, self.vocab_size(c), embed_dim, initializer=init)
+            for c in (self.item_col, *self.feature_cols)
         ]
 
         def seq(prefix: str, pooling: str) -> list[Feature]:
@@ -77,7 +82,9 @@ class BehaviorCTR:
             ]  # fmt: skip
 
         user: list[Feature] = (
-            [SparseFeature(self.user_col, self.vocab_size(self.user_col), embed_dim)] if user_embed else []
+            [SparseFeature(self.user_col, self.vocab_size(self.user_col), embed_dim, initializer=init)]
+            if user_embed
+            else []
         )
         return BehaviorFeatures(
             features=[*user, *targets],

@@ -79,7 +79,19 @@ class BucketAccumulator:
             raise ValueError(f"column {spec.name!r}: no non-missing training values to fit buckets on")
         if spec.strategy is Binning.QUANTILE:
             values = self._reservoir if self._reservoir is not None else np.concatenate(self._parts)
-            edges = np.quantile(values, np.linspace(0.0, 1.0, spec.bins + 1))
-        else:
-            edges = np.linspace(self.low, self.high, spec.bins + 1)
+            return quantile_boundaries(values, spec.bins, self.high)
+        edges = np.linspace(self.low, self.high, spec.bins + 1)
         return tuple(float(e) for e in np.unique(edges)[1:-1])
+
+
+def quantile_boundaries(values: np.ndarray, bins: int, high: float) -> tuple[float, ...]:
+    """Boundaries of equal-frequency buckets closed on the right at each inner quantile.
+
+    The inner quantiles ``q`` at ``1/bins, .., (bins-1)/bins`` below the training maximum ``high``,
+    duplicates merged, each moved up to the next float: with the ``[b[i-1], b[i])`` rule a value
+    equal to ``q`` then stays in the bucket that ends at ``q``. A value repeated in many rows keeps
+    a bucket of its own: a column that is 0 in 90% of rows gets ``(-inf, 0]`` and ``(0, inf)``
+    rather than a single bucket.
+    """
+    inner = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return tuple(float(b) for b in np.nextafter(inner[inner < high], np.inf))

@@ -162,13 +162,14 @@ class Bucketize:
     values below the first boundary land in the first bucket and values from the last one up (``inf``
     included) in the last. A missing value (None/NaN) encodes to id 1 (OOV), never an error.
 
-    With ``boundaries=None`` they are fit on the training split: the ``bins + 1`` edges are the
-    quantiles at ``0, 1/bins, .., 1`` (``strategy="quantile"``, numpy's default linear method) or
-    equally spaced from the training minimum to the maximum (``"uniform"``); equal edges are merged
-    and the inner ones are the boundaries. A value repeated in many rows therefore yields fewer
-    buckets than ``bins`` (a column that is 0 in 92% of rows, as ``capital_gain``, fits a single
-    bucket with ``bins=10``; give such columns explicit ``boundaries``, e.g. ``[1, 1000, 5000]``);
-    the feature's vocabulary size counts the buckets actually made. ``fit_stream`` keeps up to
+    With ``boundaries=None`` they are fit on the training split. ``strategy="quantile"``: the inner
+    quantiles at ``1/bins, .., (bins-1)/bins`` (numpy's default linear method) below the training
+    maximum, equal ones merged, each nudged up to the next float so that quantile buckets are closed
+    on the right (``(q[k-1], q[k]]``, as ``pandas.qcut``): a value repeated in many rows fills one
+    bucket of its own and the rest are still split (a column that is 0 in 92% of rows, as
+    ``capital_gain``, gets ``<= 0`` and ``> 0`` with ``bins=10``), but yields fewer buckets than
+    ``bins``. ``"uniform"``: the ``bins - 1`` inner points equally spaced from the training minimum
+    to the maximum. The feature's vocabulary size counts the buckets actually made. ``fit_stream`` keeps up to
     ``RESERVOIR_SIZE`` (1,000,000) training values per column, so quantiles are exact (and equal
     to ``fit``'s) up to that many rows; beyond it they come from a seeded uniform sample of that
     size and are approximate. Uniform edges are always exact.
