@@ -35,7 +35,9 @@ def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list
         "",
         f"Data: `planted_ctr(n_rows={args.rows}, n_fields={args.fields}, vocab={args.vocab}, "
         f"interactions={args.interactions or 'all pairs'})`, split 80/10/10 in row order; "
-        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}, batch {args.batch_size}, "
+        f"embed_dim={args.embed_dim}, MLP {mlp['dims']}, Adam lr={args.lr}"
+        + "".join(f" ({k}: {v})" for k, v in (x.split("=", 1) for x in args.model_lr))
+        + f", batch {args.batch_size}, "
         f"<= {args.epochs} epochs with early stopping on validation AUC (patience {args.patience}), "
         f"embeddings initialised N(0, {args.init_std}), 1 CPU thread. "
         f"Seeds: {args.seeds}.",
@@ -77,8 +79,12 @@ def main() -> None:
     p.add_argument("--init-std", type=float, default=0.01, help="embedding init N(0, std)")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--models", nargs="*", default=None)
+    p.add_argument(
+        "--model-lr", nargs="*", default=[], metavar="NAME=LR", help="per-model learning rates (else --lr)"
+    )
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "ranking_planted.md"))
     args = p.parse_args()
+    model_lr = {k: float(v) for k, v in (x.split("=", 1) for x in args.model_lr)}
     torch.set_num_threads(1)
     mlp = {"dims": [64, 32], "dropout": 0.0}
     zoo = builders(mlp)
@@ -101,7 +107,7 @@ def main() -> None:
         for name in names:
             seed_all(seed)
             model = zoo[name](sparse, [])
-            r = train_eval(model, train, val, test, seed=seed, lr=args.lr, epochs=args.epochs,
+            r = train_eval(model, train, val, test, seed=seed, lr=model_lr.get(name, args.lr), epochs=args.epochs,
                            batch_size=args.batch_size, patience=args.patience)  # fmt: skip
             r["gap"] = oracle[-1][0] - r["auc"]
             rows[name].append(r)

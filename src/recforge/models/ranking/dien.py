@@ -4,7 +4,10 @@ An interest-extractor GRU turns the behaviour sequence into interest states ``h_
 loss makes each ``h_t`` predict the next behaviour ``e[t+1]`` against a sampled negative
 ``ê[t+1]`` (eq. 7, inner-product scores); an interest-evolving GRU (AUGRU by default, or AIGRU /
 AGRU) weighted by attention to the target produces the final interest, which is concatenated with
-the target and the other features and fed to an MLP.
+the target and the other features and fed to an MLP. As in the authors' released code, the MLP also
+sees the pooled behaviour sequence and its element-wise product with the target (their
+``item_his_eb_sum`` and ``item_eb * item_his_eb_sum``; here the mean over the real steps rather
+than the sum, so the scale does not grow with the history length).
 
 Deviations: the attention ``a_t`` is DIN's activation unit, softmax-normalised over the real steps,
 as in the authors' released code (the paper writes a bilinear form ``h_t W e_target``). The
@@ -21,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recforge.features import Feature, dedup
-from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim
+from recforge.features import Feature, Pooling, dedup
+from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim, pool_sequence
 from recforge.layers.sequence import (
     GRUType,
     InterestEvolution,
@@ -78,7 +81,7 @@ class DIEN(nn.Module):
         self.attention = TargetAttention(dim, attention_mlp_params, softmax=True)
         self.evolution = InterestEvolution(dim, gru_type=gru_type)
         mlp = MLPConfig.parse(mlp_params, dims=(200, 80), activation="dice")
-        self.mlp = MLP(dim + output_dim(self.other_features), mlp, output_layer=True)
+        self.mlp = MLP(3 * dim + output_dim(self.other_features), mlp, output_layer=True)
 
     def forward(self, batch: Mapping[str, Tensor]) -> RankingOutput:
         """``batch`` columns (histories ``(B, L)`` left-padded with 0) -> logits ``(B,)`` and the
@@ -92,8 +95,9 @@ class DIEN(nn.Module):
         real = torch.arange(steps, device=lengths.device) < lengths.unsqueeze(1)  # (B, T)
         att = self.attention.weights(b.target, states, real)  # (B, T)
         final = self.evolution(states, att, lengths)  # (B, D)
+        pooled = pool_sequence(b.history, b.mask, Pooling.MEAN)  # (B, D)
         rest = self.embedding.flatten(batch, self.other_features)  # (B, Σd), targets included
-        logits = self.mlp(torch.cat([final, rest], 1)).squeeze(1)  # (B,)
+        logits = self.mlp(torch.cat([final, pooled, b.target * pooled, rest], 1)).squeeze(1)  # (B,)
         aux = logits.new_zeros(())
         if self.training and self.neg_history_features and self.alpha > 0:
             neg, neg_mask, _ = history_of(self.embedding, batch, self.neg_history_features, b.keep)
