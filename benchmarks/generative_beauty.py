@@ -55,12 +55,16 @@ def main() -> None:
     row = {
         "model": args.model, "epochs": args.epochs, "dim": args.dim, "layers": args.layers,
         "max_len": args.max_len, "negatives": args.negatives, "temperature": args.temperature,
+        "dropout": args.dropout,
         "threads": args.threads, "users": facts["test_users"], "items": facts["items"],
         **metrics, "train_s": facts["train_s"], "best_epoch": facts["best_epoch"],
         "peak_rss_mb": peak_rss_mb(), "load_1min_start": load_before, "load_1min_end": os.getloadavg()[0],
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }  # fmt: skip
-    save_row("generative_beauty", f"{args.model}_{args.epochs}ep", row, write_table)
+    key = f"{args.model}_{args.epochs}ep_{args.negatives}neg" + (
+        f"_drop{args.dropout}" if args.dropout != 0.2 else ""
+    )
+    save_row("generative_beauty", key, row, write_table)
 
 
 def _best(row: dict[str, Any]) -> str:
@@ -88,10 +92,10 @@ def write_table(out_dir: Path) -> None:
         "Short runs: far from converged. `load`: 1-minute load average at the start/end of the run "
         "(n/a: not recorded for the first runs).",
         "",
-        "| model | epochs (best) | dim | layers | max_len | negatives | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | epochs (best) | dim | layers | max_len | negatives | dropout | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['model']} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | "
+            f"| {r['model']} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | {r.get('dropout', 0.2)} | "
             f"{r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} | {r['ndcg@50']:.4f} | "
             f"{r['train_s']:.0f} | {r['peak_rss_mb']:.0f} | {_load(r)} |"
             for r in rows
