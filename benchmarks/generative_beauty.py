@@ -88,9 +88,11 @@ def write_table(out_dir: Path) -> None:
         "training are dropped (evaluated users / items in the vocabulary are in the JSON rows); the "
         "user's earlier items are excluded from the ranking; best epoch by validation NDCG@10. Both "
         "models: sampled softmax over shared uniform negatives, L2-normalised vectors, temperature "
-        "0.05, Adam, 1 thread on a 2-core machine shared with other jobs (wall times are upper bounds). "
-        "Short runs: far from converged. `load`: 1-minute load average at the start/end of the run "
-        "(n/a: not recorded for the first runs).",
+        "0.05, Adam, 1 thread on the 2-core machine; `load` is its 1-minute load average at the "
+        "start/end of the run (n/a: not recorded for the first runs; loads above 2 mean other jobs "
+        "shared the cores, so those wall times are upper bounds). The 4- and 14-epoch rows are short "
+        "runs, far from converged. Dropout 0.5 is the SASRec paper's setting for the sparse Amazon "
+        "data (0.2 for MovieLens).",
         "",
         "| model | epochs (best) | dim | layers | max_len | negatives | dropout | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
