@@ -73,7 +73,8 @@ class BucketAccumulator:
         self._reservoir[unique] = values[last]
 
     def boundaries(self) -> tuple[float, ...]:
-        """The inner edges of the fitted buckets (equal edges merged), increasing."""
+        """The fitted bucket boundaries, strictly increasing (see ``quantile_boundaries``; uniform:
+        the inner equally spaced points, equal ones merged)."""
         spec = self.spec
         if self.n == 0:
             raise ValueError(f"column {spec.name!r}: no non-missing training values to fit buckets on")

@@ -169,10 +169,10 @@ class Bucketize:
     bucket of its own and the rest are still split (a column that is 0 in 92% of rows, as
     ``capital_gain``, gets ``<= 0`` and ``> 0`` with ``bins=10``), but yields fewer buckets than
     ``bins``. ``"uniform"``: the ``bins - 1`` inner points equally spaced from the training minimum
-    to the maximum. The feature's vocabulary size counts the buckets actually made. ``fit_stream`` keeps up to
-    ``RESERVOIR_SIZE`` (1,000,000) training values per column, so quantiles are exact (and equal
-    to ``fit``'s) up to that many rows; beyond it they come from a seeded uniform sample of that
-    size and are approximate. Uniform edges are always exact.
+    to the maximum. The feature's vocabulary size counts the buckets actually made.
+    ``fit_stream`` keeps up to ``RESERVOIR_SIZE`` (1,000,000) training values per column, so
+    quantiles are exact (and equal to ``fit``'s) up to that many rows; beyond it they come from a
+    seeded uniform sample of that size and are approximate. Uniform edges are always exact.
 
     Args:
         name: the column (and feature) name.
@@ -279,5 +279,4 @@ class SequenceColumn:
 
 ColumnSpec = Categorical | Numeric | Bucketize | MultiValue | SequenceColumn
 EncodedSpec = Categorical | MultiValue | SequenceColumn  # encoded through a vocabulary
-NumericSpec = Numeric | Bucketize  # read with ``numeric_values``
 ListSpec = MultiValue | SequenceColumn
