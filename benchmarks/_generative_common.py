@@ -35,7 +35,7 @@ from recforge.trainers import SeqTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-ID_MODELS = ("HSTU", "SASRec")
+ID_MODELS = ("HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP")
 
 
 def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) -> None:
@@ -45,7 +45,12 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
     p.add_argument("--heads", type=int, default=1)
     p.add_argument("--max-len", type=int, default=max_len)
     p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--position-embedding", action="store_true", help="HSTU: add learned absolute positions")
     p.add_argument("--negatives", type=int, default=256)
+    p.add_argument(
+        "--loss", choices=("sampled_softmax", "full", "bce"), default="sampled_softmax",
+        help="full: cross-entropy over every item (the published anchors' loss; heavy on CPU)",
+    )  # fmt: skip
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -54,19 +59,28 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
 
 
 def build_id_model(name: str, num_items: int, args: argparse.Namespace) -> torch.nn.Module:
-    """HSTU or SASRec with the run's width, depth, heads, history length and dropout."""
+    """One of ``ID_MODELS`` with the run's width, depth, heads, history length and dropout (the
+    recurrent models use one GRU layer of width ``dim``; STAMP has no dropout)."""
     if name == "HSTU":
         from recforge.models.generative import HSTU
 
         return HSTU(num_items, embed_dim=args.dim, num_layers=args.layers, num_heads=args.heads,
-                    max_len=args.max_len, dropout=args.dropout)  # fmt: skip
+                    max_len=args.max_len, dropout=args.dropout,
+                    position_embedding=args.position_embedding)  # fmt: skip
     from recforge.features import RandomNormal, SequenceFeature, SparseFeature
     from recforge.models import matching
 
-    if name != "SASRec":
+    if name not in ID_MODELS:
         raise SystemExit(f"unknown model {name!r}: one of {ID_MODELS}")
     item = SparseFeature("item_id", num_items, args.dim, initializer=RandomNormal(std=0.02))
     hist = SequenceFeature("hist_item_id", num_items, args.dim, shared_with="item_id", max_len=args.max_len)
+    if name == "GRU4Rec":
+        return matching.GRU4Rec([hist], [item], dropout=args.dropout)
+    if name == "NARM":
+        return matching.NARM([hist], [item], hidden_dim=args.dim, emb_dropout_p=args.dropout,
+                             session_rep_dropout_p=args.dropout)  # fmt: skip
+    if name == "STAMP":
+        return matching.STAMP([hist], [item])
     return matching.SASRec([hist], [item], max_len=args.max_len, dropout_rate=args.dropout,
                            num_blocks=args.layers, num_heads=args.heads)  # fmt: skip
 
@@ -90,7 +104,8 @@ def train_and_test(
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SeqTrainer(
-            model, num_items=sp.num_items, num_negatives=args.negatives, temperature=args.temperature,
+            model, num_items=sp.num_items, loss=args.loss, num_negatives=args.negatives,
+            temperature=args.temperature,
             l2_normalize=True, n_epoch=args.epochs, optimizer_params={"lr": args.lr}, model_path=tmp,
             progress=False, plot=False, evaluator=ev_valid, earlystop_patience=args.epochs,
         )  # fmt: skip

@@ -1,5 +1,6 @@
-"""HSTU and SASRec (same embedding size, negatives, loss and epochs) on Amazon Beauty: leave-one-out, full
-ranking over all items with the user's seen items excluded, HR/NDCG@10/50, wall time, peak RSS.
+"""Next-item models on Amazon Beauty under one protocol: HSTU, SASRec, GRU4Rec, NARM, STAMP (same
+embedding size, negatives, loss and epochs); leave-one-out, full ranking over all items with the
+user's seen items excluded, HR/NDCG@10/50, wall time, peak RSS.
 
 Each invocation trains one model in this process (so peak RSS is that model's) and writes a JSON
 row under ``benchmarks/results/generative_beauty/``; the markdown table
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _generative_common import (
+    ID_MODELS,
     RESULTS,
     ROOT,
     add_common_args,
@@ -38,7 +40,7 @@ from recforge.data import leave_one_out_split
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    p.add_argument("--model", default="HSTU")
+    p.add_argument("--model", default="HSTU", choices=ID_MODELS)
     add_common_args(p, epochs=8, max_len=50)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,14 +57,20 @@ def main() -> None:
     row = {
         "model": args.model, "epochs": args.epochs, "dim": args.dim, "layers": args.layers,
         "max_len": args.max_len, "negatives": args.negatives, "temperature": args.temperature,
-        "dropout": args.dropout,
+        "dropout": args.dropout, "loss": args.loss, "seed": args.seed,
+        "position_embedding": args.position_embedding,
         "threads": args.threads, "users": facts["test_users"], "items": facts["items"],
         **metrics, "train_s": facts["train_s"], "best_epoch": facts["best_epoch"],
         "peak_rss_mb": peak_rss_mb(), "load_1min_start": load_before, "load_1min_end": os.getloadavg()[0],
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }  # fmt: skip
-    key = f"{args.model}_{args.epochs}ep_{args.negatives}neg" + (
-        f"_drop{args.dropout}" if args.dropout != 0.2 else ""
+    key = (
+        f"{args.model}_{args.epochs}ep_{args.negatives}neg"
+        + (f"_drop{args.dropout}" if args.dropout != 0.2 else "")
+        + (f"_{args.layers}layers" if args.layers != 2 else "")
+        + ("_pos" if args.position_embedding else "")
+        + (f"_{args.loss}" if args.loss != "sampled_softmax" else "")
+        + (f"_seed{args.seed}" if args.seed else "")
     )
     save_row("generative_beauty", key, row, write_table)
 
@@ -86,20 +94,22 @@ def write_table(out_dir: Path) -> None:
         "",
         "Protocol: vocabularies are fit on the training part, so users whose test item never occurs in "
         "training are dropped (evaluated users / items in the vocabulary are in the JSON rows); the "
-        "user's earlier items are excluded from the ranking; best epoch by validation NDCG@10. Both "
-        "models: sampled softmax over shared uniform negatives, L2-normalised vectors, temperature "
+        "user's earlier items are excluded from the ranking; best epoch by validation NDCG@10. Every "
+        "model: sampled softmax over shared uniform negatives, L2-normalised vectors, temperature "
         "0.05, Adam, 1 thread on the 2-core machine; `load` is its 1-minute load average at the "
         "start/end of the run (n/a: not recorded for the first runs; loads above 2 mean other jobs "
         "shared the cores, so those wall times are upper bounds). The 4- and 14-epoch rows are short "
         "runs, far from converged. Dropout 0.5 is the SASRec paper's setting for the sparse Amazon "
-        "data (0.2 for MovieLens).",
+        "data (0.2 for MovieLens). GRU4Rec and NARM: one GRU layer of width `dim`, dropout on the "
+        "embeddings (NARM also on the session representation); STAMP has no dropout; `layers` and "
+        "`heads` apply to SASRec and HSTU only.",
         "",
-        "| model | epochs (best) | dim | layers | max_len | negatives | dropout | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | epochs (best) | dim | layers | max_len | negatives | dropout | seed | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | s/epoch | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['model']} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | {r.get('dropout', 0.2)} | "
+            f"| {r['model']}{' +pos' if r.get('position_embedding') else ''} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | {r.get('dropout', 0.2)} | {r.get('seed', 0)} | "
             f"{r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} | {r['ndcg@50']:.4f} | "
-            f"{r['train_s']:.0f} | {r['peak_rss_mb']:.0f} | {_load(r)} |"
+            f"{r['train_s']:.0f} | {r['train_s'] / r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {_load(r)} |"
             for r in rows
         ],
     ]

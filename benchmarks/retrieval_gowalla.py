@@ -5,20 +5,34 @@ training items excluded (``RankingEvaluator``); the given train/test split is us
 User inputs (the data has no timestamps, so a history is a *set*): every training interaction
 ``(u, i)`` is one sample whose target is ``i`` and whose history is a bag of the user's *other*
 training items (all of them when there are at most ``--history`` others, else ``--history`` drawn
-at random, redrawn every epoch), so the target never leaks into its own input. At test time the
-history is the user's training items (at most ``--eval-history``, a fixed random subset beyond
-that). This is BARS' YoutubeNet setting (user = pooled interacted items) with the target held out.
-Training is list-wise (``MatchTrainer`` mode 2) against ``--num-negatives`` uniform negatives
-shared by the batch (sampled softmax; uniform logQ is a constant) with cosine scores divided by
-``--temperature``. The number of epochs is fixed in advance (there is no validation split), or cut by
-``--time-budget``; the record says how many ran.
+at random, redrawn every epoch), so the target never leaks into its own input; with
+``--history-dropout p`` each bag item is also dropped with probability ``p`` (at least one kept), an
+input dropout that keeps the bag model from memorising users. At test time the history is the user's
+training items (at most ``--eval-history``, a fixed random subset beyond that). This is BARS'
+YoutubeNet setting (user = pooled interacted items) with the target held out; ``--dims`` with no
+value drops the user MLP, so the user vector is the mean history embedding itself (BARS'
+``user_hidden_units: null``). Training is list-wise (``MatchTrainer`` mode 2) against
+``--num-negatives`` uniform negatives shared by the batch (sampled softmax; uniform logQ is a
+constant; ``--negatives mixed`` adds the other rows' positives, logQ-corrected by training
+frequency) with cosine scores divided by ``--temperature``; ``--cosine-lr`` anneals the learning
+rate to 0 over ``--epochs``.
 
-Example: PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --epochs 20
+Model selection: with ``--valid-fraction f`` a random fraction ``f`` of every user's training items
+(users with at least 3) is held out of training as a validation split; after each epoch Recall@20 is
+measured on it (full ranking, the remaining training items as history and excluded), training stops
+after ``--patience`` epochs without improvement, and the best epoch's weights are tested (history and
+exclusions: all training items, as without validation). Without it the number of epochs is fixed in
+advance or cut by ``--time-budget``; the record says how many ran.
+
+Example (the YoutubeDNN row of ``results/retrieval.md``):
+    PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --history 50 \
+        --eval-history 1000 --epochs 30 --lr 5e-3 --cosine-lr --history-dropout 0.5 --dims
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -56,13 +70,16 @@ def read_lists(path: Path) -> list[np.ndarray]:
 class BagPairs:
     """Batches of ``(user, target, bag of the user's other items)``; bags are redrawn every epoch."""
 
-    def __init__(self, lists: list[np.ndarray], history: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, lists: list[np.ndarray], history: int, batch_size: int, seed: int, dropout: float = 0.0
+    ) -> None:
         self.lengths = np.array([len(x) for x in lists])
         self.indptr = np.concatenate([[0], np.cumsum(self.lengths)])
         self.items = np.concatenate(lists)
         self.users = np.repeat(np.arange(len(lists)), self.lengths)  # one row per interaction
         self.pos = np.arange(len(self.items)) - self.indptr[self.users]  # target's place in its list
         self.history, self.batch_size, self.seed, self.epoch = history, batch_size, seed, 0
+        self.dropout = dropout
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -83,12 +100,29 @@ class BagPairs:
             r[big] = rng.integers(0, others[big, None], (int(big.sum()), h))
             j = r + (r >= p[:, None])  # skip the target's own position
             valid = r < others[:, None]
+            if self.dropout:  # drop each bag item with this probability, keeping at least one
+                keep = rng.random(valid.shape) >= self.dropout
+                keep[np.arange(len(idx)), rng.integers(0, np.maximum(np.minimum(others, h), 1))] = True
+                valid &= keep
             hist = np.where(valid, self.items[self.indptr[u][:, None] + np.where(valid, j, 0)], 0)
             yield {
                 "user_id": torch.from_numpy(u),
                 "hist_item_id": torch.from_numpy(hist[:, ::-1].copy()),  # (B, H) left-padded
                 "item_id": torch.from_numpy(self.items[idx]),
             }
+
+
+def holdout(lists: list[np.ndarray], fraction: float, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Split each list (of >= 3 items) into ``(fit, valid)`` with ``round(fraction * n)`` (>= 1) valid."""
+    rng = np.random.default_rng((seed, 7))
+    fit, valid = [], []
+    for items in lists:
+        n = len(items)
+        k = max(1, round(fraction * n)) if n >= 3 else 0
+        order = rng.permutation(n)
+        fit.append(np.sort(items[order[k:]]))
+        valid.append(np.sort(items[order[:k]]))
+    return fit, valid
 
 
 def eval_rows(
@@ -113,7 +147,8 @@ def eval_rows(
 
 def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.Module:
     d, length = args.embed_dim, max(args.history, args.eval_history)
-    init = RandomNormal(std=0.1)
+    dims = [d] if args.dims is None else args.dims
+    init = RandomNormal(std=args.init_std)
     item = SparseFeature("item_id", num_items, d, initializer=init)
     user = [SparseFeature("user_id", num_users, d, initializer=init)] if args.user_id else []
     bag = SequenceFeature("hist_item_id", num_items, d, pooling="mean", shared_with="item_id", max_len=length)
@@ -122,11 +157,9 @@ def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.
     )
     t = args.temperature
     if args.model == "YoutubeDNN":
-        return YoutubeDNN([*user, bag], [item], {"dims": args.dims or [d]}, temperature=t)
+        return YoutubeDNN([*user, bag], [item], {"dims": dims}, temperature=t)
     if args.model == "DSSM":
-        return DSSM(
-            [*user, bag], [item], {"dims": args.dims or [d]}, {"dims": args.dims or [d]}, temperature=t
-        )
+        return DSSM([*user, bag], [item], {"dims": dims}, {"dims": dims}, temperature=t)
     multi = dict(max_length=length, temperature=t, interest_num=args.interests, normalize=True)
     if args.model == "MIND":
         return MIND(user, [seq], [item], **multi)
@@ -146,13 +179,31 @@ def main() -> None:
     p.add_argument("--history", type=int, default=50)
     p.add_argument("--eval-history", type=int, default=100)
     p.add_argument("--embed-dim", type=int, default=64)
-    p.add_argument("--dims", type=int, nargs="*", default=None, help="user (and DSSM item) tower widths")
+    p.add_argument(
+        "--dims", type=int, nargs="*", default=None,
+        help="user (and DSSM item) tower widths (default: one linear layer of --embed-dim; "
+        "no value: no MLP, the pooled history is the user vector)",
+    )  # fmt: skip
     p.add_argument("--user-id", action="store_true", help="add a user-id embedding to the user tower")
     p.add_argument("--interests", type=int, default=4)
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--num-negatives", type=int, default=2048)
+    p.add_argument(
+        "--negatives", choices=("shared", "mixed", "in_batch"), default="shared",
+        help="shared: --num-negatives uniform items per batch; mixed: plus the other rows' "
+        "positives (logQ-corrected by training frequency); in_batch: those positives only",
+    )  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--cosine-lr", action="store_true", help="anneal the lr to 0 over --epochs (cosine, per epoch)"
+    )
+    p.add_argument("--history-dropout", type=float, default=0.0, help="drop bag items in training")
+    p.add_argument("--init-std", type=float, default=0.1)
+    p.add_argument("--valid-fraction", type=float, default=0.0, help="hold out for epoch selection")
+    p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0 = all)")
+    p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--time-budget", type=float, default=0.0, help="minutes; stop after the epoch that ends past it"
@@ -174,21 +225,39 @@ def main() -> None:
     seen = SeenItems.from_lists([x.tolist() for x in train], num_items=num_items)
     truth = SeenItems.from_lists([x.tolist() for x in test], num_items=num_items)
     eval_users = np.flatnonzero([len(x) > 0 for x in test])
-    loader = BagPairs(train, args.history, args.batch_size, args.seed)
+    fit = train
+    if args.valid_fraction:
+        fit, valid = holdout(train, args.valid_fraction, args.seed)
+        valid_users = np.flatnonzero([len(x) > 0 for x in valid])
+        if args.valid_users:
+            pick = np.random.default_rng((args.seed, 11)).choice(
+                len(valid_users), args.valid_users, replace=False
+            )
+            valid_users = np.sort(valid_users[pick])
+        valid_eval = RankingEvaluator(
+            catalog_of(num_items),
+            ks=(20,),
+            seen=SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items),
+            ground_truth=SeenItems.from_lists([x.tolist() for x in valid], num_items=num_items),
+        )
+        valid_rows = eval_rows(fit, valid_users, args.eval_history, args.seed)
+    loader = BagPairs(fit, args.history, args.batch_size, args.seed, args.history_dropout)
     rows = eval_rows(train, eval_users, args.eval_history, args.seed)
     catalog = catalog_of(num_items)
     prep_s = time.perf_counter() - t0
 
     model = build(args, num_users, num_items)
     history: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = MatchTrainer(
             model,
-            optimizer_params={"lr": args.lr},
+            optimizer_params={"lr": args.lr, "weight_decay": args.weight_decay},
             n_epoch=args.epochs,
             model_path=run_dir,
             mode=2,
-            negatives="shared",
+            negatives=args.negatives,
+            item_counts=np.bincount(loader.items, minlength=num_items),
             sampler=NegativeSampler(num_items),
             num_negatives=args.num_negatives,
             progress=False,
@@ -198,13 +267,29 @@ def main() -> None:
         start = time.perf_counter()
         for epoch in range(args.epochs):
             loader.set_epoch(epoch)
+            if args.cosine_lr:
+                for opt in trainer.optimizer.optimizers:
+                    for group in opt.param_groups:
+                        group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
             te = time.perf_counter()
             loss = trainer.train_one_epoch(loader, epoch)
             history.append({"epoch": epoch, "train_loss": loss, "seconds": time.perf_counter() - te})
-            print(f"epoch {epoch}: loss={loss:.4f} {history[-1]['seconds']:.0f}s", flush=True)
+            line = f"epoch {epoch}: loss={loss:.4f} {history[-1]['seconds']:.0f}s"
+            if args.valid_fraction:
+                recall = valid_eval.evaluate(model, valid_rows)["recall@20"]
+                history[-1]["valid_recall@20"] = recall
+                line += f" valid recall@20={recall:.4f}"
+                if best is None or recall > best[0]:
+                    best = (recall, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            print(line, flush=True)
+            if best is not None and epoch - best[1] >= args.patience:
+                print(f"no validation gain for {args.patience} epochs; best epoch {best[1]}", flush=True)
+                break
             if args.time_budget and time.perf_counter() - start > args.time_budget * 60:
                 print(f"time budget of {args.time_budget} min reached after {epoch + 1} epochs", flush=True)
                 break
+    if best is not None:
+        model.load_state_dict(best[2])
     t1 = time.perf_counter()
     metrics = RankingEvaluator(catalog, ks=(20,), seen=seen, ground_truth=truth).evaluate(model, rows)
     eval_s = time.perf_counter() - t1
@@ -218,6 +303,7 @@ def main() -> None:
         "items": num_items - 1,
         "train_interactions": len(loader.items),
         "epochs_run": len(history),
+        "best_epoch": None if best is None else best[1],
         "median_epoch_s": float(np.median(epoch_s)),
         "prep_s": prep_s,
         "test_eval_s": eval_s,

@@ -1,5 +1,7 @@
-"""Assemble ``benchmarks/results/retrieval.md`` from the per-run JSON files that
-``retrieval_gowalla.py`` and ``retrieval_beauty.py`` write under ``benchmarks/results/retrieval/``.
+"""Assemble ``benchmarks/results/retrieval.md``: Gowalla from the per-run JSON files that
+``retrieval_gowalla.py`` writes under ``benchmarks/results/retrieval/``, Amazon Beauty from the
+next-item rows (SASRec, GRU4Rec, NARM, STAMP) that ``generative_beauty.py`` writes under
+``benchmarks/results/generative_beauty/`` (one protocol for every sequential model, HSTU included).
 
 Example: python benchmarks/retrieval_report.py
 """
@@ -11,6 +13,9 @@ import os
 import tempfile
 
 from _retrieval_common import RESULTS, ROOT
+
+BEAUTY = ROOT / "benchmarks" / "results" / "generative_beauty"
+BEAUTY_MODELS = ("SASRec", "GRU4Rec", "NARM", "STAMP")
 
 ANCHORS = {
     ("gowalla_m1", "YoutubeDNN"): "published 0.1754 / 0.1473 (BARS)",
@@ -50,25 +55,29 @@ def main() -> None:
             f"{r['epochs_run']} | {r['median_epoch_s']:.0f} | {r['peak_rss_mb']:.0f} | "
             f"{ANCHORS.get((r['dataset'], r['model']), '')} | `{r['command']}` |"
         )
+    beauty = [
+        r
+        for r in (json.loads(f.read_text()) for f in sorted(BEAUTY.glob("*.json")))
+        if r["model"] in BEAUTY_MODELS
+    ]
     lines += [
         "",
-        "## Amazon Beauty (leave-one-out; full ranking over all items)",
+        "## Amazon Beauty (leave-one-out; full ranking over all items, the user's earlier items excluded)",
         "",
-        "HR@10 / NDCG@10 with the user's earlier items excluded (the library default), and with nothing",
-        "excluded (nan: not run). Best epoch by validation NDCG@10 on sampled validation users.",
+        "Rows from `benchmarks/generative_beauty.py` (the protocol shared with HSTU, see",
+        "`generative_beauty.md`): best epoch by validation NDCG@10 over every validation user, sampled",
+        "softmax over `negatives` shared uniform items (logQ-corrected), cosine / temperature 0.05.",
         "",
-        "| model | HR@10 | NDCG@10 | HR@10 (no excl.) | NDCG@10 (no excl.) | epochs (best) | s/epoch (median) | peak RSS MB | anchor | command |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | HR@10 | NDCG@10 | HR@50 | NDCG@50 | epochs (best) | layers | negatives | dropout | s/epoch (train+val) | peak RSS MB | anchor | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in (r for r in runs if r["dataset"] == "amazon_beauty"):
-        e, n = (
-            r["test_seen_excluded"],
-            r["test_nothing_excluded"] or {"hr@10": float("nan"), "ndcg@10": float("nan")},
-        )
+    for r in beauty:
         lines.append(
-            f"| {r['model']} | {_fmt(e['hr@10'])} | {_fmt(e['ndcg@10'])} | {_fmt(n['hr@10'])} | "
-            f"{_fmt(n['ndcg@10'])} | {r['epochs_run']} ({r['best_epoch']}) | {r['median_epoch_s']:.0f} | "
-            f"{r['peak_rss_mb']:.0f} | {ANCHORS.get((r['dataset'], r['model']), '')} | `{r['command']}` |"
+            f"| {r['model']} | {_fmt(r['hr@10'])} | {_fmt(r['ndcg@10'])} | {_fmt(r['hr@50'])} | "
+            f"{_fmt(r['ndcg@50'])} | {r['epochs']} ({r.get('best_epoch', '?')}) | "
+            f"{r['layers'] if r['model'] == 'SASRec' else ''} | {r['negatives']} | "
+            f"{r.get('dropout', 0.2)} | {r['train_s'] / r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{ANCHORS.get(('amazon_beauty', r['model']), '')} | `{r['command']}` |"
         )
     lines += [
         "",

@@ -82,10 +82,12 @@ def test_contract(name) -> None:
     check_model_contract(FACTORIES[name], _batch(), in_batch_loss, sequence_columns=["hist_item_id"], lr=0.02)
 
 
-def test_contract_with_actions_and_time() -> None:
+@pytest.mark.parametrize("positions", [False, True])
+def test_contract_with_actions_and_time(positions: bool) -> None:
     factory = lambda: HSTU(  # noqa: E731
-        NUM_ITEMS, embed_dim=16, max_len=L, num_actions=3, num_time_buckets=16, dropout=0.0
-    )
+        NUM_ITEMS, embed_dim=16, max_len=L, num_actions=3, num_time_buckets=16, dropout=0.0,
+        position_embedding=positions,
+    )  # fmt: skip
     batch = _batch(actions=True, times=True)
     model = check_model_contract(factory, batch, in_batch_loss, lr=0.02)
     check_padding_invariance(model, batch, ["hist_item_id", "hist_action", "hist_time"])
@@ -105,20 +107,24 @@ def test_sequence_tower_shape_and_padding_zero() -> None:
     assert torch.allclose(model.user_tower(batch), h[:, -1])
 
 
-def test_jagged_and_padded_kernels_agree() -> None:
+@pytest.mark.parametrize("positions", [False, True])
+def test_jagged_and_padded_kernels_agree(positions: bool) -> None:
     torch.manual_seed(0)
-    a = HSTU(NUM_ITEMS, embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, kernel="jagged").eval()
-    b = HSTU(NUM_ITEMS, embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, kernel="padded").eval()
+    kw = dict(embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, position_embedding=positions)
+    a = HSTU(NUM_ITEMS, kernel="jagged", **kw).eval()
+    b = HSTU(NUM_ITEMS, kernel="padded", **kw).eval()
     b.load_state_dict(a.state_dict())
     batch = _batch(10, times=True)
     assert torch.allclose(a.sequence_tower(batch), b.sequence_tower(batch), atol=1e-5)
 
 
-def test_m_falcon_equals_one_candidate_at_a_time() -> None:
+@pytest.mark.parametrize("positions", [False, True])
+def test_m_falcon_equals_one_candidate_at_a_time(positions: bool) -> None:
     torch.manual_seed(0)
     model = HSTU(
-        NUM_ITEMS, embed_dim=16, max_len=L + 1, num_heads=2, num_actions=3, num_time_buckets=8
-    ).eval()
+        NUM_ITEMS, embed_dim=16, max_len=L + 1, num_heads=2, num_actions=3, num_time_buckets=8,
+        position_embedding=positions,
+    ).eval()  # fmt: skip
     batch = _batch(5, actions=True, times=True)
     cands = torch.randint(1, NUM_ITEMS, (5, 7))
     with torch.no_grad():

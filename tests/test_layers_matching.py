@@ -91,3 +91,22 @@ def test_bad_specs_are_refused() -> None:
     hist = SequenceFeature("hist", 20, 4, pooling="concat", shared_with="item_id")
     with pytest.raises(ValueError, match="exceeds max_len"):
         SASRec([hist], [item], max_len=3).user_tower({"hist": torch.ones(2, 5, dtype=torch.long)})
+
+
+def test_youtube_dnn_without_user_mlp_is_the_normalised_mean_of_the_history() -> None:
+    item = SparseFeature("item_id", 20, 4)
+    bag = SequenceFeature("hist", 20, 4, pooling="mean", shared_with="item_id")
+    model = YoutubeDNN([bag], [item], {"dims": []})
+    assert not any(p.dim() == 2 and p.shape[0] != 20 for p in model.parameters())  # embeddings only
+    hist = torch.tensor([[0, 3, 5], [2, 2, 7]])
+    table = model.item_tower({"item_id": torch.arange(20)})  # normalised rows
+    raw = model.embedding.lookup("item_id", torch.arange(20))
+    expected = torch.nn.functional.normalize(
+        torch.stack([raw[[3, 5]].mean(0), raw[[2, 2, 7]].mean(0)]), dim=-1
+    )
+    torch.testing.assert_close(model.user_tower({"hist": hist}), expected)
+    assert table.shape == (20, 4)
+    with pytest.raises(ValueError, match="user tower of width 8"):
+        YoutubeDNN(
+            [bag, SequenceFeature("h2", 20, 4, pooling="mean", shared_with="item_id")], [item], {"dims": []}
+        )

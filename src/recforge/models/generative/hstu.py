@@ -7,8 +7,9 @@ state at each position scores the next item by dot product (``SeqTrainer`` train
 sampled softmax as in the paper). ``candidate_states`` is the paper's M-FALCON: many candidates
 appended to one history in a single pass, each attending to the history and itself only.
 
-Deviations: no absolute position embedding (the relative bias carries order); attention normalised
-by ``max_len`` (see ``recforge.layers.hstu``); timestamps are an optional aligned ``(B, L)`` batch
+Order reaches the layers through the relative attention bias and, with ``position_embedding``,
+a learned embedding of each item's position from the start of the history added to the input (as in
+the authors' code). Deviations: attention normalised by ``max_len`` (see ``recforge.layers.hstu``); timestamps are an optional aligned ``(B, L)`` batch
 column (``time_column``), not a ``Feature``; a final LayerNorm on the output states.
 """
 
@@ -38,6 +39,8 @@ class HSTU(TwoTowerModel):
         num_actions: action-type vocabulary (0: no action input; else ``action_column`` is read).
         num_time_buckets: log2 time-gap buckets (0: no time bias; else ``time_column`` is read).
         dropout: input and layer dropout. l2_normalize: unit-norm user/sequence and item vectors.
+        position_embedding: add a learned absolute-position embedding (position from the oldest
+            history item; a candidate of ``candidate_states`` takes the next position) to the input.
         temperature: divides scores. kernel: ``"jagged"`` or ``"padded"`` attention.
         initializer: item (and action) embedding init (default normal, std 0.02, as in the paper).
         history_column, item_column, action_column, time_column: batch column names.
@@ -55,6 +58,7 @@ class HSTU(TwoTowerModel):
         num_time_buckets: int = 0,
         dropout: float = 0.2,
         l2_normalize: bool = False,
+        position_embedding: bool = False,
         temperature: float = 1.0,
         kernel: HSTUKernel | str = HSTUKernel.JAGGED,
         initializer: Initializer | None = None,
@@ -95,11 +99,18 @@ class HSTU(TwoTowerModel):
         )
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(embed_dim)
+        self.positions = nn.Embedding(max_len + 1, embed_dim) if position_embedding else None
+        if self.positions is not None:
+            nn.init.normal_(self.positions.weight, std=0.02)
 
     def _inputs(self, batch: Mapping[str, Tensor], ids: Tensor) -> tuple[Tensor, Tensor | None]:
         x = self.embedding.lookup(self.history_column, ids) * self.scale  # (B, L, D)
         if self.action_column is not None:
             x = x + self.embedding.lookup(self.action_column, batch[self.action_column])
+        if self.positions is not None:  # left-padded: the oldest item sits at L - length
+            lengths = (ids != 0).sum(1, keepdim=True)  # (B, 1)
+            pos = (torch.arange(ids.shape[1], device=ids.device) - (ids.shape[1] - lengths)).clamp_min(0)
+            x = x + self.positions(pos)  # (B, L, D)
         return x, (batch[self.time_column] if self.use_time else None)
 
     def _out(self, h: Tensor) -> Tensor:
@@ -150,6 +161,8 @@ class HSTU(TwoTowerModel):
         c = self.embedding.lookup(self.history_column, candidates) * self.scale  # (B, N, D)
         if self.action_column is not None:  # a candidate has no action yet: action id 0
             c = c + self.embedding.lookup(self.action_column, torch.zeros_like(candidates))
+        if self.positions is not None:  # every candidate takes the next position
+            c = c + self.positions(mask.sum(1, keepdim=True).clamp_max(self.positions.num_embeddings - 1))
         x = torch.cat([x, c], 1)  # (B, L + N, D)
         pos = torch.cat(
             [

@@ -90,6 +90,8 @@ class TowerMLP(nn.Module):
     ``params`` is a Torch-RecHub ``user_params``/``item_params`` dict; ``dims[-1]`` is the tower
     width. Torch-RecHub applies the activation after the last layer too, which with ReLU confines
     every vector to the positive orthant (all cosines >= 0); a linear last layer avoids that.
+    ``dims: []`` means no MLP: the tower's input is its output (BARS' YouTubeNet with
+    ``user_hidden_units: null``, where the user vector is the pooled history itself).
     """
 
     def __init__(
@@ -97,13 +99,16 @@ class TowerMLP(nn.Module):
     ) -> None:
         super().__init__()
         cfg = MLPConfig.parse(params, dims=tuple(default_dims), output_layer=False)
+        self.hidden: nn.Module
+        self.out: nn.Module
         if not cfg.dims:
-            raise ValueError("tower MLP dims must name at least the output width")
+            self.hidden, self.out, self.output_dim = nn.Identity(), nn.Identity(), input_dim
+            return
         hidden = MLPConfig(cfg.dims[:-1], cfg.dropout, cfg.activation, cfg.batch_norm, output_layer=False)
         self.hidden = MLP(input_dim, hidden, output_layer=False)
         self.out = nn.Linear(self.hidden.output_dim, cfg.dims[-1])
         self.output_dim = cfg.dims[-1]
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(..., input_dim) -> (..., dims[-1])``."""
+        """``(..., input_dim) -> (..., dims[-1])`` (or unchanged without dims)."""
         return self.out(self.hidden(x))

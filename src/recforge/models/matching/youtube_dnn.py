@@ -28,7 +28,8 @@ class YoutubeDNN(TwoTowerModel):
     Args:
         user_features: user tower inputs (history sequence features pooled by their ``pooling``).
         item_features: exactly the item-id feature; its ``embed_dim`` is D.
-        user_params: user MLP; its last width must be D (default ``{"dims": [D]}``).
+        user_params: user MLP; its last width must be D (default ``{"dims": [D]}``); ``{"dims": []}``
+            uses the pooled user features as the user vector (their width must then be D).
         temperature: divides every score.
         normalize: L2-normalise both towers.
     """
@@ -51,7 +52,7 @@ class YoutubeDNN(TwoTowerModel):
         if self.user_mlp.output_dim != item.dim:
             raise ValueError(
                 f"YoutubeDNN: user_params dims must end at the item embed_dim {item.dim}, "
-                f"got {self.user_mlp.output_dim}"
+                f"got a user tower of width {self.user_mlp.output_dim}"
             )
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
