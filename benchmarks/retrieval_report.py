@@ -106,7 +106,10 @@ def main() -> None:
         "  epochs at 3.2x the epoch time.",
         "- Beauty: every sequential model in one script and protocol (`generative_beauty.py`), the same",
         "  one as HSTU's; `--loss full` gives the anchor's full cross-entropy (54k-way logits at every",
-        "  position: too heavy for this CPU budget).",
+        "  position: too heavy for this CPU budget). STAMP and NARM ran 8 epochs only (80-90 s per",
+        "  epoch of all-position training here, against 20-30 s for GRU4Rec): far from converged.",
+        "- Not run for lack of CPU time: MIND, ComirecDR, ComirecSA on Gowalla (about 1 s per",
+        "  2048-row batch with 2048 negatives and 4 interests, ~7 minutes per epoch on this CPU).",
     ]
     out = ROOT / "benchmarks" / "results" / "retrieval.md"
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
