@@ -21,8 +21,9 @@ Model selection: with ``--valid-fraction f`` a random fraction ``f`` of every us
 (users with at least 3) is held out of training as a validation split; after each epoch Recall@20 is
 measured on it (full ranking, the remaining training items as history and excluded), training stops
 after ``--patience`` epochs without improvement, and the best epoch's weights are tested (history and
-exclusions: all training items, as without validation). Without it the number of epochs is fixed in
-advance or cut by ``--time-budget``; the record says how many ran.
+exclusions: all training items, as without validation); this is ``MatchTrainer.fit`` with a
+validation loader. Without it all ``--epochs`` run and the last epoch is tested; the record says how
+many ran.
 
 Example (the YoutubeDNN row of ``results/retrieval.md``):
     PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --history 50 \
@@ -32,7 +33,7 @@ Example (the YoutubeDNN row of ``results/retrieval.md``):
 from __future__ import annotations
 
 import argparse
-import math
+import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -205,13 +206,11 @@ def main() -> None:
     p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0 = all)")
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--time-budget", type=float, default=0.0, help="minutes; stop after the epoch that ends past it"
-    )
     p.add_argument("--tag", default="")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     t0 = time.perf_counter()
     root = args.data_dir / "retrieval/gowalla_m1"
@@ -225,7 +224,8 @@ def main() -> None:
     seen = SeenItems.from_lists([x.tolist() for x in train], num_items=num_items)
     truth = SeenItems.from_lists([x.tolist() for x in test], num_items=num_items)
     eval_users = np.flatnonzero([len(x) > 0 for x in test])
-    fit = train
+    catalog = catalog_of(num_items)
+    fit, valid_eval, valid_rows = train, None, None
     if args.valid_fraction:
         fit, valid = holdout(train, args.valid_fraction, args.seed)
         valid_users = np.flatnonzero([len(x) > 0 for x in valid])
@@ -235,7 +235,7 @@ def main() -> None:
             )
             valid_users = np.sort(valid_users[pick])
         valid_eval = RankingEvaluator(
-            catalog_of(num_items),
+            catalog,
             ks=(20,),
             seen=SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items),
             ground_truth=SeenItems.from_lists([x.tolist() for x in valid], num_items=num_items),
@@ -243,53 +243,30 @@ def main() -> None:
         valid_rows = eval_rows(fit, valid_users, args.eval_history, args.seed)
     loader = BagPairs(fit, args.history, args.batch_size, args.seed, args.history_dropout)
     rows = eval_rows(train, eval_users, args.eval_history, args.seed)
-    catalog = catalog_of(num_items)
     prep_s = time.perf_counter() - t0
 
     model = build(args, num_users, num_items)
-    history: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = MatchTrainer(
             model,
             optimizer_params={"lr": args.lr, "weight_decay": args.weight_decay},
+            scheduler_fn=torch.optim.lr_scheduler.CosineAnnealingLR if args.cosine_lr else None,
+            scheduler_params={"T_max": args.epochs},
             n_epoch=args.epochs,
+            earlystop_patience=args.patience,
             model_path=run_dir,
             mode=2,
             negatives=args.negatives,
             item_counts=np.bincount(loader.items, minlength=num_items),
             sampler=NegativeSampler(num_items),
             num_negatives=args.num_negatives,
+            evaluator=valid_eval,
             progress=False,
             plot=False,
             seed=args.seed,
         )
-        start = time.perf_counter()
-        for epoch in range(args.epochs):
-            loader.set_epoch(epoch)
-            if args.cosine_lr:
-                for opt in trainer.optimizer.optimizers:
-                    for group in opt.param_groups:
-                        group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
-            te = time.perf_counter()
-            loss = trainer.train_one_epoch(loader, epoch)
-            history.append({"epoch": epoch, "train_loss": loss, "seconds": time.perf_counter() - te})
-            line = f"epoch {epoch}: loss={loss:.4f} {history[-1]['seconds']:.0f}s"
-            if args.valid_fraction:
-                recall = valid_eval.evaluate(model, valid_rows)["recall@20"]
-                history[-1]["valid_recall@20"] = recall
-                line += f" valid recall@20={recall:.4f}"
-                if best is None or recall > best[0]:
-                    best = (recall, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            print(line, flush=True)
-            if best is not None and epoch - best[1] >= args.patience:
-                print(f"no validation gain for {args.patience} epochs; best epoch {best[1]}", flush=True)
-                break
-            if args.time_budget and time.perf_counter() - start > args.time_budget * 60:
-                print(f"time budget of {args.time_budget} min reached after {epoch + 1} epochs", flush=True)
-                break
-    if best is not None:
-        model.load_state_dict(best[2])
+        trainer.fit(loader, valid_rows)  # with validation: early stop, best epoch's weights restored
+    history = trainer.history
     t1 = time.perf_counter()
     metrics = RankingEvaluator(catalog, ks=(20,), seen=seen, ground_truth=truth).evaluate(model, rows)
     eval_s = time.perf_counter() - t1
@@ -303,7 +280,7 @@ def main() -> None:
         "items": num_items - 1,
         "train_interactions": len(loader.items),
         "epochs_run": len(history),
-        "best_epoch": None if best is None else best[1],
+        "best_epoch": trainer.stopper.best_epoch if valid_eval is not None else None,
         "median_epoch_s": float(np.median(epoch_s)),
         "prep_s": prep_s,
         "test_eval_s": eval_s,

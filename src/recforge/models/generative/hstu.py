@@ -8,9 +8,10 @@ sampled softmax as in the paper). ``candidate_states`` is the paper's M-FALCON: 
 appended to one history in a single pass, each attending to the history and itself only.
 
 Order reaches the layers through the relative attention bias and, with ``position_embedding``,
-a learned embedding of each item's position from the start of the history added to the input (as in
-the authors' code). Deviations: attention normalised by ``max_len`` (see ``recforge.layers.hstu``); timestamps are an optional aligned ``(B, L)`` batch
-column (``time_column``), not a ``Feature``; a final LayerNorm on the output states.
+a learned embedding of each item's position from the start of the history added to the input (as
+in the authors' code). Deviations: attention normalised by ``max_len`` (see
+``recforge.layers.hstu``); timestamps are an optional aligned ``(B, L)`` batch column
+(``time_column``), not a ``Feature``; a final LayerNorm on the output states.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from recforge.jagged import jagged_to_padded, padded_to_jagged
 from recforge.layers import EmbeddingLayer
 from recforge.layers.hstu import HSTUKernel, HSTULayer
 from recforge.models.matching.base import TwoTowerModel
+
+
+def history_positions(ids: Tensor) -> Tensor:
+    """Each slot's position from the oldest item of its left-padded row ``ids (B, L)``: 0, 1, ...
+    on the items, negative on the padding."""
+    lengths = (ids != 0).sum(1, keepdim=True)  # (B, 1)
+    return torch.arange(ids.shape[1], device=ids.device) - (ids.shape[1] - lengths)  # (B, L)
 
 
 class HSTU(TwoTowerModel):
@@ -107,10 +115,8 @@ class HSTU(TwoTowerModel):
         x = self.embedding.lookup(self.history_column, ids) * self.scale  # (B, L, D)
         if self.action_column is not None:
             x = x + self.embedding.lookup(self.action_column, batch[self.action_column])
-        if self.positions is not None:  # left-padded: the oldest item sits at L - length
-            lengths = (ids != 0).sum(1, keepdim=True)  # (B, 1)
-            pos = (torch.arange(ids.shape[1], device=ids.device) - (ids.shape[1] - lengths)).clamp_min(0)
-            x = x + self.positions(pos)  # (B, L, D)
+        if self.positions is not None:
+            x = x + self.positions(history_positions(ids).clamp_min(0))  # (B, L, D)
         return x, (batch[self.time_column] if self.use_time else None)
 
     def _out(self, h: Tensor) -> Tensor:
@@ -164,13 +170,7 @@ class HSTU(TwoTowerModel):
         if self.positions is not None:  # every candidate takes the next position
             c = c + self.positions(mask.sum(1, keepdim=True).clamp_max(self.positions.num_embeddings - 1))
         x = torch.cat([x, c], 1)  # (B, L + N, D)
-        pos = torch.cat(
-            [
-                torch.arange(length, device=ids.device) - (length - lengths)[:, None],
-                lengths[:, None].expand(b, n),
-            ],
-            1,
-        )  # (B, L + N)
+        pos = torch.cat([history_positions(ids), lengths[:, None].expand(b, n)], 1)  # (B, L + N)
         real = torch.cat([mask, torch.ones_like(candidates, dtype=torch.bool)], 1)  # (B, L + N)
         causal = torch.ones(length + n, length + n, dtype=torch.bool, device=ids.device).tril()
         causal[length:, length:] = torch.eye(n, dtype=torch.bool, device=ids.device)
