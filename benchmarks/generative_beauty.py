@@ -55,7 +55,7 @@ def main() -> None:
     model = build_id_model(args.model, sp.num_items, args)
     metrics, facts = train_and_test(model, sp, args)
     row = {
-        "model": args.model, "epochs": args.epochs, "dim": args.dim, "layers": args.layers,
+        "model": args.model, "epochs": args.epochs, "dim": args.dim, "layers": args.layers, "heads": args.heads,
         "max_len": args.max_len, "negatives": args.negatives, "temperature": args.temperature,
         "dropout": args.dropout, "loss": args.loss, "seed": args.seed,
         "position_embedding": args.position_embedding,
@@ -68,6 +68,7 @@ def main() -> None:
         f"{args.model}_{args.epochs}ep_{args.negatives}neg"
         + (f"_drop{args.dropout}" if args.dropout != 0.2 else "")
         + (f"_{args.layers}layers" if args.layers != 2 else "")
+        + (f"_{args.heads}heads" if args.heads != 1 else "")
         + ("_pos" if args.position_embedding else "")
         + (f"_{args.loss}" if args.loss != "sampled_softmax" else "")
         + (f"_seed{args.seed}" if args.seed else "")
@@ -104,10 +105,10 @@ def write_table(out_dir: Path) -> None:
         "embeddings (NARM also on the session representation); STAMP has no dropout; `layers` and "
         "`heads` apply to SASRec and HSTU only.",
         "",
-        "| model | epochs (best) | dim | layers | max_len | negatives | dropout | seed | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | s/epoch | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | epochs (best) | dim | layers | heads | max_len | negatives | dropout | seed | HR@10 | NDCG@10 | HR@50 | NDCG@50 | train+val s | s/epoch | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['model']}{' +pos' if r.get('position_embedding') else ''} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r['max_len']} | {r['negatives']} | {r.get('dropout', 0.2)} | {r.get('seed', 0)} | "
+            f"| {r['model']}{' +pos' if r.get('position_embedding') else ''} | {r['epochs']}{_best(r)} | {r['dim']} | {r['layers']} | {r.get('heads', 1)} | {r['max_len']} | {r['negatives']} | {r.get('dropout', 0.2)} | {r.get('seed', 0)} | "
             f"{r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} | {r['ndcg@50']:.4f} | "
             f"{r['train_s']:.0f} | {r['train_s'] / r['epochs']:.0f} | {r['peak_rss_mb']:.0f} | {_load(r)} |"
             for r in rows

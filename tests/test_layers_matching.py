@@ -47,6 +47,38 @@ def test_capsule_routing_shapes_padding_and_squash() -> None:
     torch.testing.assert_close(squash(z).norm(), torch.tensor(25.0 / 26.0))
 
 
+def _routing_reference(caps: CapsuleRouting, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Dynamic routing written out behaviour by behaviour, interest by interest (forward only)."""
+    b, length, d = seq.shape
+    k = caps.num_interests
+    out = torch.zeros(b, k, d)
+    for row in range(b):
+        mapped = seq[row] @ caps.weight  # (L, D) or (L, K*D)
+        u = [[mapped[i, : d] if caps.bilinear is Bilinear.SHARED else mapped[i, j * d : (j + 1) * d]
+              for i in range(length)] for j in range(k)]  # fmt: skip
+        logit = caps.init_logits[:, caps.max_len - length :].clone()  # (K, L)
+        for it in range(caps.iters):
+            w = torch.softmax(logit, dim=0)
+            for j in range(k):
+                z = sum(w[j, i] * u[j][i] for i in range(length) if mask[row, i])
+                out[row, j] = squash(torch.as_tensor(z).reshape(d))
+            if it < caps.iters - 1:
+                for j in range(k):
+                    for i in range(length):
+                        logit[j, i] = logit[j, i] + u[j][i] @ out[row, j]
+    return out
+
+
+def test_capsule_routing_matches_reference_loop() -> None:
+    torch.manual_seed(1)
+    seq, mask = torch.randn(3, 6, 4), torch.ones(3, 6, dtype=torch.bool)
+    mask[1, :2] = False
+    for bilinear in Bilinear:
+        caps = CapsuleRouting(4, 3, 7, bilinear=bilinear, random_init=bilinear is Bilinear.SHARED)
+        with torch.no_grad():
+            torch.testing.assert_close(caps(seq, mask), _routing_reference(caps, seq, mask))
+
+
 def test_self_attentive_interests_ignore_padding() -> None:
     torch.manual_seed(0)
     layer = SelfAttentiveInterests(4, 2)
