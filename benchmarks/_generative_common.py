@@ -56,6 +56,7 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="results root (rows and table)")
 
 
 def build_id_model(name: str, num_items: int, args: argparse.Namespace) -> torch.nn.Module:
@@ -92,7 +93,7 @@ def train_and_test(
 
     Returns:
         ``(test metrics, facts)``: facts hold ``train_s`` (training + validation wall time),
-        ``best_epoch``, ``test_users``, ``items``.
+        ``best_epoch``, ``test_users``, ``items``, ``valid_ndcg@10`` (one value per epoch).
     """
     train = ColumnarDataset(sequence_samples(sp.histories(), args.max_len))
     valid_h, test_h = sp.histories(), sp.histories("train", "valid")
@@ -119,6 +120,7 @@ def train_and_test(
         "best_epoch": trainer.stopper.best_epoch + 1,
         "test_users": len(test),
         "items": int(sp.num_items - 1),
+        "valid_ndcg@10": [round(r["val_ndcg@10"], 5) for r in trainer.history],  # per epoch
     }
     return {k: metrics[k] for k in ("hr@10", "ndcg@10", "hr@50", "ndcg@50")}, facts
 
@@ -131,10 +133,12 @@ def command_line() -> str:
     return "PYTHONPATH=src python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
-def save_row(name: str, key: str, row: dict[str, object], write_table: Callable[[Path], None]) -> None:
-    """Write ``results/<name>/<key>.json`` atomically, then rebuild the table from every row."""
+def save_row(
+    name: str, key: str, row: dict[str, object], write_table: Callable[[Path], None], root: Path = RESULTS
+) -> None:
+    """Write ``<root>/<name>/<key>.json`` atomically, then rebuild the table from every row."""
     print(json.dumps(row))
-    out_dir = RESULTS / name
+    out_dir = root / name
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_path = out_dir / f".{key}.json.tmp"
     tmp_path.write_text(json.dumps(row, indent=1))

@@ -30,11 +30,11 @@ def command_line() -> str:
     return "PYTHONPATH=src python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
-def write_result(name: str, record: dict[str, object]) -> Path:
-    """Atomically write ``results/retrieval/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(dir=RESULTS, suffix=".tmp")
+def write_result(name: str, record: dict[str, object], out_dir: Path = RESULTS) -> Path:
+    """Atomically write ``<out_dir>/<name>.json`` (default ``results/retrieval``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
         json.dump(record, fh, indent=1)
     os.replace(tmp, path)

@@ -61,6 +61,7 @@ def main() -> None:
         "position_embedding": args.position_embedding,
         "threads": args.threads, "users": facts["test_users"], "items": facts["items"],
         **metrics, "train_s": facts["train_s"], "best_epoch": facts["best_epoch"],
+        "valid_ndcg@10": facts["valid_ndcg@10"],
         "peak_rss_mb": peak_rss_mb(), "load_1min_start": load_before, "load_1min_end": os.getloadavg()[0],
         "command": "PYTHONPATH=src python " + " ".join(sys.argv),
     }  # fmt: skip
@@ -73,7 +74,7 @@ def main() -> None:
         + (f"_{args.loss}" if args.loss != "sampled_softmax" else "")
         + (f"_seed{args.seed}" if args.seed else "")
     )
-    save_row("generative_beauty", key, row, write_table)
+    save_row("generative_beauty", key, row, write_table, args.out_dir)
 
 
 def _best(row: dict[str, Any]) -> str:

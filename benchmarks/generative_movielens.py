@@ -113,7 +113,7 @@ def main() -> None:
         "load_1min_end": os.getloadavg()[0], "cpu": platform.processor() or platform.machine(),
         "command": command_line(),
     }  # fmt: skip
-    save_row("generative_movielens", f"{args.model}_{args.epochs}ep", row, write_table)
+    save_row("generative_movielens", f"{args.model}_{args.epochs}ep", row, write_table, args.out_dir)
 
 
 def write_table(out_dir: Path) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _retrieval_common import command_line, default_data_dir, peak_rss_mb, write_result
+from _retrieval_common import RESULTS, command_line, default_data_dir, peak_rss_mb, write_result
 
 from recforge.data.catalog import catalog_of
 from recforge.data.interactions import SeenItems
@@ -207,6 +207,7 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON record goes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -288,7 +289,7 @@ def main() -> None:
         "test": metrics,
         "history": history,
     }
-    path = write_result(f"gowalla_{args.model}{args.tag}", record)
+    path = write_result(f"gowalla_{args.model}{args.tag}", record, args.out_dir)
     print(
         f"{args.model}: recall@20={metrics['recall@20']:.4f} ndcg@20={metrics['ndcg@20']:.4f} "
         f"hr@20={metrics['hr@20']:.4f} -> {path}"

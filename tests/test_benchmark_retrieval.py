@@ -1,0 +1,80 @@
+"""Smoke runs of the retrieval-quality benchmarks on tiny generated files in their real layouts
+(``retrieval_gowalla.py`` for every two-tower / multi-interest model, ``generative_beauty.py`` for
+every next-item model), so the scripts that produce ``results/retrieval.md`` cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _gowalla_like(root: Path, users: int = 60, items: int = 40) -> None:
+    """``uid i1 i2 ...`` lines (0-based ids), every user with training and test items."""
+    rng = np.random.default_rng(0)
+    d = root / "retrieval" / "gowalla_m1"
+    d.mkdir(parents=True)
+    with open(d / "train.txt", "w") as tr, open(d / "test.txt", "w") as te:
+        for u in range(users):
+            picked = rng.choice(items, 8, replace=False)
+            tr.write(" ".join(map(str, [u, *picked[:6]])) + "\n")
+            te.write(" ".join(map(str, [u, *picked[6:]])) + "\n")
+
+
+def _beauty_like(root: Path, users: int = 40, items: int = 30) -> None:
+    """``user item`` lines in time order per user, 5..12 interactions each."""
+    rng = np.random.default_rng(1)
+    d = root / "sequential" / "bert4rec_amazon_beauty"
+    d.mkdir(parents=True)
+    lines = [f"{u} {i}" for u in range(1, users + 1) for i in rng.integers(1, items + 1, rng.integers(5, 13))]
+    (d / "beauty.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("model", ["YoutubeDNN", "DSSM", "MIND", "ComirecDR", "ComirecSA"])
+def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
+    _gowalla_like(tmp_path / "data")
+    out = tmp_path / "out"
+    _run(
+        "retrieval_gowalla.py", "--data-dir", str(tmp_path / "data"), "--model", model,
+        "--epochs", "2", "--batch-size", "64", "--num-negatives", "16", "--history", "5",
+        "--eval-history", "10", "--embed-dim", "8", "--valid-fraction", "0.2", "--patience", "2",
+        "--cosine-lr", "--history-dropout", "0.3", "--out-dir", str(out),
+    )  # fmt: skip
+    record = json.loads((out / f"gowalla_{model}.json").read_text())
+    assert record["users_evaluated"] == 60 and record["epochs_run"] == 2
+    assert {"recall@20", "ndcg@20", "hr@20"} <= record["test"].keys()
+    assert all(0.0 <= record["test"][k] <= 1.0 for k in ("recall@20", "ndcg@20", "hr@20"))
+    assert "--out-dir" in record["command"] and record["peak_rss_mb"] > 0
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("model", ["HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP"])
+def test_beauty_script_runs_every_model(tmp_path: Path, model: str) -> None:
+    _beauty_like(tmp_path / "data")
+    out = tmp_path / "out"
+    _run(
+        "generative_beauty.py", "--data-dir", str(tmp_path / "data"), "--model", model,
+        "--epochs", "2", "--dim", "8", "--negatives", "8", "--batch-size", "16", "--max-len", "10",
+        "--heads", "2", "--out-dir", str(out),
+    )  # fmt: skip
+    row = json.loads((out / "generative_beauty" / f"{model}_2ep_8neg_2heads.json").read_text())
+    assert len(row["valid_ndcg@10"]) == 2 and 1 <= row["best_epoch"] <= 2
+    assert all(0.0 <= row[k] <= 1.0 for k in ("hr@10", "ndcg@10", "hr@50", "ndcg@50"))
+    table = (out / "generative_beauty.md").read_text()
+    assert f"| {model} | 2 (" in table
