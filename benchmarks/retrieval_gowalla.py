@@ -152,7 +152,9 @@ def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.
     init = RandomNormal(std=args.init_std)
     item = SparseFeature("item_id", num_items, d, initializer=init)
     user = [SparseFeature("user_id", num_users, d, initializer=init)] if args.user_id else []
-    bag = SequenceFeature("hist_item_id", num_items, d, pooling="mean", shared_with="item_id", max_len=length)
+    shared = None if args.own_history_table else "item_id"
+    bag = SequenceFeature("hist_item_id", num_items, d, pooling="mean", shared_with=shared, max_len=length,
+                          initializer=init)  # fmt: skip
     seq = SequenceFeature(
         "hist_item_id", num_items, d, pooling="concat", shared_with="item_id", max_len=length
     )
@@ -186,6 +188,10 @@ def main() -> None:
         "no value: no MLP, the pooled history is the user vector)",
     )  # fmt: skip
     p.add_argument("--user-id", action="store_true", help="add a user-id embedding to the user tower")
+    p.add_argument(
+        "--own-history-table", action="store_true",
+        help="DSSM/YoutubeDNN: the history bag gets its own embedding table (default: the item table)",
+    )  # fmt: skip
     p.add_argument("--interests", type=int, default=4)
     p.add_argument("--temperature", type=float, default=0.1)
     p.add_argument("--num-negatives", type=int, default=2048)
