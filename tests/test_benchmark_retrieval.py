@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
 
 
-def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+def _run(tmp_path: Path, make_data: Callable[[Path], None], script: str, model: str, *args: str) -> Path:
+    """Write the tiny data, run ``script`` on it for ``model``; returns the results root."""
+    make_data(tmp_path / "data")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--data-dir", str(tmp_path / "data"),
+           "--model", model, *args, "--out-dir", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return out
 
 
 def _gowalla_like(root: Path, users: int = 60, items: int = 40) -> None:
@@ -48,13 +53,10 @@ def _beauty_like(root: Path, users: int = 40, items: int = 30) -> None:
 @pytest.mark.benchmark
 @pytest.mark.parametrize("model", ["YoutubeDNN", "DSSM", "MIND", "ComirecDR", "ComirecSA"])
 def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
-    _gowalla_like(tmp_path / "data")
-    out = tmp_path / "out"
-    _run(
-        "retrieval_gowalla.py", "--data-dir", str(tmp_path / "data"), "--model", model,
-        "--epochs", "2", "--batch-size", "64", "--num-negatives", "16", "--history", "5",
+    out = _run(
+        tmp_path, _gowalla_like, "retrieval_gowalla.py", model, "--epochs", "2", "--batch-size", "64", "--num-negatives", "16", "--history", "5",
         "--eval-history", "10", "--embed-dim", "8", "--valid-fraction", "0.2", "--patience", "2",
-        "--cosine-lr", "--history-dropout", "0.3", "--out-dir", str(out),
+        "--cosine-lr", "--history-dropout", "0.3",
     )  # fmt: skip
     record = json.loads((out / f"gowalla_{model}.json").read_text())
     assert record["users_evaluated"] == 60 and record["epochs_run"] == 2
@@ -66,12 +68,9 @@ def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
 @pytest.mark.benchmark
 @pytest.mark.parametrize("model", ["HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP"])
 def test_beauty_script_runs_every_model(tmp_path: Path, model: str) -> None:
-    _beauty_like(tmp_path / "data")
-    out = tmp_path / "out"
-    _run(
-        "generative_beauty.py", "--data-dir", str(tmp_path / "data"), "--model", model,
-        "--epochs", "2", "--dim", "8", "--negatives", "8", "--batch-size", "16", "--max-len", "10",
-        "--heads", "2", "--out-dir", str(out),
+    out = _run(
+        tmp_path, _beauty_like, "generative_beauty.py", model, "--epochs", "2", "--dim", "8",
+        "--negatives", "8", "--batch-size", "16", "--max-len", "10", "--heads", "2",
     )  # fmt: skip
     row = json.loads((out / "generative_beauty" / f"{model}_2ep_8neg_2heads.json").read_text())
     assert len(row["valid_ndcg@10"]) == 2 and 1 <= row["best_epoch"] <= 2
