@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -123,14 +121,6 @@ def train_and_test(
         "valid_ndcg@10": [round(r["val_ndcg@10"], 5) for r in trainer.history],  # per epoch
     }
     return {k: metrics[k] for k in ("hr@10", "ndcg@10", "hr@50", "ndcg@50")}, facts
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def command_line() -> str:
-    return "PYTHONPATH=src python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
 
 
 def save_row(

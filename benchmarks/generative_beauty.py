@@ -28,11 +28,11 @@ from _generative_common import (
     add_common_args,
     build_id_model,
     load_rows,
-    peak_rss_mb,
     save_row,
     train_and_test,
     write_markdown,
 )
+from _retrieval_common import command_line, peak_rss_mb
 
 from recforge.data import leave_one_out_split
 
@@ -63,7 +63,7 @@ def main() -> None:
         **metrics, "train_s": facts["train_s"], "best_epoch": facts["best_epoch"],
         "valid_ndcg@10": facts["valid_ndcg@10"],
         "peak_rss_mb": peak_rss_mb(), "load_1min_start": load_before, "load_1min_end": os.getloadavg()[0],
-        "command": "PYTHONPATH=src python " + " ".join(sys.argv),
+        "command": command_line(),
     }  # fmt: skip
     key = (
         f"{args.model}_{args.epochs}ep_{args.negatives}neg"

@@ -34,13 +34,12 @@ from _generative_common import (
     ROOT,
     add_common_args,
     build_id_model,
-    command_line,
     load_rows,
-    peak_rss_mb,
     save_row,
     train_and_test,
     write_markdown,
 )
+from _retrieval_common import command_line, peak_rss_mb
 
 from recforge.data import InteractionSplit, leave_one_out_split
 from recforge.datasets import MovieLens, load_ml100k

@@ -168,7 +168,7 @@ class HSTU(TwoTowerModel):
         if self.action_column is not None:  # a candidate has no action yet: action id 0
             c = c + self.embedding.lookup(self.action_column, torch.zeros_like(candidates))
         if self.positions is not None:  # every candidate takes the next position
-            c = c + self.positions(mask.sum(1, keepdim=True).clamp_max(self.positions.num_embeddings - 1))
+            c = c + self.positions(lengths[:, None].clamp_max(self.positions.num_embeddings - 1))
         x = torch.cat([x, c], 1)  # (B, L + N, D)
         pos = torch.cat([history_positions(ids), lengths[:, None].expand(b, n)], 1)  # (B, L + N)
         real = torch.cat([mask, torch.ones_like(candidates, dtype=torch.bool)], 1)  # (B, L + N)
