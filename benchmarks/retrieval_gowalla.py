@@ -14,8 +14,8 @@ value drops the user MLP, so the user vector is the mean history embedding itsel
 ``user_hidden_units: null``). Training is list-wise (``MatchTrainer`` mode 2) against
 ``--num-negatives`` uniform negatives shared by the batch (sampled softmax; uniform logQ is a
 constant; ``--negatives mixed`` adds the other rows' positives, logQ-corrected by training
-frequency) with cosine scores divided by ``--temperature``; ``--cosine-lr`` anneals the learning
-rate to 0 over ``--epochs``.
+frequency) with cosine scores (raw dot products with ``--dot``) divided by ``--temperature``;
+``--cosine-lr`` anneals the learning rate to 0 over ``--epochs``.
 
 Model selection: with ``--valid-fraction f`` a random fraction ``f`` of every user's training items
 (users with at least 3) is held out of training as a validation split; after each epoch Recall@20 is
@@ -158,11 +158,11 @@ def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.
     seq = SequenceFeature(
         "hist_item_id", num_items, d, pooling="concat", shared_with="item_id", max_len=length
     )
-    t = args.temperature
+    t, norm = args.temperature, not args.dot
     if args.model == "YoutubeDNN":
-        return YoutubeDNN([*user, bag], [item], {"dims": dims}, temperature=t)
+        return YoutubeDNN([*user, bag], [item], {"dims": dims}, temperature=t, normalize=norm)
     if args.model == "DSSM":
-        return DSSM([*user, bag], [item], {"dims": dims}, {"dims": dims}, temperature=t)
+        return DSSM([*user, bag], [item], {"dims": dims}, {"dims": dims}, temperature=t, normalize=norm)
     multi = dict(max_length=length, temperature=t, interest_num=args.interests, normalize=True)
     if args.model == "MIND":
         return MIND(user, [seq], [item], **multi)
@@ -194,6 +194,7 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--interests", type=int, default=4)
     p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--dot", action="store_true", help="YoutubeDNN/DSSM: raw dot-product scores (no L2 norm)")
     p.add_argument("--num-negatives", type=int, default=2048)
     p.add_argument(
         "--negatives", choices=("shared", "mixed", "in_batch"), default="shared",

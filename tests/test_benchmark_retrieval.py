@@ -66,6 +66,21 @@ def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
 
 
 @pytest.mark.benchmark
+@pytest.mark.parametrize(
+    "flags", [["--negatives", "mixed", "--temperature", "0.08"], ["--dot", "--temperature", "0.5"]]
+)
+def test_gowalla_script_youtubednn_row_flags(tmp_path: Path, flags: list[str]) -> None:
+    """The flags of the YoutubeDNN rows: no user MLP (``--dims`` with no value), mixed negatives, raw dot scores."""
+    out = _run(
+        tmp_path, _gowalla_like, "retrieval_gowalla.py", "YoutubeDNN", "--epochs", "1", "--batch-size", "64",
+        "--num-negatives", "16", "--history", "5", "--eval-history", "10", "--embed-dim", "8", "--dims", *flags,
+    )  # fmt: skip
+    record = json.loads((out / "gowalla_YoutubeDNN.json").read_text())
+    assert record["args"]["dims"] == [] and record["epochs_run"] == 1
+    assert np.isfinite(record["history"][0]["train_loss"]) and 0.0 <= record["test"]["recall@20"] <= 1.0
+
+
+@pytest.mark.benchmark
 @pytest.mark.parametrize("model", ["HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP"])
 def test_beauty_script_runs_every_model(tmp_path: Path, model: str) -> None:
     out = _run(
