@@ -163,7 +163,7 @@ def build(args: argparse.Namespace, num_users: int, num_items: int) -> torch.nn.
         return YoutubeDNN([*user, bag], [item], {"dims": dims}, temperature=t, normalize=norm)
     if args.model == "DSSM":
         return DSSM([*user, bag], [item], {"dims": dims}, {"dims": dims}, temperature=t, normalize=norm)
-    multi = dict(max_length=length, temperature=t, interest_num=args.interests, normalize=True)
+    multi = dict(max_length=length, temperature=t, interest_num=args.interests, normalize=norm)
     if args.model == "MIND":
         return MIND(user, [seq], [item], **multi)
     if args.model == "ComirecDR":
@@ -194,7 +194,7 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--interests", type=int, default=4)
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--dot", action="store_true", help="YoutubeDNN/DSSM: raw dot-product scores (no L2 norm)")
+    p.add_argument("--dot", action="store_true", help="raw dot-product scores (no L2 normalisation)")
     p.add_argument("--num-negatives", type=int, default=2048)
     p.add_argument(
         "--negatives", choices=("shared", "mixed", "in_batch"), default="shared",

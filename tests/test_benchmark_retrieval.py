@@ -54,9 +54,9 @@ def _beauty_like(root: Path, users: int = 40, items: int = 30) -> None:
 @pytest.mark.parametrize("model", ["YoutubeDNN", "DSSM", "MIND", "ComirecDR", "ComirecSA"])
 def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
     out = _run(
-        tmp_path, _gowalla_like, "retrieval_gowalla.py", model, "--epochs", "2", "--batch-size", "64", "--num-negatives", "16", "--history", "5",
-        "--eval-history", "10", "--embed-dim", "8", "--valid-fraction", "0.2", "--patience", "2",
-        "--cosine-lr", "--history-dropout", "0.3",
+        tmp_path, _gowalla_like, "retrieval_gowalla.py", model, "--epochs", "2", "--batch-size", "64",
+        "--num-negatives", "16", "--history", "5", "--eval-history", "10", "--embed-dim", "8",
+        "--valid-fraction", "0.2", "--patience", "2", "--cosine-lr", "--history-dropout", "0.3",
     )  # fmt: skip
     record = json.loads((out / f"gowalla_{model}.json").read_text())
     assert record["users_evaluated"] == 60 and record["epochs_run"] == 2
