@@ -14,8 +14,13 @@ value drops the user MLP, so the user vector is the mean history embedding itsel
 ``user_hidden_units: null``). Training is list-wise (``MatchTrainer`` mode 2) against
 ``--num-negatives`` uniform negatives shared by the batch (sampled softmax; uniform logQ is a
 constant; ``--negatives mixed`` adds the other rows' positives, logQ-corrected by training
-frequency) with cosine scores (raw dot products with ``--dot``) divided by ``--temperature``;
-``--cosine-lr`` anneals the learning rate to 0 over ``--epochs``.
+frequency; ``--negatives all`` is the full softmax over every item; ``--neg-alpha a`` draws the
+shared negatives by training popularity**a instead, logQ-corrected) with cosine scores (raw dot
+products with ``--dot``) divided by ``--temperature``; ``--cosine-lr`` anneals the learning rate to 0
+over ``--epochs``. Each row's own target is masked out of its negatives, and with ``--exclude-seen``
+every item its user has trained on. ``--max-per-user c`` trains each epoch on at most ``c`` targets per user (a fresh
+random subset every epoch), so that heavy users do not dominate the loss: the YoutubeDNN paper's
+"fixed number of training examples per user" (Covington et al. 2016, section 4.1).
 
 Model selection: with ``--valid-fraction f`` a random fraction ``f`` of every user's training items
 (users with at least 3) is held out of training as a validation split; after each epoch Recall@20 is
@@ -73,7 +78,13 @@ class BagPairs:
     """Batches of ``(user, target, bag of the user's other items)``; bags are redrawn every epoch."""
 
     def __init__(
-        self, lists: list[np.ndarray], history: int, batch_size: int, seed: int, dropout: float = 0.0
+        self,
+        lists: list[np.ndarray],
+        history: int,
+        batch_size: int,
+        seed: int,
+        dropout: float = 0.0,
+        max_per_user: int = 0,
     ) -> None:
         self.lengths = np.array([len(x) for x in lists])
         self.indptr = np.concatenate([[0], np.cumsum(self.lengths)])
@@ -81,17 +92,32 @@ class BagPairs:
         self.users = np.repeat(np.arange(len(lists)), self.lengths)  # one row per interaction
         self.pos = np.arange(len(self.items)) - self.indptr[self.users]  # target's place in its list
         self.history, self.batch_size, self.seed, self.epoch = history, batch_size, seed, 0
-        self.dropout = dropout
+        self.dropout, self.max_per_user = dropout, max_per_user
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def num_samples(self) -> int:
+        if not self.max_per_user:
+            return len(self.items)
+        return int(np.minimum(self.lengths, self.max_per_user).sum())
+
     def __len__(self) -> int:
-        return -(-len(self.items) // self.batch_size)
+        return -(-self.num_samples() // self.batch_size)
+
+    def _epoch_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """This epoch's interactions in random order: all of them, or with ``max_per_user`` at most
+        that many targets per user (a fresh random subset each epoch), so every user weighs about the
+        same in the loss instead of heavy users dominating it (YoutubeDNN's paper, section 4.1)."""
+        if not self.max_per_user:
+            return rng.permutation(len(self.items))
+        by_user = np.lexsort((rng.random(len(self.items)), self.users))  # users' rows, shuffled within
+        rank = np.arange(len(by_user)) - self.indptr[self.users[by_user]]
+        return rng.permutation(by_user[rank < self.max_per_user])
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.items))
+        order = self._epoch_rows(rng)
         h = self.history
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
@@ -198,9 +224,18 @@ def main() -> None:
     p.add_argument("--dot", action="store_true", help="raw dot-product scores (no L2 normalisation)")
     p.add_argument("--num-negatives", type=int, default=2048)
     p.add_argument(
-        "--negatives", choices=("shared", "mixed", "in_batch"), default="shared",
+        "--negatives", choices=("shared", "mixed", "in_batch", "all"), default="shared",
         help="shared: --num-negatives uniform items per batch; mixed: plus the other rows' "
-        "positives (logQ-corrected by training frequency); in_batch: those positives only",
+        "positives (logQ-corrected by training frequency); in_batch: those positives only; "
+        "all: full softmax over every item (--num-negatives unused)",
+    )  # fmt: skip
+    p.add_argument(
+        "--neg-alpha", type=float, default=0.0,
+        help="draw sampled negatives by training popularity**alpha (logQ-corrected); 0: uniform",
+    )  # fmt: skip
+    p.add_argument(
+        "--exclude-seen", action="store_true",
+        help="mask negatives the row's user has trained on (not only its own target)",
     )  # fmt: skip
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
@@ -209,6 +244,10 @@ def main() -> None:
         "--cosine-lr", action="store_true", help="anneal the lr to 0 over --epochs (cosine, per epoch)"
     )
     p.add_argument("--history-dropout", type=float, default=0.0, help="drop bag items in training")
+    p.add_argument(
+        "--max-per-user", type=int, default=0,
+        help="at most this many training targets per user and epoch, redrawn each epoch (0: all)",
+    )  # fmt: skip
     p.add_argument("--init-std", type=float, default=0.1)
     p.add_argument("--valid-fraction", type=float, default=0.0, help="hold out for epoch selection")
     p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0 = all)")
@@ -250,11 +289,15 @@ def main() -> None:
             ground_truth=SeenItems.from_lists([x.tolist() for x in valid], num_items=num_items),
         )
         valid_rows = eval_rows(fit, valid_users, args.eval_history, args.seed)
-    loader = BagPairs(fit, args.history, args.batch_size, args.seed, args.history_dropout)
+    loader = BagPairs(fit, args.history, args.batch_size, args.seed, args.history_dropout, args.max_per_user)
     rows = eval_rows(train, eval_users, args.eval_history, args.seed)
     prep_s = time.perf_counter() - t0
 
     model = build(args, num_users, num_items)
+    counts = np.bincount(loader.items, minlength=num_items)
+    exclude = (
+        SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items) if args.exclude_seen else None
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = MatchTrainer(
             model,
@@ -266,8 +309,10 @@ def main() -> None:
             model_path=run_dir,
             mode=2,
             negatives=args.negatives,
-            item_counts=np.bincount(loader.items, minlength=num_items),
-            sampler=NegativeSampler(num_items),
+            item_counts=counts,
+            sampler=NegativeSampler.popularity(counts, alpha=args.neg_alpha, seen=exclude)
+            if args.neg_alpha
+            else NegativeSampler(num_items, seen=exclude),
             num_negatives=args.num_negatives,
             evaluator=valid_eval,
             progress=False,
@@ -288,6 +333,7 @@ def main() -> None:
         "users_evaluated": len(eval_users),
         "items": num_items - 1,
         "train_interactions": len(loader.items),
+        "samples_per_epoch": loader.num_samples(),
         "epochs_run": len(history),
         "best_epoch": trainer.stopper.best_epoch if valid_eval is not None else None,
         "median_epoch_s": float(np.median(epoch_s)),

@@ -67,10 +67,18 @@ def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
 
 @pytest.mark.benchmark
 @pytest.mark.parametrize(
-    "flags", [["--negatives", "mixed", "--temperature", "0.08"], ["--dot", "--temperature", "0.5"]]
+    "flags",
+    [
+        ["--negatives", "mixed", "--temperature", "0.08"],
+        ["--dot", "--temperature", "0.5"],
+        ["--negatives", "all"],
+        ["--neg-alpha", "0.75", "--exclude-seen"],
+        ["--negatives", "mixed", "--exclude-seen"],
+    ],
 )
 def test_gowalla_script_youtubednn_row_flags(tmp_path: Path, flags: list[str]) -> None:
-    """The flags of the YoutubeDNN rows: no user MLP (``--dims`` with no value), mixed negatives, raw dot scores."""
+    """The flags of the YoutubeDNN rows and sweeps: no user MLP (``--dims`` with no value), mixed
+    negatives, raw dot scores, full softmax, popularity-drawn negatives, seen items masked."""
     out = _run(
         tmp_path, _gowalla_like, "retrieval_gowalla.py", "YoutubeDNN", "--epochs", "1", "--batch-size", "64",
         "--num-negatives", "16", "--history", "5", "--eval-history", "10", "--embed-dim", "8", "--dims", *flags,
@@ -78,6 +86,41 @@ def test_gowalla_script_youtubednn_row_flags(tmp_path: Path, flags: list[str]) -
     record = json.loads((out / "gowalla_YoutubeDNN.json").read_text())
     assert record["args"]["dims"] == [] and record["epochs_run"] == 1
     assert np.isfinite(record["history"][0]["train_loss"]) and 0.0 <= record["test"]["recall@20"] <= 1.0
+
+
+@pytest.mark.benchmark
+def test_gowalla_script_caps_targets_per_user(tmp_path: Path) -> None:
+    """``--max-per-user 3``: every epoch trains on 3 of each user's 6 training items."""
+    out = _run(
+        tmp_path, _gowalla_like, "retrieval_gowalla.py", "YoutubeDNN", "--epochs", "2", "--batch-size", "64",
+        "--num-negatives", "16", "--history", "5", "--eval-history", "10", "--embed-dim", "8", "--dims",
+        "--max-per-user", "3",
+    )  # fmt: skip
+    record = json.loads((out / "gowalla_YoutubeDNN.json").read_text())
+    assert record["train_interactions"] == 360 and record["samples_per_epoch"] == 180
+    assert record["epochs_run"] == 2 and 0.0 <= record["test"]["recall@20"] <= 1.0
+
+
+@pytest.mark.benchmark
+def test_bag_pairs_cap_draws_a_fresh_subset_of_each_users_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from retrieval_gowalla import BagPairs
+
+    lists = [np.zeros(0, np.int64), np.arange(1, 6), np.arange(10, 40), np.arange(50, 53)]
+    pairs = BagPairs(lists, history=4, batch_size=7, seed=0, max_per_user=4)
+    assert pairs.num_samples() == 4 + 4 + 3 and len(pairs) == 2
+    drawn = []
+    for epoch in range(2):
+        pairs.set_epoch(epoch)
+        batches = list(pairs)
+        users = np.concatenate([b["user_id"].numpy() for b in batches])
+        items = np.concatenate([b["item_id"].numpy() for b in batches])
+        assert np.bincount(users, minlength=4).tolist() == [0, 4, 4, 3]
+        for u in (1, 2, 3):
+            mine = items[users == u]
+            assert len(set(mine.tolist())) == len(mine) and np.isin(mine, lists[u]).all()
+        drawn.append(set(items[users == 2].tolist()))
+    assert drawn[0] != drawn[1]  # redrawn each epoch (4 of 30: equal by chance with p < 1e-4)
 
 
 @pytest.mark.benchmark

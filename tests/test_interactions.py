@@ -133,6 +133,10 @@ def test_seen_items_csr() -> None:
         True,
         False,
     ]
+    rows, items = torch.tensor([2, 0, 0, 3]), torch.tensor([5, 1, 1, 0, 4])  # repeated rows and items
+    expected = [[i in {0: [1, 4], 2: [3, 5]}.get(r, []) for i in items.tolist()] for r in rows.tolist()]
+    assert s.grid(rows, items).tolist() == expected
+    assert s.grid(rows, items).tolist() == s.contains(rows.unsqueeze(1), items.unsqueeze(0)).tolist()
     u = s.union(SeenItems.from_lists([[2], [], [], [1]], num_items=6))
     assert u.counts().tolist() == [3, 0, 2, 1]
     with pytest.raises(ValueError, match="rows"):

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from recforge.data.catalog import ItemCatalog
+from recforge.data.interactions import SeenItems
 from recforge.data.sampling import NegativeSampler
 from recforge.metrics.ranking import RankingEvaluator
 from recforge.models.matching import MODELS, YoutubeSBC
 from recforge.objectives.matching import in_batch_softmax_loss
 from recforge.trainers.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.trainers.seq import SeqTrainer
-from test_contract_matching import BUILDERS, CATE, HIST_MEAN, ITEM, MLP2, USER, V, cate_of, make_batch
+from test_contract_matching import BUILDERS, CATE, HIST_MEAN, ITEM, MLP2, USER, U, V, cate_of, make_batch
 
 CATALOG = ItemCatalog({"item_id": torch.arange(V), "item_cate": cate_of(torch.arange(V))})
 
@@ -120,3 +121,37 @@ def test_match_objective_uses_youtube_sbc_streaming_log_q_in_batch() -> None:
     assert torch.allclose(got, expected, atol=1e-6) and not torch.isclose(got, plain)
     off = MatchObjective(model, logq=False, **kw)(out, batch)  # type: ignore[arg-type]
     assert torch.allclose(off, plain, atol=1e-6)
+
+
+def test_in_batch_and_shared_negatives_mask_items_the_user_has_seen() -> None:
+    """With ``NegativeSampler(seen=...)`` no user is pushed away from an item it trained on, whatever
+    the source of the negative: the masks equal a brute-force check of every (row, candidate)."""
+    torch.manual_seed(0)
+    model = BUILDERS["YoutubeDNN"]().train()
+    g = torch.Generator().manual_seed(3)
+    lists = [sorted(set(torch.randint(1, V, (8,), generator=g).tolist())) for _ in range(U)]
+    seen = SeenItems.from_lists(lists, num_items=V)
+    sampler = NegativeSampler(V, seen=seen)
+    batch = make_batch(16, 5)
+    out = model(batch)
+    for masked in (False, True):
+        objective = MatchObjective(
+            model, mode=MatchMode.LISTWISE, negatives=NegativeSource.MIXED,
+            sampler=sampler if masked else NegativeSampler(V), catalog=CATALOG, num_negatives=12,
+        )  # fmt: skip
+        torch.manual_seed(1)
+        c = objective.candidates(out, batch)
+        torch.manual_seed(1)
+        shared = sampler.sample_shared(12).ids
+        cand = torch.cat([batch["item_id"], shared]).tolist()
+        expected = torch.tensor(
+            [
+                [
+                    j != row and c_id != pos and not (masked and c_id in lists[user])
+                    for j, c_id in enumerate(cand)
+                ]
+                for row, (user, pos) in enumerate(zip(batch["user_id"].tolist(), batch["item_id"].tolist()))
+            ]
+        )
+        assert c.valid is not None and torch.equal(c.valid, expected)
+    assert not expected.all()  # the check had seen items to mask

@@ -115,6 +115,22 @@ class SeenItems:
         pos = torch.searchsorted(keys, q).clamp_max(keys.numel() - 1)
         return (keys[pos] == q).reshape(torch.broadcast_shapes(rows.shape, items.shape)).to(items.device)
 
+    def grid(self, rows: Tensor, items: Tensor) -> Tensor:
+        """``(B, M)`` bool: whether each of ``items (M,)`` is in each of ``rows (B,)`` — e.g. which of
+        a batch's shared negatives each row's user has seen. Walks the rows' own items and looks each
+        up among the sorted ``items`` (repeats allowed), so the cost follows the rows' item counts,
+        not ``B * M`` searches nor a ``(B, num_items)`` mask."""
+        out = torch.zeros(rows.numel(), items.numel(), dtype=torch.bool, device=items.device)
+        pos, seen_items = self.pairs(rows)
+        sorted_items, order = items.to(seen_items.device).sort()
+        lo = torch.searchsorted(sorted_items, seen_items)
+        n = torch.searchsorted(sorted_items, seen_items, right=True) - lo  # columns holding that item
+        hit_row = torch.repeat_interleave(pos, n)
+        first = torch.repeat_interleave(lo - (torch.cumsum(n, 0) - n), n)
+        hit_col = order[first + torch.arange(hit_row.numel(), device=first.device)]
+        out[hit_row.to(out.device), hit_col.to(out.device)] = True
+        return out
+
     def _keys_cached(self) -> Tensor:
         cache = self.__dict__.get("_keys")
         if cache is None:

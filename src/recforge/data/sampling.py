@@ -62,7 +62,8 @@ class NegativeSampler:
         counts: ``(num_items,)`` interaction counts per item id (needed for popularity).
         alpha: popularity exponent (0.75 as in word2vec).
         seen: items per user id to exclude (``SeenItems`` indexed by user id); ``sample`` then needs
-            ``users``.
+            ``users``. ``sample_shared`` draws for the whole batch, so it cannot exclude per user:
+            ``MatchTrainer`` masks each row's seen items out of shared and in-batch negatives instead.
         max_rounds: rejection rounds for popularity sampling before the exact uniform fallback.
         generator: a ``torch.Generator`` (default: the global RNG, which the trainer checkpoints).
     """

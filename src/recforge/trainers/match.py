@@ -9,6 +9,8 @@ negatives     ``sampled``: K per row, from ``batch[neg_column] (B, K)`` when pre
               ``in_batch``: the other rows' positives (no sampling)
               ``shared``: ``num_negatives`` sampled items shared by the batch (sampled softmax)
               ``mixed``: in-batch plus shared sampled negatives
+              (these three mask each row's positive and, when the sampler has ``seen``, every
+              item that row's user has seen)
               ``all``: every catalog item (full softmax; list-wise only, small catalogs)
 ============  =====================================================================
 
@@ -152,6 +154,12 @@ class MatchObjective:
             return self.model.item_log_q(ids)
         return self.freq_log_q.to(ids.device)[ids] + math.log(b)
 
+    def _seen_by_row(self, batch: Mapping[str, Tensor], ids: Tensor) -> Tensor | None:
+        """``(B, M)``: whether each row's user has seen each of ``ids (M,)``, by the sampler's
+        ``seen`` (None without one): such items are not negatives for that row."""
+        seen = self.sampler.seen if self.sampler is not None else None
+        return None if seen is None else seen.grid(batch[self.user_column], ids)
+
     # -- candidates -------------------------------------------------------------------------------
     def candidates(self, outputs: TowerOutput, batch: Mapping[str, Tensor]) -> Candidates:
         model, user, item = self.model, outputs.user, outputs.item
@@ -176,6 +184,9 @@ class MatchObjective:
         if src in (NegativeSource.IN_BATCH, NegativeSource.MIXED):
             in_batch = model.score(user, item)  # (B, B) — item is (B, D): shared by all rows
             same = pos_ids.unsqueeze(0) == pos_ids.unsqueeze(1)  # (B, B), diagonal and duplicates
+            seen = self._seen_by_row(batch, pos_ids)  # another row's positive this user has seen
+            if seen is not None:
+                same |= seen
             parts_logit.append(in_batch)
             parts_valid.append(~same)
             q = self._batch_log_q(pos_ids, b)
@@ -185,7 +196,11 @@ class MatchObjective:
             assert self.sampler is not None
             shared_ids, _ = self.sampler.sample_shared(self.num_negatives, pos_ids.device)
             parts_logit.append(model.score(user, self._items(shared_ids)))  # (B, N)
-            parts_valid.append(shared_ids.unsqueeze(0) != pos_ids.unsqueeze(1))
+            hit = shared_ids.unsqueeze(0) == pos_ids.unsqueeze(1)
+            seen = self._seen_by_row(batch, shared_ids)
+            if seen is not None:
+                hit |= seen
+            parts_valid.append(~hit)
             q = self._sampled_log_q(shared_ids, self.num_negatives)
             parts_q.append(None if q is None else q.unsqueeze(0).expand(b, -1))
             if pos_log_q is None:
