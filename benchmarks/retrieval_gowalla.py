@@ -30,10 +30,10 @@ exclusions: all training items, as without validation); this is ``MatchTrainer.f
 validation loader. Without it all ``--epochs`` run and the last epoch is tested; the record says how
 many ran.
 
-Example (a YoutubeDNN row of ``results/retrieval.md``; ~45 min on one CPU thread):
-    PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --batch-size 2048 \
-        --history 50 --eval-history 1000 --num-negatives 2048 --epochs 60 --lr 5e-3 --cosine-lr \
-        --history-dropout 0.5 --dims --temperature 0.08 --tag _t08x60
+Example (the YoutubeDNN row ``_seenx60s0`` of ``results/retrieval.md``; ~50 min on one CPU thread):
+    PYTHONPATH=src python benchmarks/retrieval_gowalla.py --model YoutubeDNN --batch-size 1024 \
+        --history 50 --eval-history 1000 --num-negatives 2048 --epochs 60 --lr 1e-2 --cosine-lr \
+        --history-dropout 0.5 --dims --temperature 0.08 --exclude-seen --seed 0 --tag _seenx60s0
 """
 
 from __future__ import annotations
