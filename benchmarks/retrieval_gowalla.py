@@ -18,9 +18,9 @@ frequency; ``--negatives all`` is the full softmax over every item; ``--neg-alph
 shared negatives by training popularity**a instead, logQ-corrected) with cosine scores (raw dot
 products with ``--dot``) divided by ``--temperature``; ``--cosine-lr`` anneals the learning rate to 0
 over ``--epochs``. Each row's own target is masked out of its negatives, and with ``--exclude-seen``
-every item its user has trained on. ``--max-per-user c`` trains each epoch on at most ``c`` targets per user (a fresh
-random subset every epoch), so that heavy users do not dominate the loss: the YoutubeDNN paper's
-"fixed number of training examples per user" (Covington et al. 2016, section 4.1).
+every item its user has trained on. ``--max-per-user c`` trains each epoch on at most ``c`` targets
+per user (a fresh random subset every epoch), so that heavy users do not dominate the loss: the
+YoutubeDNN paper's "fixed number of training examples per user" (Covington et al. 2016, 4.1).
 
 Model selection: with ``--valid-fraction f`` a random fraction ``f`` of every user's training items
 (users with at least 3) is held out of training as a validation split; after each epoch Recall@20 is
