@@ -273,9 +273,10 @@ def main() -> None:
     truth = SeenItems.from_lists([x.tolist() for x in test], num_items=num_items)
     eval_users = np.flatnonzero([len(x) > 0 for x in test])
     catalog = catalog_of(num_items)
-    fit, valid_eval, valid_rows = train, None, None
+    fit, fit_seen, valid_eval, valid_rows = train, seen, None, None
     if args.valid_fraction:
         fit, valid = holdout(train, args.valid_fraction, args.seed)
+        fit_seen = SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items)
         valid_users = np.flatnonzero([len(x) > 0 for x in valid])
         if args.valid_users:
             pick = np.random.default_rng((args.seed, 11)).choice(
@@ -285,7 +286,7 @@ def main() -> None:
         valid_eval = RankingEvaluator(
             catalog,
             ks=(20,),
-            seen=SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items),
+            seen=fit_seen,
             ground_truth=SeenItems.from_lists([x.tolist() for x in valid], num_items=num_items),
         )
         valid_rows = eval_rows(fit, valid_users, args.eval_history, args.seed)
@@ -295,9 +296,7 @@ def main() -> None:
 
     model = build(args, num_users, num_items)
     counts = np.bincount(loader.items, minlength=num_items)
-    exclude = (
-        SeenItems.from_lists([x.tolist() for x in fit], num_items=num_items) if args.exclude_seen else None
-    )
+    exclude = fit_seen if args.exclude_seen else None
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = MatchTrainer(
             model,

@@ -179,14 +179,12 @@ class MatchObjective:
                 pos_log_q = self._sampled_log_q(pos_ids, neg_ids.shape[1])
             neg = model.score(user, self._items(neg_ids))  # (B, K)
             return Candidates(pos, neg, neg_ids != pos_ids.unsqueeze(1), pos_log_q, neg_log_q)
-        parts_logit, parts_valid, parts_q = [], [], []
+        parts_ids, parts_logit, parts_valid, parts_q = [], [], [], []
         pos_log_q = None
         if src in (NegativeSource.IN_BATCH, NegativeSource.MIXED):
             in_batch = model.score(user, item)  # (B, B) — item is (B, D): shared by all rows
             same = pos_ids.unsqueeze(0) == pos_ids.unsqueeze(1)  # (B, B), diagonal and duplicates
-            seen = self._seen_by_row(batch, pos_ids)  # another row's positive this user has seen
-            if seen is not None:
-                same |= seen
+            parts_ids.append(pos_ids)
             parts_logit.append(in_batch)
             parts_valid.append(~same)
             q = self._batch_log_q(pos_ids, b)
@@ -196,17 +194,18 @@ class MatchObjective:
             assert self.sampler is not None
             shared_ids, _ = self.sampler.sample_shared(self.num_negatives, pos_ids.device)
             parts_logit.append(model.score(user, self._items(shared_ids)))  # (B, N)
-            hit = shared_ids.unsqueeze(0) == pos_ids.unsqueeze(1)
-            seen = self._seen_by_row(batch, shared_ids)
-            if seen is not None:
-                hit |= seen
-            parts_valid.append(~hit)
+            parts_ids.append(shared_ids)
+            parts_valid.append(shared_ids.unsqueeze(0) != pos_ids.unsqueeze(1))
             q = self._sampled_log_q(shared_ids, self.num_negatives)
             parts_q.append(None if q is None else q.unsqueeze(0).expand(b, -1))
             if pos_log_q is None:
                 pos_log_q = self._sampled_log_q(pos_ids, self.num_negatives)
+        valid = torch.cat(parts_valid, 1)
+        seen = self._seen_by_row(batch, torch.cat(parts_ids))  # one lookup for every source
+        if seen is not None:
+            valid &= ~seen
         neg_log_q = None if any(q is None for q in parts_q) else torch.cat(parts_q, 1)  # type: ignore[arg-type]
-        return Candidates(pos, torch.cat(parts_logit, 1), torch.cat(parts_valid, 1), pos_log_q, neg_log_q)
+        return Candidates(pos, torch.cat(parts_logit, 1), valid, pos_log_q, neg_log_q)
 
     def __call__(self, outputs: TowerOutput, batch: Mapping[str, Tensor]) -> Tensor:
         if not isinstance(outputs, TowerOutput):
