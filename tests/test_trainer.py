@@ -117,7 +117,7 @@ def test_clipping_regularisation_and_plateau_scheduler(tmp_path):
 def test_bad_settings_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="n_epoch"):
         CTRTrainer(model(), n_epoch=0)
-    with pytest.raises(TypeError, match="needs an objective"):
+    with pytest.raises(TypeError, match="objective"):
         Trainer(model())
     train, val = loaders()
     t = CTRTrainer(model(), n_epoch=1, earlystop_metric="ndcg", model_path=tmp_path, progress=False)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from torch import Tensor
 
@@ -26,6 +26,21 @@ class TowerOutput(NamedTuple):
 
     user: Tensor
     item: Tensor
+
+
+class TowerModel(Protocol):
+    """What objectives, metrics and indexes need of a retrieval model
+    (``recforge.models.matching.TwoTowerModel`` has it)."""
+
+    item_id: str
+
+    def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
+
+    def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
+
+    def score(self, user: Tensor, items: Tensor) -> Tensor: ...
+
+    def item_log_q(self, ids: Tensor) -> Tensor | None: ...
 
 
 def logits_of(outputs: Tensor | RankingOutput) -> Tensor:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ from torch import Tensor
 from recforge.data.catalog import ItemCatalog
 from recforge.data.interactions import SeenItems
 from recforge.data.sampling import NegativeSampler
+from recforge.outputs import TowerModel
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 METRICS = ("recall", "hr", "ndcg", "mrr", "precision")
@@ -237,18 +238,6 @@ def pairs_from_columns(batch: Mapping[str, Tensor], column: str) -> tuple[Tensor
 def iter_chunks(n: int, size: int) -> Iterable[slice]:
     for a in range(0, n, size):
         yield slice(a, min(a + size, n))
-
-
-class TowerModel(Protocol):
-    """What the evaluator needs of a model (``recforge.models.matching.TwoTowerModel`` has it)."""
-
-    item_id: str
-
-    def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
-
-    def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor: ...
-
-    def score(self, user: Tensor, items: Tensor) -> Tensor: ...
 
 
 class RankingEvaluator:

@@ -1,5 +1,6 @@
 """Losses. An objective maps ``(model outputs, batch) -> scalar loss``; models never hold losses."""
 
+from recforge.objectives.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.objectives.matching import (
     bce_loss,
     bpr_loss,
@@ -11,11 +12,18 @@ from recforge.objectives.matching import (
     softmax_loss,
 )
 from recforge.objectives.pointwise import BinaryCrossEntropy, MeanSquaredError, Objective
+from recforge.objectives.sequence import SeqLoss, SequenceObjective
 
 __all__ = [
     "BinaryCrossEntropy",
+    "MatchMode",
+    "MatchObjective",
     "MeanSquaredError",
+    "NegativeSource",
     "Objective",
+    "PairLoss",
+    "SeqLoss",
+    "SequenceObjective",
     "bce_loss",
     "bpr_loss",
     "full_softmax_loss",

@@ -1,11 +1,14 @@
 """One training loop (``Trainer``) and its task-family presets."""
 
+from recforge.objectives.match import MatchMode, MatchObjective, NegativeSource, PairLoss
+from recforge.objectives.sequence import SeqLoss, SequenceObjective
 from recforge.trainers.ctr import CTRTrainer
 from recforge.trainers.loop import EarlyStopper, Trainer
-from recforge.trainers.match import MatchMode, MatchObjective, MatchTrainer, NegativeSource, PairLoss
+from recforge.trainers.match import MatchTrainer
 from recforge.trainers.mtl import MTLTrainer
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
-from recforge.trainers.seq import SeqLoss, SeqTrainer, SequenceObjective
+from recforge.trainers.options import TrainOptions
+from recforge.trainers.seq import SeqTrainer
 
 PRESETS: dict[str, type[Trainer]] = {"ctr": CTRTrainer, "mtl": MTLTrainer}
 
@@ -32,6 +35,7 @@ __all__ = [
     "SequenceObjective",
     "MTLTrainer",
     "SparseAwareOptimizer",
+    "TrainOptions",
     "Trainer",
     "build_optimizer",
     "get_preset",

@@ -14,23 +14,42 @@ from recforge.metrics import auc_score, gauc_score, log_loss
 from recforge.objectives import BinaryCrossEntropy, Objective
 from recforge.outputs import logits_of
 from recforge.trainers.loop import Trainer
+from recforge.trainers.options import COMMON_ORDER, TrainOptions
 
 
 class CTRTrainer(Trainer):
     """Click-through-rate training. Validation metrics: ``auc``, ``logloss`` (+ ``gauc`` when
     ``gauc_group`` names a batch column such as ``"user_id"``); early stopping monitors ``auc``.
 
-    Takes every argument of ``Trainer`` plus ``gauc_group``.
+    Args:
+        model: a ranking model (``model(batch) -> logits (B,)`` or ``RankingOutput``).
+        *args, **kwargs: ``TrainOptions`` fields in Torch-RecHub's order (``optimizer_fn,
+            optimizer_params, regularization_params, scheduler_fn, scheduler_params, n_epoch,
+            earlystop_patience, device, gpus, loss_mode, model_path``) or by name.
+            ``loss_mode`` (Torch-RecHub: whether the model returns an auxiliary loss) is accepted
+            and needs no setting: a model's ``RankingOutput.aux_loss`` is always added.
+        gauc_group: batch column grouping rows for GAUC.
+        objective: replaces the binary cross-entropy.
+        options: the options as one object.
     """
 
+    ORDER = (*COMMON_ORDER[:-1], "loss_mode", "model_path")
     default_metric = "auc"
 
-    def __init__(self, model: nn.Module, *args: Any, gauc_group: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *args: Any,
+        gauc_group: str | None = None,
+        objective: Objective | None = None,
+        options: TrainOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opts, _ = TrainOptions.bind(
+            type(self).__name__, self.ORDER, args, kwargs, own=("loss_mode",), base=options
+        )
         self.gauc_group = gauc_group
-        super().__init__(model, *args, **kwargs)
-
-    def default_objective(self) -> Objective:
-        return BinaryCrossEntropy()
+        super().__init__(model, objective=objective or BinaryCrossEntropy(), options=opts)
 
     def collect(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, np.ndarray]:
         """Probabilities, labels (when present) and the GAUC group column over ``data_loader``."""

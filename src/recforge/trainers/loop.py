@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +25,7 @@ from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.objectives import Objective
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
+from recforge.trainers.options import COMMON_ORDER, TrainOptions
 from recforge.utils.files import atomic_write
 
 log = logging.getLogger("recforge")
@@ -35,9 +35,6 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 METRICS_LOG = "metrics.jsonl"
 CURVE = "learning_curve.png"
-
-OptimizerFn = Callable[..., torch.optim.Optimizer]
-SchedulerFn = Callable[..., Any]
 
 
 @dataclass
@@ -96,93 +93,57 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 class Trainer:
-    """Fits a model with one objective; presets subclass it for each task family.
+    """Fits a model with one objective; presets (``CTRTrainer``, ``MatchTrainer``, ``MTLTrainer``,
+    ``SeqTrainer``) build their objective and metrics and hand both to this loop.
 
-    Args (Torch-RecHub's names first):
+    Args:
         model: ``model(batch) -> outputs``.
-        optimizer_fn, optimizer_params: optimizer class and its arguments for dense parameters;
-            sparse-gradient embeddings get ``sparse_optimizer_fn`` (``recforge.optim.LazyAdam``, SparseAdam's
-            update, by default; a name such as ``"rowwise_adagrad"`` or ``"lazy_adam"`` picks one of
-            ``recforge.optim``).
-        regularization_params: ``{"embedding_l1", "embedding_l2", "dense_l1", "dense_l2"}`` penalties.
-        scheduler_fn, scheduler_params: any ``torch.optim.lr_scheduler`` class, stepped per epoch
-            (``ReduceLROnPlateau`` receives the monitored metric).
-        n_epoch: maximum epochs. earlystop_patience: epochs without improvement before stopping.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        model_path: the run directory (checkpoints, metrics log, learning curve).
-        earlystop_metric: validation metric to monitor; ``None`` takes the preset's default.
-        max_grad_norm: clip the dense gradients' global norm.
-        resume: continue from ``model_path/checkpoint.pt`` when it exists (exact: RNG, optimizer,
-            scheduler and shuffling order are restored).
-        amp: bfloat16 autocast on CUDA (ignored with a warning on CPU).
-        progress: tqdm bars. tensorboard: also log to TensorBoard under ``model_path/tb``.
-        plot: write ``learning_curve.png`` (needs matplotlib).
-        seed: seeds torch/numpy/random at construction when given.
-        distributed: data-parallel over a torchrun process group (``recforge.distributed``):
-            ``None`` (default) turns it on when an initialised group has more than one rank;
-            ``True`` also joins the group from torchrun's environment. The model is wrapped in
-            ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank,
-            evaluation outputs are gathered over ranks, and only rank 0 logs and writes files.
-            A model that distributes itself (``recforge.distributed.ModelParallel``, e.g.
-            ``recforge.torchrec.sharding.ShardedModel``) is not wrapped in DDP: the optimizer gets
-            its ``dense_parameters()``, every rank evaluates the whole validation set, and
-            checkpoints hold its unsharded state dict.
+        *args, **kwargs: ``TrainOptions`` fields, positionally in Torch-RecHub's order
+            (``optimizer_fn, optimizer_params, regularization_params, scheduler_fn,
+            scheduler_params, n_epoch, earlystop_patience, device, gpus, model_path``) or by name.
+        objective: ``objective(outputs, batch) -> loss``.
+        options: the options as one object (keywords override its fields).
+
+    Distributed training (``options.distributed``): the model is wrapped in
+    ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank, evaluation
+    outputs are gathered over ranks, and only rank 0 logs and writes files. A model that
+    distributes itself (``recforge.distributed.ModelParallel``, e.g.
+    ``recforge.torchrec.sharding.ShardedModel``) is not wrapped in DDP: the optimizer gets its
+    ``dense_parameters()``, every rank evaluates the whole validation set, and checkpoints hold its
+    unsharded state dict.
     """
 
+    ORDER: tuple[str, ...] = COMMON_ORDER
     default_metric = "loss"
 
     def __init__(
         self,
         model: nn.Module,
-        optimizer_fn: OptimizerFn = torch.optim.Adam,
-        optimizer_params: Mapping[str, Any] | None = None,
-        regularization_params: Mapping[str, float] | None = None,
-        scheduler_fn: SchedulerFn | None = None,
-        scheduler_params: Mapping[str, Any] | None = None,
-        n_epoch: int = 10,
-        earlystop_patience: int = 10,
-        device: str | torch.device = "cpu",
-        gpus: list[int] | None = None,
-        model_path: str | os.PathLike[str] = "./",
-        *,
-        objective: Objective | None = None,
-        earlystop_metric: str | None = None,
-        max_grad_norm: float | None = None,
-        resume: bool = False,
-        amp: bool = False,
-        progress: bool = True,
-        tensorboard: bool = False,
-        plot: bool = True,
-        sparse_optimizer_fn: OptimizerFn | str | None = None,
-        seed: int | None = None,
-        distributed: bool | None = None,
+        *args: Any,
+        objective: Objective,
+        options: TrainOptions | None = None,
+        **kwargs: Any,
     ) -> None:
-        if n_epoch < 1:
-            raise ValueError(f"n_epoch must be >= 1, got {n_epoch}")
-        if earlystop_patience < 1:
-            raise ValueError(f"earlystop_patience must be >= 1, got {earlystop_patience}")
-        if seed is not None:
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            random.seed(seed)
-        if distributed and not dist_utils.is_initialized():
+        opts, _ = TrainOptions.bind(type(self).__name__, self.ORDER, args, kwargs, base=options)
+        self.options = opts
+        if opts.seed is not None:
+            torch.manual_seed(opts.seed)
+            np.random.seed(opts.seed)
+            random.seed(opts.seed)
+        if opts.distributed and not dist_utils.is_initialized():
             dist_utils.init_from_env()
         self.model_parallel = isinstance(model, dist_utils.ModelParallel)
-        if self.model_parallel and distributed is False and dist_utils.is_distributed():
+        if self.model_parallel and opts.distributed is False and dist_utils.is_distributed():
             raise ValueError("distributed=False, but the model is split over the process group's ranks")
-        if self.model_parallel and resume:
+        if self.model_parallel and opts.resume:
             raise ValueError(
                 "resume=True is not supported for a model-parallel model: the state of its embedding "
                 "optimizer (applied in backward) is not in the checkpoint"
             )
-        self.distributed = distributed is not False and dist_utils.is_distributed()
+        self.distributed = opts.distributed is not False and dist_utils.is_distributed()
         self.is_main = dist_utils.is_main() if self.distributed else True
+        device = opts.device if not opts.gpus else f"cuda:{opts.gpus[0]}"
         self.device = dist_utils.device_for(device) if self.distributed else torch.device(device)
-        if gpus and len(gpus) > 1:
-            raise ValueError(
-                "multi-GPU training runs through torchrun DDP (recforge train --nproc N), "
-                "not DataParallel; pass one device"
-            )
         # A model-parallel model placed itself (its shards live on their ranks' devices).
         self.model = model if self.model_parallel else model.to(self.device)
         # DDP averages gradients in backward; evaluation and checkpoints use the bare model.
@@ -191,46 +152,45 @@ class Trainer:
             if self.distributed and not self.model_parallel
             else self.model
         )
-        self.objective = objective if objective is not None else self.default_objective()
+        self.objective = objective
         self.optimizer: SparseAwareOptimizer = build_optimizer(
             model,
-            optimizer_fn,
-            dict(optimizer_params or {}),
-            sparse_optimizer_fn,
+            opts.optimizer_fn,
+            dict(opts.optimizer_params or {}),
+            opts.sparse_optimizer_fn,
             dense_params=model.dense_parameters() if isinstance(model, dist_utils.ModelParallel) else None,
         )
-        self.schedulers = (
-            [scheduler_fn(opt, **dict(scheduler_params or {})) for opt in self.optimizer.optimizers]
-            if scheduler_fn is not None
-            else []
-        )
-        if self.model_parallel and any((regularization_params or {}).values()):
+        self.schedulers = self._build_schedulers()
+        if self.model_parallel and any((opts.regularization_params or {}).values()):
             raise ValueError(
                 "regularization_params are not supported for a model-parallel model; "
                 "use weight decay in optimizer_params"
             )
-        self.regularization = _Regularizer(model, None if self.model_parallel else regularization_params)
-        self.n_epoch = n_epoch
-        metric = earlystop_metric or self.default_metric
-        self.stopper = EarlyStopper(metric, earlystop_patience, "min" if metric in LOWER_IS_BETTER else "max")
-        self.run_dir = Path(model_path)
-        self.max_grad_norm = max_grad_norm
-        self.resume = resume
-        self.amp = amp and self.device.type == "cuda"
-        if amp and not self.amp:
+        self.regularization = _Regularizer(model, None if self.model_parallel else opts.regularization_params)
+        self.n_epoch = opts.n_epoch
+        metric = opts.earlystop_metric or self.default_metric
+        self.stopper = EarlyStopper(
+            metric, opts.earlystop_patience, "min" if metric in LOWER_IS_BETTER else "max"
+        )
+        self.run_dir = Path(opts.model_path)
+        self.max_grad_norm = opts.max_grad_norm
+        self.resume = opts.resume
+        self.amp = opts.amp and self.device.type == "cuda"
+        if opts.amp and not self.amp:
             log.warning("amp=True has no effect on %s; training in float32", self.device)
-        self.progress = progress and self.is_main
-        self.tensorboard = tensorboard
-        self.plot = plot
+        self.progress = opts.progress and self.is_main
+        self.tensorboard = opts.tensorboard
+        self.plot = opts.plot
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
 
-    # -- preset hooks ------------------------------------------------------------------------------
-    def default_objective(self) -> Objective:
-        raise TypeError(
-            f"{type(self).__name__} needs an objective=... (presets such as CTRTrainer supply one)"
-        )
+    def _build_schedulers(self) -> list[Any]:
+        """One scheduler per optimizer part (rebuilt by presets that add parameter groups)."""
+        fn = self.options.scheduler_fn
+        params = dict(self.options.scheduler_params or {})
+        return [fn(opt, **params) for opt in self.optimizer.optimizers] if fn is not None else []
 
+    # -- preset hooks ------------------------------------------------------------------------------
     def train_outputs(self, model: nn.Module, batch: Batch) -> Any:
         """What the objective receives during training: ``model(batch)`` (a preset may call another
         entry point, e.g. ``SeqTrainer`` uses ``model.sequence_tower`` for all-position training)."""
@@ -246,9 +206,10 @@ class Trainer:
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
         """Mean objective over ``data_loader``; presets add their metrics."""
         losses, weights = [], []
-        for batch, outputs in self._run(model, data_loader):
-            losses.append(float(self.objective(outputs, batch)))
-            weights.append(_batch_size(batch))
+        with torch.no_grad():  # the objective may run towers of its own (negatives' item vectors)
+            for batch, outputs in self._run(model, data_loader, self.train_outputs):
+                losses.append(float(self.objective(outputs, batch)))
+                weights.append(_batch_size(batch))
         g = self.gather(
             {"loss": np.asarray(losses, dtype=np.float64), "n": np.asarray(weights, dtype=np.float64)}
         )
@@ -381,8 +342,13 @@ class Trainer:
         return total / seen, seen
 
     @torch.no_grad()
-    def _run(self, model: nn.Module, data_loader: Iterable[object]) -> Iterable[tuple[Batch, Any]]:
-        """Yields ``(batch, outputs)`` in eval mode."""
+    def _run(
+        self,
+        model: nn.Module,
+        data_loader: Iterable[object],
+        forward: Callable[[nn.Module, Batch], Any] | None = None,
+    ) -> Iterable[tuple[Batch, Any]]:
+        """Yields ``(batch, forward(model, batch))`` in eval mode (default ``model(batch)``)."""
         was_training = model.training
         model.eval()
         try:
@@ -391,7 +357,7 @@ class Trainer:
             for raw in data_loader:
                 batch = move_batch(split_batch(raw), self.device)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    yield batch, model(batch)
+                    yield batch, model(batch) if forward is None else forward(model, batch)
         finally:
             model.train(was_training)
 

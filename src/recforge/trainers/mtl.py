@@ -9,10 +9,9 @@ auxiliary loss, ``ESMMOutput`` with the implied CVR). Labels are ``batch["label"
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,7 +27,8 @@ from recforge.objectives.multitask import (
     build_weighting,
 )
 from recforge.outputs import ESMMOutput, TaskType, task_logits
-from recforge.trainers.loop import EarlyStopper, OptimizerFn, SchedulerFn, Trainer, atomic_save
+from recforge.trainers.loop import EarlyStopper, Trainer, atomic_save
+from recforge.trainers.options import COMMON_ORDER, TrainOptions
 
 WEIGHTING = "weighting.pt"
 
@@ -52,57 +52,57 @@ class MTLTrainer(Trainer):
     ``{name}_mse`` and ``{name}_mae`` (regression); plus ``mean_auc`` (classification tasks),
     ``mean_loss`` (mean per-task logloss/mse) and ``{name}_weight`` (the current task weight).
 
-    Args (Torch-RecHub's names first):
+    Args:
         model: a multi-task model.
-        task_types: ``"classification"``/``"regression"`` per task; ``None`` takes ``model.task_types``.
-        optimizer_fn, optimizer_params, regularization_params, scheduler_fn, scheduler_params,
-        n_epoch, earlystop_patience, device, gpus, model_path: as ``Trainer``.
-        adaptive_params: ``None`` (fixed weights) or ``{"method": "uwl" | "gradnorm" |
-            "metabalance" | "fixed", ...}``: gradnorm takes ``alpha`` (1.5), ``lr`` (0.025);
-            metabalance ``target_task`` (0), ``relax_factor`` (0.7), ``beta`` (0.9), ``strategy``
-            ("both" | "reduce" | "enlarge"); fixed ``weights``.
-        earlystop_taskid: task index whose metric (AUC, or MSE for regression) is monitored, or
-            ``"mean"`` (``mean_auc`` when every task is classification, else ``mean_loss``).
+        *args, **kwargs: Torch-RecHub's order ``task_types, optimizer_fn, optimizer_params,
+            regularization_params, scheduler_fn, scheduler_params, adaptive_params, n_epoch,
+            earlystop_taskid, earlystop_patience, device, gpus, model_path`` or by name, where
+            ``task_types``: ``"classification"``/``"regression"`` per task (default
+            ``model.task_types``); ``adaptive_params``: ``None`` (fixed weights) or ``{"method":
+            "uwl" | "gradnorm" | "metabalance" | "fixed", ...}``: gradnorm takes ``alpha`` (1.5),
+            ``lr`` (0.025); metabalance ``target_task`` (0), ``relax_factor`` (0.7), ``beta``
+            (0.9), ``strategy`` ("both" | "reduce" | "enlarge"); fixed ``weights``;
+            ``earlystop_taskid``: task index whose metric (AUC, or MSE for regression) is
+            monitored, or ``"mean"`` (``mean_auc`` when every task is classification, else
+            ``mean_loss``); the rest are ``TrainOptions`` fields (any other one by name too).
         task_names: names used in metric keys (default ``task0``, ``task1``...).
         task_weights: fixed loss weights when ``adaptive_params`` is None.
-        earlystop_metric: any validation metric key above; overrides ``earlystop_taskid``.
-        The remaining keywords are ``Trainer``'s.
+        options: the ``TrainOptions`` as one object (``earlystop_metric``, any validation metric
+            key above, overrides ``earlystop_taskid``).
     """
+
+    ORDER = (
+        "task_types",
+        *COMMON_ORDER[:5],
+        "adaptive_params",
+        "n_epoch",
+        "earlystop_taskid",
+        *COMMON_ORDER[6:],
+    )
 
     def __init__(
         self,
         model: nn.Module,
-        task_types: Sequence[TaskType | str] | None = None,
-        optimizer_fn: OptimizerFn = torch.optim.Adam,
-        optimizer_params: Mapping[str, Any] | None = None,
-        regularization_params: Mapping[str, float] | None = None,
-        scheduler_fn: SchedulerFn | None = None,
-        scheduler_params: Mapping[str, Any] | None = None,
-        adaptive_params: Mapping[str, object] | None = None,
-        n_epoch: int = 10,
-        earlystop_taskid: int | Literal["mean"] = 0,
-        earlystop_patience: int = 10,
-        device: str | torch.device = "cpu",
-        gpus: list[int] | None = None,
-        model_path: str | os.PathLike[str] = "./",
-        *,
+        *args: Any,
         task_names: Sequence[str] | None = None,
         task_weights: Sequence[float] | None = None,
-        earlystop_metric: str | None = None,
-        max_grad_norm: float | None = None,
-        resume: bool = False,
-        amp: bool = False,
-        progress: bool = True,
-        tensorboard: bool = False,
-        plot: bool = True,
-        sparse_optimizer_fn: OptimizerFn | None = None,
-        seed: int | None = None,
+        options: TrainOptions | None = None,
+        **kwargs: Any,
     ) -> None:
+        opts, own = TrainOptions.bind(
+            type(self).__name__,
+            self.ORDER,
+            args,
+            kwargs,
+            own=("task_types", "adaptive_params", "earlystop_taskid"),
+            base=options,
+        )
+        task_types = own.get("task_types")
         if task_types is None:
             if not isinstance(model, HasTaskTypes):
                 raise ValueError(f"{type(model).__name__} has no task_types; pass task_types=[...]")
             task_types = model.task_types
-        self.task_types = TaskType.parse_all(task_types)
+        self.task_types = TaskType.parse_all(task_types)  # type: ignore[arg-type]
         if isinstance(model, HasTaskTypes) and tuple(model.task_types) != self.task_types:
             raise ValueError(
                 f"task_types {[t.value for t in self.task_types]} differ from the model's "
@@ -112,43 +112,25 @@ class MTLTrainer(Trainer):
         self.task_names = list(task_names) if task_names is not None else [f"task{t}" for t in range(n)]
         if len(self.task_names) != n or len(set(self.task_names)) != n:
             raise ValueError(f"task_names must be {n} distinct names, got {self.task_names}")
-        self.weighting: TaskWeighting = build_weighting(self.task_types, adaptive_params, task_weights)
+        self.weighting: TaskWeighting = build_weighting(
+            self.task_types,
+            own.get("adaptive_params"),  # type: ignore[arg-type]
+            task_weights,
+        )
         if isinstance(self.weighting, GradNorm) and not isinstance(model, HasSharedLayer):
             raise ValueError(
                 f"GradNorm needs a model with last_shared_parameters(); {type(model).__name__} has none"
             )
-        metric = earlystop_metric or self._earlystop_metric(earlystop_taskid)
-        super().__init__(
-            model,
-            optimizer_fn,
-            optimizer_params,
-            regularization_params,
-            scheduler_fn,
-            scheduler_params,
-            n_epoch,
-            earlystop_patience,
-            device,
-            gpus,
-            model_path,
-            objective=MultiTaskObjective(self.task_types, self.weighting),
-            earlystop_metric=metric,
-            max_grad_norm=max_grad_norm,
-            resume=resume,
-            amp=amp,
-            progress=progress,
-            tensorboard=tensorboard,
-            plot=plot,
-            sparse_optimizer_fn=sparse_optimizer_fn,
-            seed=seed,
-        )
+        metric = opts.earlystop_metric or self._earlystop_metric(own.get("earlystop_taskid", 0))  # type: ignore[arg-type]
+        self.default_metric = metric
+        super().__init__(model, objective=MultiTaskObjective(self.task_types, self.weighting), options=opts)
         lower = metric.endswith(("mse", "mae", "loss"))
-        self.stopper = EarlyStopper(metric, earlystop_patience, "min" if lower else "max")
+        self.stopper = EarlyStopper(metric, opts.earlystop_patience, "min" if lower else "max")
         self.weighting.to(self.device)
         extra = self.weighting.loss_parameters()
         if extra:
             self.optimizer.optimizers[0].add_param_group({"params": extra, "weight_decay": 0.0})
-            if scheduler_fn is not None:  # rebuilt so that the new group is scheduled too
-                self.schedulers = [scheduler_fn(o, **dict(scheduler_params or {})) for o in self.optimizer]
+            self.schedulers = self._build_schedulers()  # so that the new group is scheduled too
 
     def _earlystop_metric(self, taskid: int | str) -> str:
         if taskid == "mean":
