@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -13,9 +13,10 @@ from recforge.outputs import RankingOutput
 
 
 class Objective(Protocol):
-    """``objective(outputs, batch) -> loss``: a scalar to minimise."""
+    """``objective(outputs, batch) -> loss``: a scalar to minimise. ``outputs`` is whatever the
+    trainer's forward gives (logits, ``TowerOutput``, hidden states...), so it is typed ``Any``."""
 
-    def __call__(self, outputs: Tensor, batch: Mapping[str, Tensor]) -> Tensor: ...
+    def __call__(self, outputs: Any, batch: Mapping[str, Tensor]) -> Tensor: ...
 
 
 def _label(batch: Mapping[str, Tensor], key: str, like: Tensor) -> Tensor:
