@@ -66,7 +66,9 @@ class SequenceObjective:
     def _score(self, h: Tensor, items: Tensor) -> Tensor:
         return self.model.score(h, items) / self.temperature
 
-    def __call__(self, hidden: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+    def __call__(self, outputs: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        """``outputs``: the hidden states ``(B, L, D)`` of ``model.sequence_tower``."""
+        hidden = outputs
         try:
             targets = batch[self.target_column]
         except KeyError:
