@@ -37,18 +37,21 @@ def test_leave_one_out_split_no_leakage() -> None:
     for raw_u, g in log.sort_values("time").groupby("user_id"):
         if len(g) < 3:
             continue
-        uid = int(np.searchsorted(sp.user_vocab, raw_u)) + 1
+        uid = int(sp.users.encode([raw_u])[0])
         t = sp.test[sp.test.user_id == uid]
         assert len(t) <= 1 and (len(t) == 0 or t.time.iloc[0] == g.time.iloc[-1])
-    # vocabularies come from train only: the test-only item is unknown and its row is dropped
-    assert "only_in_test" not in set(sp.item_vocab)
-    assert sp.dropped["test"] >= 1
-    raw_train = set(
-        zip(sp.user_vocab[sp.train.user_id - 1], sp.item_vocab[sp.train.item_id - 1], sp.train.time)
-    )
+    # the vocabularies cover the catalogue: the test-only item keeps its row (its user is ranked)
+    only = int(sp.items.encode(["only_in_test"])[0])
+    assert only >= 2 and only in set(sp.test.item_id) and only not in set(sp.train.item_id)
+    assert sp.dropped == {"valid": 0, "test": 0}
+    assert int(sp.train.user_id.min()) >= 2 and int(sp.train.item_id.min()) >= 2  # 0 pad, 1 OOV
+
+    def raw(part):
+        return set(zip(sp.users.decode(part.user_id), sp.items.decode(part.item_id), part.time))
+
+    raw_train = raw(sp.train)
     for part in (sp.valid, sp.test):
-        held = set(zip(sp.user_vocab[part.user_id - 1], sp.item_vocab[part.item_id - 1], part.time))
-        assert not held & raw_train
+        assert not raw(part) & raw_train
     # nothing after a user's validation time reaches training samples or histories
     h = sp.histories()
     samples = next_item_samples(h, 5)
@@ -77,7 +80,7 @@ def test_temporal_split() -> None:
     assert (
         sp.train.time.max() < 300 and sp.valid.time.between(300, 349.99).all() and (sp.test.time >= 350).all()
     )
-    assert len(sp.train) + len(sp.valid) + len(sp.test) + sum(sp.dropped.values()) == len(log)
+    assert len(sp.train) + len(sp.valid) + len(sp.test) == len(log) and sum(sp.dropped.values()) == 0
     with pytest.raises(ValueError, match="valid_start"):
         temporal_split(log, valid_start=10.0, test_start=5.0)
     with pytest.raises(KeyError, match="ts"):

@@ -1,7 +1,8 @@
 """The item catalog: item-side feature columns indexed by item id.
 
-Row ``i`` holds item id ``i``; row 0 is padding. Objectives use it to look up the item-side columns
-of sampled negatives, the evaluator to compute every item vector once.
+Row ``i`` holds item id ``i``; row 0 is padding (and, for ids from ``recforge.preprocess``, row 1
+the out-of-vocabulary id: ``reserved=2``). Objectives use it to look up the item-side columns of
+sampled negatives, the evaluator to compute every item vector once and rank ids ``reserved ..``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class ItemCatalog:
             ``arange(num_items)`` and other columns are optional.
         item_id: name of the item-id column (``model.item_id``).
         num_items: catalog size including padding id 0 (optional when ``columns`` has ``item_id``).
+        reserved: ids below this are not items (never ranked): 1 (padding) by default, 2 for ids
+            encoded by a ``FeaturePipeline`` vocabulary (padding and OOV).
 
     Use ``ItemCatalog.from_frame`` to build from a DataFrame with one row per item in any order.
     """
@@ -34,6 +37,7 @@ class ItemCatalog:
         *,
         item_id: str = "item_id",
         num_items: int | None = None,
+        reserved: int = 1,
     ) -> None:
         if isinstance(columns, pd.DataFrame):
             columns = {str(c): columns[c] for c in columns.columns}
@@ -62,10 +66,13 @@ class ItemCatalog:
                 raise ValueError(
                     f"ItemCatalog: column {k!r} has {v.shape[0]} rows, expected {n} (one per item id)"
                 )
-        if n < 2:
-            raise ValueError("ItemCatalog: needs at least one real item besides padding id 0")
+        if isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 1:
+            raise ValueError(f"ItemCatalog: reserved must be an int >= 1, got {reserved!r}")
+        if n <= reserved:
+            raise ValueError(f"ItemCatalog: needs at least one real item besides the {reserved} reserved ids")
         self.item_id = item_id
         self.columns = cols
+        self.reserved = reserved
 
     @classmethod
     def from_frame(
@@ -74,6 +81,7 @@ class ItemCatalog:
         *,
         item_id: str = "item_id",
         num_items: int | None = None,
+        reserved: int = 1,
     ) -> ItemCatalog:
         """Catalog from one row per item (any order, ids in ``[1, num_items)``); missing ids get zeros."""
         data = {str(k): to_tensor(str(k), v) for k, v in frame.items()}
@@ -96,7 +104,7 @@ class ItemCatalog:
             full = torch.zeros((n, *v.shape[1:]), dtype=v.dtype)
             full[ids] = v
             cols[k] = full
-        return cls(cols, item_id=item_id)
+        return cls(cols, item_id=item_id, reserved=reserved)
 
     @property
     def num_items(self) -> int:
@@ -109,7 +117,7 @@ class ItemCatalog:
 
     def to(self, device: torch.device | str) -> ItemCatalog:
         out = ItemCatalog.__new__(ItemCatalog)
-        out.item_id = self.item_id
+        out.item_id, out.reserved = self.item_id, self.reserved
         out.columns = {k: v.to(device) for k, v in self.columns.items()}
         return out
 
@@ -140,6 +148,6 @@ class ItemCatalog:
         return self.num_items
 
 
-def catalog_of(num_items: int, *, item_id: str = "item_id") -> ItemCatalog:
+def catalog_of(num_items: int, *, item_id: str = "item_id", reserved: int = 1) -> ItemCatalog:
     """An id-only catalog (item towers that read nothing but the id)."""
-    return ItemCatalog(item_id=item_id, num_items=num_items)
+    return ItemCatalog(item_id=item_id, num_items=num_items, reserved=reserved)

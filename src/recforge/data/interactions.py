@@ -1,15 +1,17 @@
 """Retrieval samples from an interaction log ``(user, item, time, ...)``.
 
-The pipeline: split the raw log (``leave_one_out_split`` or ``temporal_split``), which fits the
-user/item vocabularies on the training part only; build time-ordered per-user ``Histories`` from
-the training part; turn them into next-item samples (``next_item_samples``, one row per position,
-or ``sequence_samples``, one row per user for all-position training) and evaluation rows
-(``eval_samples``). ``SeenItems`` is the CSR of items per user used to exclude seen items from
-negative sampling and from ranking.
+The pipeline: a raw log (``InteractionLog``, as ``recforge.datasets`` readers return it) is split
+(``split_log``: ``leave_one_out_split``, ``temporal_split`` or ``given_split``) and encoded with
+user/item vocabularies that cover the whole catalogue; time-ordered per-user ``Histories`` come from
+the training part; they become next-item samples (``next_item_samples``, one row per position;
+``sequence_samples``, one row per user for all-position training; ``recforge.data.BagSamples`` for
+unordered data) and evaluation rows (``eval_samples``). ``SeenItems`` is the CSR of items per user
+used to exclude seen items from negative sampling and from ranking.
 
-Leakage rules: vocabularies, histories and training samples come from the training part only;
-validation/test rows whose user or item is unknown to the training vocabulary are dropped (their
-number is kept in ``InteractionSplit.dropped``). At test time the history may include the validation
+Leakage rules: histories and training samples come from the training part only; knowing the
+catalogue is not leakage (no validation/test interaction trains anything), and dropping users
+whose held-out item is new to training would change the protocol, so the vocabularies cover every
+item and user of the log by default. At test time the history may include the validation
 interaction (it precedes the test one); it never enters training.
 """
 
@@ -21,6 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
+
+from recforge.choices import Choice
+from recforge.preprocess.vocab import NUM_RESERVED, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -177,13 +182,69 @@ class Histories:
         return SeenItems.from_pairs(rows, self.items, num_rows=self.num_users, num_items=self.num_items)
 
 
+class SplitKind(Choice):
+    """How an interaction log is split (``split_log``)."""
+
+    LEAVE_ONE_OUT = "leave_one_out"
+    TEMPORAL = "temporal"
+    GIVEN = "given"
+
+
+@dataclass(frozen=True)
+class InteractionLog:
+    """A raw interaction log as the readers of ``recforge.datasets`` return it.
+
+    Attributes:
+        frame: one row per interaction with the user, item and time columns (raw values) and any
+            extra columns.
+        user, item, time: column names. Within a user, ``time`` orders the interactions (a reader of
+            a file without timestamps uses the file order).
+        ordered: whether that order is meaningful (False for files that list each user's items as a
+            set, e.g. LightGCN's ``train.txt``): histories are then bags, not sequences.
+        split: a column of ``"train"``/``"valid"``/``"test"`` when the data comes split (``given``).
+        items: item side table, one row per catalogue item, keyed by the item column (the whole
+            catalogue: items no user interacted with are still candidates).
+        users: user side table keyed by the user column.
+    """
+
+    frame: pd.DataFrame
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "time"
+    ordered: bool = True
+    split: str | None = None
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        _check_columns(self.frame, [self.user, self.item, self.time] + ([self.split] if self.split else []))
+        for name, table, key in (("items", self.items, self.item), ("users", self.users, self.user)):
+            if table is not None and key not in table.columns:
+                raise KeyError(f"InteractionLog.{name}: no {key!r} column; it has {list(table.columns)}")
+
+    def catalog(self) -> np.ndarray:
+        """Every item: the item table's and every item of the log."""
+        values = [self.frame[self.item].to_numpy()]
+        if self.items is not None:
+            values.append(self.items[self.item].to_numpy())
+        return pd.unique(np.concatenate(values))
+
+    def all_users(self) -> np.ndarray:
+        values = [self.frame[self.user].to_numpy()]
+        if self.users is not None:
+            values.append(self.users[self.user].to_numpy())
+        return pd.unique(np.concatenate(values))
+
+
 @dataclass(frozen=True)
 class InteractionSplit:
-    """An encoded split of an interaction log. Ids run ``1 .. num_* - 1`` (0 is padding);
-    ``user_vocab[i - 1]`` / ``item_vocab[i - 1]`` is the raw value of id ``i``.
+    """An encoded split of an interaction log. Ids follow ``recforge.preprocess``: 0 is padding,
+    1 the out-of-vocabulary id (never used here), ``2 ..`` the known users / items, so the
+    encoded frames, a ``FeaturePipeline`` with the same vocabularies and a served model agree.
 
     Each frame has the (encoded) user, item and time columns plus any extra columns of the log,
-    sorted by user then time.
+    sorted by user then time. ``dropped`` counts the valid/test rows whose user or item is outside
+    the given vocabularies (none when they cover the log, the default).
     """
 
     train: pd.DataFrame
@@ -192,17 +253,18 @@ class InteractionSplit:
     user: str
     item: str
     time: str
-    user_vocab: np.ndarray
-    item_vocab: np.ndarray
+    users: Vocabulary
+    items: Vocabulary
     dropped: dict[str, int] = field(default_factory=dict)
+    ordered: bool = True
 
     @property
     def num_users(self) -> int:
-        return len(self.user_vocab) + 1
+        return len(self.users)
 
     @property
     def num_items(self) -> int:
-        return len(self.item_vocab) + 1
+        return len(self.items)
 
     def histories(self, *parts: str) -> Histories:
         """Histories over the named parts (default ``"train"``; ``("train", "valid")`` for test-time
@@ -233,26 +295,54 @@ def _sorted(log: pd.DataFrame, user: str, time: str) -> pd.DataFrame:
     return log.sort_values([user, time], kind="mergesort").reset_index(drop=True)
 
 
+def catalog_vocabulary(values: np.ndarray | pd.Series) -> Vocabulary:
+    """A vocabulary of every distinct value, sorted (ids ``2 ..``): the catalogue of a log."""
+    return Vocabulary(np.sort(pd.unique(np.asarray(values))))
+
+
 def _encode(
-    train: pd.DataFrame, others: dict[str, pd.DataFrame], user: str, item: str
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], np.ndarray, np.ndarray, dict[str, int]]:
-    """Fit id vocabularies on ``train`` only; drop rows of ``others`` with unknown users/items."""
-    user_vocab = np.sort(train[user].unique())
-    item_vocab = np.sort(train[item].unique())
-    uidx, iidx = pd.Index(user_vocab), pd.Index(item_vocab)
-    train = train.copy()
-    train[user] = uidx.get_indexer(train[user]) + 1
-    train[item] = iidx.get_indexer(train[item]) + 1
+    parts: dict[str, pd.DataFrame],
+    user: str,
+    item: str,
+    users: Vocabulary,
+    items: Vocabulary,
+) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Encode every part's user/item columns; rows outside the vocabularies are dropped and counted
+    (a training row outside them is an error: the vocabularies must cover training)."""
     out, dropped = {}, {}
-    for name, frame in others.items():
-        u = uidx.get_indexer(frame[user]) + 1
-        i = iidx.get_indexer(frame[item]) + 1
-        keep = (u > 0) & (i > 0)
-        dropped[name] = int((~keep).sum())
+    for name, frame in parts.items():
+        u = users.encode(frame[user], column=user)
+        i = items.encode(frame[item], column=item)
+        keep = (u >= NUM_RESERVED) & (i >= NUM_RESERVED)
+        if name == "train" and not keep.all():
+            raise ValueError(
+                f"{int((~keep).sum())} training interactions have a user or item outside the given "
+                "vocabularies; they must cover the training part"
+            )
+        if name != "train":
+            dropped[name] = int((~keep).sum())
         f = frame.loc[keep].copy()
         f[user], f[item] = u[keep], i[keep]
         out[name] = f.reset_index(drop=True)
-    return train.reset_index(drop=True), out, user_vocab, item_vocab, dropped
+    return out, dropped
+
+
+def _finish(
+    log: pd.DataFrame,
+    masks: dict[str, np.ndarray],
+    user: str,
+    item: str,
+    time: str,
+    users: Vocabulary | None,
+    items: Vocabulary | None,
+    ordered: bool = True,
+) -> InteractionSplit:
+    users = users if users is not None else catalog_vocabulary(log[user])
+    items = items if items is not None else catalog_vocabulary(log[item])
+    parts, dropped = _encode({k: log[m] for k, m in masks.items()}, user, item, users, items)
+    return InteractionSplit(
+        parts["train"], parts["valid"], parts["test"], user, item, time, users, items, dropped, ordered
+    )
 
 
 def leave_one_out_split(
@@ -262,11 +352,14 @@ def leave_one_out_split(
     item: str = "item_id",
     time: str = "time",
     min_interactions: int = 3,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
 ) -> InteractionSplit:
     """Per user, in time order: last interaction = test, second-last = validation, rest = train.
 
-    Users with fewer than ``min_interactions`` interactions keep them all in train. Vocabularies are
-    fit on the train part; validation/test rows with an item never seen in train are dropped.
+    Users with fewer than ``min_interactions`` interactions keep them all in train. The vocabularies
+    (default: every user and item of the log, the catalogue) cover held-out items that training
+    never holds, so every user with a test interaction is ranked.
     """
     _check_columns(log, [user, item, time])
     if min_interactions < 3:
@@ -277,11 +370,8 @@ def leave_one_out_split(
     eligible = n >= min_interactions
     test_mask = eligible & (rank_from_end == 0)
     valid_mask = eligible & (rank_from_end == 1)
-    train_mask = ~(test_mask | valid_mask)
-    train, parts, uv, iv, dropped = _encode(
-        log[train_mask], {"valid": log[valid_mask], "test": log[test_mask]}, user, item
-    )
-    return InteractionSplit(train, parts["valid"], parts["test"], user, item, time, uv, iv, dropped)
+    masks = {"train": ~(test_mask | valid_mask), "valid": valid_mask, "test": test_mask}
+    return _finish(log, masks, user, item, time, users, items)
 
 
 def temporal_split(
@@ -292,23 +382,115 @@ def temporal_split(
     user: str = "user_id",
     item: str = "item_id",
     time: str = "time",
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
 ) -> InteractionSplit:
     """Global temporal split: train ``time < valid_start``, validation ``valid_start <= time <
-    test_start``, test ``time >= test_start``. Vocabularies are fit on train; later rows with a user
-    or item unknown to train are dropped (counted in ``dropped``)."""
+    test_start``, test ``time >= test_start``. Later rows may hold users or items training never
+    holds: the vocabularies (default: the whole log) still cover them."""
     _check_columns(log, [user, item, time])
     if not valid_start <= test_start:
         raise ValueError(f"valid_start ({valid_start}) must not be after test_start ({test_start})")
     log = _sorted(log, user, time)
     t = log[time]
-    train_mask = t < valid_start
+    train_mask = (t < valid_start).to_numpy()
     if not bool(train_mask.any()):
         raise ValueError(f"temporal_split: no interaction before valid_start={valid_start}")
-    valid_mask = (t >= valid_start) & (t < test_start)
-    train, parts, uv, iv, dropped = _encode(
-        log[train_mask], {"valid": log[valid_mask], "test": log[t >= test_start]}, user, item
-    )
-    return InteractionSplit(train, parts["valid"], parts["test"], user, item, time, uv, iv, dropped)
+    masks = {
+        "train": train_mask,
+        "valid": ((t >= valid_start) & (t < test_start)).to_numpy(),
+        "test": (t >= test_start).to_numpy(),
+    }
+    return _finish(log, masks, user, item, time, users, items)
+
+
+def holdout_mask(users: np.ndarray, fraction: float, seed: int, *, min_items: int = 3) -> np.ndarray:
+    """Per user, a seeded random ``round(fraction * n)`` (at least 1) of its rows, for users with at
+    least ``min_items`` rows: a validation split carved out of a training part that has none."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng((seed, 7))
+    order = np.lexsort((rng.random(len(users)), users))  # each user's rows, shuffled within
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    counts = np.diff(np.r_[starts, len(users)])
+    rank = np.arange(len(users)) - np.repeat(starts, counts)
+    take = np.where(counts >= min_items, np.maximum(1, np.round(fraction * counts)), 0)
+    mask = np.zeros(len(users), dtype=bool)
+    mask[order[rank < np.repeat(take, counts)]] = True
+    return mask
+
+
+def given_split(
+    log: pd.DataFrame,
+    *,
+    split: str = "split",
+    user: str = "user_id",
+    item: str = "item_id",
+    time: str = "time",
+    valid_fraction: float = 0.0,
+    seed: int = 0,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
+    ordered: bool = True,
+) -> InteractionSplit:
+    """The split the data came with (column ``split``: ``train``/``valid``/``test``). Without
+    validation rows and with ``valid_fraction > 0``, that fraction of every user's training rows
+    (users with at least 3) is held out for validation (seeded)."""
+    _check_columns(log, [user, item, time, split])
+    unknown = set(log[split].unique()) - {"train", "valid", "test"}
+    if unknown:
+        raise ValueError(
+            f"column {split!r}: values must be train/valid/test, got {sorted(map(str, unknown))}"
+        )
+    log = _sorted(log, user, time)
+    part = log[split].to_numpy()
+    masks = {k: part == k for k in ("train", "valid", "test")}
+    if not masks["valid"].any() and valid_fraction > 0:
+        train_idx = np.flatnonzero(masks["train"])
+        held = holdout_mask(log[user].to_numpy()[train_idx], valid_fraction, seed)
+        masks["valid"] = np.zeros(len(log), dtype=bool)
+        masks["valid"][train_idx[held]] = True
+        masks["train"] = masks["train"] & ~masks["valid"]
+    return _finish(log.drop(columns=[split]), masks, user, item, time, users, items, ordered)
+
+
+def split_log(
+    log: InteractionLog,
+    how: SplitKind | str,
+    *,
+    valid_fraction: float = 0.0,
+    valid_start: float | pd.Timestamp | None = None,
+    test_start: float | pd.Timestamp | None = None,
+    min_interactions: int = 3,
+    seed: int = 0,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
+) -> InteractionSplit:
+    """Split ``log`` the way ``how`` names, with vocabularies covering its whole catalogue
+    (``log.catalog()``, every user) unless given."""
+    kind = SplitKind.parse(how, where="split")
+    users = users if users is not None else catalog_vocabulary(log.all_users())
+    items = items if items is not None else catalog_vocabulary(log.catalog())
+    cols = {"user": log.user, "item": log.item, "time": log.time, "users": users, "items": items}
+    if kind is SplitKind.GIVEN:
+        if log.split is None:
+            raise ValueError("split: 'given' needs data that comes split (train/test files)")
+        out = given_split(
+            log.frame, split=log.split, valid_fraction=valid_fraction, seed=seed, ordered=log.ordered, **cols
+        )
+    else:
+        if log.split is not None:
+            raise ValueError(f"split: the data comes split already; use 'given', not {kind.value!r}")
+        if not log.ordered:
+            raise ValueError(f"split: {kind.value!r} needs time-ordered data; this log is not ordered")
+        if kind is SplitKind.LEAVE_ONE_OUT:
+            out = leave_one_out_split(log.frame, min_interactions=min_interactions, **cols)  # type: ignore[arg-type]
+        else:
+            if valid_start is None or test_start is None:
+                raise ValueError("split: 'temporal' needs valid_start and test_start")
+            out = temporal_split(log.frame, valid_start=valid_start, test_start=test_start, **cols)  # type: ignore[arg-type]
+    return out
 
 
 def build_histories(

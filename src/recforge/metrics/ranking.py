@@ -1,7 +1,8 @@
 """Top-K retrieval metrics with full ranking over every item (the default).
 
 Protocol:
-- Every item id ``1 .. V - 1`` is ranked for every evaluation row; padding id 0 never is.
+- Every item id ``reserved .. V - 1`` is ranked for every evaluation row; the reserved ids (padding
+  0, and the OOV id 1 of ids encoded by a ``FeaturePipeline``: ``ItemCatalog.reserved``) never are.
 - Items in the row's ``seen`` set (e.g. its training interactions) are excluded from the ranking,
   except the row's own targets, which are always ranked.
 - Ties are counted pessimistically: the rank of a target is ``1 + #{other ranked items with a
@@ -66,6 +67,7 @@ def rank_targets(
     exclude: tuple[Tensor, Tensor] | None = None,
     score_fn: ScoreFn = dot_score,
     item_chunk: int = 16_384,
+    reserved: int = 1,
 ) -> TargetRanks:
     """Full-ranking ranks of target items for a chunk of rows.
 
@@ -77,12 +79,14 @@ def rank_targets(
         exclude: ``(row (M,), item (M,))`` pairs removed from the ranking (targets never are).
         score_fn: ``(user, items (N, D)) -> (B, N)`` logits (``model.score``).
         item_chunk: items scored at a time.
+        reserved: ids below this are never ranked (padding, OOV).
     """
     b, v = user.shape[0], items.shape[0]
     t_rows, t_items = targets
-    if t_items.numel() and (int(t_items.min()) < 1 or int(t_items.max()) >= v):
+    if t_items.numel() and (int(t_items.min()) < reserved or int(t_items.max()) >= v):
         raise ValueError(
-            f"target item ids must lie in [1, {v}) (0 is padding), got [{int(t_items.min())}, {int(t_items.max())}]"
+            f"target item ids must lie in [{reserved}, {v}) (0 is padding; ids below {reserved} are reserved), "
+            f"got [{int(t_items.min())}, {int(t_items.max())}]"
         )
     keep = min(max_k + 1, v)
     dev = user.device
@@ -99,8 +103,8 @@ def rank_targets(
     for a in range(0, v, item_chunk):
         c = min(item_chunk, v - a)
         s = score_fn(user, items[a : a + c]).float()  # (B, c)
-        if a == 0:
-            s[:, 0] = -math.inf
+        if a < reserved:
+            s[:, : reserved - a] = -math.inf
         in_chunk = (e_items >= a) & (e_items < a + c)
         s[e_rows[in_chunk], e_items[in_chunk] - a] = -math.inf
         t_in = (t_items >= a) & (t_items < a + c)
@@ -121,9 +125,18 @@ def rank_targets(
 class RankingAccumulator:
     """Sums per-row metrics over chunks; ``result()`` gives the means (batch-size independent)."""
 
-    def __init__(self, ks: Sequence[int], num_items: int, *, prefix: str = "", coverage: bool = True) -> None:
+    def __init__(
+        self,
+        ks: Sequence[int],
+        num_items: int,
+        *,
+        prefix: str = "",
+        coverage: bool = True,
+        reserved: int = 1,
+    ) -> None:
         self.ks = _check_ks(ks)
         self.num_items = num_items
+        self.reserved = reserved
         self.prefix = prefix
         self.sums = {f"{m}@{k}": 0.0 for m in METRICS for k in self.ks}
         self.rows = 0
@@ -164,7 +177,8 @@ class RankingAccumulator:
         out = {f"{self.prefix}{name}": total / self.rows for name, total in self.sums.items()}
         if self.covered is not None:
             for j, k in enumerate(self.ks):
-                out[f"{self.prefix}coverage@{k}"] = float(self.covered[j, 1:].sum()) / (self.num_items - 1)
+                covered = self.covered[j, self.reserved :].sum()
+                out[f"{self.prefix}coverage@{k}"] = float(covered) / (self.num_items - self.reserved)
         return out
 
 
@@ -292,6 +306,7 @@ class RankingEvaluator:
         self.item_chunk = item_chunk
         self.item_batch_size = item_batch_size
         self.seed = seed
+        self.users_evaluated = 0  # rows with a target in the last ``evaluate`` call
         for name, csr in (("seen", seen), ("ground_truth", ground_truth)):
             if csr is not None and csr.num_items != catalog.num_items:
                 raise ValueError(
@@ -338,7 +353,11 @@ class RankingEvaluator:
             target_column = self.target_column or model.item_id
             sampled = self.num_negatives is not None
             acc = RankingAccumulator(
-                self.ks, items.shape[0], prefix="sampled_" if sampled else "", coverage=not sampled
+                self.ks,
+                items.shape[0],
+                prefix="sampled_" if sampled else "",
+                coverage=not sampled,
+                reserved=self.catalog.reserved,
             )
             gen = torch.Generator().manual_seed(self.seed)
             for raw in user_batches:
@@ -371,8 +390,10 @@ class RankingEvaluator:
                             exclude=(er, ei),
                             score_fn=model.score,
                             item_chunk=self.item_chunk,
+                            reserved=self.catalog.reserved,
                         )
                         acc.update(r.ranks, tr, sl.stop - sl.start, r.topk_ids)
+            self.users_evaluated = acc.rows
             return acc.result()
         finally:
             if hasattr(model, "train"):
@@ -381,8 +402,10 @@ class RankingEvaluator:
     def _negatives(
         self, b: int, targets: tuple[Tensor, Tensor], exclude: tuple[Tensor, Tensor], gen: torch.Generator
     ) -> Tensor:
-        rows = torch.cat([targets[0], exclude[0]]).cpu()
-        its = torch.cat([targets[1], exclude[1]]).cpu()
+        reserved = torch.arange(1, self.catalog.reserved)  # OOV (1) when ids come from a vocabulary
+        extra_rows = torch.arange(b).repeat_interleave(len(reserved))
+        rows = torch.cat([targets[0].cpu(), exclude[0].cpu(), extra_rows])
+        its = torch.cat([targets[1].cpu(), exclude[1].cpu(), reserved.repeat(b)])
         forbidden = SeenItems.from_pairs(rows, its, num_rows=b, num_items=self.catalog.num_items)
         sampler = NegativeSampler(self.catalog.num_items, seen=forbidden, generator=gen)
         assert self.num_negatives is not None

@@ -281,16 +281,31 @@ class FeaturePipeline:
         with ThreadPoolExecutor(min(self.num_threads, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def fit(self, data: TableLike) -> FeaturePipeline:
-        """Learn vocabularies and statistics from ``data`` (the training split only)."""
+    def fit(
+        self, data: TableLike, *, catalog: Mapping[str, Sequence[object] | np.ndarray] | None = None
+    ) -> FeaturePipeline:
+        """Learn vocabularies and statistics from ``data`` (the training split only).
+
+        Args:
+            data: the training split.
+            catalog: values known in advance per vocabulary column (e.g. every item of the
+                catalogue, every registered user): each gets an id even if the training split
+                never holds it (after the training values, in sorted order), so that held-out
+                rows of those values are encoded, not turned into OOV. ``min_freq``/``max_size``
+                do not drop catalogue values.
+        """
         df = read_frame(data)
         require_columns(df, self._fit_columns(), source="the training data")
         state = _FitState(self)
         self._fit_batch(state, df)
-        return self._finish_fit(state)
+        return self._finish_fit(state, catalog)
 
     def fit_stream(
-        self, batches: Iterable[TableLike] | str | os.PathLike[str], *, batch_rows: int = 65_536
+        self,
+        batches: Iterable[TableLike] | str | os.PathLike[str],
+        *,
+        batch_rows: int = 65_536,
+        catalog: Mapping[str, Sequence[object] | np.ndarray] | None = None,
     ) -> FeaturePipeline:
         """``fit`` in one pass over data larger than memory, with the same result as ``fit`` on all
         of it at once (vocabulary ids, tie-breaking and numeric statistics included).
@@ -301,6 +316,7 @@ class FeaturePipeline:
                 read ``batch_rows`` rows at a time, only the needed columns, or a CSV file, read in
                 chunks of ``batch_rows`` rows.
             batch_rows: rows per read when ``batches`` is a path.
+            catalog: as for ``fit``.
 
         Memory: one piece plus one count per distinct value of each vocabulary column (and of a
         ``Numeric(fill="median")`` column); numeric sums are exact, whatever the batching. A
@@ -320,7 +336,7 @@ class FeaturePipeline:
             self._fit_batch(state, df)
         if state.batches == 0:
             raise ValueError("fit_stream got no training batches")
-        return self._finish_fit(state)
+        return self._finish_fit(state, catalog)
 
     def _fit_columns(self) -> list[str]:
         return [c.name for c in self.columns] + self.labels
@@ -346,7 +362,9 @@ class FeaturePipeline:
             _label_values(y, df[y])
         state.batches += 1
 
-    def _finish_fit(self, state: _FitState) -> FeaturePipeline:
+    def _finish_fit(
+        self, state: _FitState, catalog: Mapping[str, Sequence[object] | np.ndarray] | None = None
+    ) -> FeaturePipeline:
         stats = {c.name: state.numeric[c.name].stats() for c in self.columns if isinstance(c, Numeric)}
         buckets = {
             c.name: tuple(c.boundaries) if c.boundaries is not None else state.buckets[c.name].boundaries()
@@ -363,18 +381,44 @@ class FeaturePipeline:
             if isinstance(c, EncodedSpec):
                 sharing.setdefault(self._owner(c).name, []).append(c.name)
         owners = list(sharing)
+        known = self._catalog_owners(catalog or {})
         vocabs = dict(
             zip(
                 owners,
-                self._map(lambda o: self._fit_vocabulary(o, [state.values[n] for n in sharing[o]]), owners),
+                self._map(
+                    lambda o: self._fit_vocabulary(o, [state.values[n] for n in sharing[o]], known.get(o)),
+                    owners,
+                ),
             )
         )
         self._vocabs, self._stats, self._max_len, self._buckets = vocabs, stats, max_len, buckets
         self._fitted = True
         return self
 
-    def _fit_vocabulary(self, owner_name: str, parts: list[ValueCounter]) -> Vocabulary:
-        """One vocabulary from the training values of its owner and every column sharing it."""
+    def _catalog_owners(
+        self, catalog: Mapping[str, Sequence[object] | np.ndarray]
+    ) -> dict[str, Sequence[object] | np.ndarray]:
+        """``catalog`` keyed by vocabulary owner (a column sharing a vocabulary names its owner)."""
+        out: dict[str, Sequence[object] | np.ndarray] = {}
+        for name, values in catalog.items():
+            spec = self._by_name.get(name)
+            if not isinstance(spec, EncodedSpec):
+                encoded = sorted(c.name for c in self.columns if isinstance(c, EncodedSpec))
+                raise KeyError(f"catalog: {name!r} is not a vocabulary column; those are {encoded}")
+            owner = self._owner(spec)
+            if owner.hash_buckets is not None:
+                raise ValueError(f"catalog: column {name!r} is hashed and has no vocabulary to extend")
+            out[owner.name] = values
+        return out
+
+    def _fit_vocabulary(
+        self,
+        owner_name: str,
+        parts: list[ValueCounter],
+        catalog: Sequence[object] | np.ndarray | None = None,
+    ) -> Vocabulary:
+        """One vocabulary from the training values of its owner and every column sharing it,
+        extended by the ``catalog`` values training did not hold."""
         owner = self._by_name[owner_name]
         assert isinstance(owner, EncodedSpec)
         kinds = {p.column: p.kind for p in parts if p.kind is not None}
@@ -392,7 +436,17 @@ class FeaturePipeline:
         for p in parts:
             if p.kind is not None:
                 merged.add_counts(p.table(), kind)
-        return Vocabulary.from_counts(merged.table(), kind, min_freq=owner.min_freq, max_size=owner.max_size)
+        vocab = Vocabulary.from_counts(merged.table(), kind, min_freq=owner.min_freq, max_size=owner.max_size)
+        if catalog is None or not len(catalog):
+            return vocab
+        extra, extra_kind = canonical_values(f"catalog of {owner_name!r}", list(catalog))
+        if parts and any(p.kind is not None for p in parts) and extra_kind.numeric != kind.numeric:
+            raise TypeError(
+                f"catalog of {owner_name!r} holds {extra_kind.value} values, the training data {kind.value}"
+            )
+        known = set(vocab.values)
+        missing = sorted({v for v in extra.to_pylist() if v not in known})  # type: ignore[type-var]
+        return Vocabulary([*vocab.values, *missing], kind=kind if vocab.values else extra_kind)
 
     def fit_transform(self, data: TableLike) -> dict[str, np.ndarray]:
         df = read_frame(data)

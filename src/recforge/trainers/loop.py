@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
+from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD
 from recforge.objectives import Objective
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
@@ -31,10 +32,6 @@ from recforge.utils.files import atomic_write
 log = logging.getLogger("recforge")
 
 LOWER_IS_BETTER = frozenset({"loss", "logloss", "mse", "mae", "rmse"})
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
-METRICS_LOG = "metrics.jsonl"
-CURVE = "learning_curve.png"
 
 
 @dataclass
@@ -428,7 +425,7 @@ class Trainer:
             raise ImportError(
                 "tensorboard=True needs the 'tensorboard' package: pip install 'recforge[tensorboard]'"
             ) from e
-        return SummaryWriter(str(self.run_dir / "tb"))
+        return SummaryWriter(str(self.run_dir / TENSORBOARD))
 
     def _plot(self) -> None:
         try:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.data.dataset import LABEL, Batch
+from recforge.layout import WEIGHTING
 from recforge.metrics import auc_score, log_loss
 from recforge.objectives.multitask import (
     GradNorm,
@@ -29,8 +30,6 @@ from recforge.objectives.multitask import (
 from recforge.outputs import ESMMOutput, TaskType, task_logits
 from recforge.trainers.loop import EarlyStopper, Trainer, atomic_save
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
-
-WEIGHTING = "weighting.pt"
 
 
 @runtime_checkable
