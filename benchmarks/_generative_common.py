@@ -60,12 +60,6 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
 def build_id_model(name: str, num_items: int, args: argparse.Namespace) -> torch.nn.Module:
     """One of ``ID_MODELS`` with the run's width, depth, heads, history length and dropout (the
     recurrent models use one GRU layer of width ``dim``; STAMP has no dropout)."""
-    if name == "HSTU":
-        from recforge.models.generative import HSTU
-
-        return HSTU(num_items, embed_dim=args.dim, num_layers=args.layers, num_heads=args.heads,
-                    max_len=args.max_len, dropout=args.dropout,
-                    position_embedding=args.position_embedding)  # fmt: skip
     from recforge.features import RandomNormal, SequenceFeature, SparseFeature
     from recforge.models import matching
 
@@ -73,6 +67,11 @@ def build_id_model(name: str, num_items: int, args: argparse.Namespace) -> torch
         raise SystemExit(f"unknown model {name!r}: one of {ID_MODELS}")
     item = SparseFeature("item_id", num_items, args.dim, initializer=RandomNormal(std=0.02))
     hist = SequenceFeature("hist_item_id", num_items, args.dim, shared_with="item_id", max_len=args.max_len)
+    if name == "HSTU":
+        from recforge.models.generative import HSTU
+
+        return HSTU([hist], [item], num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
+                    position_embedding=args.position_embedding)  # fmt: skip
     if name == "GRU4Rec":
         return matching.GRU4Rec([hist], [item], dropout=args.dropout)
     if name == "NARM":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.jagged import jagged_to_padded, offsets_from_lengths, padding_mask
 from recforge.layers import TransformerBlock
 from recforge.layers.hstu import HSTULayer
@@ -93,7 +94,9 @@ def attention_rows(args: argparse.Namespace) -> list[str]:
 def falcon_rows(args: argparse.Namespace) -> list[str]:
     torch.manual_seed(0)
     hist_len, users = 50, args.falcon_users
-    model = HSTU(10_000, embed_dim=args.dim, num_layers=2, num_heads=args.heads, max_len=hist_len + 1).eval()
+    item = SparseFeature("item_id", 10_000, args.dim, initializer=RandomNormal(std=0.02))
+    hist = SequenceFeature("hist_item_id", 10_000, args.dim, shared_with="item_id", max_len=hist_len + 1)
+    model = HSTU([hist], [item], num_layers=2, num_heads=args.heads).eval()
     gen = torch.Generator().manual_seed(0)
     lengths = skewed_lengths(users, hist_len, gen)
     hist = torch.randint(1, 10_000, (users, hist_len), generator=gen) * padding_mask(lengths, hist_len)

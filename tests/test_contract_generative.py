@@ -18,6 +18,7 @@ from recforge.data import (
     leave_one_out_split,
     sequence_samples,
 )
+from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.metrics import RankingEvaluator
 from recforge.models.generative import HLLM, HSTU, MODELS, tokenize_items
 from recforge.trainers import SeqTrainer
@@ -48,8 +49,18 @@ def _hllm(**kw) -> HLLM:
     return HLLM(_item_tokens(), item_llm=_llm_config(40, 16), user_llm=_llm_config(2, 24), max_len=L, **kw)
 
 
+def hstu(num_items=NUM_ITEMS, *, embed_dim=16, max_len=L, num_actions=0, **kw) -> HSTU:
+    """HSTU over an item history (and an action history when ``num_actions``)."""
+    init = RandomNormal(std=0.02)
+    item = SparseFeature("item_id", num_items, embed_dim, initializer=init)
+    hist = [SequenceFeature("hist_item_id", num_items, embed_dim, shared_with="item_id", max_len=max_len)]
+    if num_actions:
+        hist.append(SequenceFeature("hist_action", num_actions, embed_dim, max_len=max_len, initializer=init))
+    return HSTU(hist, [item], **kw)
+
+
 def _hstu(**kw) -> HSTU:
-    return HSTU(NUM_ITEMS, embed_dim=16, num_layers=2, num_heads=2, max_len=L, dropout=0.1, **kw)
+    return hstu(num_layers=2, num_heads=2, dropout=0.1, **kw)
 
 
 FACTORIES = {"HSTU": _hstu, "HLLM": _hllm}
@@ -84,10 +95,9 @@ def test_contract(name) -> None:
 
 @pytest.mark.parametrize("positions", [False, True])
 def test_contract_with_actions_and_time(positions: bool) -> None:
-    factory = lambda: HSTU(  # noqa: E731
-        NUM_ITEMS, embed_dim=16, max_len=L, num_actions=3, num_time_buckets=16, dropout=0.0,
-        position_embedding=positions,
-    )  # fmt: skip
+    factory = lambda: hstu(  # noqa: E731
+        num_actions=3, num_time_buckets=16, dropout=0.0, position_embedding=positions
+    )
     batch = _batch(actions=True, times=True)
     model = check_model_contract(factory, batch, in_batch_loss, lr=0.02)
     check_padding_invariance(model, batch, ["hist_item_id", "hist_action", "hist_time"])
@@ -110,9 +120,9 @@ def test_sequence_tower_shape_and_padding_zero() -> None:
 @pytest.mark.parametrize("positions", [False, True])
 def test_jagged_and_padded_kernels_agree(positions: bool) -> None:
     torch.manual_seed(0)
-    kw = dict(embed_dim=16, max_len=L, num_heads=2, num_time_buckets=8, position_embedding=positions)
-    a = HSTU(NUM_ITEMS, kernel="jagged", **kw).eval()
-    b = HSTU(NUM_ITEMS, kernel="padded", **kw).eval()
+    kw = dict(num_heads=2, num_time_buckets=8, position_embedding=positions)
+    a = hstu(kernel="jagged", **kw).eval()
+    b = hstu(kernel="padded", **kw).eval()
     b.load_state_dict(a.state_dict())
     batch = _batch(10, times=True)
     assert torch.allclose(a.sequence_tower(batch), b.sequence_tower(batch), atol=1e-5)
@@ -121,10 +131,9 @@ def test_jagged_and_padded_kernels_agree(positions: bool) -> None:
 @pytest.mark.parametrize("positions", [False, True])
 def test_m_falcon_equals_one_candidate_at_a_time(positions: bool) -> None:
     torch.manual_seed(0)
-    model = HSTU(
-        NUM_ITEMS, embed_dim=16, max_len=L + 1, num_heads=2, num_actions=3, num_time_buckets=8,
-        position_embedding=positions,
-    ).eval()  # fmt: skip
+    model = hstu(
+        max_len=L + 1, num_heads=2, num_actions=3, num_time_buckets=8, position_embedding=positions
+    ).eval()
     batch = _batch(5, actions=True, times=True)
     cands = torch.randint(1, NUM_ITEMS, (5, 7))
     with torch.no_grad():
@@ -143,7 +152,7 @@ def test_seq_trainer_learns_next_item(tmp_path) -> None:
     test = ColumnarDataset(eval_samples(sp.histories("train", "valid"), sp.test, 6))
     ev = RankingEvaluator(catalog_of(sp.num_items), ks=(5,), seen=None)
     torch.manual_seed(0)
-    model = HSTU(sp.num_items, embed_dim=16, num_layers=1, max_len=6, dropout=0.0)
+    model = hstu(sp.num_items, num_layers=1, max_len=6, dropout=0.0)
     before = ev.evaluate(model, BatchLoader(test, 64))["hr@5"]
     trainer = SeqTrainer(
         model,

@@ -327,22 +327,69 @@ def _encode(
     return out, dropped
 
 
-def _finish(
-    log: pd.DataFrame,
-    masks: dict[str, np.ndarray],
+def encode_split(
+    parts: dict[str, pd.DataFrame],
+    *,
     user: str,
     item: str,
     time: str,
-    users: Vocabulary | None,
-    items: Vocabulary | None,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
     ordered: bool = True,
 ) -> InteractionSplit:
-    users = users if users is not None else catalog_vocabulary(log[user])
-    items = items if items is not None else catalog_vocabulary(log[item])
-    parts, dropped = _encode({k: log[m] for k, m in masks.items()}, user, item, users, items)
-    return InteractionSplit(
-        parts["train"], parts["valid"], parts["test"], user, item, time, users, items, dropped, ordered
-    )
+    """Encode raw ``train``/``valid``/``test`` frames (see ``split_parts``) with ``users``/``items``
+    (default: every value of the frames, the catalogue)."""
+    if users is None or items is None:
+        whole = pd.concat(parts.values(), ignore_index=True)
+        users = users if users is not None else catalog_vocabulary(whole[user])
+        items = items if items is not None else catalog_vocabulary(whole[item])
+    enc, dropped = _encode(parts, user, item, users, items)
+    return InteractionSplit(enc["train"], enc["valid"], enc["test"], user, item, time, users, items, dropped, ordered)
+
+
+def _loo_parts(log: pd.DataFrame, user: str, time: str, min_interactions: int) -> dict[str, pd.DataFrame]:
+    if min_interactions < 3:
+        raise ValueError(f"min_interactions must be >= 3 (train, valid, test), got {min_interactions}")
+    log = _sorted(log, user, time)
+    n = log.groupby(user, sort=False)[user].transform("size").to_numpy()
+    rank_from_end = log.groupby(user, sort=False).cumcount(ascending=False).to_numpy()
+    eligible = n >= min_interactions
+    test_mask = eligible & (rank_from_end == 0)
+    valid_mask = eligible & (rank_from_end == 1)
+    return {"train": log[~(test_mask | valid_mask)], "valid": log[valid_mask], "test": log[test_mask]}
+
+
+def _temporal_parts(
+    log: pd.DataFrame, user: str, time: str, valid_start: object, test_start: object
+) -> dict[str, pd.DataFrame]:
+    if not valid_start <= test_start:  # type: ignore[operator]
+        raise ValueError(f"valid_start ({valid_start}) must not be after test_start ({test_start})")
+    log = _sorted(log, user, time)
+    t = log[time]
+    train_mask = (t < valid_start).to_numpy()
+    if not bool(train_mask.any()):
+        raise ValueError(f"temporal_split: no interaction before valid_start={valid_start}")
+    valid_mask = ((t >= valid_start) & (t < test_start)).to_numpy()
+    return {"train": log[train_mask], "valid": log[valid_mask], "test": log[(t >= test_start).to_numpy()]}
+
+
+def _given_parts(
+    log: pd.DataFrame, split: str, user: str, time: str, valid_fraction: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    unknown = set(log[split].unique()) - {"train", "valid", "test"}
+    if unknown:
+        raise ValueError(f"column {split!r}: values must be train/valid/test, got {sorted(map(str, unknown))}")
+    log = _sorted(log, user, time)
+    part = log[split].to_numpy()
+    masks = {k: part == k for k in ("train", "valid", "test")}
+    if not masks["valid"].any() and valid_fraction > 0:
+        train_idx = np.flatnonzero(masks["train"])
+        held = holdout_mask(log[user].to_numpy()[train_idx], valid_fraction, seed)
+        masks["valid"] = np.zeros(len(log), dtype=bool)
+        masks["valid"][train_idx[held]] = True
+        masks["train"] = masks["train"] & ~masks["valid"]
+    log = log.drop(columns=[split])
+    return {k: log[m] for k, m in masks.items()}
 
 
 def leave_one_out_split(
@@ -362,16 +409,8 @@ def leave_one_out_split(
     never holds, so every user with a test interaction is ranked.
     """
     _check_columns(log, [user, item, time])
-    if min_interactions < 3:
-        raise ValueError(f"min_interactions must be >= 3 (train, valid, test), got {min_interactions}")
-    log = _sorted(log, user, time)
-    n = log.groupby(user, sort=False)[user].transform("size").to_numpy()
-    rank_from_end = log.groupby(user, sort=False).cumcount(ascending=False).to_numpy()
-    eligible = n >= min_interactions
-    test_mask = eligible & (rank_from_end == 0)
-    valid_mask = eligible & (rank_from_end == 1)
-    masks = {"train": ~(test_mask | valid_mask), "valid": valid_mask, "test": test_mask}
-    return _finish(log, masks, user, item, time, users, items)
+    parts = _loo_parts(log, user, time, min_interactions)
+    return encode_split(parts, user=user, item=item, time=time, users=users, items=items)
 
 
 def temporal_split(
@@ -389,19 +428,8 @@ def temporal_split(
     test_start``, test ``time >= test_start``. Later rows may hold users or items training never
     holds: the vocabularies (default: the whole log) still cover them."""
     _check_columns(log, [user, item, time])
-    if not valid_start <= test_start:
-        raise ValueError(f"valid_start ({valid_start}) must not be after test_start ({test_start})")
-    log = _sorted(log, user, time)
-    t = log[time]
-    train_mask = (t < valid_start).to_numpy()
-    if not bool(train_mask.any()):
-        raise ValueError(f"temporal_split: no interaction before valid_start={valid_start}")
-    masks = {
-        "train": train_mask,
-        "valid": ((t >= valid_start) & (t < test_start)).to_numpy(),
-        "test": (t >= test_start).to_numpy(),
-    }
-    return _finish(log, masks, user, item, time, users, items)
+    parts = _temporal_parts(log, user, time, valid_start, test_start)
+    return encode_split(parts, user=user, item=item, time=time, users=users, items=items)
 
 
 def holdout_mask(users: np.ndarray, fraction: float, seed: int, *, min_items: int = 3) -> np.ndarray:
@@ -438,21 +466,36 @@ def given_split(
     validation rows and with ``valid_fraction > 0``, that fraction of every user's training rows
     (users with at least 3) is held out for validation (seeded)."""
     _check_columns(log, [user, item, time, split])
-    unknown = set(log[split].unique()) - {"train", "valid", "test"}
-    if unknown:
-        raise ValueError(
-            f"column {split!r}: values must be train/valid/test, got {sorted(map(str, unknown))}"
-        )
-    log = _sorted(log, user, time)
-    part = log[split].to_numpy()
-    masks = {k: part == k for k in ("train", "valid", "test")}
-    if not masks["valid"].any() and valid_fraction > 0:
-        train_idx = np.flatnonzero(masks["train"])
-        held = holdout_mask(log[user].to_numpy()[train_idx], valid_fraction, seed)
-        masks["valid"] = np.zeros(len(log), dtype=bool)
-        masks["valid"][train_idx[held]] = True
-        masks["train"] = masks["train"] & ~masks["valid"]
-    return _finish(log.drop(columns=[split]), masks, user, item, time, users, items, ordered)
+    parts = _given_parts(log, split, user, time, valid_fraction, seed)
+    return encode_split(parts, user=user, item=item, time=time, users=users, items=items, ordered=ordered)
+
+
+def split_parts(
+    log: InteractionLog,
+    how: SplitKind | str,
+    *,
+    valid_fraction: float = 0.0,
+    valid_start: object = None,
+    test_start: object = None,
+    min_interactions: int = 3,
+    seed: int = 0,
+) -> dict[str, pd.DataFrame]:
+    """The raw ``train``/``valid``/``test`` frames of ``log`` split the way ``how`` names, sorted
+    by user then time (``encode_split`` encodes them)."""
+    kind = SplitKind.parse(how, where="split")
+    if kind is SplitKind.GIVEN:
+        if log.split is None:
+            raise ValueError("split: 'given' needs data that comes split (train/test files)")
+        return _given_parts(log.frame, log.split, log.user, log.time, valid_fraction, seed)
+    if log.split is not None:
+        raise ValueError(f"split: the data comes split already; use 'given', not {kind.value!r}")
+    if not log.ordered:
+        raise ValueError(f"split: {kind.value!r} needs time-ordered data; this log is not ordered")
+    if kind is SplitKind.LEAVE_ONE_OUT:
+        return _loo_parts(log.frame, log.user, log.time, min_interactions)
+    if valid_start is None or test_start is None:
+        raise ValueError("split: 'temporal' needs valid_start and test_start")
+    return _temporal_parts(log.frame, log.user, log.time, valid_start, test_start)
 
 
 def split_log(
@@ -460,37 +503,33 @@ def split_log(
     how: SplitKind | str,
     *,
     valid_fraction: float = 0.0,
-    valid_start: float | pd.Timestamp | None = None,
-    test_start: float | pd.Timestamp | None = None,
+    valid_start: object = None,
+    test_start: object = None,
     min_interactions: int = 3,
     seed: int = 0,
     users: Vocabulary | None = None,
     items: Vocabulary | None = None,
 ) -> InteractionSplit:
-    """Split ``log`` the way ``how`` names, with vocabularies covering its whole catalogue
-    (``log.catalog()``, every user) unless given."""
-    kind = SplitKind.parse(how, where="split")
-    users = users if users is not None else catalog_vocabulary(log.all_users())
-    items = items if items is not None else catalog_vocabulary(log.catalog())
-    cols = {"user": log.user, "item": log.item, "time": log.time, "users": users, "items": items}
-    if kind is SplitKind.GIVEN:
-        if log.split is None:
-            raise ValueError("split: 'given' needs data that comes split (train/test files)")
-        out = given_split(
-            log.frame, split=log.split, valid_fraction=valid_fraction, seed=seed, ordered=log.ordered, **cols
-        )
-    else:
-        if log.split is not None:
-            raise ValueError(f"split: the data comes split already; use 'given', not {kind.value!r}")
-        if not log.ordered:
-            raise ValueError(f"split: {kind.value!r} needs time-ordered data; this log is not ordered")
-        if kind is SplitKind.LEAVE_ONE_OUT:
-            out = leave_one_out_split(log.frame, min_interactions=min_interactions, **cols)  # type: ignore[arg-type]
-        else:
-            if valid_start is None or test_start is None:
-                raise ValueError("split: 'temporal' needs valid_start and test_start")
-            out = temporal_split(log.frame, valid_start=valid_start, test_start=test_start, **cols)  # type: ignore[arg-type]
-    return out
+    """``split_parts`` then ``encode_split``, with vocabularies covering the whole log (every
+    user, ``log.catalog()``) unless given."""
+    parts = split_parts(
+        log,
+        how,
+        valid_fraction=valid_fraction,
+        valid_start=valid_start,
+        test_start=test_start,
+        min_interactions=min_interactions,
+        seed=seed,
+    )
+    return encode_split(
+        parts,
+        user=log.user,
+        item=log.item,
+        time=log.time,
+        users=users if users is not None else catalog_vocabulary(log.all_users()),
+        items=items if items is not None else catalog_vocabulary(log.catalog()),
+        ordered=log.ordered,
+    )
 
 
 def build_histories(
@@ -567,6 +606,14 @@ def sequence_samples(
         history_column: torch.from_numpy(_windows(histories.items, starts, ends - 1, max_len)),
         target_column: torch.from_numpy(_windows(histories.items, starts + 1, ends, max_len)),
     }
+
+
+def recent_items(histories: Histories, users: np.ndarray, max_len: int) -> np.ndarray:
+    """Each of ``users``' most recent ``<= max_len`` items, left-padded ``(U, L)``."""
+    u = np.asarray(users, dtype=np.int64)
+    if len(u) and (u.min() < 0 or u.max() >= histories.num_users):
+        raise ValueError(f"user ids must lie in [0, {histories.num_users})")
+    return _windows(histories.items, histories.indptr[u], histories.indptr[u + 1], max_len)
 
 
 def eval_samples(

@@ -16,18 +16,19 @@ in the authors' code). Deviations: attention normalised by ``max_len`` (see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recforge.features import Initializer, RandomNormal, SequenceFeature, SparseFeature
+from recforge.features import Feature, SequenceFeature
 from recforge.jagged import jagged_to_padded, padded_to_jagged
 from recforge.layers import EmbeddingLayer
 from recforge.layers.hstu import HSTUKernel, HSTULayer
 from recforge.models.matching.base import TwoTowerModel
+from recforge.models.matching.towers import history_feature, id_only
 
 
 def history_positions(ids: Tensor) -> Tensor:
@@ -41,58 +42,53 @@ class HSTU(TwoTowerModel):
     """Stacked HSTU layers over item (and action) histories.
 
     Args:
-        num_items: item-id space including padding id 0.
-        embed_dim: D. num_layers, num_heads: the stack's depth and heads.
-        max_len: longest history (attention normaliser and relative-position range).
-        num_actions: action-type vocabulary (0: no action input; else ``action_column`` is read).
+        history_features: the item history (a ``SequenceFeature`` sharing the item table; its
+            ``max_len`` is the longest history), optionally followed by an action-type history
+            (a ``SequenceFeature`` of its own vocabulary, aligned with the items).
+        item_features: exactly the item-id feature; its ``embed_dim`` is D.
+        num_layers, num_heads: the stack's depth and heads.
+        max_len: attention normaliser and relative-position range (default: the history's).
         num_time_buckets: log2 time-gap buckets (0: no time bias; else ``time_column`` is read).
-        dropout: input and layer dropout. l2_normalize: unit-norm user/sequence and item vectors.
+        dropout: input and layer dropout. normalize: unit-norm user/sequence and item vectors.
         position_embedding: add a learned absolute-position embedding (position from the oldest
             history item; a candidate of ``candidate_states`` takes the next position) to the input.
         temperature: divides scores. kernel: ``"jagged"`` or ``"padded"`` attention.
-        initializer: item (and action) embedding init (default normal, std 0.02, as in the paper).
-        history_column, item_column, action_column, time_column: batch column names.
+        time_column: the ``(B, L)`` timestamps aligned with the history.
     """
 
     def __init__(
         self,
-        num_items: int,
+        history_features: Sequence[Feature],
+        item_features: Sequence[Feature],
         *,
-        embed_dim: int = 64,
         num_layers: int = 2,
         num_heads: int = 1,
-        max_len: int = 50,
-        num_actions: int = 0,
+        max_len: int | None = None,
         num_time_buckets: int = 0,
         dropout: float = 0.2,
-        l2_normalize: bool = False,
+        normalize: bool = False,
         position_embedding: bool = False,
         temperature: float = 1.0,
         kernel: HSTUKernel | str = HSTUKernel.JAGGED,
-        initializer: Initializer | None = None,
-        history_column: str = "hist_item_id",
-        item_column: str = "item_id",
-        action_column: str = "hist_action",
         time_column: str = "hist_time",
     ) -> None:
         super().__init__()
-        self.history_column, self.time_column = history_column, time_column
-        self.action_column = action_column if num_actions else None
+        hist = history_feature(history_features[:1], item_features, "HSTU")
+        item = id_only(item_features, "HSTU")
+        actions = list(history_features[1:])
+        if len(actions) > 1 or (actions and not isinstance(actions[0], SequenceFeature)):
+            raise ValueError(
+                f"HSTU: history_features are the item history and at most one action history, got {history_features}"
+            )
+        max_len = max_len or hist.max_len
+        if max_len is None:
+            raise ValueError(f"HSTU: give max_len or a max_len on the history feature {hist.name!r}")
+        embed_dim = item.dim
+        self.history_column, self.time_column = hist.name, time_column
+        self.action_column = actions[0].name if actions else None
         self.use_time = num_time_buckets > 0
-        init = initializer or RandomNormal(std=0.02)
-        self.user_features = [
-            SequenceFeature(
-                history_column, num_items, embed_dim=embed_dim, shared_with=item_column, max_len=max_len
-            )
-        ]
-        if num_actions:
-            self.user_features.append(
-                SequenceFeature(
-                    action_column, num_actions, embed_dim=embed_dim, max_len=max_len, initializer=init
-                )
-            )
-        self.item_features = [SparseFeature(item_column, num_items, embed_dim=embed_dim, initializer=init)]
-        self.temperature, self.l2_normalize, self.scale = temperature, l2_normalize, embed_dim**0.5
+        self.user_features, self.item_features = [hist, *actions], [item]
+        self.temperature, self.normalize, self.scale = temperature, normalize, embed_dim**0.5
         self.embedding = EmbeddingLayer(self.features)
         self.layers = nn.ModuleList(
             HSTULayer(
@@ -121,7 +117,7 @@ class HSTU(TwoTowerModel):
 
     def _out(self, h: Tensor) -> Tensor:
         h = self.norm(h)
-        return F.normalize(h, dim=-1) if self.l2_normalize else h
+        return F.normalize(h, dim=-1) if self.normalize else h
 
     def sequence_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         """State after each history position ``(B, L, D)`` (0 at padding)."""
@@ -140,7 +136,7 @@ class HSTU(TwoTowerModel):
 
     def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         v = self.embedding.lookup(self.item_features[0].name, batch[self.item_id])  # (..., D)
-        return F.normalize(v, dim=-1) if self.l2_normalize else v
+        return F.normalize(v, dim=-1) if self.normalize else v
 
     def candidate_states(
         self, batch: Mapping[str, Tensor], candidates: Tensor, candidate_times: Tensor | None = None

@@ -22,7 +22,7 @@ class GRU4Rec(SequentialModel):
     """GRU4Rec. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
 
     Args:
-        history_features, item_features, temperature: as ``SequentialModel``.
+        history_features, item_features, temperature, normalize: as ``SequentialModel``.
         hidden_dim: GRU width (default D).
         num_layers: stacked GRU layers.
         dropout: on the input embeddings and between layers.
@@ -37,8 +37,9 @@ class GRU4Rec(SequentialModel):
         num_layers: int = 1,
         dropout: float = 0.0,
         temperature: float = 1.0,
+        normalize: bool = False,
     ) -> None:
-        super().__init__(history_features, item_features, temperature=temperature)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
         hidden = hidden_dim or self.dim
         self.drop = nn.Dropout(dropout)
         self.gru = MaskedGRU(

@@ -25,7 +25,7 @@ class NARM(SequentialModel):
     """NARM. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
 
     Args:
-        history_features, item_features, temperature: as ``SequentialModel``.
+        history_features, item_features, temperature, normalize: as ``SequentialModel``.
         hidden_dim: GRU width H.
         emb_dropout_p: dropout on the item embeddings.
         session_rep_dropout_p: dropout on ``[c_g; c_l]``.
@@ -40,8 +40,9 @@ class NARM(SequentialModel):
         emb_dropout_p: float = 0.25,
         session_rep_dropout_p: float = 0.5,
         temperature: float = 1.0,
+        normalize: bool = False,
     ) -> None:
-        super().__init__(history_features, item_features, temperature=temperature)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
         self.emb_dropout = nn.Dropout(emb_dropout_p)
         self.gru = MaskedGRU(self.dim, hidden_dim)
         self.a_1 = nn.Linear(hidden_dim, hidden_dim, bias=False)

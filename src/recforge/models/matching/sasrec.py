@@ -27,7 +27,7 @@ class SASRec(SequentialModel):
     """SASRec. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
 
     Args:
-        history_features, item_features, temperature: as ``SequentialModel``.
+        history_features, item_features, temperature, normalize: as ``SequentialModel``.
         max_len: longest history L.
         dropout_rate: embedding, attention and feed-forward dropout.
         num_blocks: transformer blocks.
@@ -44,8 +44,9 @@ class SASRec(SequentialModel):
         num_blocks: int = 2,
         num_heads: int = 1,
         temperature: float = 1.0,
+        normalize: bool = False,
     ) -> None:
-        super().__init__(history_features, item_features, temperature=temperature)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
         self.positions = nn.Parameter(torch.randn(max_len, self.dim) * 0.02)
         self.emb_dropout = nn.Dropout(dropout_rate)
         self.encoder = TransformerEncoder(

@@ -25,7 +25,7 @@ class STAMP(SequentialModel):
     """STAMP. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
 
     Args:
-        history_features, item_features, temperature: as ``SequentialModel``.
+        history_features, item_features, temperature, normalize: as ``SequentialModel``.
         weight_std: std of the attention and MLP weights.
     """
 
@@ -36,8 +36,9 @@ class STAMP(SequentialModel):
         *,
         weight_std: float = 0.05,
         temperature: float = 1.0,
+        normalize: bool = False,
     ) -> None:
-        super().__init__(history_features, item_features, temperature=temperature)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
         d = self.dim
         self.w_1, self.w_2, self.w_3 = (nn.Linear(d, d, bias=False) for _ in range(3))
         self.b_a = nn.Parameter(torch.zeros(d))

@@ -1,12 +1,9 @@
-"""Run directories: build a model from a config, train it, and reload everything from disk.
-
-A run directory holds ``config.yaml`` (resolved), ``pipeline/`` (the fitted feature pipeline),
-``model.json`` (model class, arguments and feature specs), ``best.pt`` (weights), ``checkpoint.pt``,
-``metrics.jsonl``, ``learning_curve.png`` and ``test_metrics.json``.
-"""
+"""Models of a run: feature specs from the config, the model built from the registry, and a run
+directory restored from disk (``recforge.layout`` names its files)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +17,9 @@ from torch import nn
 
 from recforge import features as F
 from recforge.choices import Choice
-from recforge.config import RunConfig, to_plain
-from recforge.data import BatchLoader, ColumnarDataset
+from recforge.config import to_plain
+from recforge.data import BatchLoader, Histories
+from recforge.layout import RunLayout
 from recforge.models.registry import get_model
 from recforge.preprocess import (
     Bucketize,
@@ -33,11 +31,6 @@ from recforge.preprocess import (
     read_table,
 )
 from recforge.utils.files import atomic_write_text
-
-MODEL_FILE = "model.json"
-PIPELINE_DIR = "pipeline"
-CONFIG_FILE = "config.yaml"
-WEIGHTS = "best.pt"
 
 
 class ColumnKind(Choice):
@@ -66,12 +59,37 @@ class Selector(Choice):
 
 
 def column_specs(entries: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Config ``features`` entries (``{name, type, ...}``) -> preprocessing column specs."""
+    """Config ``features`` entries (``{name, type, ...}``) -> preprocessing column specs (an
+    entry's ``initializer`` is for the model's feature, see ``with_initializers``)."""
     out = []
     for i, entry in enumerate(entries):
-        entry = dict(entry)
+        entry = {k: v for k, v in entry.items() if k != "initializer"}
         kind = ColumnKind.parse(entry.pop("type", None), where=f"features[{i}] ({entry.get('name')!r}): type")
-        out.append(_COLUMN_SPECS[kind](**entry))
+        try:
+            out.append(_COLUMN_SPECS[kind](**entry))
+        except TypeError as e:
+            raise ValueError(f"features[{i}] ({entry.get('name')!r}): {e}") from None
+    return out
+
+
+def with_initializers(features: Sequence[F.Feature], entries: Sequence[Mapping[str, Any]]) -> list[F.Feature]:
+    """``features`` with the embedding initialisers the config entries name, e.g.
+    ``initializer: {type: RandomNormal, std: 0.1}`` (``RandomNormal``, ``RandomUniform``,
+    ``XavierNormal``, ``XavierUniform``)."""
+    inits: dict[str, F.Initializer] = {}
+    for i, entry in enumerate(entries):
+        raw = entry.get("initializer")
+        if raw is None:
+            continue
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"features[{i}] ({entry.get('name')!r}): initializer must be a mapping with a type")
+        probe = F.from_dict({"type": "SparseFeature", "name": "x", "vocab_size": 2, "initializer": dict(raw)})
+        assert isinstance(probe, F.SparseFeature)
+        inits[str(entry["name"])] = probe.initializer
+    out: list[F.Feature] = []
+    for f in features:
+        init = inits.get(f.name)
+        out.append(dataclasses.replace(f, initializer=init) if init is not None and not isinstance(f, F.DenseFeature) else f)
     return out
 
 
@@ -104,12 +122,18 @@ def build_model(name: str, inputs: Mapping[str, list[F.Feature]], params: Mappin
 
 @dataclass
 class Run:
-    """A loaded run: the fitted pipeline, the model with its best weights, and the config."""
+    """A loaded run: the fitted pipeline, the model with its best weights, the config, and (for
+    retrieval runs) the known users' training items."""
 
     pipeline: FeaturePipeline
     model: nn.Module
     config: dict[str, Any]
     path: Path
+    histories: Histories | None = None
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.path)
 
     def loader(self, df: pd.DataFrame, batch_size: int = 8192) -> BatchLoader:
         return BatchLoader(self.pipeline.dataset(df), batch_size)
@@ -124,28 +148,49 @@ def save_model_spec(
         "inputs": {k: [f.name for f in v] for k, v in inputs.items()},
         "features": [F.to_dict(f) for f in F.dedup([f for v in inputs.values() for f in v])],
     }
-    atomic_write_text(run_dir / MODEL_FILE, json.dumps(spec, indent=2))
+    atomic_write_text(RunLayout(run_dir).model, json.dumps(spec, indent=2))
+
+
+def load_model_spec(run_dir: str | Path) -> nn.Module:
+    """The model a run directory's ``model.json`` describes (untrained weights)."""
+    spec = json.loads(RunLayout.of(run_dir).model.read_text(encoding="utf-8"))
+    feats = {d["name"]: F.from_dict(d) for d in spec["features"]}
+    inputs = {k: [feats[n] for n in names] for k, names in spec["inputs"].items()}
+    return build_model(spec["name"], inputs, spec["params"])
+
+
+def save_histories(path: Path, histories: Histories) -> None:
+    """Known users' training items (CSR tensors; read back weights-only)."""
+    from recforge.utils.files import atomic_write
+
+    state = {
+        "indptr": torch.from_numpy(histories.indptr),
+        "items": torch.from_numpy(histories.items),
+        "num_items": histories.num_items,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_histories(path: Path) -> Histories:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return Histories(state["indptr"].numpy(), state["items"].numpy(), int(state["num_items"]))
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
     """Restore a run directory written by ``recforge train``."""
-    path = Path(run_dir)
-    for needed in (MODEL_FILE, WEIGHTS, PIPELINE_DIR):
-        if not (path / needed).exists():
-            raise FileNotFoundError(f"{str(path)!r} is not a complete run directory: {needed!r} is missing")
-    spec = json.loads((path / MODEL_FILE).read_text(encoding="utf-8"))
-    feats = {d["name"]: F.from_dict(d) for d in spec["features"]}
-    inputs = {k: [feats[n] for n in names] for k, names in spec["inputs"].items()}
-    model = build_model(spec["name"], inputs, spec["params"])
-    state = torch.load(path / WEIGHTS, map_location=device, weights_only=True)
+    layout = RunLayout.of(run_dir)
+    for needed in (layout.model, layout.best, layout.pipeline):
+        if not needed.exists():
+            raise FileNotFoundError(
+                f"{str(layout.root)!r} is not a complete run directory: {needed.name!r} is missing"
+            )
+    model = load_model_spec(layout.root)
+    state = torch.load(layout.best, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     model.eval()
-    config = (
-        yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        if (path / CONFIG_FILE).exists()
-        else {}
-    )
-    return Run(FeaturePipeline.load(path / PIPELINE_DIR), model, config, path)
+    config = yaml.safe_load(layout.config.read_text(encoding="utf-8")) if layout.config.exists() else {}
+    histories = load_histories(layout.histories) if layout.histories.exists() else None
+    return Run(FeaturePipeline.load(layout.pipeline), model, config or {}, layout.root, histories)
 
 
 def read_source(source: str) -> pd.DataFrame:
@@ -161,32 +206,3 @@ def read_source(source: str) -> pd.DataFrame:
     if not Path(source).exists():
         raise FileNotFoundError(f"data source {source!r} does not exist")
     return read_table(source)
-
-
-def split_valid(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded random hold-out of ``fraction`` of the rows."""
-    rng = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(df), generator=rng).numpy()
-    n_valid = round(len(df) * fraction)
-    return (df.iloc[perm[n_valid:]].reset_index(drop=True), df.iloc[perm[:n_valid]].reset_index(drop=True))
-
-
-def prepare_data(cfg: RunConfig) -> tuple[FeaturePipeline, dict[str, ColumnarDataset]]:
-    """Read the sources, fit the pipeline on the training split only, transform every split."""
-    train = read_source(cfg.data.train)
-    if cfg.data.valid is not None:
-        valid = read_source(cfg.data.valid)
-    elif cfg.data.valid_fraction > 0:
-        train, valid = split_valid(train, cfg.data.valid_fraction, cfg.seed)
-    else:
-        valid = None
-    test = read_source(cfg.data.test) if cfg.data.test is not None else None
-    label = cfg.data.label
-    kw: dict[str, Any] = {"labels": label} if isinstance(label, list) else {"label": label}
-    pipeline = FeaturePipeline(column_specs(cfg.features), **kw).fit(train)
-    splits = {"train": pipeline.dataset(train)}
-    if valid is not None:
-        splits["valid"] = pipeline.dataset(valid)
-    if test is not None:
-        splits["test"] = pipeline.dataset(test)
-    return pipeline, splits
