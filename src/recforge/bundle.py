@@ -43,7 +43,7 @@ from torch import Tensor
 from recforge.features import SequenceFeature
 from recforge.models.matching.base import TwoTowerModel
 from recforge.outputs import logits_of
-from recforge.preprocess import Categorical, ValueKind
+from recforge.preprocess import Categorical, SequenceColumn, ValueKind
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs import Run, load_run
 
@@ -388,6 +388,42 @@ class Bundle:
                     seen[i].update(x for x in row if x > 1)
         return seen
 
+    def _known_histories(
+        self, run: Run, rows: Sequence[Mapping[str, object]], users: dict[str, np.ndarray]
+    ) -> dict[int, np.ndarray]:
+        """For a retrieval run trained on an interaction log (it keeps ``histories.pt``): rows that
+        name a known user and give no history get that user's stored training items as their
+        history (most recent last). Returns the stored items per such row (also excluded as seen)."""
+        if run.histories is None:
+            return {}
+        data = run.config.get("data") or {}
+        user_col, item_col = data.get("user", "user_id"), data.get("item", "item_id")
+        hist = next(
+            (c for c in run.pipeline.columns if isinstance(c, SequenceColumn) and c.shared_with == item_col),
+            None,
+        )
+        wanted = [
+            i
+            for i, r in enumerate(rows)
+            if r.get(user_col) is not None and r.get(hist.name if hist else "") is None
+        ]
+        if not wanted:
+            return {}
+        ids = run.pipeline.vocabulary(user_col).encode([rows[i][user_col] for i in wanted], column=user_col)
+        h = run.histories
+        out: dict[int, np.ndarray] = {}
+        for i, uid in zip(wanted, ids.tolist()):
+            if NUM_RESERVED <= uid < h.num_users:
+                items = h.items[h.indptr[uid] : h.indptr[uid + 1]]
+                out[i] = items
+                if hist is not None and hist.name in users:
+                    width = users[hist.name].shape[1]
+                    recent = items[-width:]
+                    users[hist.name][i] = 0
+                    if len(recent):
+                        users[hist.name][i, width - len(recent) :] = recent
+        return out
+
     def recommend(
         self,
         users: Rows,
@@ -459,7 +495,11 @@ class Bundle:
             return _PreparedQuery(k, do_rerank, 0, {}, [], None)
         model: TwoTowerModel = run.model  # type: ignore[assignment]
         users = run.pipeline.transform_records(rows, columns=self.user_columns())
+        known = self._known_histories(run, rows, users)
         seen = self._seen_ids(run, users) if q.exclude_seen else [set() for _ in rows]
+        if q.exclude_seen:
+            for i, items in known.items():
+                seen[i].update(int(x) for x in items)
         if q.exclude is not None:
             vocab = run.pipeline.vocabulary(model.item_id)
             for i, ex in enumerate(q.exclude):

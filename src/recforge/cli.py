@@ -2,11 +2,11 @@
 
 recforge prepare CONFIG.yaml [--set key=value ...] fit the pipeline, write it and the encoded splits
 recforge train CONFIG.yaml [--set key=value ...]   train and write a run directory
-recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data
+recforge evaluate RUN_DIR --data PATH              metrics of a trained run on labelled data / a log
 recforge export RUN_DIR --format onnx|pt2 [--quantize int8|fp16]
 recforge index RUN_DIR [--items PATH]              item vectors of a retrieval run -> index.pt
 recforge serve RUN_DIR [--host H --port P]         serve a run over HTTP (FastAPI + uvicorn)
-recforge models                                    list the model registry
+recforge models [NAME]                             the model registry, or one model's parameters
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -28,115 +26,15 @@ from recforge.utils.files import atomic_write, atomic_write_text
 log = logging.getLogger("recforge")
 
 
-# Presets whose data is labelled rows, which `recforge train` builds from the config's sources.
-ROW_PRESETS = ("ctr", "mtl")
-
-
 def _train(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc > 1:
         from recforge.distributed import launch, launched_by_torchrun
 
         if not launched_by_torchrun():
             return launch(_strip_nproc(args.argv), args.nproc)
-    import torch
+    from recforge.runs import train
 
-    from recforge import distributed
-    from recforge.config import load_config
-    from recforge.data import BatchLoader
-    from recforge.runs import CONFIG_FILE, PIPELINE_DIR, build_model, prepare_data, save_model_spec, select
-    from recforge.trainers import get_preset
-
-    cfg, resolved = load_config(args.config, args.set or [])
-    if cfg.trainer.preset.lower() not in ROW_PRESETS:
-        raise ValueError(
-            f"trainer.preset {cfg.trainer.preset!r}: `recforge train` builds labelled-row data for "
-            f"the presets {list(ROW_PRESETS)}; train retrieval/sequence models through the Python "
-            "API (MatchTrainer, SeqTrainer)"
-        )
-    if cfg.trainer.sharding is not None and not distributed.launched_by_torchrun():
-        raise ValueError(
-            f"trainer.sharding={cfg.trainer.sharding!r} shards the embedding tables over processes: "
-            "run `recforge train CONFIG --nproc N` with N >= 2 (or start it under torchrun)"
-        )
-    main_rank = True
-    if distributed.launched_by_torchrun():
-        distributed.init_from_env()
-        main_rank = distributed.is_main()
-    if args.run_dir:
-        resolved["run_dir"] = args.run_dir
-        cfg = type(cfg)(**{**cfg.__dict__, "run_dir": args.run_dir})
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    torch.manual_seed(cfg.seed)
-    run_dir = Path(cfg.run_dir)
-    if (run_dir / "best.pt").exists() and not args.resume:
-        raise FileExistsError(
-            f"run directory {str(run_dir)!r} already holds a trained run; "
-            "pass --resume to continue it or --run-dir to start a new one"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    pipeline, splits = prepare_data(cfg)
-    print(
-        "data: "
-        + ", ".join(f"{k}={len(v):,} rows" for k, v in splits.items())
-        + f"  (prepared in {time.perf_counter() - t0:.1f}s)",
-        flush=True,
-    )
-    feats = pipeline.features
-    inputs = {arg: select(feats, sel, f"model.inputs.{arg}") for arg, sel in cfg.model.inputs.items()}
-    model = build_model(cfg.model.name, inputs, cfg.model.params)
-    trainer_cls = get_preset(cfg.trainer.preset)
-    tc = cfg.trainer
-    if tc.sharding is not None:
-        from recforge.torchrec.sharding import ShardedModel
-
-        # the run directory still holds the unsharded model (best.pt is gathered on rank 0)
-        model = ShardedModel(
-            model,
-            sharding=tc.sharding,
-            embedding_optimizer=tc.embedding_optimizer_params or None,
-            device=distributed.device_for(tc.device),
-        )
-    extra: dict[str, Any] = {}
-    if isinstance(cfg.data.label, list):
-        extra["task_names"] = cfg.data.label  # multi-task metrics are named after the label columns
-    trainer = trainer_cls(
-        model,
-        optimizer_fn=tc.optimizer.cls,
-        optimizer_params=tc.optimizer_params,
-        scheduler_fn=tc.scheduler.cls if tc.scheduler else None,
-        scheduler_params=tc.scheduler_params,
-        n_epoch=tc.n_epoch,
-        earlystop_patience=tc.earlystop_patience,
-        device=tc.device,
-        model_path=run_dir,
-        earlystop_metric=tc.earlystop_metric,
-        max_grad_norm=tc.max_grad_norm,
-        progress=tc.progress,
-        resume=args.resume,
-        seed=cfg.seed,
-        **extra,
-    )
-    if main_rank:
-        pipeline.save(run_dir / PIPELINE_DIR)
-        save_model_spec(run_dir, cfg.model.name, inputs, cfg.model.params)
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
-    train_dl = BatchLoader(splits["train"], cfg.data.batch_size, shuffle=True, seed=cfg.seed)
-    valid_dl = BatchLoader(splits["valid"], cfg.data.eval_batch_size) if "valid" in splits else None
-    trainer.fit(train_dl, valid_dl)
-    results: dict[str, dict[str, float]] = {}
-    for name in ("valid", "test"):
-        if name in splits:
-            results[name] = trainer.evaluate(
-                trainer.model, BatchLoader(splits[name], cfg.data.eval_batch_size)
-            )
-    if main_rank:
-        (run_dir / "test_metrics.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-        for name, metrics in results.items():
-            print(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
-        print(f"run directory: {run_dir}  ({time.perf_counter() - t0:.1f}s)", flush=True)
-    distributed.destroy()
+    train(args.config, args.set or [], run_dir=args.run_dir, resume=args.resume)
     return 0
 
 
@@ -161,37 +59,43 @@ def _prepare(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from recforge.config import load_config
-    from recforge.runs import CONFIG_FILE, PIPELINE_DIR, prepare_data
+    from recforge.layout import RunLayout
+    from recforge.runs import prepare_rows
 
     cfg, resolved = load_config(args.config, args.set or [])
-    run_dir = Path(args.run_dir or cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.trainer.preset.needs_log:
+        raise ValueError(
+            f"recforge prepare writes encoded labelled rows; trainer.preset {cfg.trainer.preset.value!r} "
+            "trains on an interaction log: run `recforge train` directly"
+        )
+    layout = RunLayout.of(args.run_dir or cfg.run_dir)
+    if layout.is_trained():
+        raise FileExistsError(
+            f"run directory {str(layout.root)!r} holds a trained run; preparing into it would replace the "
+            "pipeline its model was trained with: use --run-dir"
+        )
+    layout.root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pipeline, splits = prepare_data(cfg)
-    pipeline.save(run_dir / PIPELINE_DIR)
-    data_dir = run_dir / "data"
-    data_dir.mkdir(exist_ok=True)
+    pipeline, splits = prepare_rows(cfg)
+    pipeline.save(layout.pipeline)
+    layout.data.mkdir(exist_ok=True)
     for name, ds in splits.items():
         cols = {}
         for col, t in ds.columns.items():
             a = t.numpy()
             cols[col] = pa.FixedSizeListArray.from_arrays(a.reshape(-1), a.shape[1]) if a.ndim == 2 else a
-        atomic_write(data_dir / f"{name}.parquet", functools.partial(pq.write_table, pa.table(cols)))
-    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))
+        atomic_write(layout.data / f"{name}.parquet", functools.partial(pq.write_table, pa.table(cols)))
+    atomic_write_text(layout.config, yaml.safe_dump(resolved, sort_keys=False))
     for name, ds in splits.items():
-        print(f"{name}: {len(ds):,} rows -> {data_dir / (name + '.parquet')}")
-    print(f"pipeline: {run_dir / PIPELINE_DIR}  ({time.perf_counter() - t0:.1f}s)", flush=True)
+        print(f"{name}: {len(ds):,} rows -> {layout.data / (name + '.parquet')}")
+    print(f"pipeline: {layout.pipeline}  ({time.perf_counter() - t0:.1f}s)", flush=True)
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from recforge.runs import load_run, read_source
-    from recforge.trainers import get_preset
+    from recforge.runs.evaluate import evaluate_run
 
-    run = load_run(args.run_dir)
-    preset = get_preset(run.config.get("trainer", {}).get("preset", "ctr"))
-    trainer = preset(run.model, model_path=run.path, progress=False)
-    metrics = trainer.evaluate(run.model, run.loader(read_source(args.data), args.batch_size))
+    metrics = evaluate_run(args.run_dir, args.data, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -232,8 +136,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from recforge.models.registry import FAMILIES
+    from recforge.models.registry import FAMILIES, describe_model
 
+    if args.name:
+        print(describe_model(args.name))
+        return 0
     for family, models in FAMILIES.items():
         print(f"{family}: {', '.join(sorted(models)) or '-'}")
     return 0
@@ -345,7 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("models", help="list the registered models by family")
+    p = sub.add_parser(
+        "models",
+        help="list the registered models by family, or one model's constructor parameters",
+        description="Without NAME: every registered model by family. With NAME: its constructor's "
+        "parameters, their types and defaults (the feature-list arguments are model.inputs in a "
+        "config, the others model.params).",
+    )
+    p.add_argument("name", nargs="?", help="a model name, e.g. DeepFM")
     p.set_defaults(func=_models)
     return parser
 
@@ -359,10 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
+    except (ValueError, TypeError, KeyError, ImportError, OSError) as e:
         if args.verbose:
             raise
-        print(f"recforge {args.command}: error: {e}", file=sys.stderr)
+        text = str(e) if not isinstance(e, KeyError) or not e.args else str(e.args[0])
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError | FileExistsError):
+            text = f"{e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")
+        print(f"recforge {args.command}: error: {' '.join(text.split())}", file=sys.stderr)
         return 2
 
 

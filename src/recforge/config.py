@@ -400,7 +400,9 @@ def _check_values(cfg: RunConfig) -> None:
     for k in t.evaluation.ks or []:
         _positive("trainer.evaluation.ks", k)
     if isinstance(t.mtl.earlystop_taskid, str) and t.mtl.earlystop_taskid != "mean":
-        raise ValueError(f"trainer.mtl.earlystop_taskid must be a task index or 'mean', got {t.mtl.earlystop_taskid!r}")
+        raise ValueError(
+            f"trainer.mtl.earlystop_taskid must be a task index or 'mean', got {t.mtl.earlystop_taskid!r}"
+        )
     # data shape per family
     if t.preset.needs_log:
         if not d.format.is_log:

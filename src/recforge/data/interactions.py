@@ -344,7 +344,9 @@ def encode_split(
         users = users if users is not None else catalog_vocabulary(whole[user])
         items = items if items is not None else catalog_vocabulary(whole[item])
     enc, dropped = _encode(parts, user, item, users, items)
-    return InteractionSplit(enc["train"], enc["valid"], enc["test"], user, item, time, users, items, dropped, ordered)
+    return InteractionSplit(
+        enc["train"], enc["valid"], enc["test"], user, item, time, users, items, dropped, ordered
+    )
 
 
 def _loo_parts(log: pd.DataFrame, user: str, time: str, min_interactions: int) -> dict[str, pd.DataFrame]:
@@ -378,7 +380,9 @@ def _given_parts(
 ) -> dict[str, pd.DataFrame]:
     unknown = set(log[split].unique()) - {"train", "valid", "test"}
     if unknown:
-        raise ValueError(f"column {split!r}: values must be train/valid/test, got {sorted(map(str, unknown))}")
+        raise ValueError(
+            f"column {split!r}: values must be train/valid/test, got {sorted(map(str, unknown))}"
+        )
     log = _sorted(log, user, time)
     part = log[split].to_numpy()
     masks = {k: part == k for k in ("train", "valid", "test")}

@@ -133,7 +133,10 @@ def read_item_lists(path: PathLike, *, attributes: PathLike | None = None) -> In
         if not isinstance(raw, dict):
             raise ValueError(f"{attr_path}: expected a JSON object item id -> list of attribute ids")
         items = pd.DataFrame(
-            {"item_id": np.asarray(list(raw), dtype=np.int64), "attributes": [list(map(int, v)) for v in raw.values()]}
+            {
+                "item_id": np.asarray(list(raw), dtype=np.int64),
+                "attributes": [list(map(int, v)) for v in raw.values()],
+            }
         )
     elif attributes is not None:
         raise FileNotFoundError(f"attributes file {str(attr_path)!r} does not exist")
@@ -188,7 +191,9 @@ def read_movielens(path: PathLike) -> InteractionLog:
     the folder or the ratings file. Columns ``user_id, item_id, rating, time`` (Unix seconds)."""
     p = _existing(path)
     if p.is_dir():
-        p = next((p / n for n in ("ratings.dat", "u.data", "ratings.csv") if (p / n).exists()), p / "ratings.dat")
+        p = next(
+            (p / n for n in ("ratings.dat", "u.data", "ratings.csv") if (p / n).exists()), p / "ratings.dat"
+        )
         _existing(p)
     cols = ["user_id", "item_id", "rating", "time"]
     items = users = None
@@ -211,10 +216,15 @@ def read_movielens(path: PathLike) -> InteractionLog:
             )
         if (p.parent / "u.user").exists():
             users = pd.read_csv(
-                p.parent / "u.user", sep="|", header=None, names=["user_id", "age", "gender", "occupation", "zip"]
+                p.parent / "u.user",
+                sep="|",
+                header=None,
+                names=["user_id", "age", "gender", "occupation", "zip"],
             )
     elif p.suffix == ".csv":
-        frame = pd.read_csv(p).rename(columns={"userId": "user_id", "movieId": "item_id", "timestamp": "time"})
+        frame = pd.read_csv(p).rename(
+            columns={"userId": "user_id", "movieId": "item_id", "timestamp": "time"}
+        )
     else:
         frame = pd.read_csv(p, sep="::", header=None, names=cols, engine="python")
         if (p.parent / "movies.dat").exists():
@@ -275,7 +285,9 @@ def read_census_income(path: PathLike) -> pd.DataFrame:
     ``marital stat`` and the ``instance weight`` (a sampling weight) stay in the frame, so a config
     lists the input columns it uses."""
     p = _existing(path)
-    df = pd.read_csv(p, header=None, names=CENSUS_COLUMNS, sep=",", skipinitialspace=True, dtype=str, keep_default_na=False)
+    df = pd.read_csv(
+        p, header=None, names=CENSUS_COLUMNS, sep=",", skipinitialspace=True, dtype=str, keep_default_na=False
+    )
     if df.shape[1] != len(CENSUS_COLUMNS) or df[CENSUS_COLUMNS[-1]].isna().any():
         raise ValueError(f"{p}: expected {len(CENSUS_COLUMNS)} comma-separated columns per row")
     df["income_50k"] = (df["income"].str.strip() == "50000+.").astype("float32")
@@ -293,7 +305,9 @@ def read_ali_ccp(path: PathLike) -> pd.DataFrame:
     df = read_table(str(_existing(path)))
     missing = [c for c in ("click", "purchase") if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: not an Ali-CCP file, no {missing} column(s); it has {list(df.columns)[:10]}...")
+        raise ValueError(
+            f"{path}: not an Ali-CCP file, no {missing} column(s); it has {list(df.columns)[:10]}..."
+        )
     return df
 
 

@@ -28,3 +28,24 @@ def get_model(name: str) -> type[nn.Module]:
         return models[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; valid: {sorted(models)}") from None
+
+
+def describe_model(name: str) -> str:
+    """A model's constructor parameters with their types and defaults (``recforge models NAME``)."""
+    import inspect
+
+    cls = get_model(name)
+    family = next(f for f, models in FAMILIES.items() if name in models)
+    doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
+    lines = [f"{name} ({family}): {doc}", "", "parameters:"]
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            lines.append(f"  {'*' if p.kind is p.VAR_POSITIONAL else '**'}{p.name}")
+            continue
+        ann = p.annotation if isinstance(p.annotation, str) else inspect.formatannotation(p.annotation)
+        default = "required" if p.default is p.empty else f"default {p.default!r}"
+        lines.append(f"  {p.name}: {ann}  ({default})")
+    module_doc = (inspect.getdoc(inspect.getmodule(cls)) or "").split("\n\n")[0]
+    if module_doc:
+        lines += ["", module_doc]
+    return "\n".join(lines)

@@ -164,8 +164,8 @@ def save_histories(path: Path, histories: Histories) -> None:
     from recforge.utils.files import atomic_write
 
     state = {
-        "indptr": torch.from_numpy(histories.indptr),
-        "items": torch.from_numpy(histories.items),
+        "indptr": torch.tensor(histories.indptr),
+        "items": torch.tensor(histories.items),
         "num_items": histories.num_items,
     }
     atomic_write(path, lambda tmp: torch.save(state, tmp))
