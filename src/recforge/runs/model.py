@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,7 +177,7 @@ def load_histories(path: Path) -> Histories:
     return Histories(state["indptr"].numpy(), state["items"].numpy(), int(state["num_items"]))
 
 
-def load_run(run_dir: str | Path, *, device: str = "cpu") -> Run:
+def load_run(run_dir: str | os.PathLike[str], *, device: str = "cpu") -> Run:
     """Restore a run directory written by ``recforge train``."""
     layout = RunLayout.of(run_dir)
     for needed in (layout.model, layout.best, layout.pipeline):
