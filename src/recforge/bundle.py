@@ -235,6 +235,21 @@ class Bundle:
         model: TwoTowerModel = self.retriever.model  # type: ignore[assignment]
         return [f.name for f in model.user_features]
 
+    def required_user_columns(self) -> list[str]:
+        """The user columns a ``recommend`` row must give: all of ``user_columns()``, except that a
+        run trained on an interaction log (it keeps its users' histories) takes either the user id
+        of a known user or the history itself."""
+        cols = self.user_columns()
+        run = self.retriever
+        if run is None or run.histories is None:
+            return cols
+        data = run.config.get("data") or {}
+        item = data.get("item", "item_id")
+        optional = {data.get("user", "user_id")} | {
+            c.name for c in run.pipeline.columns if isinstance(c, SequenceColumn) and c.shared_with == item
+        }
+        return [c for c in cols if c not in optional]
+
     def metadata(self) -> dict[str, Any]:
         from recforge import __version__
 
@@ -494,6 +509,9 @@ class Bundle:
         if not rows:
             return _PreparedQuery(k, do_rerank, 0, {}, [], None)
         model: TwoTowerModel = run.model  # type: ignore[assignment]
+        optional = set(self.user_columns()) - set(self.required_user_columns())
+        if optional:  # a known user's row may give only its id: the other columns start missing
+            rows = [{**{c: None for c in optional}, **r} for r in rows]
         users = run.pipeline.transform_records(rows, columns=self.user_columns())
         known = self._known_histories(run, rows, users)
         seen = self._seen_ids(run, users) if q.exclude_seen else [set() for _ in rows]

@@ -305,7 +305,7 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
             return RankResponse(candidates=[_plain(c) for c in ranked.candidates], scores=ranked.scores)
 
     if bundle.retriever is not None and bundle.index is not None:
-        UserRow = _row_model("UserRow", bundle, "retrieval", required=bundle.user_columns())
+        UserRow = _row_model("UserRow", bundle, "retrieval", required=bundle.required_user_columns())
 
         class RecommendRequest(BaseModel):
             users: list[UserRow] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]

@@ -1,0 +1,279 @@
+"""`recforge train CONFIG` for every family on tiny generated files, then the run directory is used
+as a user would: `recforge evaluate`, `recforge index`, `recforge.load(...).recommend` and `POST
+/recommend` for a known user and for a new user whose history is in the request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+import recforge
+from data_files import (
+    write_census_income,
+    write_interactions_csv,
+    write_item_lists,
+    write_lightgcn,
+)
+from recforge.cli import main
+from recforge.serve import create_app
+from serving_runs import LiveServer
+
+EMB = {"type": "RandomNormal", "std": 0.1}
+
+
+def config(tmp_path: Path, data: dict, features: list, model: dict, trainer: dict) -> Path:
+    cfg = {
+        "run_dir": str(tmp_path / "run"),
+        "seed": 0,
+        "data": data,
+        "features": features,
+        "model": model,
+        "trainer": {"progress": False, "num_threads": 1, "plot": False, **trainer},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def seq_config(tmp_path: Path, name: str = "SASRec", params: dict | None = None, **trainer) -> Path:
+    log = write_interactions_csv(tmp_path / "log.csv", cold_test_item=True)
+    return config(
+        tmp_path,
+        {"format": "interactions", "path": str(log), "split": "leave_one_out", "batch_size": 32},
+        [
+            {"name": "item_id", "type": "categorical", "embed_dim": 16, "initializer": EMB},
+            {"name": "hist_item_id", "type": "sequence", "shared_with": "item_id", "max_len": 6},
+        ],
+        {
+            "name": name,
+            "inputs": {"history_features": ["hist_item_id"], "item_features": ["item_id"]},
+            "params": params if params is not None else {"max_len": 6, "num_blocks": 1, "normalize": True},
+        },
+        {
+            "preset": "seq",
+            "n_epoch": 8,
+            "optimizer_params": {"lr": 0.01},
+            "earlystop_patience": 8,
+            "seq": {"loss": "sampled_softmax", "num_negatives": 16, "temperature": 0.1},
+            **trainer,
+        },
+    )
+
+
+def test_seq_sasrec_end_to_end_every_user_ranked(tmp_path, capsys):
+    cfg = seq_config(tmp_path)
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    for name in ("best.pt", "histories.pt", "index.pt", "test_metrics.json", "pipeline", "model.json"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "test_metrics.json").read_text())["test"]
+    # every user has a test item, including u0 whose test item never occurs in training
+    assert metrics["users_evaluated"] == metrics["users_total"] == 120
+    assert metrics["hr@10"] > 0.5  # each cluster walks its items in order: learnable
+    capsys.readouterr()
+    # evaluate on an interaction file with the run's own reader
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "log.csv")]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["users_evaluated"] == 120 and evaluated["users_unknown"] == 0
+    # a known user (history from the run) and a new user (history in the request)
+    bundle = recforge.load(run)
+    known, new = bundle.recommend([{"user_id": "u5"}, {"hist_item_id": ["i1", "i2", "i3"]}], k=3)
+    assert len(known.items) == 3 and len(new.items) == 3
+    assert new.items[0] == "i4"  # the cluster's next item
+    with LiveServer(create_app(bundle)) as url:
+        body = {"users": [{"user_id": "u5"}, {"hist_item_id": ["i1", "i2", "i3"]}], "k": 3}
+        r = httpx.post(f"{url}/recommend", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert results[0]["items"] == known.items and results[1]["items"] == new.items
+
+
+def test_cold_held_out_item_is_a_candidate(tmp_path):
+    from recforge.config import load_config
+    from recforge.runs.logs import prepare_log
+
+    cfg, _ = load_config(seq_config(tmp_path))
+    data = prepare_log(cfg)
+    cold = int(data.pipeline.vocabulary("item_id").encode(["i_cold"])[0])
+    assert cold >= 2 and cold not in set(data.split.train.item_id)
+    assert cold in set(data.split.test.item_id)
+    part = data.eval_part("test", ks=[10], normalize=False, exclude_seen=True)
+    assert part.users_total == 120 and len(part.rows) == 120
+
+
+@pytest.mark.parametrize("name", ["GRU4Rec", "HSTU"])
+def test_seq_other_models(tmp_path, name):
+    params = {"num_layers": 1, "dropout": 0.0, "normalize": True} if name == "HSTU" else {"normalize": True}
+    assert main(["train", str(seq_config(tmp_path, name, params, n_epoch=3))]) == 0
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test"]
+    assert metrics["users_evaluated"] == 120
+
+
+def test_match_bag_youtubednn_with_refit_and_index(tmp_path, capsys):
+    folder = write_lightgcn(tmp_path / "gowalla_like")
+    cfg = config(
+        tmp_path,
+        {
+            "format": "lightgcn",
+            "path": str(folder),
+            "split": "given",
+            "valid_fraction": 0.2,
+            "samples": {"kind": "bag", "max_len": 4, "dropout": 0.3},
+            "batch_size": 64,
+        },
+        [
+            {"name": "item_id", "type": "categorical", "embed_dim": 16, "initializer": EMB},
+            {"name": "hist_item_id", "type": "sequence", "shared_with": "item_id", "max_len": 20},
+        ],
+        {
+            "name": "YoutubeDNN",
+            "inputs": {"user_features": ["hist_item_id"], "item_features": ["item_id"]},
+            "params": {"user_params": {"dims": []}, "temperature": 0.1},
+        },
+        {
+            "preset": "match",
+            "n_epoch": 4,
+            "optimizer_params": {"lr": 0.02},
+            "scheduler": "cosine",
+            "refit": True,
+            "earlystop_patience": 4,
+            "match": {"negatives": "shared", "num_negatives": 20, "exclude_seen": True},
+            "evaluation": {"ks": [3, 10]},
+        },
+    )
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    result = json.loads((run / "test_metrics.json").read_text())
+    assert "valid" not in result and result["selection"]["metric"] == "recall@3"  # recall@20 not in ks
+    assert result["test"]["users_evaluated"] == 120 and result["test"]["recall@10"] > 0.5
+    assert (run / "selection" / "metrics.jsonl").exists()
+    epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == result["selection"]["best_epoch"] + 1  # the refit ran the chosen count
+    capsys.readouterr()
+    assert main(["index", str(run)]) == 0
+    assert "indexed 40 items" in capsys.readouterr().out
+    recs = recforge.load(run).recommend([{"user_id": 3}], k=5)[0]
+    seen = {int(x) for x in (folder / "train.txt").read_text().splitlines()[3].split()[1:]}
+    assert not seen & set(recs.items)  # the known user's training items are excluded
+
+
+def test_match_dssm_with_item_side_columns_and_mind(tmp_path):
+    log = write_interactions_csv(tmp_path / "log.csv", with_category=True)
+    features = [
+        {"name": "user_id", "type": "categorical", "embed_dim": 8},
+        {"name": "item_id", "type": "categorical", "embed_dim": 16},
+        {"name": "category", "type": "categorical", "embed_dim": 8},
+        {"name": "hist_item_id", "type": "sequence", "shared_with": "item_id", "max_len": 5},
+    ]
+    data = {
+        "format": "interactions",
+        "path": str(log),
+        "split": "leave_one_out",
+        "item_columns": ["category"],
+        "batch_size": 64,
+    }
+    cfg = config(
+        tmp_path,
+        data,
+        features,
+        {
+            "name": "DSSM",
+            "inputs": {
+                "user_features": ["user_id", "hist_item_id"],
+                "item_features": ["item_id", "category"],
+            },
+            "params": {"user_params": {"dims": [16]}, "item_params": {"dims": [16]}, "temperature": 0.1},
+        },
+        {"preset": "match", "n_epoch": 3, "optimizer_params": {"lr": 0.01}, "match": {"num_negatives": 16}},
+    )
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    assert (run / "items.parquet").exists()  # the item tower reads category: the index needs it
+    recs = recforge.load(run).recommend([{"user_id": "u1"}], k=4)[0]
+    assert len(recs.items) == 4
+    mind = config(
+        tmp_path,
+        data | {"item_columns": []},
+        [features[1], {**features[3], "pooling": "concat"}],
+        {
+            "name": "MIND",
+            "inputs": {
+                "user_features": [],
+                "history_features": ["hist_item_id"],
+                "item_features": ["item_id"],
+            },
+            "params": {"max_length": 5, "interest_num": 2},
+        },
+        {"preset": "match", "n_epoch": 2, "match": {"num_negatives": 16}},
+    )
+    assert main(["train", str(mind), "--run-dir", str(tmp_path / "mind")]) == 0
+    assert json.loads((tmp_path / "mind" / "test_metrics.json").read_text())["test"]["users_evaluated"] == 120
+
+
+def test_mtl_from_one_census_file(tmp_path):
+    path = write_census_income(tmp_path / "census.data")
+    cfg = config(
+        tmp_path,
+        {
+            "format": "census_income",
+            "path": str(path),
+            "split": "random",
+            "valid_fraction": 0.2,
+            "test_fraction": 0.2,
+            "label": ["income_50k", "never_married"],
+            "batch_size": 64,
+        },
+        [
+            {"name": "education", "type": "categorical", "embed_dim": 4},
+            {"name": "marital stat", "type": "categorical", "embed_dim": 4},
+            {"name": "age", "type": "numeric", "normalize": "standard"},
+        ],
+        {
+            "name": "MMOE",
+            "inputs": {"features": "all"},
+            "params": {
+                "task_types": ["classification", "classification"],
+                "n_expert": 2,
+                "expert_params": {"dims": [16]},
+                "tower_params_list": [{"dims": [8]}, {"dims": [8]}],
+            },
+        },
+        {
+            "preset": "mtl",
+            "n_epoch": 4,
+            "optimizer_params": {"lr": 0.01},
+            "mtl": {"earlystop_taskid": "mean"},
+        },
+    )
+    assert main(["train", str(cfg)]) == 0
+    test = json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test"]
+    assert test["never_married_auc"] > 0.9 and test["income_50k_auc"] > 0.7
+
+
+def test_model_that_does_not_fit_the_preset_is_one_line(tmp_path, capsys):
+    cfg = seq_config(tmp_path)
+    assert main(["train", str(cfg), "--set", "trainer.preset=ctr"]) == 2
+    err = capsys.readouterr().err
+    assert "interaction log" in err and err.count("\n") == 1
+    write_item_lists(tmp_path / "lists.txt")
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--set",
+                "model.name=DeepFM",
+                "--set",
+                "model.inputs={deep_features: [item_id], fm_features: [item_id]}",
+                "--set",
+                "model.params={}",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "model 'DeepFM' (ranking) does not fit trainer.preset 'seq'" in err
