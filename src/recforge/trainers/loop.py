@@ -25,6 +25,7 @@ from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD
 from recforge.objectives import Objective
+from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
 from recforge.utils.files import atomic_write
@@ -427,27 +428,20 @@ class Trainer:
             ) from e
         return SummaryWriter(str(self.run_dir / TENSORBOARD))
 
-    def _plot(self) -> None:
-        try:
-            import matplotlib
+    def curve_panels(self) -> list[tuple[str, list[str]]]:
+        """The learning-curve panels: losses together, then the monitored metric (presets with
+        several tasks override it)."""
+        keys = {k for r in self.history for k in r}
+        val_loss = next((k for k in ("val_loss", "val_logloss", "val_mean_loss") if k in keys), None)
+        panels = [("loss", ["train_loss", *([val_loss] if val_loss else [])])]
+        monitored = f"val_{self.stopper.metric}"
+        if monitored in keys and monitored != val_loss:
+            panels.append((f"validation {self.stopper.metric}", [monitored]))
+        return panels
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            log.warning(
-                "learning-curve plot skipped: matplotlib is not installed (pip install 'recforge[plot]')"
-            )
-            return
-        epochs = [int(r["epoch"]) for r in self.history]
-        keys = ["train_loss", *sorted({k for r in self.history for k in r if k.startswith("val_")})]
-        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-        for ax, key in zip(axes[0], keys):
-            ax.plot(epochs, [r.get(key, math.nan) for r in self.history], marker="o")
-            ax.set_title(key)
-            ax.set_xlabel("epoch")
-        fig.tight_layout()
-        atomic_write(self.run_dir / CURVE, lambda tmp: fig.savefig(tmp, dpi=80))
-        plt.close(fig)
+    def _plot(self) -> None:
+        best = self.stopper.best_epoch if self.stopper.best_epoch >= 0 else None
+        plot_curves(self.history, self.curve_panels(), best, self.run_dir / CURVE, atomic_write)
 
 
 class _Regularizer:

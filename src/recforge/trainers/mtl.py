@@ -168,6 +168,15 @@ class MTLTrainer(Trainer):
         if state.exists():
             self.weighting.load_state_dict(torch.load(state, map_location=self.device, weights_only=False))
 
+    def curve_panels(self) -> list[tuple[str, list[str]]]:
+        """Losses, then one panel per task (its AUC, or MSE for regression), then the task weights."""
+        panels = [("loss", ["train_loss", "val_mean_loss"])]
+        for name, kind in zip(self.task_names, self.task_types):
+            metric = "auc" if kind is TaskType.CLASSIFICATION else "mse"
+            panels.append((f"task {name}", [f"val_{name}_{metric}"]))
+        panels.append(("task weights", [f"val_{name}_weight" for name in self.task_names]))
+        return panels
+
     def current_weights(self) -> list[float]:
         """The weight each task loss currently gets (UWL: ``scale * exp(-s_t)``)."""
         w = self.weighting
