@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,7 +64,7 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
         try:
             return pa.array(values, from_pandas=True)
         except OverflowError:  # a Python int beyond int64 (Arrow says "too large to convert to C long")
-            raise _int_range_error(column, values) from None
+            raise int_range_error(column, values) from None
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             kinds = sorted({type(v).__name__ for v in values[:1000] if v is not None})
             raise TypeError(
@@ -77,7 +77,7 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
     try:
         arr = pa.array(s, from_pandas=True)
     except OverflowError:
-        raise _int_range_error(column, s.tolist()) from None
+        raise int_range_error(column, s.tolist()) from None
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         kinds = sorted({type(v).__name__ for v in s.head(1000)})
         raise TypeError(
@@ -87,9 +87,15 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
-def _int_range_error(column: str, values: Sequence[object]) -> ValueError:
+def int_range_error(column: str, values: Iterable[object]) -> ValueError:
+    """The error for integer ids beyond int64 (looking one level into lists for an example)."""
+
+    def items() -> Iterator[object]:
+        for v in values:
+            yield from (v if isinstance(v, list | tuple) else [v])
+
     example = next(
-        (v for v in values if isinstance(v, int | np.integer) and not -_INT64 <= int(v) < _INT64), None
+        (v for v in items() if isinstance(v, int | np.integer) and not -_INT64 <= int(v) < _INT64), None
     )
     shown = f"id {example}" if example is not None else "an id"
     return ValueError(
@@ -121,7 +127,7 @@ def canonical_values(
     if arr.null_count:
         raise ValueError(f"column {column!r}: {arr.null_count} missing values")
     if pa.types.is_unsigned_integer(t) and len(arr) and pc.max(arr).as_py() >= _INT64:
-        raise _int_range_error(column, [pc.max(arr).as_py()])
+        raise int_range_error(column, [pc.max(arr).as_py()])
     if pa.types.is_boolean(t) or pa.types.is_integer(t):
         return arr.cast(pa.int64()), ValueKind.INT
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
