@@ -315,17 +315,24 @@ def _int64(value: object) -> object:
     return value
 
 
-def _row_model(name: str, bundle: Bundle, stage: str, required: Sequence[str] | None = None) -> type:
-    """A pydantic model of one raw row: one typed field per input column of ``stage``'s pipeline."""
+def _row_model(
+    name: str, bundle: Bundle, stages: Sequence[str], required: Sequence[str] | None = None
+) -> type:
+    """A pydantic model of one raw row: one typed field per input column of the ``stages``'
+    pipelines (``"ranking"``, ``"retrieval"``; a column both read is typed by the first)."""
     from pydantic import BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
-    run = bundle.ranker if stage == "ranking" else bundle.retriever
-    assert run is not None
+    runs = [bundle.ranker if stage == "ranking" else bundle.retriever for stage in stages]
+    specs = {}
+    for run in runs:
+        if run is not None:
+            for spec in run.pipeline.columns:
+                specs.setdefault(spec.name, (run, spec))
     fields: dict[str, Any] = {}
     # Integers are int64 in the pipeline: a larger one is a 422 naming the field, never a 500.
     id_int = Annotated[StrictInt, BeforeValidator(_int64)]
     number = Annotated[StrictInt | StrictFloat, BeforeValidator(_int64)]
-    for i, spec in enumerate(run.pipeline.columns):
+    for i, (run, spec) in enumerate(specs.values()):
         if isinstance(spec, Numeric | Bucketize):
             typ: Any = number | None  # missing values are filled (or bucketed as OOV) as in training
         elif isinstance(spec, Categorical):
@@ -413,7 +420,7 @@ def create_app(
         return dict(bundle.metadata(), batching=dict(settings, **counts))
 
     if bundle.ranker is not None:
-        RankRow = _row_model("RankingRow", bundle, "ranking")
+        RankRow = _row_model("RankingRow", bundle, ["ranking"])
 
         class ScoreRequest(BaseModel):
             rows: list[RankRow] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]
@@ -434,7 +441,7 @@ def create_app(
 
         # /rank takes parts of rows: the user's columns, and candidate rows or plain item ids;
         # values are typed as in /score (a column may come from either side).
-        PartRow = _row_model("PartialRankingRow", bundle, "ranking", required=[])
+        PartRow = _row_model("PartialRankingRow", bundle, ["ranking"], required=[])
         item_id = Annotated[StrictInt, BeforeValidator(_int64)] | StrictStr | StrictFloat
 
         class RankRequest(BaseModel):
@@ -455,7 +462,8 @@ def create_app(
             return RankResponse(candidates=[_plain(c) for c in ranked.candidates], scores=ranked.scores)
 
     if bundle.retriever is not None and bundle.index is not None:
-        UserRow = _row_model("UserRow", bundle, "retrieval", required=bundle.user_columns())
+        # the reranker's columns too (e.g. a user's age): typed, optional (an item table may hold them)
+        UserRow = _row_model("UserRow", bundle, ["retrieval", "ranking"], required=bundle.user_columns())
 
         class RecommendRequest(BaseModel):
             users: list[UserRow] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]
