@@ -233,9 +233,7 @@ class Outcome:
         self.statuses: dict[int, int] = {}
 
 
-async def client(
-    port: int, requests: list[bytes], ks: list[int], concurrency: int
-) -> tuple[Outcome, float]:
+async def client(port: int, requests: list[bytes], ks: list[int], concurrency: int) -> tuple[Outcome, float]:
     """``ks[i] == 0`` marks a malformed request: it must be answered 4xx."""
     out = Outcome()
     conns = [await Connection.open("127.0.0.1", port) for _ in range(concurrency)]
@@ -335,7 +333,9 @@ def main() -> None:
     ap.add_argument(
         "--malformed", type=float, default=0.0, help="share of hostile requests (every kind in turn)"
     )
-    ap.add_argument("--max-body-bytes", type=int, default=None, help="server body limit (default: recforge's)")
+    ap.add_argument(
+        "--max-body-bytes", type=int, default=None, help="server body limit (default: recforge's)"
+    )
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="unused: synthetic data")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve_load.md"))
     ap.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)

@@ -42,15 +42,29 @@ def write_config(tmp_path: Path, n: int = 400, **trainer) -> Path:
     cfg = {
         "run_dir": str(tmp_path / "run"),
         "seed": 0,
-        "data": {"train": str(tmp_path / "train.csv"), "valid_fraction": 0.2, "label": "label", "batch_size": 64},
+        "data": {
+            "train": str(tmp_path / "train.csv"),
+            "valid_fraction": 0.2,
+            "label": "label",
+            "batch_size": 64,
+        },
         "features": [
             {"name": "user", "type": "categorical", "embed_dim": 4},
             {"name": "city", "type": "categorical", "embed_dim": 4},
             {"name": "age", "type": "numeric"},
         ],
-        "model": {"name": "DeepFM", "inputs": {"deep_features": "all", "fm_features": "sparse"},
-                  "params": {"mlp_params": {"dims": [8]}}},  # fmt: skip
-        "trainer": {"n_epoch": 2, "progress": False, "num_threads": 1, "optimizer_params": {"lr": 0.01}, **trainer},
+        "model": {
+            "name": "DeepFM",
+            "inputs": {"deep_features": "all", "fm_features": "sparse"},
+            "params": {"mlp_params": {"dims": [8]}},
+        },
+        "trainer": {
+            "n_epoch": 2,
+            "progress": False,
+            "num_threads": 1,
+            "optimizer_params": {"lr": 0.01},
+            **trainer,
+        },
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -177,7 +191,15 @@ def test_too_few_rows_for_the_validation_split_names_valid_fraction(tmp_path, ca
 def test_resume_with_a_changed_model_is_refused_and_the_run_still_scores(trained, capsys):
     config, run = trained
     before = snapshot(run)
-    args = ["train", str(config), "--resume", "--set", "trainer.n_epoch=3", "--set", "model.params.mlp_params.dims=[16]"]
+    args = [
+        "train",
+        str(config),
+        "--resume",
+        "--set",
+        "trainer.n_epoch=3",
+        "--set",
+        "model.params.mlp_params.dims=[16]",
+    ]
     assert_one_line_error(*run_cli(args, capsys), "model.params")
     assert_unchanged(run, before)
 
@@ -210,7 +232,15 @@ def test_prepare_into_a_trained_run_leaves_its_pipeline(trained, tmp_path, capsy
 def test_resume_with_a_new_learning_rate_warns_and_trains_with_it_or_refuses(trained, capsys, caplog):
     config, run = trained
     before = snapshot(run)
-    args = ["train", str(config), "--resume", "--set", "trainer.n_epoch=3", "--set", "trainer.optimizer_params.lr=0.05"]
+    args = [
+        "train",
+        str(config),
+        "--resume",
+        "--set",
+        "trainer.n_epoch=3",
+        "--set",
+        "trainer.optimizer_params.lr=0.05",
+    ]
     rc = main(args)
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -14,7 +14,9 @@ from recforge.preprocess import Categorical, FeaturePipeline, LabelType, MultiVa
 
 
 def frame(n: int = 8, **cols) -> pd.DataFrame:
-    df = pd.DataFrame({"c": ["a", "b"] * (n // 2), "x": np.arange(n, dtype=float), "label": [0, 1] * (n // 2)})
+    df = pd.DataFrame(
+        {"c": ["a", "b"] * (n // 2), "x": np.arange(n, dtype=float), "label": [0, 1] * (n // 2)}
+    )
     for k, v in cols.items():
         df[k] = v
     return df
@@ -78,7 +80,9 @@ def test_a_pipeline_saved_before_label_types_still_loads(tmp_path: Path):
 
 # -- numbers ---------------------------------------------------------------------------------------
 def test_a_value_beyond_float32_in_training_is_refused_naming_the_column():
-    with pytest.raises(ValueError, match=r"column 'x': 1 value\(s\) lie beyond float32's range .* in the training data"):
+    with pytest.raises(
+        ValueError, match=r"column 'x': 1 value\(s\) lie beyond float32's range .* in the training data"
+    ):
         pipe().fit(frame(x=[1e300, 1, 2, 3, 4, 5, 6, 7]))
 
 
@@ -93,11 +97,11 @@ def test_log1p_brings_a_heavy_tail_back_in_range_and_statistics_stay_finite(tmp_
 
 def test_a_value_beyond_float32_after_scaling_is_refused_at_transform():
     fitted = pipe().fit(frame())
-    with pytest.raises(ValueError, match="column 'x'.*after scaling"):
+    with pytest.raises(ValueError, match=r"column 'x'.*after scaling"):
         fitted.transform(frame(x=[1e300] + [1.0] * 7))
-    with pytest.raises(ValueError, match="column 'x'.*after scaling"):
+    with pytest.raises(ValueError, match=r"column 'x'.*after scaling"):
         fitted.transform_records([{"c": "a", "x": 1e300}])
-    with pytest.raises(ValueError, match="column 'x'.*infinite"):
+    with pytest.raises(ValueError, match=r"column 'x'.*infinite"):
         fitted.transform_records([{"c": "a", "x": 10**400}])  # beyond float64 too
     out = fitted.transform_records([{"c": "a", "x": 2**70}])  # large, but representable
     assert np.isfinite(out["x"]).all()
@@ -115,7 +119,11 @@ def test_a_value_beyond_float32_after_scaling_is_refused_at_transform():
     ],
 )
 def test_ids_beyond_int64_are_refused_naming_the_column(ids):
-    data = pa.table({"u": ids}) if isinstance(ids, pa.Array) else pd.DataFrame({"u": pd.Series(list(ids) if isinstance(ids, list) else ids)})
+    data = (
+        pa.table({"u": ids})
+        if isinstance(ids, pa.Array)
+        else pd.DataFrame({"u": pd.Series(list(ids) if isinstance(ids, list) else ids)})
+    )
     with pytest.raises(ValueError, match=r"column 'u': id -?\d+ lies outside the int64 range"):
         FeaturePipeline([Categorical("u")]).fit(data)
 
@@ -124,15 +132,15 @@ def test_uint64_ids_within_int64_encode():
     ids = np.array([2**63 - 1, 5, 5], dtype=np.uint64)
     p = FeaturePipeline([Categorical("u")]).fit(pd.DataFrame({"u": ids}))
     assert p.transform(pd.DataFrame({"u": ids}))["u"].tolist() == [3, 2, 2]
-    with pytest.raises(ValueError, match="column 'u'.*int64"):
+    with pytest.raises(ValueError, match=r"column 'u'.*int64"):
         p.transform_records([{"u": 2**64}])
 
 
 def test_huge_ids_in_lists_are_refused_naming_the_column():
     p = FeaturePipeline([MultiValue("m")]).fit(pd.DataFrame({"m": [[1, 2], [3]]}))
-    with pytest.raises(ValueError, match="column 'm'.*int64"):
+    with pytest.raises(ValueError, match=r"column 'm'.*int64"):
         p.transform_records([{"m": [1, 2**64]}])
-    with pytest.raises(ValueError, match="column 'm'.*int64"):
+    with pytest.raises(ValueError, match=r"column 'm'.*int64"):
         p.transform(pd.DataFrame({"m": pd.Series([[1, 2**64]] * 300, dtype=object)}))
 
 

@@ -76,7 +76,9 @@ def test_an_oversized_body_is_refused_413_before_it_is_read(url):
     conn = Raw(url)
     try:
         # headers announcing 100 MB and no body at all: the answer comes without reading it
-        conn.send("POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000000")
+        conn.send(
+            "POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000000"
+        )
         status, _, body = conn.response()
         assert status == 413 and str(LIMIT) in json.loads(body)["detail"]
     finally:
@@ -103,7 +105,10 @@ def test_a_chunked_body_is_cut_at_the_limit(url):
     try:
         chunk = b"x" * 8000
         chunks = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(4)) + b"0\r\n\r\n"
-        conn.send("POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked", chunks)
+        conn.send(
+            "POST /score HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked",
+            chunks,
+        )
         status, _, _ = conn.response()
         assert status == 413
     finally:

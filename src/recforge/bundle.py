@@ -426,7 +426,8 @@ class Bundle:
         search and one ranking-model call (the server's micro-batches).
 
         Each query is checked and encoded on its own, so its answer equals ``recommend`` of that
-        query alone; a bad query gets its exception in its slot and the others are still answered.
+        query alone up to float32 rounding (docs/serving.md); a bad query gets its exception in its
+        slot and the others are still answered.
         """
         run = self.retriever
         if run is None or self.index is None:

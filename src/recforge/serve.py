@@ -20,7 +20,8 @@ Dynamic micro-batching: concurrent ``/score`` and ``/recommend`` requests are va
 one, then queued; a worker thread takes what is queued (waiting up to ``Batching.max_wait_ms``
 for more, up to ``Batching.max_rows`` rows) and runs it as one ``Bundle.score_batch`` /
 ``Bundle.recommend_batch`` call, whose answers are handed back per request. A request's error
-(e.g. an unknown column type) fails only that request.
+(e.g. an unknown column type) fails only that request. A batched answer equals the same request
+answered alone up to float32 rounding (measured in docs/serving.md), not bit for bit.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the request models' annotations at runtime.
@@ -323,7 +324,7 @@ def _row_model(
     from pydantic import BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
     runs = [bundle.ranker if stage == "ranking" else bundle.retriever for stage in stages]
-    specs = {}
+    specs: dict[str, tuple[Any, Any]] = {}
     for run in runs:
         if run is not None:
             for spec in run.pipeline.columns:

@@ -280,7 +280,9 @@ class NumericAccumulator:
             shift, scale = self.low, self.high - self.low
         out = NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
         if not all(math.isfinite(v) for v in (out.fill, out.shift, out.scale)):
-            raise ValueError(f"column {spec.name!r}: the fitted statistics are not finite ({out}); check its values")
+            raise ValueError(
+                f"column {spec.name!r}: the fitted statistics are not finite ({out}); check its values"
+            )
         return out
 
 

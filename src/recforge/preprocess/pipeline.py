@@ -658,7 +658,9 @@ class FeaturePipeline:
             else [None if t is None else LabelType.parse(t, where="label_types") for t in saved_types]  # type: ignore[attr-defined]
         )
         if len(pipe.label_types) != len(pipe.labels):
-            raise ValueError(f"saved FeaturePipeline: label_types {saved_types!r} do not match labels {pipe.labels}")
+            raise ValueError(
+                f"saved FeaturePipeline: label_types {saved_types!r} do not match labels {pipe.labels}"
+            )
         vocabs = data["vocabularies"]
         pipe._vocabs = {k: Vocabulary.from_dict(v) for k, v in vocabs.items()}  # type: ignore[attr-defined]
         pipe._stats = {k: NumericStats(**v) for k, v in data["numeric"].items()}  # type: ignore[attr-defined]

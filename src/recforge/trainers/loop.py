@@ -63,7 +63,9 @@ class EarlyStopper:
         """Returns ``(is_best, should_stop)``. An undefined (NaN) value counts as no improvement."""
         if math.isnan(value):
             log.warning(
-                "validation %s is undefined (NaN) at epoch %d: this epoch cannot be selected", self.metric, epoch
+                "validation %s is undefined (NaN) at epoch %d: this epoch cannot be selected",
+                self.metric,
+                epoch,
             )
         if self.improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
@@ -369,7 +371,8 @@ class Trainer:
         if val_dataloader is None or not (self.run_dir / BEST).exists():
             if val_dataloader is not None:
                 log.warning(
-                    "no epoch had a defined validation %s; keeping the last epoch's weights", self.stopper.metric
+                    "no epoch had a defined validation %s; keeping the last epoch's weights",
+                    self.stopper.metric,
                 )
             state = self._model_state()
             if state is not None:
