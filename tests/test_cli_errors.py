@@ -273,3 +273,22 @@ def test_the_shared_helpers_see_a_healthy_run(trained, capsys):
     before = snapshot(run)
     assert_unchanged(run, before)
     assert sys.version_info >= (3, 10)
+
+
+def test_evaluate_on_labels_outside_0_1_is_one_line_naming_the_column(trained, tmp_path, capsys):
+    _config, run = trained
+    bad = pd.read_csv(tmp_path / "train.csv").head(50)
+    bad["label"] = bad["label"] * 2
+    bad.to_csv(tmp_path / "eval.csv", index=False)
+    assert_one_line_error(*run_cli(["evaluate", str(run), "--data", str(tmp_path / "eval.csv")], capsys), "label")
+
+
+@LEAD
+def test_declared_soft_labels_train_from_the_config(tmp_path, capsys):
+    """``FeaturePipeline(label_types=...)`` needs a config key: ``data.label_types``."""
+    config = write_config(tmp_path)
+    df = pd.read_csv(tmp_path / "train.csv")
+    df["label"] = df["label"] * 0.8 + 0.1  # soft labels in [0, 1]
+    df.to_csv(tmp_path / "train.csv", index=False)
+    rc, lines = run_cli(["train", str(config), "--set", "data.label_types=soft"], capsys)
+    assert rc == 0, lines

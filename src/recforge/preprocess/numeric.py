@@ -116,9 +116,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 def reject_infinite(name: str, x: np.ndarray) -> None:
     """A ``ValueError`` naming the column when ``x`` holds ``inf`` or ``-inf``."""
     if np.isinf(x).any():
-        raise ValueError(
-            f"column {name!r}: {int(np.isinf(x).sum())} infinite (or beyond float64) values; replace them first"
-        )
+        raise ValueError(f"column {name!r}: {int(np.isinf(x).sum())} infinite values; replace them first")
 
 
 def _reject_beyond_float32(name: str, x: np.ndarray, raw: np.ndarray, what: str) -> None:
