@@ -280,7 +280,9 @@ def test_evaluate_on_labels_outside_0_1_is_one_line_naming_the_column(trained, t
     bad = pd.read_csv(tmp_path / "train.csv").head(50)
     bad["label"] = bad["label"] * 2
     bad.to_csv(tmp_path / "eval.csv", index=False)
-    assert_one_line_error(*run_cli(["evaluate", str(run), "--data", str(tmp_path / "eval.csv")], capsys), "label")
+    assert_one_line_error(
+        *run_cli(["evaluate", str(run), "--data", str(tmp_path / "eval.csv")], capsys), "label"
+    )
 
 
 @LEAD
