@@ -10,6 +10,12 @@ some users unseen) from ``--concurrency`` concurrent keep-alive connections and 
 p50/p95/p99 latency, requests/s, errors and the CPU time each side spent per request. Writes
 ``benchmarks/results/serve_load.md``.
 
+``--malformed 0.1`` replaces that share of the requests by hostile ones, cycling through every kind
+of ``MALFORMED`` (integer and float overflows, wrong types, missing fields, broken JSON, a body over
+the server's limit, ``k`` out of range, ...): each must be answered 4xx on its keep-alive
+connection, every valid request 200, with no transport error and no 5xx
+(``benchmarks/results/serve_load_malformed.md``).
+
 The client is this process: a minimal asyncio HTTP/1.1 client (request bytes encoded before the
 clock starts, one ``write`` per request, the response read by ``Content-Length`` and its JSON
 checked), so that on a 2-core machine it leaves the CPU to the server; httpx costs several times
@@ -140,7 +146,7 @@ def serve_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     bundle = build_bundle(args.num_items, args.rerank, args.seed)
     batching = Batching(max_rows=args.batch_max_rows, max_wait_ms=args.batch_wait_ms)
-    app = create_app(bundle, batching=batching)
+    app = create_app(bundle, batching=batching, max_body_bytes=args.max_body_bytes)
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -150,6 +156,32 @@ def serve_child(args: argparse.Namespace) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+def malformed_kinds(max_body_bytes: int) -> dict[str, bytes]:
+    """Hostile ``/recommend`` bodies, one per kind, each of which must be answered 4xx."""
+    user = {"user_id": "user1", "hist_item_id": "item1|item2", "age": 30.0}
+
+    def body(users: object, **extra: object) -> bytes:
+        return json.dumps({"users": users, "k": 10, **extra}).encode()
+
+    return {
+        "int beyond int64 (age 2**70)": body([dict(user, age=2**70)]),
+        "int beyond int64 in a history": body([dict(user, hist_item_id=["item1", 2**64])]),
+        "float beyond float32 after scaling (age 1e300)": body([dict(user, age=1e300)]),
+        "Infinity literal": json.dumps({"users": [dict(user, age=float("inf"))], "k": 10}).encode(),
+        "wrong type (age 'old')": body([dict(user, age="old")]),
+        "wrong type (user_id 7)": body([dict(user, user_id=7)]),
+        "missing field (no user_id)": body([{k: v for k, v in user.items() if k != "user_id"}]),
+        "k out of range": json.dumps({"users": [user], "k": 100_000}).encode(),
+        "users not a list": body("user1"),
+        "empty users": body([]),
+        "exclude of the wrong length": body([user], exclude=[["item1"], ["item2"]]),
+        "broken JSON": b'{"users": [{"user_id": "user1", ',
+        "not JSON at all": b"\xff\xfe\x00garbage",
+        "deeply nested": b"[" * 100_000,
+        f"body over the {max_body_bytes}-byte limit": body([dict(user, pad="x" * max_body_bytes)]),
+    }
 
 
 class Connection:
@@ -188,34 +220,54 @@ class Connection:
         self.writer.close()
 
 
-async def client(
-    port: int, requests: list[bytes], ks: list[int], concurrency: int
-) -> tuple[list[float], list[str], float]:
-    latencies: list[float] = []
-    errors: list[str] = []
+class Outcome:
+    """What one timed run saw: latencies (valid and malformed requests apart), wrong answers,
+    transport errors (a request that got no response on its connection) and 5xx responses."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.malformed_latencies: list[float] = []
+        self.errors: list[str] = []
+        self.transport = 0
+        self.server_errors = 0
+        self.statuses: dict[int, int] = {}
+
+
+async def client(port: int, requests: list[bytes], ks: list[int], concurrency: int) -> tuple[Outcome, float]:
+    """``ks[i] == 0`` marks a malformed request: it must be answered 4xx."""
+    out = Outcome()
     conns = [await Connection.open("127.0.0.1", port) for _ in range(concurrency)]
     todo = iter(range(len(requests)))
 
-    async def worker(conn: Connection) -> None:
+    async def worker(slot: int) -> None:
         for i in todo:  # a shared iterator: each request is sent once, by whichever worker is free
             t0 = time.perf_counter()
             try:
-                status, body = await conn.send(requests[i])
-                latencies.append(time.perf_counter() - t0)
-                if status != 200:
-                    errors.append(f"HTTP {status}: {body[:200]!r}")
-                elif len(json.loads(body)["results"][0]["items"]) != ks[i]:
-                    errors.append(f"wrong number of items: {body[:200]!r}")
+                status, body = await conns[slot].send(requests[i])
             except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-                errors.append(f"{type(e).__name__}: {e}")
-                return
+                out.transport += 1
+                out.errors.append(f"transport: {type(e).__name__}: {e}")
+                conns[slot].close()
+                conns[slot] = await Connection.open("127.0.0.1", port)  # go on with a new one
+                continue
+            (out.latencies if ks[i] else out.malformed_latencies).append(time.perf_counter() - t0)
+            out.statuses[status] = out.statuses.get(status, 0) + 1
+            if status >= 500:
+                out.server_errors += 1
+            if ks[i] == 0:
+                if not 400 <= status < 500:
+                    out.errors.append(f"malformed request answered HTTP {status}: {body[:200]!r}")
+            elif status != 200:
+                out.errors.append(f"HTTP {status}: {body[:200]!r}")
+            elif len(json.loads(body)["results"][0]["items"]) != ks[i]:
+                out.errors.append(f"wrong number of items: {body[:200]!r}")
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
+    await asyncio.gather(*(worker(c) for c in range(len(conns))))
     wall = time.perf_counter() - t0
     for c in conns:
         c.close()
-    return latencies, errors, wall
+    return out, wall
 
 
 def cpu_seconds(pid: int) -> float:
@@ -239,6 +291,7 @@ def start_server(args: argparse.Namespace, http: str) -> tuple[subprocess.Popen,
     child_args = [
         *("--num-items", str(args.num_items), "--rerank", str(args.rerank), "--seed", str(args.seed)),
         *("--batch-max-rows", str(args.batch_max_rows), "--batch-wait-ms", str(args.batch_wait_ms)),
+        *("--max-body-bytes", str(args.max_body_bytes)),
         *("--http", http),
     ]
     child = subprocess.Popen(
@@ -277,14 +330,28 @@ def main() -> None:
         help="uvicorn HTTP parser(s), one server each: h11 (plain 'uvicorn', asyncio loop) or "
         "httptools ('uvicorn[standard]': httptools + uvloop, which must be importable)",
     )
+    ap.add_argument(
+        "--malformed", type=float, default=0.0, help="share of hostile requests (every kind in turn)"
+    )
+    ap.add_argument(
+        "--max-body-bytes", type=int, default=None, help="server body limit (default: recforge's)"
+    )
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="unused: synthetic data")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve_load.md"))
     ap.add_argument("--serve-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.max_body_bytes is None:
+        from recforge.serve import MAX_BODY_BYTES
+
+        args.max_body_bytes = MAX_BODY_BYTES
     if args.serve_only:
         serve_child(args)
         return
+    if not 0 <= args.malformed < 1:
+        raise SystemExit("--malformed must lie in [0, 1)")
+    if args.malformed and args.out == ap.get_default("out"):
+        args.out = str(ROOT / "benchmarks" / "results" / "serve_load_malformed.md")
     import fastapi
     import httpx
     import torch
@@ -301,6 +368,11 @@ def main() -> None:
     ]
     requests = [Connection.request("/recommend", b) for b in bodies]
     ks = [args.k] * n
+    kinds = malformed_kinds(args.max_body_bytes)
+    hostile = [Connection.request("/recommend", b) for b in kinds.values()]  # each encoded once
+    pick = np.random.default_rng(args.seed + 2).random(n) < args.malformed
+    for j, i in enumerate(np.flatnonzero(pick)):
+        requests[i], ks[i] = hostile[j % len(hostile)], 0  # every kind in turn
     results = []
     for http in args.http:
         child, port = start_server(args, http)
@@ -312,15 +384,16 @@ def main() -> None:
                 load_before = os.getloadavg()
                 before = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
                 cpu0 = (time.process_time(), cpu_seconds(child.pid))
-                lat, errors, wall = asyncio.run(client(port, requests[args.warmup :], ks, conc))
+                outcome, wall = asyncio.run(client(port, requests[args.warmup :], ks[args.warmup :], conc))
                 cpu1 = (time.process_time(), cpu_seconds(child.pid))
-                cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
+                answered = len(outcome.latencies) + len(outcome.malformed_latencies)
+                cpu = ((cpu1[0] - cpu0[0]) / answered, (cpu1[1] - cpu0[1]) / answered)
                 after = httpx.get(f"{url}/metadata").json()["batching"]["recommend"]
                 batch = (after["requests"] - before["requests"]) / max(
                     1, after["batches"] - before["batches"]
                 )
-                results.append((http, conc, lat, errors, wall, load_before, os.getloadavg(), cpu, batch))
-                for e in errors[:5]:
+                results.append((http, conc, outcome, wall, load_before, os.getloadavg(), cpu, batch))
+                for e in outcome.errors[:5]:
                     print("error:", e, flush=True)
         finally:
             child.terminate()
@@ -334,6 +407,8 @@ def main() -> None:
         cmd += f" --repeats {args.repeats}"
     if (args.batch_max_rows, args.batch_wait_ms) != (256, 2.0):
         cmd += f" --batch-max-rows {args.batch_max_rows} --batch-wait-ms {args.batch_wait_ms:g}"
+    if args.malformed:
+        cmd += f" --malformed {args.malformed:g}"
     if args.http != ["h11"]:
         cmd = "PYTHONPATH=src:benchmarks/.venvs/uvicorn-standard " + cmd + " --http " + " ".join(args.http)
     else:
@@ -370,28 +445,44 @@ def main() -> None:
         "after each level).",
         "",
         "| server | requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | mean batch "
-        "| server CPU/request (ms) | client CPU/request (ms) | load average |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server CPU/request (ms) | client CPU/request (ms) | load average | malformed | transport errors "
+        "| 5xx | malformed p50/p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
-    for http, conc, lat, errors, wall, lb, la, (client_cpu, server_cpu), mean_batch in results:
-        ms = np.asarray(lat) * 1e3
+    for http, conc, o, wall, lb, la, (client_cpu, server_cpu), mean_batch in results:
+        ms = np.asarray(o.latencies) * 1e3
         p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        bad_ms = np.asarray(o.malformed_latencies) * 1e3
+        bad = f"{np.percentile(bad_ms, 50):.1f}/{np.percentile(bad_ms, 99):.1f}" if len(bad_ms) else "-"
+        total = len(o.latencies) + len(o.malformed_latencies)
         lines.append(
-            f"| {http} + {STACKS[http]} | {len(lat)} | {conc} | {len(errors)} | {p50:.1f} | {p95:.1f} | "
-            f"{p99:.1f} | {len(lat) / wall:.1f} | {mean_batch:.1f} | {server_cpu * 1e3:.2f} | "
-            f"{client_cpu * 1e3:.2f} | {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} -> {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} |"
+            f"| {http} + {STACKS[http]} | {total} | {conc} | {len(o.errors)} | {p50:.1f} | {p95:.1f} | "
+            f"{p99:.1f} | {total / wall:.1f} | {mean_batch:.1f} | {server_cpu * 1e3:.2f} | "
+            f"{client_cpu * 1e3:.2f} | {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f} -> {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} "
+            f"| {len(o.malformed_latencies)} | {o.transport} | {o.server_errors} | {bad} |"
         )
-    errs = [e for r in results for e in r[3]]
-    lines += [
-        "",
-        "Errors: " + ("none." if not errs else "; ".join(sorted(set(e[:160] for e in errs))[:5])),
-        "",
-        "Target (issue 8): p99 < 50 ms at concurrency 16 on 2 idle cores.",
-    ]
-    for http, conc, lat, errors, _wall, lb, la, _cpu, _batch in results:
+    errs = [e for r in results for e in r[2].errors]
+    lines += ["", "Errors: " + ("none." if not errs else "; ".join(sorted(set(e[:160] for e in errs))[:5]))]
+    if args.malformed:
+        statuses: dict[int, int] = {}
+        for r in results:
+            for code, count in r[2].statuses.items():
+                statuses[code] = statuses.get(code, 0) + count
+        lines += [
+            "",
+            f"Malformed requests: {args.malformed:.0%} of the requests (seeded), each answered on its "
+            "keep-alive connection and expected 4xx, cycling through these kinds: "
+            + "; ".join(kinds)
+            + ". `errors` counts wrong answers (a valid request not 200 with k items, a malformed one "
+            "not 4xx); `transport errors` requests that got no response on their connection; latency "
+            "percentiles are of the valid requests, `malformed p50/p99` of the others. Status codes "
+            "seen: " + ", ".join(f"{c}: {n}" for c, n in sorted(statuses.items())) + ".",
+        ]
+    lines += ["", "Target (issue 8): p99 < 50 ms at concurrency 16 on 2 idle cores."]
+    for http, conc, o, _wall, lb, la, _cpu, _batch in results:
         if conc == 16:
-            p99 = float(np.percentile(np.asarray(lat) * 1e3, 99))
-            verdict = "met" if p99 < 50 and not errors else "NOT met"
+            p99 = float(np.percentile(np.asarray(o.latencies) * 1e3, 99))
+            verdict = "met" if p99 < 50 and not o.errors else "NOT met"
             lines.append(
                 f"{http} + {STACKS[http]}: p99 {p99:.1f} ms at concurrency 16, target {verdict} "
                 f"on this run (1-minute load average {lb[0]:.1f} before, {la[0]:.1f} after)."

@@ -266,7 +266,7 @@ class Bundle:
 
         return {
             "recforge_version": __version__,
-            "path": str(self.path),
+            "name": self.path.name,  # never the server's absolute path: /metadata shows this
             "ranking": stage(self.ranker),
             "retrieval": stage(self.retriever),
             "item_id": self.item_id,
@@ -282,7 +282,7 @@ class Bundle:
     # -- ranking -------------------------------------------------------------------------------
     def _require_ranker(self, method: str) -> Run:
         if self.ranker is None:
-            raise TypeError(f"{method}() needs a ranking model; {str(self.path)!r} holds none")
+            raise TypeError(f"{method}() needs a ranking model; bundle {self.path.name!r} holds none")
         return self.ranker
 
     def score(self, rows: Rows) -> np.ndarray:
@@ -477,12 +477,13 @@ class Bundle:
         search and one ranking-model call (the server's micro-batches).
 
         Each query is checked and encoded on its own, so its answer equals ``recommend`` of that
-        query alone; a bad query gets its exception in its slot and the others are still answered.
+        query alone up to float32 rounding (docs/serving.md); a bad query gets its exception in its
+        slot and the others are still answered.
         """
         run = self.retriever
         if run is None or self.index is None:
             raise TypeError(
-                f"recommend() needs a retrieval model with an item index; {str(self.path)!r} has none "
+                f"recommend() needs a retrieval model with an item index; bundle {self.path.name!r} has none "
                 "(build one with recforge.bundle.build_item_index)"
             )
         prepared: list[_PreparedQuery | Exception] = []

@@ -129,6 +129,8 @@ class DataConfig:
     Labelled rows (``ctr``, ``mtl``): ``train`` (+ ``valid``, ``test``) sources — CSV/Parquet paths
     or ``bundled:NAME/SPLIT`` — or one ``path`` read by ``format`` (``table``, ``census_income``,
     ``ali_ccp``) and split at random (``valid_fraction``, ``test_fraction``).
+    ``label_types``: ``binary`` (0/1, default), ``soft`` ([0, 1]) or ``regression``, one for every
+    label or one per label column.
     Interaction logs (``match``, ``seq``): ``path`` read by ``format`` (``interactions``,
     ``lightgcn``, ``user_item_pairs``, ``item_lists``, ``recbole``, ``movielens``), split by
     ``split`` (``leave_one_out``, ``temporal`` with ``valid_start``/``test_start``, or ``given``
@@ -147,6 +149,7 @@ class DataConfig:
     test_start: float | str | None = None
     min_interactions: int = 3
     label: str | list[str] | None = "label"
+    label_types: str | list[str] | None = None
     user: str = "user_id"
     item: str = "item_id"
     time: str = "time"
@@ -274,7 +277,7 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(m.value) for m in tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an int", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+    return {int: "an int", float: "a number", bool: "a bool (true/false)", str: "a string"}.get(tp, str(tp))
 
 
 class _Mismatch(ValueError):

@@ -9,25 +9,30 @@ Endpoints: ``POST /score`` (raw rows -> probabilities), ``POST /rank`` (one user
 candidates sorted by probability), ``POST /recommend`` (user rows -> top-K items, optional rerank;
 bundles with a retrieval stage), ``GET /healthz``, ``GET /metadata`` and the OpenAPI schema at
 ``/openapi.json`` (``/docs`` for the browser). Request bodies are validated against the bundle's
-features: a missing feature, a value of the wrong type, ``k`` out of range or a batch larger than
-``max_batch`` is a 422 whose message names the field. Any other failure is a generic 500; the
-traceback goes to the server log, never to the client.
+features: a missing feature, a value of the wrong type, an integer beyond int64, a number beyond
+float32 after scaling, ``k`` out of range or a batch larger than ``max_batch`` is a 422 whose
+message (recforge's own wording) names the field; a body larger than ``max_body_bytes`` is a 413
+answered before it is read. Client input never causes a 500: that is kept for the server's own
+failures, whose traceback goes to the server log, never to the client. No error closes the
+keep-alive connection.
 
 Dynamic micro-batching: concurrent ``/score`` and ``/recommend`` requests are validated one by
 one, then queued; a worker thread takes what is queued (waiting up to ``Batching.max_wait_ms``
 for more, up to ``Batching.max_rows`` rows) and runs it as one ``Bundle.score_batch`` /
 ``Bundle.recommend_batch`` call, whose answers are handed back per request. A request's error
-(e.g. an unknown column type) fails only that request.
+(e.g. an unknown column type) fails only that request. A batched answer equals the same request
+answered alone up to float32 rounding (measured in docs/serving.md), not bit for bit.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the request models' annotations at runtime.
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -39,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("recforge.serve")
 MAX_K = 1000
+MAX_BODY_BYTES = 4 * 2**20  # default request body limit: a full max_batch of wide rows fits easily
+INT64 = 2**63
 Q = TypeVar("Q")
 R = TypeVar("R")
 
@@ -168,6 +175,126 @@ class MicroBatcher(Generic[Q, R]):
                     p.future.set_result(result)
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _json_response(status: int, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = json.dumps({"detail": detail}).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class _Guard:
+    """The outermost layer of the app under Starlette's error middleware (pure ASGI).
+
+    * Request bodies are limited to ``max_body_bytes``: a larger ``Content-Length`` is answered
+      413 before a byte of the body is read (uvicorn discards the rest and keeps the connection),
+      and a chunked body is read up to the limit and no further. Nothing is parsed beyond it.
+    * An exception no handler answered is logged and answered 500 here, without re-raising:
+      Starlette's own handler re-raises after answering, and the server then closes the
+      keep-alive connection (other requests queued on it fail).
+    """
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        async def answer(status: int, detail: str) -> None:
+            for message in _json_response(status, detail):
+                await send_tracked(message)
+
+        limit_text = f"the request body exceeds the limit of {self.max_body_bytes} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await answer(400, "invalid Content-Length header")
+                return
+            if declared > self.max_body_bytes:
+                await answer(413, limit_text)
+                return
+        try:
+            receive = await self._buffered(receive)
+        except _BodyTooLarge:
+            await answer(413, limit_text)
+            return
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await answer(500, "internal server error")
+
+    async def _buffered(self, receive: Any) -> Any:
+        """Read the whole body (at most ``max_body_bytes``) and replay it to the app."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                chunks = []
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # the disconnect, when it comes
+
+        return replay
+
+
+def _by_recforge(exc: BaseException) -> bool:
+    """Whether recforge itself raised ``exc`` (its message was written for users), rather than a
+    library it calls (pyarrow, numpy, pandas), whose wording must not reach clients."""
+    if type(exc).__module__.split(".")[0] in ("pyarrow", "numpy", "pandas"):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("recforge")
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """``values``, or a ``ValueError`` naming the rows whose answer is not a finite number."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[:10].tolist()
+        raise ValueError(
+            f"{what}: the model's output is not a finite number for row(s) {rows}; their values lie "
+            "far outside what the model was trained on"
+        )
+    return values
+
+
 def _require_extra() -> None:
     try:
         import fastapi  # noqa: F401
@@ -183,22 +310,37 @@ def _plain(v: object) -> object:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _row_model(name: str, bundle: Bundle, stage: str, required: Sequence[str] | None = None) -> type:
-    """A pydantic model of one raw row: one typed field per input column of ``stage``'s pipeline."""
-    from pydantic import ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+def _int64(value: object) -> object:
+    if type(value) is int and not -INT64 <= value < INT64:
+        raise ValueError("integer outside the int64 range [-2**63, 2**63 - 1]")
+    return value
 
-    run = bundle.ranker if stage == "ranking" else bundle.retriever
-    assert run is not None
+
+def _row_model(
+    name: str, bundle: Bundle, stages: Sequence[str], required: Sequence[str] | None = None
+) -> type:
+    """A pydantic model of one raw row: one typed field per input column of the ``stages``'
+    pipelines (``"ranking"``, ``"retrieval"``; a column both read is typed by the first)."""
+    from pydantic import BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+
+    runs = [bundle.ranker if stage == "ranking" else bundle.retriever for stage in stages]
+    specs: dict[str, tuple[Any, Any]] = {}
+    for run in runs:
+        if run is not None:
+            for spec in run.pipeline.columns:
+                specs.setdefault(spec.name, (run, spec))
     fields: dict[str, Any] = {}
-    number = StrictInt | StrictFloat
-    for i, spec in enumerate(run.pipeline.columns):
+    # Integers are int64 in the pipeline: a larger one is a 422 naming the field, never a 500.
+    id_int = Annotated[StrictInt, BeforeValidator(_int64)]
+    number = Annotated[StrictInt | StrictFloat, BeforeValidator(_int64)]
+    for i, (run, spec) in enumerate(specs.values()):
         if isinstance(spec, Numeric | Bucketize):
             typ: Any = number | None  # missing values are filled (or bucketed as OOV) as in training
         elif isinstance(spec, Categorical):
             kind = run.pipeline.vocabulary(spec.name).kind
-            typ = StrictStr if kind in (None, ValueKind.STR) else StrictInt
+            typ = StrictStr if kind in (None, ValueKind.STR) else id_int
         else:  # list columns: "a|b|c" text or a JSON list
-            typ = StrictStr | list[StrictStr | StrictInt]
+            typ = StrictStr | list[StrictStr | id_int]
         needed = required is None or spec.name in required
         default = ... if needed else None
         fields[f"f{i}"] = (typ if needed else typ | None, Field(default, alias=spec.name))
@@ -209,14 +351,19 @@ def _rows(models: Sequence[Any]) -> list[dict[str, object]]:
     return [m.model_dump(by_alias=True, exclude_unset=True) for m in models]
 
 
-def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
+def create_app(
+    bundle: Bundle, *, batching: Batching = Batching(), max_body_bytes: int = MAX_BODY_BYTES
+) -> "FastAPI":
     """The FastAPI app serving ``bundle``; concurrent ``/score`` and ``/recommend`` requests are
-    micro-batched as ``batching`` says."""
+    micro-batched as ``batching`` says; request bodies above ``max_body_bytes`` are answered 413
+    unread."""
     _require_extra()
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be a positive int, got {max_body_bytes!r}")
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt, StrictStr
 
     from recforge import __version__
 
@@ -251,14 +398,17 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
     @app.exception_handler(KeyError)
+    @app.exception_handler(OverflowError)
     async def _bad_input(request: Request, exc: Exception) -> JSONResponse:
+        # Raised while checking or encoding the request's values: the client's input is at fault.
+        if not _by_recforge(exc):  # a library's message (pyarrow type names...) is not for clients
+            log.warning("request refused by %s on %s: %r", type(exc).__name__, request.url.path, exc)
+            detail = "a value in the request cannot be encoded for this model; check the values' types"
+            return JSONResponse({"detail": detail}, status_code=422)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return JSONResponse({"detail": str(message)}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal server error"}, status_code=500)
+    app.add_middleware(_Guard, max_body_bytes=max_body_bytes)  # 413s and the 500 safety net
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -271,7 +421,7 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
         return dict(bundle.metadata(), batching=dict(settings, **counts))
 
     if bundle.ranker is not None:
-        RankRow = _row_model("RankingRow", bundle, "ranking")
+        RankRow = _row_model("RankingRow", bundle, ["ranking"])
 
         class ScoreRequest(BaseModel):
             rows: list[RankRow] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]
@@ -287,12 +437,17 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
         @app.post("/score", response_model=ScoreResponse)
         async def score(req: ScoreRequest) -> JSONResponse:
             """Click probabilities of raw rows (original column values; unseen values are OOV)."""
-            probs = await scorer.submit(_rows(req.rows))
+            probs = _finite(await scorer.submit(_rows(req.rows)), "rows")
             return JSONResponse({"probabilities": probs.tolist()})
 
+        # /rank takes parts of rows: the user's columns, and candidate rows or plain item ids;
+        # values are typed as in /score (a column may come from either side).
+        PartRow = _row_model("PartialRankingRow", bundle, ["ranking"], required=[])
+        item_id = Annotated[StrictInt, BeforeValidator(_int64)] | StrictStr | StrictFloat
+
         class RankRequest(BaseModel):
-            user: dict[str, Any]
-            candidates: list[Any] = Field(min_length=1, max_length=max_batch)
+            user: PartRow  # type: ignore[valid-type]
+            candidates: list[PartRow | item_id] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]
 
         class RankResponse(BaseModel):
             candidates: list[Any]
@@ -301,11 +456,17 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
         @app.post("/rank", response_model=RankResponse)
         def rank(req: RankRequest) -> RankResponse:
             """Candidates (item ids or item-side rows) for one user, best first."""
-            ranked = bundle.rank(req.user, req.candidates)
+            user = _rows([req.user])[0]
+            cands = [_rows([c])[0] if isinstance(c, BaseModel) else c for c in req.candidates]
+            ranked = bundle.rank(user, cands)
+            _finite(np.asarray(ranked.scores, dtype=np.float64), "candidates")
             return RankResponse(candidates=[_plain(c) for c in ranked.candidates], scores=ranked.scores)
 
     if bundle.retriever is not None and bundle.index is not None:
-        UserRow = _row_model("UserRow", bundle, "retrieval", required=bundle.required_user_columns())
+        # the reranker's columns too (e.g. a user's age): typed, optional (an item table may hold them)
+        UserRow = _row_model(
+            "UserRow", bundle, ["retrieval", "ranking"], required=bundle.required_user_columns()
+        )
 
         class RecommendRequest(BaseModel):
             users: list[UserRow] = Field(min_length=1, max_length=max_batch)  # type: ignore[valid-type]
@@ -336,6 +497,7 @@ def create_app(bundle: Bundle, *, batching: Batching = Batching()) -> "FastAPI":
                 _rows(req.users), req.k, exclude_seen=req.exclude_seen, rerank=req.rerank, exclude=req.exclude
             )
             recs = await recommender.submit(query)
+            _finite(np.asarray([float(np.sum(r.scores)) * 0.0 for r in recs]), "users")  # NaN/inf spreads
             results = [{"items": [_plain(i) for i in r.items], "scores": r.scores} for r in recs]
             return JSONResponse({"results": results})
 
@@ -349,9 +511,11 @@ def serve(
     port: int = 8000,
     log_level: str = "info",
     batching: Batching = Batching(),
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     _require_extra()
     import uvicorn
 
-    uvicorn.run(create_app(bundle, batching=batching), host=host, port=port, log_level=log_level)
+    app = create_app(bundle, batching=batching, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

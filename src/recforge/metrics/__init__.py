@@ -1,6 +1,13 @@
 """Metrics: classification (AUC, logloss, GAUC) and full-ranking top-K retrieval metrics."""
 
-from recforge.metrics.classification import auc_score, gauc_score, log_loss
+from recforge.metrics.classification import (
+    UndefinedMetricError,
+    UndefinedMetricWarning,
+    auc_score,
+    gauc_score,
+    log_loss,
+    nan_if_undefined,
+)
 from recforge.metrics.ranking import (
     RankingAccumulator,
     RankingEvaluator,
@@ -15,11 +22,14 @@ __all__ = [
     "RankingAccumulator",
     "RankingEvaluator",
     "TargetRanks",
+    "UndefinedMetricError",
+    "UndefinedMetricWarning",
     "auc_score",
     "evaluate_retrieval",
     "full_ranking_metrics",
     "gauc_score",
     "log_loss",
+    "nan_if_undefined",
     "rank_targets",
     "sampled_ranks",
 ]

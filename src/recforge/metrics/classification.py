@@ -5,8 +5,20 @@ Inputs are 1-D array-likes; all computations are vectorised numpy.
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
+
+
+class UndefinedMetricError(ValueError):
+    """The metric has no value on these labels (e.g. AUC when only one class is present)."""
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric was undefined and is reported as NaN."""
 
 
 def _as_1d(name: str, x: ArrayLike) -> np.ndarray:
@@ -14,6 +26,26 @@ def _as_1d(name: str, x: ArrayLike) -> np.ndarray:
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return a
+
+
+def _labels(x: ArrayLike) -> np.ndarray:
+    """``y_true``: binary 0/1 or soft labels in [0, 1]; anything else (e.g. -1/1) is refused."""
+    y = _as_1d("y_true", x)
+    bad = (y < 0) | (y > 1)
+    if bad.any():
+        shown = ", ".join(f"{v:g}" for v in np.unique(y[bad])[:5])
+        raise ValueError(f"y_true must hold labels in [0, 1] (0/1 or probabilities), found {shown}")
+    return y
+
+
+def nan_if_undefined(metric: Callable[..., float], *args: ArrayLike, name: str) -> float:
+    """``metric(*args)``, or NaN with an ``UndefinedMetricWarning`` when it is undefined on these
+    labels (training code logs NaN, never a made-up 0, and never selects such an epoch)."""
+    try:
+        return metric(*args)
+    except UndefinedMetricError as e:
+        warnings.warn(f"{name} is undefined and reported as NaN: {e}", UndefinedMetricWarning, stacklevel=2)
+        return math.nan
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
@@ -31,8 +63,9 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 
 
 def auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
-    """ROC AUC (Mann-Whitney U, ties count one half). Raises if only one class is present."""
-    y = _as_1d("y_true", y_true)
+    """ROC AUC (Mann-Whitney U, ties count one half); a label counts as positive above 0.5.
+    Raises ``UndefinedMetricError`` if only one class is present."""
+    y = _labels(y_true)
     s = _as_1d("y_score", y_score)
     if y.shape != s.shape:
         raise ValueError(f"y_true and y_score differ in length: {y.shape[0]} vs {s.shape[0]}")
@@ -40,14 +73,14 @@ def auc_score(y_true: ArrayLike, y_score: ArrayLike) -> float:
     n_pos = int(pos.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUC is undefined when only one class is present")
+        raise UndefinedMetricError("AUC is undefined when only one class is present")
     ranks = _average_ranks(s)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def log_loss(y_true: ArrayLike, y_prob: ArrayLike, eps: float = 1e-7) -> float:
-    """Mean binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]``."""
-    y = _as_1d("y_true", y_true)
+    """Mean binary cross-entropy of probabilities clipped to ``[eps, 1 - eps]``; labels 0/1 or in [0, 1]."""
+    y = _labels(y_true)
     p = np.clip(_as_1d("y_prob", y_prob), eps, 1 - eps)
     if y.shape != p.shape:
         raise ValueError(f"y_true and y_prob differ in length: {y.shape[0]} vs {p.shape[0]}")
@@ -59,9 +92,9 @@ def gauc_score(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike, *, weig
 
     Groups whose labels are all one class have no AUC and are skipped (never NaN). ``weighted``
     weights each group by its number of impressions (the DIN paper's GAUC); otherwise a plain mean.
-    Raises if no group has both classes.
+    Raises ``UndefinedMetricError`` if no group has both classes.
     """
-    y = _as_1d("y_true", y_true)
+    y = _labels(y_true)
     s = _as_1d("y_score", y_score)
     g = np.asarray(groups).reshape(-1)
     if not (len(y) == len(s) == len(g)):
@@ -85,7 +118,7 @@ def gauc_score(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike, *, weig
     rank_pos = np.bincount(gid, weights=rank_in_group * (y > 0.5), minlength=n_groups)
     valid = (n_pos > 0) & (n_neg > 0)
     if not valid.any():
-        raise ValueError("GAUC is undefined: no group has both positive and negative labels")
+        raise UndefinedMetricError("GAUC is undefined: no group has both positive and negative labels")
     auc = (rank_pos[valid] - n_pos[valid] * (n_pos[valid] + 1) / 2.0) / (n_pos[valid] * n_neg[valid])
     w = size[valid] if weighted else np.ones(int(valid.sum()))
     return float(np.sum(auc * w) / np.sum(w))

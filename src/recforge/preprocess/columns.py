@@ -45,6 +45,19 @@ class Binning(_Choice):
     UNIFORM = "uniform"
 
 
+class LabelType(Choice):
+    """What a label column may hold; checked by ``FeaturePipeline`` whenever it reads labels.
+
+    ``binary``: 0 or 1 (booleans too), the targets of CTR and multi-task classification;
+    ``soft``: probabilities in [0, 1] (e.g. distilled or averaged clicks) for the same losses;
+    ``regression``: any finite number.
+    """
+
+    BINARY = "binary"
+    SOFT = "soft"
+    REGRESSION = "regression"
+
+
 def _check_name(kind: str, name: object) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{kind}: the column name must be a non-empty string, got {name!r}")

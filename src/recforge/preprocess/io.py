@@ -71,6 +71,7 @@ def read_table(src: TableLike, columns: Sequence[str] | None = None) -> pd.DataF
             "row dicts or a "
             f"CSV/Parquet path, got {type(src).__name__}"
         )
+    check_unique_columns(column_names(df), "the data")
     if columns is not None:
         require_columns(df, columns)
         if list(df.columns) != list(columns):
@@ -82,10 +83,38 @@ def read_frame(src: TableLike) -> Frame:
     """``src`` as a pandas DataFrame, except that Arrow tables and record batches stay Arrow: the
     encoders run on Arrow, so converting to pandas (and back, per column) would only cost time."""
     if isinstance(src, pa.RecordBatch):
-        return pa.Table.from_batches([src])
+        src = pa.Table.from_batches([src])
     if isinstance(src, pa.Table):
+        check_unique_columns(src.column_names, "the data")
         return src
     return read_table(src)
+
+
+def check_unique_columns(names: Sequence[object], source: str) -> None:
+    """``ValueError`` naming every column that appears more than once (which one is meant?)."""
+    seen: set[str] = set()
+    dup: list[str] = []
+    for n in map(str, names):
+        if n in seen and n not in dup:
+            dup.append(n)
+        seen.add(n)
+    if dup:
+        raise ValueError(f"column(s) {dup} appear more than once in {source}; rename or drop the duplicates")
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    """The raw header of a CSV file (pandas would rename a repeated name ``age`` to ``age.1``)."""
+    try:
+        head = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty (no header row)") from None
+    return [str(v) for v in head.iloc[0].tolist()] if len(head) else []
+
+
+def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
+    sep = "\t" if ".tsv" in path.name.lower() else ","
+    check_unique_columns(_csv_header(path, sep), f"the header of {path}")
+    return pd.read_csv(path, sep=sep, **kwargs)  # type: ignore[call-overload, no-any-return]
 
 
 def column_names(frame: Frame) -> list[str]:
@@ -99,7 +128,7 @@ def _read_file(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     if name.endswith(PARQUET_SUFFIXES):
         df = pd.read_parquet(path)
     elif name.endswith(_CSV_SUFFIXES):
-        df = pd.read_csv(path, sep="\t" if ".tsv" in name else ",")
+        df = _read_csv(path)
     else:
         valid = ", ".join(_CSV_SUFFIXES + PARQUET_SUFFIXES)
         raise ValueError(f"{path}: unknown table format; the file name must end with one of {valid}")
@@ -131,7 +160,7 @@ def iter_tables(src: TableLike, batch_rows: int) -> Iterator[pd.DataFrame]:
                 yield batch.to_pandas()
             return
         if name.endswith(_CSV_SUFFIXES):
-            yield from pd.read_csv(path, sep="\t" if ".tsv" in name else ",", chunksize=batch_rows)
+            yield from _read_csv(path, chunksize=batch_rows)  # type: ignore[misc]
             return
     df = read_table(src)
     for start in range(0, len(df), batch_rows):

@@ -21,6 +21,7 @@ from recforge.preprocess.vocab import (
     ValueKind,
     canonical_list,
     canonical_values,
+    int_range_error,
     nan_to_null,
 )
 
@@ -56,10 +57,14 @@ def _as_arrow(column: str, s: pd.Series | pa.Array | pa.ChunkedArray | list[obje
         return s
     try:
         arr = pa.array(s, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+    except OverflowError:
+        raise int_range_error(column, s.tolist() if isinstance(s, pd.Series) else s) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        rows = s.tolist() if isinstance(s, pd.Series) else s
+        kinds = sorted({type(v).__name__ for v in rows[:1000] if v is not None})
         raise TypeError(
             f"column {column!r}: expected a list per row (all of one type) or "
-            f"sep-delimited strings; could not read it as lists: {e}"
+            f"sep-delimited strings; could not read its {kinds} values as lists"
         ) from None
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 

@@ -57,7 +57,10 @@ def numeric_values(
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     inferred = pd.api.types.infer_dtype(s, skipna=True)
     if inferred in ("integer", "floating", "mixed-integer-float", "decimal", "boolean", "empty"):
-        return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            return pd.to_numeric(s).to_numpy(dtype=np.float64, na_value=np.nan)
+        except (OverflowError, ValueError):  # Python ints beyond float64 or mixed huge ints
+            return _plain_floats(s.tolist())
     example = next((v for v in s.dropna().head(1000) if not isinstance(v, int | float | np.number)), None)
     raise TypeError(
         f"column {name!r}: {spec} expects numbers but the column holds {inferred} values "
@@ -71,6 +74,10 @@ def _list_numeric_values(name: str, values: list[object], spec: str) -> np.ndarr
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     try:
         arr = pa.array(values, from_pandas=True)
+    except OverflowError:  # Python ints beyond int64, which Arrow refuses
+        if {type(v) for v in values} <= {int, float, bool, type(None)}:
+            return _plain_floats(values)
+        arr = None
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         arr = None
     t = arr.type if arr is not None else None
@@ -88,21 +95,52 @@ def _list_numeric_values(name: str, values: list[object], spec: str) -> np.ndarr
     return floats.to_numpy(zero_copy_only=False)
 
 
+def _plain_floats(values: list[object]) -> np.ndarray:
+    """Python numbers (None or NaN for missing) as float64; an int beyond float64 becomes ``inf``
+    (refused later, naming the column)."""
+
+    def one(v: object) -> float:
+        if v is None:
+            return math.nan
+        try:
+            return float(v)  # type: ignore[arg-type]
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf  # type: ignore[operator]
+
+    return np.fromiter((one(v) for v in values), dtype=np.float64, count=len(values))
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def reject_infinite(name: str, x: np.ndarray) -> None:
     """A ``ValueError`` naming the column when ``x`` holds ``inf`` or ``-inf``."""
     if np.isinf(x).any():
         raise ValueError(f"column {name!r}: {int(np.isinf(x).sum())} infinite values; replace them first")
 
 
+def _reject_beyond_float32(name: str, x: np.ndarray, raw: np.ndarray, what: str) -> None:
+    big = np.abs(x) > FLOAT32_MAX
+    if big.any():
+        i = int(np.argmax(big))
+        raise ValueError(
+            f"column {name!r}: {int(big.sum())} value(s) lie beyond float32's range (|x| > 3.4e38) "
+            f"{what}, e.g. {raw[i]:g}; clip them, or set log1p=True for a heavy-tailed column"
+        )
+
+
 def apply_numeric(spec: Numeric, stats: NumericStats, x: np.ndarray) -> np.ndarray:
     x = np.where(np.isnan(x), stats.fill, x)
     reject_infinite(spec.name, x)
+    raw = x
     if spec.log1p:
         bad = int((x <= -1).sum())
         if bad:
             raise ValueError(f"column {spec.name!r}: log1p needs values > -1, found {bad} that are not")
         x = np.log1p(x)
-    return ((x - stats.shift) / stats.scale).astype(np.float32)
+    out = (x - stats.shift) / stats.scale
+    _reject_beyond_float32(spec.name, out, raw, "after scaling")
+    return out.astype(np.float32)
 
 
 _CHUNK = 1 << 20  # values per bincount: every per-exponent sum of limbs stays below 2**53 (exact)
@@ -197,10 +235,14 @@ class NumericAccumulator:
             self.raw.add(present)
         if self.counts is not None:
             self.counts.add(pa.array(present), ValueKind.FLOAT)
+        raw = present
         if spec.log1p:
             if (present <= -1).any():
                 raise ValueError(f"column {spec.name!r}: log1p needs values > -1 in the training data")
             present = np.log1p(present)
+        # Statistics of such values overflow (a scale of inf zeroes the column) and the model
+        # reads float32: the training data must fit it.
+        _reject_beyond_float32(spec.name, present, raw, "in the training data")
         if self.moments is not None:
             self.moments.add(present)
         if spec.normalize is Normalize.MINMAX:
@@ -234,7 +276,12 @@ class NumericAccumulator:
             shift, scale = self.moments.mean(), self.moments.std()
         elif spec.normalize is Normalize.MINMAX:
             shift, scale = self.low, self.high - self.low
-        return NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
+        out = NumericStats(fill=fill, shift=shift, scale=scale if scale > 0 else 1.0)
+        if not all(math.isfinite(v) for v in (out.fill, out.shift, out.scale)):
+            raise ValueError(
+                f"column {spec.name!r}: the fitted statistics are not finite ({out}); check its values"
+            )
+        return out
 
 
 def fit_numeric(spec: Numeric, x: np.ndarray) -> NumericStats:

@@ -39,6 +39,7 @@ from recforge.preprocess.columns import (
     Categorical,
     ColumnSpec,
     EncodedSpec,
+    LabelType,
     ListSpec,
     MultiValue,
     Numeric,
@@ -118,23 +119,58 @@ def _categorical_values(
     return canonical_values(spec.name, arr)
 
 
-def _label_values(name: str, s: Column) -> np.ndarray:
+def _label_values(name: str, s: Column, kind: LabelType | None) -> np.ndarray:
+    """A label column as float32 ``(N,)``, checked against its declared ``kind`` (``None``: a
+    pipeline saved before label types existed, whose labels are only checked to be finite)."""
+    if len(s) == 0:  # an empty split (e.g. a CSV with a header only): its dtype says nothing
+        return np.zeros(0, dtype=np.float32)
     if isinstance(s, pa.ChunkedArray):
         t = s.type
         if not (pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
             raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got type {t}")
-        y = pc.fill_null(s.cast(pa.float32()), np.nan).to_numpy()
-        n_missing = int(np.isnan(y).sum())
-        if n_missing:
-            raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
-        return y
-    if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
-        raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
-    y = s.to_numpy(dtype=np.float32, na_value=np.nan)
+        y = pc.fill_null(s.cast(pa.float64()), np.nan).to_numpy()
+    else:
+        if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
+            raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
+        y = s.to_numpy(dtype=np.float64, na_value=np.nan)
     n_missing = int(np.isnan(y).sum())
     if n_missing:
         raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
-    return y
+    _check_labels(name, y, kind)
+    return y.astype(np.float32)
+
+
+def _check_labels(name: str, y: np.ndarray, kind: LabelType | None) -> None:
+    if kind is LabelType.BINARY:
+        bad = (y != 0) & (y != 1)
+        rule = "binary labels must be 0 or 1"
+        hint = "map them to 0/1, or declare label_types='soft' for probabilities in [0, 1]"
+    elif kind is LabelType.SOFT:
+        bad = ~((y >= 0) & (y <= 1))
+        rule = "soft labels must lie in [0, 1]"
+        hint = "rescale them, or declare label_types='regression'"
+    else:
+        bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
+        rule = "labels must be finite numbers within float32's range"
+        hint = "drop or clip those rows"
+    n_bad = int(bad.sum())
+    if n_bad:
+        found = np.unique(y[bad])
+        shown = ", ".join(f"{v:g}" for v in found[:5]) + (", ..." if len(found) > 5 else "")
+        raise ValueError(f"label column {name!r}: {rule}; {n_bad} rows hold other values ({shown}); {hint}")
+
+
+def _label_types(
+    labels: Sequence[str], label_types: LabelType | str | Sequence[LabelType | str] | None
+) -> list[LabelType]:
+    if label_types is None:
+        return [LabelType.BINARY] * len(labels)
+    if isinstance(label_types, str):  # one type for every label (a LabelType is a str too)
+        return [LabelType.parse(label_types, where="label_types")] * len(labels)
+    types = list(label_types)
+    if len(types) != len(labels):
+        raise ValueError(f"label_types: expected one type per label column {list(labels)}, got {types!r}")
+    return [LabelType.parse(t, where=f"label_types[{i}] ({labels[i]!r})") for i, t in enumerate(types)]
 
 
 def _spec_to_dict(spec: ColumnSpec) -> dict[str, object]:
@@ -158,6 +194,7 @@ class _FitState:
 
     def __init__(self, pipe: FeaturePipeline) -> None:
         self.batches = 0
+        self.rows = 0
         self.numeric = {c.name: NumericAccumulator(c) for c in pipe.columns if isinstance(c, Numeric)}
         self.buckets = {
             c.name: BucketAccumulator(c)
@@ -180,6 +217,10 @@ class FeaturePipeline:
             ``MultiValue``, ``SequenceColumn``); their names are the output column and feature names.
         label: the target column, output under ``"label"`` as float32 ``(N,)``.
         labels: several target columns (multi-task), output under ``"label"`` as ``(N, T)``.
+        label_types: what the labels may hold (``LabelType``): ``"binary"`` (0/1, the default),
+            ``"soft"`` (probabilities in [0, 1]) or ``"regression"`` (finite numbers); one type
+            for every label or one per label column. Checked whenever labels are read (``fit``,
+            ``transform``); a value breaking it is a ``ValueError`` naming the column.
         num_threads: columns are processed by this many threads (the Arrow and numpy kernels
             doing the work release the GIL); results do not depend on it. Not saved.
     """
@@ -190,6 +231,7 @@ class FeaturePipeline:
         *,
         label: str | None = None,
         labels: Sequence[str] | None = None,
+        label_types: LabelType | str | Sequence[LabelType | str] | None = None,
         num_threads: int = 1,
     ) -> None:
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -211,6 +253,7 @@ class FeaturePipeline:
         self.label = label
         self.labels: list[str] = [label] if label is not None else list(labels or [])
         self.multi_task = labels is not None
+        self.label_types: list[LabelType | None] = list(_label_types(self.labels, label_types))
         self._by_name: dict[str, ColumnSpec] = {}
         for c in self.columns:
             if c.name in self._by_name:
@@ -358,13 +401,16 @@ class FeaturePipeline:
                 state.longest[c.name] = max(state.longest.get(c.name, 0), int(flat.lengths.max(initial=0)))
 
         self._map(add, self.columns)
-        for y in self.labels:
-            _label_values(y, df[y])
+        for y, kind in zip(self.labels, self.label_types):
+            _label_values(y, df[y], kind)
+        state.rows += len(df)
         state.batches += 1
 
     def _finish_fit(
         self, state: _FitState, catalog: Mapping[str, Sequence[object] | np.ndarray] | None = None
     ) -> FeaturePipeline:
+        if state.rows == 0:
+            raise ValueError("the training data has no rows (an empty file or split); nothing to fit on")
         stats = {c.name: state.numeric[c.name].stats() for c in self.columns if isinstance(c, Numeric)}
         buckets = {
             c.name: tuple(c.boundaries) if c.boundaries is not None else state.buckets[c.name].boundaries()
@@ -481,7 +527,7 @@ class FeaturePipeline:
             missing = [y for y in self.labels if y not in names]
             raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(names)}")
         if present:
-            ys = [_label_values(y, df[y]) for y in self.labels]
+            ys = [_label_values(y, df[y], kind) for y, kind in zip(self.labels, self.label_types)]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
 
@@ -633,6 +679,7 @@ class FeaturePipeline:
             "version": VERSION,
             "label": self.label,
             "labels": self.labels if self.multi_task else None,
+            "label_types": [t.value if t is not None else None for t in self.label_types],
             "columns": [_spec_to_dict(c) for c in self.columns],
             "vocabularies": {k: v.to_dict() for k, v in self._vocabs.items()},
             "numeric": {k: asdict(v) for k, v in self._stats.items()},
@@ -657,6 +704,17 @@ class FeaturePipeline:
         specs = [_spec_from_dict(c) for c in data["columns"]]  # type: ignore[attr-defined]
         labels = data.get("labels")
         pipe = cls(specs, label=data.get("label"), labels=labels, num_threads=num_threads)  # type: ignore[arg-type]
+        saved_types = data.get("label_types")
+        # a file written before label types existed: its labels are only checked to be finite
+        pipe.label_types = (
+            [None] * len(pipe.labels)
+            if saved_types is None
+            else [None if t is None else LabelType.parse(t, where="label_types") for t in saved_types]  # type: ignore[attr-defined]
+        )
+        if len(pipe.label_types) != len(pipe.labels):
+            raise ValueError(
+                f"saved FeaturePipeline: label_types {saved_types!r} do not match labels {pipe.labels}"
+            )
         vocabs = data["vocabularies"]
         pipe._vocabs = {k: Vocabulary.from_dict(v) for k, v in vocabs.items()}  # type: ignore[attr-defined]
         pipe._stats = {k: NumericStats(**v) for k, v in data["numeric"].items()}  # type: ignore[attr-defined]

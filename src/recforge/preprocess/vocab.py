@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,8 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
         # than building a Series first, with the same values (ints with gaps stay int64 + nulls).
         try:
             return pa.array(values, from_pandas=True)
+        except OverflowError:  # a Python int beyond int64 (Arrow says "too large to convert to C long")
+            raise int_range_error(column, values) from None
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             kinds = sorted({type(v).__name__ for v in values[:1000] if v is not None})
             raise TypeError(
@@ -74,6 +76,8 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
         return pa.array(s.to_numpy(), from_pandas=True)
     try:
         arr = pa.array(s, from_pandas=True)
+    except OverflowError:
+        raise int_range_error(column, s.tolist()) from None
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         kinds = sorted({type(v).__name__ for v in s.head(1000)})
         raise TypeError(
@@ -81,6 +85,23 @@ def to_arrow(column: str, values: pd.Series | np.ndarray | pa.Array | Sequence[o
             "convert the column to one type first"
         ) from None
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def int_range_error(column: str, values: Iterable[object]) -> ValueError:
+    """The error for integer ids beyond int64 (looking one level into lists for an example)."""
+
+    def items() -> Iterator[object]:
+        for v in values:
+            yield from (v if isinstance(v, list | tuple) else [v])
+
+    example = next(
+        (v for v in items() if isinstance(v, int | np.integer) and not -_INT64 <= int(v) < _INT64), None
+    )
+    shown = f"id {example}" if example is not None else "an id"
+    return ValueError(
+        f"column {column!r}: {shown} lies outside the int64 range [-2**63, 2**63 - 1]; "
+        "integer ids must fit in int64 (store larger ones as text)"
+    )
 
 
 def nan_to_null(arr: pa.Array) -> pa.Array:
@@ -105,6 +126,8 @@ def canonical_values(
         return canonical_values(column, arr.dictionary_decode())
     if arr.null_count:
         raise ValueError(f"column {column!r}: {arr.null_count} missing values")
+    if pa.types.is_unsigned_integer(t) and len(arr) and pc.max(arr).as_py() >= _INT64:
+        raise int_range_error(column, [pc.max(arr).as_py()])
     if pa.types.is_boolean(t) or pa.types.is_integer(t):
         return arr.cast(pa.int64()), ValueKind.INT
     if pa.types.is_floating(t) or pa.types.is_decimal(t):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from recforge.data.dataset import LABEL
-from recforge.metrics import auc_score, gauc_score, log_loss
+from recforge.metrics import auc_score, gauc_score, log_loss, nan_if_undefined
 from recforge.objectives import BinaryCrossEntropy, Objective
 from recforge.outputs import logits_of
 from recforge.trainers.loop import Trainer
@@ -60,6 +60,8 @@ class CTRTrainer(Trainer):
                 labels.append(batch[LABEL].float().reshape(-1).cpu())
             if self.gauc_group is not None:
                 groups.append(batch[self.gauc_group].cpu())
+        if not probs:
+            raise ValueError("the loader yielded no batches: no rows to evaluate (an empty split?)")
         out = {"prob": torch.cat(probs).numpy()}
         if labels:
             out["label"] = torch.cat(labels).numpy()
@@ -71,9 +73,12 @@ class CTRTrainer(Trainer):
         c = self.collect(model, data_loader)
         if "label" not in c:
             raise ValueError("evaluate() needs labels in the loader's batches")
-        out = {"auc": auc_score(c["label"], c["prob"]), "logloss": log_loss(c["label"], c["prob"])}
+        out = {
+            "auc": nan_if_undefined(auc_score, c["label"], c["prob"], name="auc"),
+            "logloss": log_loss(c["label"], c["prob"]),
+        }
         if "group" in c:
-            out["gauc"] = gauc_score(c["label"], c["prob"], c["group"])
+            out["gauc"] = nan_if_undefined(gauc_score, c["label"], c["prob"], c["group"], name="gauc")
         return out
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:

@@ -24,7 +24,7 @@ def plot_curves(
     panels: Sequence[Panel],
     best_epoch: int | None,
     path: Path,
-    save: Callable[[Path, Callable[[Path], None]], None],
+    save: Callable[[Path, Callable[[Path], None]], object],
 ) -> bool:
     """Draw ``panels`` of ``history`` into ``path`` through ``save(path, writer)`` (an atomic
     write). Returns False when matplotlib is missing (the plot is skipped with a warning)."""
@@ -55,7 +55,9 @@ def plot_curves(
         for key, values in series:
             ax.plot(epochs, values, marker="o", markersize=3, label=key)
         if best_epoch is not None and best_epoch >= 0:
-            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
+            ax.axvline(
+                best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})"
+            )
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

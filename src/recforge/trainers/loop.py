@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +29,7 @@ from recforge.objectives import Objective
 from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
-from recforge.utils.files import atomic_write
+from recforge.utils.files import atomic_write, atomic_write_text, remove_stale_temporaries
 
 log = logging.getLogger("recforge")
 
@@ -47,12 +48,20 @@ class EarlyStopper:
     bad_epochs: int = 0
 
     def improved(self, value: float) -> bool:
-        if math.isnan(self.best):
+        if math.isnan(value):  # undefined (e.g. the AUC of a one-class split): never the best epoch
+            return False
+        if self.best_epoch < 0 or math.isnan(self.best):
             return True
         return value > self.best if self.mode == "max" else value < self.best
 
     def step(self, value: float, epoch: int) -> tuple[bool, bool]:
-        """Returns ``(is_best, should_stop)``."""
+        """Returns ``(is_best, should_stop)``. An undefined (NaN) value counts as no improvement."""
+        if math.isnan(value):
+            log.warning(
+                "validation %s is undefined (NaN) at epoch %d: this epoch cannot be selected",
+                self.metric,
+                epoch,
+            )
         if self.improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             return True, False
@@ -71,10 +80,31 @@ def move_batch(batch: Mapping[str, Tensor], device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def load_state(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` of a file recforge wrote, weights-only: tensors, numbers, strings and
+    lists/tuples/dicts of them. A file holding anything else (a pickled object, whose loading could
+    run code) is refused with a ``ValueError`` naming it; nothing in it is executed."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path}: not a weights-only file (it holds Python objects other than tensors, numbers, "
+            "strings, lists and dicts, whose loading could run code); refusing to load it. A checkpoint "
+            "written by recforge before weights-only loading cannot be resumed: start the run again"
+        ) from e
+
+
 def _rng_state() -> dict[str, Any]:
+    # Plain data only (tensors, numbers, tuples), so that ``load_state`` reads it back.
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -84,7 +114,9 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -234,6 +266,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume and (self.run_dir / CHECKPOINT).exists():
             self._load_checkpoint(self.run_dir / CHECKPOINT)
+        if self.is_main:
+            remove_stale_temporaries(self.run_dir)
+            # The log restarts from what the checkpoint holds: an epoch logged after the last
+            # checkpoint (a kill in between) is run again and must not be logged twice.
+            atomic_write_text(self.run_dir / METRICS_LOG, "".join(json.dumps(r) + "\n" for r in self.history))
         writer = self._tensorboard_writer() if self.is_main else None
         if self.distributed and isinstance(train_dataloader, BatchLoader):
             train_dataloader = dist_utils.shard_for_training(train_dataloader)
@@ -291,6 +328,11 @@ class Trainer:
             if writer is not None:
                 writer.close()
         if val_dataloader is None or not (self.run_dir / BEST).exists():
+            if val_dataloader is not None:
+                log.warning(
+                    "no epoch had a defined validation %s; keeping the last epoch's weights",
+                    self.stopper.metric,
+                )
             state = self._model_state()
             if state is not None:
                 atomic_save({"model": state, "epoch": self.n_epoch - 1}, self.run_dir / BEST)
@@ -390,7 +432,7 @@ class Trainer:
         )
 
     def _load_checkpoint(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = load_state(path, self.device)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for sch, state in zip(self.schedulers, ckpt["schedulers"]):
@@ -400,7 +442,26 @@ class Trainer:
         self.history = list(ckpt["history"])
         _set_rng_state(ckpt["rng"])
         self.start_epoch = int(ckpt["epoch"]) + 1
+        self._apply_changed_hyperparameters()
         log.info("resumed from %s at epoch %d", path, self.start_epoch)
+
+    def _apply_changed_hyperparameters(self) -> None:
+        """After a resume, optimizer settings given now (e.g. a new ``lr``) replace the
+        checkpoint's, with a warning; schedulers continue from the new base values."""
+        given = dict(self.options.optimizer_params or {})
+        for opt in self.optimizer.optimizers:
+            for group in opt.param_groups:
+                for key, value in given.items():
+                    if key in group and group[key] != value:
+                        log.warning(
+                            "resume: optimizer %s %r -> %r (the new value applies)", key, group[key], value
+                        )
+                        group[key] = value
+                        if key == "lr":
+                            group["initial_lr"] = value
+        for sch in self.schedulers:
+            if hasattr(sch, "base_lrs") and "lr" in given:
+                sch.base_lrs = [given["lr"]] * len(sch.base_lrs)
 
     def _log(self, record: dict[str, float], writer: Any) -> None:
         self.history.append(record)

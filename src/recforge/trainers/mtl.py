@@ -8,7 +8,6 @@ auxiliary loss, ``ESMMOutput`` with the implied CVR). Labels are ``batch["label"
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from recforge.data.dataset import LABEL, Batch
 from recforge.layout import WEIGHTING
-from recforge.metrics import auc_score, log_loss
+from recforge.metrics import auc_score, log_loss, nan_if_undefined
 from recforge.objectives.multitask import (
     GradNorm,
     MetaBalance,
@@ -28,7 +27,7 @@ from recforge.objectives.multitask import (
     build_weighting,
 )
 from recforge.outputs import ESMMOutput, TaskType, task_logits
-from recforge.trainers.loop import EarlyStopper, Trainer, atomic_save
+from recforge.trainers.loop import EarlyStopper, Trainer, atomic_save, load_state
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
 
 
@@ -166,7 +165,7 @@ class MTLTrainer(Trainer):
         super()._load_checkpoint(path)
         state = path.parent / WEIGHTING
         if state.exists():
-            self.weighting.load_state_dict(torch.load(state, map_location=self.device, weights_only=False))
+            self.weighting.load_state_dict(load_state(state, self.device))
 
     def curve_panels(self) -> list[tuple[str, list[str]]]:
         """Losses, then one panel per task (its AUC, or MSE for regression), then the task weights."""
@@ -219,7 +218,7 @@ class MTLTrainer(Trainer):
         for t, (name, kind) in enumerate(zip(self.task_names, self.task_types)):
             y, p = c["label"][:, t], c["prob"][:, t]
             if kind is TaskType.CLASSIFICATION:
-                auc = auc_score(y, p) if 0 < y.sum() < len(y) else math.nan  # one class: undefined
+                auc = nan_if_undefined(auc_score, y, p, name=f"{name}_auc")  # one class: NaN
                 out[f"{name}_auc"] = auc
                 out[f"{name}_logloss"] = log_loss(y, p)
                 aucs.append(auc)

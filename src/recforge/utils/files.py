@@ -9,8 +9,11 @@ is removed and the target is untouched. Importing this module does not import to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
+
+_TEMPORARY = re.compile(r"^\..+\.tmp(?P<pid>\d+)")  # what ``atomic_write`` names its temporary files
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
@@ -20,7 +23,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}{target.suffix}")
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}{target.suffix}")  # see _TEMPORARY
     try:
         write(tmp)
         os.replace(tmp, target)
@@ -32,3 +35,33 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """``atomic_write`` of UTF-8 text."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files ``atomic_write`` left in ``directory`` and its subdirectories
+    when its process was killed (SIGKILL runs no cleanup); returns them. A temporary file whose
+    process is still running (a write in progress) is left alone."""
+    root = Path(directory)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(".*.tmp*"):
+        m = _TEMPORARY.match(path.name)
+        if m is None or not path.is_file():
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
