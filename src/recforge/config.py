@@ -135,6 +135,7 @@ class DataConfig:
     ``lightgcn``, ``user_item_pairs``, ``item_lists``, ``recbole``, ``movielens``), split by
     ``split`` (``leave_one_out``, ``temporal`` with ``valid_start``/``test_start``, or ``given``
     with a per-user ``valid_fraction`` held out when the data has no validation part).
+    ``item_text``: item-table columns joined into each item's text, for models that read it (HLLM).
     """
 
     format: DataFormat = DataFormat.TABLE
@@ -155,6 +156,7 @@ class DataConfig:
     time: str = "time"
     user_columns: list[str] = field(default_factory=list)
     item_columns: list[str] = field(default_factory=list)
+    item_text: list[str] = field(default_factory=list)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     batch_size: int = 1024
     eval_batch_size: int = 8192

@@ -5,6 +5,7 @@ run_dir/
   config.yaml          the resolved config            (recforge.runs)
   pipeline/            the fitted FeaturePipeline     (recforge.preprocess)
   model.json           model class, arguments, feature specs
+  model_tensors.pt     constructor tensors from the data (HLLM's item text tokens; weights-only)
   best.pt              the selected weights           (trainers; weights-only)
   checkpoint.pt        exact-resume state             (trainers; weights-only)
   weighting.pt         multi-task weighting state     (trainers.mtl; weights-only)
@@ -29,6 +30,7 @@ from pathlib import Path
 CONFIG = "config.yaml"
 PIPELINE = "pipeline"
 MODEL = "model.json"
+MODEL_TENSORS = "model_tensors.pt"  # constructor tensors a model takes from the data (e.g. HLLM's item text)
 BEST = "best.pt"
 CHECKPOINT = "checkpoint.pt"
 WEIGHTING = "weighting.pt"
@@ -65,6 +67,10 @@ class RunLayout:
     @property
     def model(self) -> Path:
         return self.root / MODEL
+
+    @property
+    def model_tensors(self) -> Path:
+        return self.root / MODEL_TENSORS
 
     @property
     def best(self) -> Path:

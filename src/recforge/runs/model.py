@@ -141,23 +141,39 @@ class Run:
 
 
 def save_model_spec(
-    run_dir: Path, name: str, inputs: Mapping[str, list[F.Feature]], params: Mapping[str, Any]
+    run_dir: Path,
+    name: str,
+    inputs: Mapping[str, list[F.Feature]],
+    params: Mapping[str, Any],
+    tensors: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
+    """``model.json`` (class, feature lists, plain arguments) and, for arguments that are tensors
+    taken from the data, ``model_tensors.pt`` (read back weights-only)."""
+    layout = RunLayout(Path(run_dir))
     spec = {
         "name": name,
         "params": to_plain(dict(params)),
         "inputs": {k: [f.name for f in v] for k, v in inputs.items()},
         "features": [F.to_dict(f) for f in F.dedup([f for v in inputs.values() for f in v])],
+        "tensors": sorted(tensors or {}),
     }
-    atomic_write_text(RunLayout(run_dir).model, json.dumps(spec, indent=2))
+    if tensors:
+        from recforge.utils.files import atomic_write
+
+        atomic_write(layout.model_tensors, lambda tmp: torch.save(dict(tensors), tmp))
+    atomic_write_text(layout.model, json.dumps(spec, indent=2))
 
 
-def load_model_spec(run_dir: str | Path) -> nn.Module:
+def load_model_spec(run_dir: str | os.PathLike[str]) -> nn.Module:
     """The model a run directory's ``model.json`` describes (untrained weights)."""
-    spec = json.loads(RunLayout.of(run_dir).model.read_text(encoding="utf-8"))
+    layout = RunLayout.of(run_dir)
+    spec = json.loads(layout.model.read_text(encoding="utf-8"))
     feats = {d["name"]: F.from_dict(d) for d in spec["features"]}
     inputs = {k: [feats[n] for n in names] for k, names in spec["inputs"].items()}
-    return build_model(spec["name"], inputs, spec["params"])
+    params = dict(spec["params"])
+    if spec.get("tensors"):
+        params.update(torch.load(layout.model_tensors, map_location="cpu", weights_only=True))
+    return build_model(spec["name"], inputs, params)
 
 
 def save_histories(path: Path, histories: Histories) -> None:

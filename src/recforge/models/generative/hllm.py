@@ -48,11 +48,31 @@ def load_language_model(spec: str | object) -> nn.Module:
         raise ImportError("HLLM needs transformers: pip install 'recforge[generative]'") from e
     if isinstance(spec, str):
         return AutoModel.from_pretrained(spec)
+    if isinstance(spec, Mapping):  # a config written as data: {"type": "llama", "hidden_size": 64, ...}
+        from transformers import AutoConfig
+
+        settings = dict(spec)
+        kind = settings.pop("type", None)
+        if not isinstance(kind, str):
+            raise ValueError(
+                f"a language model given as a mapping needs its 'type' (e.g. 'llama'), got {spec!r}"
+            )
+        return AutoModel.from_config(AutoConfig.for_model(kind, **settings))
     if isinstance(spec, PretrainedConfig):
         return AutoModel.from_config(spec)
     raise TypeError(
-        f"expected a model path, a transformers config or an nn.Module, got {type(spec).__name__}"
+        f"expected a model path, a transformers config (object or mapping with a 'type') or an nn.Module, "
+        f"got {type(spec).__name__}"
     )
+
+
+def item_text_tokens(texts: Sequence[str], item_llm: str, *, max_length: int = 32) -> tuple[Tensor, int]:
+    """``tokenize_items`` with the tokenizer saved beside a local item LLM (``item_llm`` path):
+    the ``item_tokens`` and ``pad_token_id`` of an ``HLLM`` over that LLM."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(item_llm)
+    return tokenize_items(texts, tokenizer, max_length=max_length), int(tokenizer.pad_token_id)
 
 
 class Tokenizer(Protocol):
@@ -113,8 +133,16 @@ def _check_causal(llm: nn.Module, width: int) -> None:
         )
 
 
+def _refresh_cache(module: nn.Module, _keys: object) -> None:
+    module.cache_items()  # type: ignore[operator]
+
+
 class HLLM(TwoTowerModel):
     """Item LLM -> item embeddings; user LLM over them -> next-item states.
+
+    From a config, ``data.item_text`` names the item-table columns whose text the item LLM reads
+    (``item_text_tokens`` tokenises them with the LLM's own tokenizer) and ``item_llm`` is a local
+    path; ``user_llm`` may be a mapping such as ``{type: llama, hidden_size: 64, ...}``.
 
     Args:
         item_tokens: ``(num_items, T)`` token ids of each item's text, left-padded with
@@ -126,6 +154,8 @@ class HLLM(TwoTowerModel):
             text tokens' states; use it with a pretrained sentence encoder, frozen or not).
         max_len: longest history. l2_normalize: unit-norm output vectors. temperature: divides scores.
         history_column, item_column: batch column names.
+        freeze_item_llm: keep the item LLM's weights fixed and encode every item once
+            (``cache_items``); the bridge and the user LLM train on top.
     """
 
     item_tokens: Tensor
@@ -143,6 +173,7 @@ class HLLM(TwoTowerModel):
         temperature: float = 1.0,
         history_column: str = "hist_item_id",
         item_column: str = "item_id",
+        freeze_item_llm: bool = False,
     ) -> None:
         super().__init__()
         if item_tokens.dim() != 2 or item_tokens.dtype != torch.long:
@@ -174,6 +205,14 @@ class HLLM(TwoTowerModel):
             nn.Linear(_width(self.item_llm), width) if _width(self.item_llm) != width else nn.Identity()
         )
         self.item_cache: Tensor | None = None
+        self.freeze_item_llm = freeze_item_llm
+        if freeze_item_llm:
+            self.item_llm.requires_grad_(False)
+            if self.item_token is not None:
+                self.item_token.requires_grad_(False)
+            self.cache_items()
+            # restored weights (a run directory's best.pt) must be what the cache encodes
+            self.register_load_state_dict_post_hook(_refresh_cache)
 
     def _encode_items(self, ids: Tensor) -> Tensor:
         """Item LLM over the text of ``ids (N,)`` -> ``(N, H)`` (before the bridge)."""
