@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from data_files import (
     write_census_income,
     write_interactions_csv,
@@ -15,7 +16,6 @@ from data_files import (
     write_recbole,
     write_user_item_pairs,
 )
-
 from recforge.config import load_config
 from recforge.runs.train import _options, _Recipe
 
