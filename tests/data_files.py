@@ -75,9 +75,9 @@ def write_recbole(folder: Path, name: str = "tiny") -> Path:
     for u, items in enumerate(cluster_lists(), start=1):
         lines += [f"{u}\t{i}\t4\t{1000 + t}" for t, i in enumerate(items)]
     (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
-    item_lines = ["item_id:token\tmovie_title:token_seq\tclass:token_seq"]
+    item_lines = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
     item_lines += [
-        f"{i}\tMovie {i}\tgenre{(i - 1) // ITEMS_PER_CLUSTER}"
+        f"{i}\tMovie {i}\t{1990 + i}\tgenre{(i - 1) // ITEMS_PER_CLUSTER}"
         for i in range(1, CLUSTERS * ITEMS_PER_CLUSTER + 1)
     ]
     (folder / f"{name}.item").write_text("\n".join(item_lines) + "\n")
