@@ -32,3 +32,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         atomic_write(target, fail)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+
+
+def test_staged_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    import pytest
+
+    from recforge.utils.files import staged_dir
+
+    target = tmp_path / "export"
+    with staged_dir(target) as stage:
+        (stage / "a.onnx").write_text("v1")
+    assert (target / "a.onnx").read_text() == "v1"
+    with pytest.raises(RuntimeError), staged_dir(target) as stage:
+        (stage / "a.onnx").write_text("v2")
+        raise RuntimeError("export failed half-way")
+    assert (target / "a.onnx").read_text() == "v1"  # the previous export is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
+    with staged_dir(target) as stage:
+        (stage / "b.onnx").write_text("v3")
+    assert sorted(p.name for p in target.iterdir()) == ["b.onnx"]

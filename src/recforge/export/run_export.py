@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.export.core import ExportHead, export_onnx, export_pt2, input_columns
 from recforge.features import Feature
-from recforge.utils.files import atomic_write, atomic_write_text
+from recforge.utils.files import atomic_write, atomic_write_text, staged_dir
 
 EXPORT_DIR = "export"
 MANIFEST = "manifest.json"
@@ -95,24 +95,24 @@ def export_run(
         raise ValueError(f"--quantize {q.value} needs --format onnx (pt2 export is not quantised)")
     run = load_run(Path(run_dir))
     target = Path(out_dir) if out_dir is not None else run.path / EXPORT_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     manifest: dict[str, object] = {"format": f.value, "quantize": q.value if q else None, "graphs": {}}
-    for name, feats, call, head in _graphs(run.model):
-        if f is ExportFormat.PT2:
-            path = export_pt2(run.model, target / f"{name}.pt2", features=feats, call=call, head=head)
-        else:
-            path = export_onnx(run.model, target / f"{name}.onnx", features=feats, call=call, head=head)
-            if q is not None:
-                path = quantize_onnx(path, target / f"{name}.{q.value}.onnx", q.value)
-        written.append(path)
-        manifest["graphs"][name] = {  # type: ignore[index]
-            "file": path.name,
-            "inputs": input_columns(feats),
-            "output": head.value if call is None else "vectors",
-        }
-    atomic_write_text(target / MANIFEST, json.dumps(manifest, indent=2))
-    return written
+    names: list[str] = []
+    with staged_dir(target) as stage:  # a failed export leaves the previous one as it was
+        for name, feats, call, head in _graphs(run.model):
+            if f is ExportFormat.PT2:
+                path = export_pt2(run.model, stage / f"{name}.pt2", features=feats, call=call, head=head)
+            else:
+                path = export_onnx(run.model, stage / f"{name}.onnx", features=feats, call=call, head=head)
+                if q is not None:
+                    path = quantize_onnx(path, stage / f"{name}.{q.value}.onnx", q.value)
+            names.append(path.name)
+            manifest["graphs"][name] = {  # type: ignore[index]
+                "file": path.name,
+                "inputs": input_columns(feats),
+                "output": head.value if call is None else "vectors",
+            }
+        atomic_write_text(stage / MANIFEST, json.dumps(manifest, indent=2))
+    return [target / n for n in names]
 
 
 def file_sizes(paths: Sequence[Path]) -> dict[str, int]:

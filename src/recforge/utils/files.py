@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _TEMPORARY = re.compile(r"^\..+\.tmp(?P<pid>\d+)")  # what ``atomic_write`` names its temporary files
@@ -37,6 +39,27 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+@contextmanager
+def staged_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder written as a whole: the caller fills the yielded staging folder (a hidden sibling of
+    ``path``); on success it replaces ``path`` (a previous ``path`` is moved aside, then removed),
+    on any error it is removed and ``path`` stays as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    old = target.with_name(f".{target.name}.old{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        if target.exists():
+            os.replace(target, old)
+        os.replace(stage, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -55,13 +78,16 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     if not root.is_dir():
         return removed
-    for path in root.rglob(".*.tmp*"):
+    for path in list(root.rglob(".*.tmp*")):
         m = _TEMPORARY.match(path.name)
-        if m is None or not path.is_file():
+        if m is None or not path.exists():
             continue
         pid = int(m["pid"])
         if pid == os.getpid() or _alive(pid):
             continue
-        path.unlink(missing_ok=True)
+        if path.is_dir():  # a staged_dir of a killed writer
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         removed.append(path)
     return removed
