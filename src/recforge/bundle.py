@@ -251,7 +251,7 @@ class Bundle:
         return [c for c in cols if c not in optional]
 
     def metadata(self) -> dict[str, Any]:
-        from recforge import __version__
+        from recforge._version import __version__
 
         def stage(run: Run | None) -> dict[str, Any] | None:
             if run is None:

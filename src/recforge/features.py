@@ -31,6 +31,9 @@ class Pooling(Choice):
         return super().parse(value, where=where or f"feature {feature!r}: pooling")
 
 
+LABEL = "label"  # the batch column that holds the target(s): (B,) or (B, T)
+
+
 @dataclass(frozen=True)
 class RandomNormal:
     """Normal(mean, std) initialisation of an embedding table."""

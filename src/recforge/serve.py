@@ -365,7 +365,7 @@ def create_app(
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt, StrictStr
 
-    from recforge import __version__
+    from recforge._version import __version__
 
     max_batch = bundle.config.max_batch
     batchers: dict[str, MicroBatcher[Any, Any]] = {}

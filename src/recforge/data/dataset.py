@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from recforge.features import LABEL
+
 Batch = dict[str, Tensor]
 ArrayLike: TypeAlias = Tensor | np.ndarray | Sequence[object] | pd.Series
-LABEL = "label"
 
 
 def to_tensor(name: str, values: ArrayLike) -> Tensor:

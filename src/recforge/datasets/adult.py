@@ -12,6 +12,8 @@ from importlib import resources
 
 import pandas as pd
 
+from recforge.features import LABEL
+
 COLUMNS = [
     "age",
     "workclass",
@@ -40,7 +42,6 @@ CATEGORICAL = [
     "native_country",
 ]
 NUMERIC = ["age", "fnlwgt", "education_num", "capital_gain", "capital_loss", "hours_per_week"]
-LABEL = "label"
 
 
 def _read(name: str) -> pd.DataFrame:

@@ -32,7 +32,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recforge.choices import Choice
-from recforge.features import DenseFeature, Feature, Pooling, SequenceFeature, SparseFeature, auto_embed_dim
+from recforge.features import (
+    LABEL,
+    DenseFeature,
+    Feature,
+    Pooling,
+    SequenceFeature,
+    SparseFeature,
+    auto_embed_dim,
+)
 from recforge.preprocess.buckets import BucketAccumulator, bucket_ids
 from recforge.preprocess.columns import (
     Bucketize,
@@ -74,7 +82,6 @@ from recforge.utils.files import atomic_write_text
 if TYPE_CHECKING:
     from recforge.data.dataset import ColumnarDataset
 
-LABEL = "label"  # recforge.data.LABEL; repeated so that preprocessing runs without importing torch
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
 FILENAME = "pipeline.json"
