@@ -172,8 +172,8 @@ class Trainer:
             )
         self.distributed = opts.distributed is not False and dist_utils.is_distributed()
         self.is_main = dist_utils.is_main() if self.distributed else True
-        device = opts.device if not opts.gpus else f"cuda:{opts.gpus[0]}"
-        self.device = dist_utils.device_for(device) if self.distributed else torch.device(device)
+        # Torch-RecHub's ``gpus`` only chose DataParallel devices; the device is ``device``
+        self.device = dist_utils.device_for(opts.device) if self.distributed else torch.device(opts.device)
         # A model-parallel model placed itself (its shards live on their ranks' devices).
         self.model = model if self.model_parallel else model.to(self.device)
         # DDP averages gradients in backward; evaluation and checkpoints use the bare model.
@@ -427,6 +427,7 @@ class Trainer:
                 "stopper": self.stopper.__dict__.copy(),
                 "history": self.history,
                 "rng": _rng_state(),
+                "optimizer_params": _plain_params(self.options.optimizer_params),
             },
             self.run_dir / CHECKPOINT,
         )
@@ -442,26 +443,32 @@ class Trainer:
         self.history = list(ckpt["history"])
         _set_rng_state(ckpt["rng"])
         self.start_epoch = int(ckpt["epoch"]) + 1
-        self._apply_changed_hyperparameters()
+        self._apply_changed_hyperparameters(ckpt.get("optimizer_params") or {})
         log.info("resumed from %s at epoch %d", path, self.start_epoch)
 
-    def _apply_changed_hyperparameters(self) -> None:
-        """After a resume, optimizer settings given now (e.g. a new ``lr``) replace the
-        checkpoint's, with a warning; schedulers continue from the new base values."""
-        given = dict(self.options.optimizer_params or {})
-        for opt in self.optimizer.optimizers:
-            for group in opt.param_groups:
-                for key, value in given.items():
-                    if key in group and group[key] != value:
-                        log.warning(
-                            "resume: optimizer %s %r -> %r (the new value applies)", key, group[key], value
-                        )
-                        group[key] = value
-                        if key == "lr":
+    def _apply_changed_hyperparameters(self, before: Mapping[str, object]) -> None:
+        """After a resume, optimizer settings that differ from the checkpoint's (e.g. a new ``lr``)
+        replace them, with a warning; a scheduled learning rate keeps its progress (scaled by the
+        ratio of the new base rate to the old one)."""
+        given = _plain_params(self.options.optimizer_params)
+        changed = {k: v for k, v in given.items() if k in before and before[k] != v}
+        for key, value in changed.items():
+            log.warning("resume: optimizer %s %r -> %r (the new value applies)", key, before[key], value)
+            for opt in self.optimizer.optimizers:
+                for group in opt.param_groups:
+                    if key not in group:
+                        continue
+                    if key == "lr" and isinstance(before[key], int | float) and before[key]:
+                        ratio = float(value) / float(before[key])  # type: ignore[arg-type]
+                        group["lr"] = group["lr"] * ratio
+                        if "initial_lr" in group:
                             group["initial_lr"] = value
-        for sch in self.schedulers:
-            if hasattr(sch, "base_lrs") and "lr" in given:
-                sch.base_lrs = [given["lr"]] * len(sch.base_lrs)
+                    else:
+                        group[key] = value
+            if key == "lr":
+                for sch in self.schedulers:
+                    if hasattr(sch, "base_lrs"):
+                        sch.base_lrs = [value] * len(sch.base_lrs)
 
     def _log(self, record: dict[str, float], writer: Any) -> None:
         self.history.append(record)
@@ -542,6 +549,11 @@ class _Regularizer:
                 if l2:
                     total = total + l2 * p.pow(2).sum()
         return total
+
+
+def _plain_params(params: Mapping[str, object] | None) -> dict[str, object]:
+    """Optimizer settings as plain data (tuples as lists) for the checkpoint and for comparison."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in (params or {}).items()}
 
 
 def _set_epoch(loader: object, epoch: int) -> None:
