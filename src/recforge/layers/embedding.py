@@ -9,6 +9,7 @@ optimizer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -268,11 +269,21 @@ def column(batch: Mapping[str, Tensor], name: str) -> Tensor:
 
 
 def id_column(batch: Mapping[str, Tensor], name: str) -> Tensor:
-    """An id column (int64/int32) of ``batch``; other dtypes are a ``TypeError`` naming the feature."""
+    """An id column (int64/int32) of ``batch``. A floating column is truncated to ids as
+    Torch-RecHub does (``x.long()``; its Avazu example embeds scaled numeric columns), with a
+    warning naming the feature; other dtypes are a ``TypeError`` naming the feature."""
     col = column(batch, name)
-    if col.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
-    return col
+    if col.dtype in (torch.int64, torch.int32):
+        return col
+    if col.is_floating_point():
+        warnings.warn(
+            f"feature {name!r}: float values used as embedding ids are truncated to integers "
+            "(Torch-RecHub's x.long()); encode the column to integer ids first (e.g. "
+            "recforge.preprocess.Categorical or Bucketize) to use it as a sparse feature",
+            stacklevel=2,
+        )
+        return col.long()
+    raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
 
 
 def dense_column(batch: Mapping[str, Tensor], f: DenseFeature) -> Tensor:

@@ -177,3 +177,6 @@ class HSTU(TwoTowerModel):
         for layer in self.layers:
             x = cast(HSTULayer, layer).forward_padded(x, pos, allowed, times)
         return self._out(x[:, length:])  # (B, N, D)
+
+
+HSTUModel = HSTU  # Torch-RecHub's name (torch_rechub.models.generative.hstu.HSTUModel)
