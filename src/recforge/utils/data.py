@@ -13,7 +13,7 @@ the most recent item last, and every user's most recent ``max_len`` items are th
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,10 +177,32 @@ class MatchDataGenerator:
         )
 
 
+SEQUENCE_COLUMNS = ("seq_tokens", "seq_positions", "seq_time_diffs", "label")
+
+
+class SequenceBatches:
+    """A ``BatchLoader`` whose batches are Torch-RecHub's tuples ``(seq_tokens (B, L),
+    seq_positions (B, L), seq_time_diffs (B, L), targets (B,))`` (its HSTU scripts unpack them)."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+        self.dataset = loader.dataset
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        for batch in self.loader:
+            yield tuple(batch[c] for c in SEQUENCE_COLUMNS)
+
+
 class SequenceDataGenerator:
-    """Next-item sequences (Torch-RecHub's HSTU data): batches ``{"seq_tokens" (B, L),
-    "seq_positions" (B, L), "seq_time_diffs" (B, L), "label" (B,)}`` with the target item id as the
-    label."""
+    """Next-item sequences (Torch-RecHub's HSTU data) in a ``ColumnarDataset`` with columns
+    ``SEQUENCE_COLUMNS`` (the target item id is the ``"label"``); loaders yield Torch-RecHub's tuples
+    (``SequenceBatches``)."""
 
     def __init__(
         self, seq_tokens: ArrayLike, seq_positions: ArrayLike, targets: ArrayLike, seq_time_diffs: ArrayLike
@@ -202,13 +224,13 @@ class SequenceDataGenerator:
         shuffle: bool = True,
         *,
         seed: int = 2022,
-    ) -> tuple[BatchLoader, ...]:
+    ) -> tuple[SequenceBatches, ...]:
         """``(loader,)`` without ``split_ratio``; ``(train, valid, test)`` for a ``(train, valid,
         test)`` split summing to 1 (seeded random split)."""
         del num_workers
         batch_size = as_int(batch_size, "batch_size", minimum=1)
         if split_ratio is None:
-            return (BatchLoader(self.dataset, batch_size, shuffle=shuffle, seed=seed),)
+            return (SequenceBatches(BatchLoader(self.dataset, batch_size, shuffle=shuffle, seed=seed)),)
         if len(split_ratio) != 3 or abs(sum(split_ratio) - 1.0) > 1e-6:
             raise ValueError(
                 f"split_ratio must be (train, valid, test) fractions summing to 1, got {split_ratio}"
@@ -218,7 +240,7 @@ class SequenceDataGenerator:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         parts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
         return tuple(
-            BatchLoader(self.dataset.subset(p), batch_size, shuffle=(i == 0), seed=seed)
+            SequenceBatches(BatchLoader(self.dataset.subset(p), batch_size, shuffle=(i == 0), seed=seed))
             for i, p in enumerate(parts)
         )
 
@@ -282,9 +304,9 @@ def _behaviour_rows(
         user_col: users.repeat_interleave(2),
         "hist": s["hist"].repeat_interleave(2, 0),
     }
-    for col, table in tables.items():
-        rows[f"hist_{col}"] = table[rows["hist"]]
-        rows[f"target_{col}"] = table[rows["target"]]
+    for col, lookup in tables.items():
+        rows[f"hist_{col}"] = lookup[rows["hist"]]
+        rows[f"target_{col}"] = lookup[rows["target"]]
     split = from_end.repeat_interleave(2)
     out = []
     for mask in (split > 2, split == 2, split == 1):
@@ -385,6 +407,7 @@ __all__ = [
     "DataGenerator",
     "MatchDataGenerator",
     "PredictDataset",
+    "SequenceBatches",
     "SequenceDataGenerator",
     "TorchDataset",
     "array_replace_with_dict",

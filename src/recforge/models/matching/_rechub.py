@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from recforge.features import DenseFeature, Feature, Initializer, SequenceFeature, SparseFeature
+from recforge.features import DenseFeature, Feature, Initializer, Pooling, SequenceFeature, SparseFeature
 from recforge.ints import as_int
 from recforge.layers import MLPConfig
 from recforge.models.matching.base import negative_targets
@@ -133,6 +133,6 @@ def features_from_names(
     item = SparseFeature(str(items[0]), vocab, dim)
     length = None if max_len is None else as_int(max_len, f"{model}: seq_max_len", minimum=1)
     hist = SequenceFeature(
-        str(history[0]), vocab, dim, pooling="concat", shared_with=item.name, max_len=length
+        str(history[0]), vocab, dim, pooling=Pooling.CONCAT, shared_with=item.name, max_len=length
     )
     return [hist], [item]

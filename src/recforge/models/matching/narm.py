@@ -10,7 +10,8 @@ up to it), which lets a trainer predict every next item; the losses live in the 
 
 Torch-RecHub's call ``NARM(item_history_feature, hidden_dim, emb_dropout_p, session_rep_dropout_p,
 item_feature=None)`` (one ``SequenceFeature`` first) is accepted; without ``item_feature`` an
-item-id feature ``"item_id"`` owns the history's table (``_rechub.session_features``).
+item-id feature ``"item_id"`` owns the history's table (``_rechub.session_features``), and
+``forward`` returns the logits of every item ``(B, V)`` as Torch-RecHub's does (``catalog_logits``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ class NARM(SequentialModel):
         temperature: float = 1.0,
         normalize: bool = False,
     ) -> None:
+        catalog = False  # Torch-RecHub's form without item_feature: forward scores every item
         if isinstance(history_features, SequenceFeature):  # Torch-RecHub's form
             values = rechub_args if item_features is None else (item_features, *rechub_args)
             kw = merge("NARM", positional("NARM", values, RECHUB_ORDER), {"item_feature": item_feature})
             hidden_dim = kw.get("hidden_dim", hidden_dim)  # type: ignore[assignment]
             emb_dropout_p = kw.get("emb_dropout_p", emb_dropout_p)  # type: ignore[assignment]
             session_rep_dropout_p = kw.get("session_rep_dropout_p", session_rep_dropout_p)  # type: ignore[assignment]
+            catalog = kw.get("item_feature") is None
             history_features, item_features = session_features(
                 "NARM", history_features, kw.get("item_feature")
             )
@@ -66,7 +69,8 @@ class NARM(SequentialModel):
                 "NARM: pass history_features and item_features lists (hyper-parameters by keyword)"
             )
         hidden_dim = as_int(hidden_dim, "NARM: hidden_dim", minimum=1)
-        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)  # type: ignore[arg-type]
+        self.catalog_logits = catalog
         self.emb_dropout = nn.Dropout(emb_dropout_p)
         self.gru = MaskedGRU(self.dim, hidden_dim)
         self.a_1 = nn.Linear(hidden_dim, hidden_dim, bias=False)

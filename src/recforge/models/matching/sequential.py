@@ -18,6 +18,7 @@ from recforge.layers import EmbeddingLayer, MLPConfig
 from recforge.models.matching._rechub import check_negatives
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.matching.towers import TowerMLP, history_feature, id_only, item_ids, l2, tower_dim
+from recforge.outputs import TowerOutput
 
 
 class SequentialModel(TwoTowerModel):
@@ -63,6 +64,16 @@ class SequentialModel(TwoTowerModel):
                 raise ValueError(f"{name}: user_params dims must end at the item embed_dim {self.dim}")
         elif user_params is not None:
             raise ValueError(f"{name}: user_params fuse user_features with the state; pass user_features too")
+
+    catalog_logits: bool = False
+
+    def forward(self, batch: Mapping[str, Tensor]) -> TowerOutput | Tensor:  # type: ignore[override]
+        """``TowerOutput(user (B, D), item (B, D))``, or with ``catalog_logits`` the logits of every
+        item id ``(B, V)`` (column 0 is padding)."""
+        if not self.catalog_logits:
+            return super().forward(batch)
+        items = l2(self.embedding.table_weight(self.item_id), self.normalize)  # (V, D)
+        return self.score(self.user_tower(batch), items)  # (B, V)
 
     def _finish(self, states: Tensor, batch: Mapping[str, Tensor]) -> Tensor:
         """Profile fusion and normalisation of states ``(B, Lq, D)``."""

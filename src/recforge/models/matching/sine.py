@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recforge.features import Feature, SequenceFeature
+from recforge.features import Feature, Pooling, SequenceFeature
 from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer
 from recforge.models.matching._rechub import check_negatives, features_from_names, merge, positional
@@ -116,7 +116,7 @@ class SINE(TwoTowerModel):
                 kw["seq_max_len"],
             )
             negs = [
-                SequenceFeature(str(n), item_features[0].vocab_size, item_features[0].dim, pooling="concat",  # type: ignore[union-attr]
+                SequenceFeature(str(n), item_features[0].vocab_size, item_features[0].dim, pooling=Pooling.CONCAT,  # type: ignore[union-attr]
                                 shared_with=item_features[0].name)
                 if isinstance(n, str) else n
                 for n in negs

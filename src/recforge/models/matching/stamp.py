@@ -11,7 +11,8 @@ Torch-RecHub; the item-embedding init is the feature's ``initializer``.
 
 Torch-RecHub's call ``STAMP(item_history_feature, weight_std, emb_std, item_feature=None)`` (one
 ``SequenceFeature`` first) is accepted; without ``item_feature`` an item-id feature ``"item_id"``,
-initialised from N(0, ``emb_std``), owns the history's table (``_rechub.session_features``).
+initialised from N(0, ``emb_std``), owns the history's table (``_rechub.session_features``), and
+``forward`` returns the logits of every item ``(B, V)`` as Torch-RecHub's does (``catalog_logits``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class STAMP(SequentialModel):
         temperature: float = 1.0,
         normalize: bool = False,
     ) -> None:
+        catalog = False  # Torch-RecHub's form without item_feature: forward scores every item
         if isinstance(history_features, SequenceFeature):  # Torch-RecHub's form
             values = rechub_args if item_features is None else (item_features, *rechub_args)
             kw = merge(
@@ -59,6 +61,7 @@ class STAMP(SequentialModel):
             weight_std = kw.get("weight_std", weight_std)  # type: ignore[assignment]
             std = kw.get("emb_std")
             init = RandomNormal(0.0, float(std)) if std is not None else None  # type: ignore[arg-type]
+            catalog = kw.get("item_feature") is None
             history_features, item_features = session_features(
                 "STAMP", history_features, kw.get("item_feature"), init
             )
@@ -66,7 +69,8 @@ class STAMP(SequentialModel):
             raise TypeError(
                 "STAMP: pass history_features and item_features lists (hyper-parameters by keyword)"
             )
-        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)  # type: ignore[arg-type]
+        self.catalog_logits = catalog
         d = self.dim
         self.w_1, self.w_2, self.w_3 = (nn.Linear(d, d, bias=False) for _ in range(3))
         self.b_a = nn.Parameter(torch.zeros(d))
