@@ -19,9 +19,15 @@ passed wherever the script has those options.
         --peer-python benchmarks/.venvs/torch-rechub/bin/python                       # + the peer
     python benchmarks/torch_rechub_examples.py /path/to/torch-rechub --write          # results/compat.md
 
+``--families generative`` adds Torch-RecHub's generative examples that can run offline: HSTU on
+MovieLens, after its own preprocessing script, on MovieLens-1M-format files rebuilt from
+MovieLens-100K (``ml1m_from_ml100k``); the others are listed with the reason they cannot run here.
+
 ``--peer-python`` also runs the unmodified scripts with Torch-RecHub itself (e.g. the venv
-``python benchmarks/peers.py torch-rechub`` creates), so failures of the examples themselves are
-told apart from recforge's. ``--write`` puts the table into ``benchmarks/results/compat.md``.
+``python benchmarks/peers.py torch-rechub`` creates; its matching examples also need
+``pip install annoy`` there), so failures of the examples themselves are told apart from
+recforge's. ``--write`` puts the table into ``benchmarks/results/compat.md``. Run this script with
+recforge's interpreter (the generative data step imports recforge).
 """
 
 from __future__ import annotations
@@ -69,6 +75,15 @@ class Outcome:
     error: str = ""
     log: str = field(default="", repr=False)
 
+    @property
+    def where(self) -> str:
+        """The deepest library frame of the traceback (``recforge/trainers/match.py``...); a call
+        refused by a trainer's signature (no library frame) is ``recforge/trainers/ (signature)``."""
+        frames = re.findall(r'File "[^"]*/((?:recforge|torch_rechub)/[^"]+)"', self.log)
+        if frames:
+            return frames[-1]
+        return "recforge/trainers/ (signature)" if re.search(r"\bTrainer\b|\w+Trainer\.", self.error) else ""
+
 
 # The sample-data preprocessing the examples' READMEs/docstrings tell users to run first.
 STEPS = (
@@ -98,7 +113,45 @@ STEPS = (
         ),
         ("matching/run_sbr.py",),
     ),
+    Step(
+        "MovieLens for HSTU",
+        "generative/data/ml-1m",
+        ("preprocess_ml_hstu.py", "--no_download"),
+        ("generative/run_hstu_movielens.py",),
+    ),
 )
+
+# The generative examples: the ones runnable here, and why the others are not. MovieLens-1M is not
+# available offline; its file format is rebuilt from MovieLens-100K (``ml1m_from_ml100k``).
+GENERATIVE_RUNS = ("generative/run_hstu_movielens.py",)
+GENERATIVE_NOT_RUNNABLE = {
+    "generative/run_hllm_movielens.py": "its preprocessing embeds item texts with TinyLlama/Baichuan2 "
+    "weights from the Hugging Face hub (not available offline)",
+    "generative/run_hllm_amazon_books.py": "needs the Amazon Books download and TinyLlama/Baichuan2 weights",
+    "generative/run_hstu_amazon_books.py": "needs the Amazon Books download (not available offline)",
+    "generative/run_rqvae_amazon_books.py": "needs LLM item embeddings of Amazon Books; recforge has no RQ-VAE yet",
+    "generative/run_tiger_amazon_books.py": "needs RQ-VAE semantic ids and a T5 checkpoint; recforge has no TIGER yet",
+    "generative/run_tiger_movielens.py": "needs RQ-VAE semantic ids and a T5 checkpoint; recforge has no TIGER yet",
+}
+
+
+def ml1m_from_ml100k(target: Path) -> None:
+    """MovieLens-1M's ``ratings.dat``/``movies.dat``/``users.dat`` (``::``-separated) written from
+    MovieLens-100K (``recforge.datasets.load_ml100k``, the RecBole wheel under benchmarks/.cache),
+    so that Torch-RecHub's own MovieLens preprocessing runs offline. Users get placeholder
+    profiles (the HSTU preprocessing reads ratings and movies only)."""
+    from recforge.datasets import load_ml100k
+
+    ml = load_ml100k(HERE / ".cache")
+    inter = ml.interactions
+
+    def write(name: str, rows: object) -> None:
+        lines = ("::".join(str(v) for v in row) + "\n" for row in rows)  # type: ignore[attr-defined]
+        (target / name).write_text("".join(lines), encoding="ISO-8859-1")
+
+    write("ratings.dat", zip(inter.user_id, inter.item_id, inter.rating, inter.time))
+    write("movies.dat", ((r.item_id, r.title, "|".join(r.genres)) for r in ml.items.itertuples()))
+    write("users.dat", ((u, "M", 1, 0, "00000") for u in sorted(inter.user_id.unique())))
 
 
 # -- the checkout --------------------------------------------------------------------------------
@@ -191,6 +244,9 @@ def plan(examples: Path, families: Sequence[str]) -> tuple[list[Run], list[str]]
     for family in families:
         for path in sorted((examples / family).glob("run_*.py")):
             rel = f"{family}/{path.name}"
+            if family == "generative" and rel not in GENERATIVE_RUNS:
+                notes.append(f"{rel}: {GENERATIVE_NOT_RUNNABLE.get(rel, 'not planned')}")
+                continue
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source)
             options = script_options(tree)
@@ -205,7 +261,7 @@ def plan(examples: Path, families: Sequence[str]) -> tuple[list[Run], list[str]]
             if names and isinstance(default, str) and default not in names:
                 names.append(default)
             variants: list[list[str]] = []
-            for cmd in docstring_commands(source, path.name):
+            for cmd in docstring_commands(source, path.name) if family != "generative" else []:
                 name = _arg(cmd, "--model_name")
                 if names and name is not None and name not in names:
                     notes.append(
@@ -289,14 +345,17 @@ def run_all(
         base = Path(tmp) / "examples"
         shutil.copytree(examples, base)
         needed = {r.script for r in runs}
+        if needed.intersection(GENERATIVE_RUNS):
+            ml1m_from_ml100k(base / "generative" / "data" / "ml-1m")
         steps = [s for s in STEPS if needed.intersection(s.needed_by)]
         blocked = prepare(base, python, env, timeout, steps)
         for i, run in enumerate(runs, 1):
             if run.script in blocked:
                 results[run.label] = Outcome(False, 0.0, blocked[run.script])
             else:
+                family = run.script.split("/")[0]
                 work = Path(tmp) / f"run{i}"
-                shutil.copytree(base, work)
+                shutil.copytree(base / family, work / family)  # scripts only read their family's folder
                 script = work / run.script
                 results[run.label] = execute(python, script.parent, [script.name, *run.args], timeout, env)
                 if keep is not None:
@@ -320,7 +379,8 @@ def table(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Outcome
     lines = [head, sep]
     for run in runs:
         o = ours[run.label]
-        cell = "runs" if o.ok else f"fails: `{o.error.replace('|', '/')}`"
+        at = f" (in `{o.where}`)" if o.where else ""
+        cell = "runs" if o.ok else f"fails{at}: `{o.error.replace('|', '/')}`"
         row = f"| `{run.label}` | {cell} | {o.seconds:.0f} s |"
         if peer:
             p = peer[run.label]
@@ -391,13 +451,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         elapsed = time.perf_counter() - start
 
-    n_ok = sum(o.ok for o in ours.values())
-    summary = f"{n_ok} of {len(runs)} examples run"
-    if peer is not None:
-        summary += f" (Torch-RecHub 0.9.0 itself: {sum(o.ok for o in peer.values())} of {len(runs)})"
+    summary = summarize(runs, ours, peer)
     print(summary)
     if args.write:
         write(args, runs, notes, ours, peer, summary, elapsed)
+
+
+def summarize(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Outcome] | None) -> str:
+    """``N of M examples run`` over every run, then per family (and Torch-RecHub's own count)."""
+
+    def count(results: dict[str, Outcome], family: str | None = None) -> str:
+        chosen = [r for r in runs if family is None or r.script.startswith(f"{family}/")]
+        return f"{sum(results[r.label].ok for r in chosen)} of {len(chosen)}"
+
+    families = sorted({r.script.split("/")[0] for r in runs}, key=FAMILIES.index)
+    text = f"{count(ours)} examples run"
+    if len(families) > 1:
+        text += " (" + ", ".join(f"{f} {count(ours, f)}" for f in families) + ")"
+    if peer is not None:
+        text += f"; Torch-RecHub 0.9.0 itself: {count(peer)}"
+    return text
 
 
 def write(
@@ -410,14 +483,21 @@ def write(
     elapsed: float,
 ) -> None:
     cmd = "python benchmarks/torch_rechub_examples.py " + " ".join(sys.argv[1:])
+    head = subprocess.run(
+        ["git", "-C", str(args.checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    commit = f" at commit `{head.stdout.strip()[:12]}`" if head.returncode == 0 else ""
+    failures = [o for o in ours.values() if not o.ok]
+    in_trainers = sum(o.where.startswith("recforge/trainers/") for o in failures)
     lines = [
         "# Torch-RecHub's examples on recforge",
         "",
         f"Command: `{cmd.strip()}` ({elapsed / 60:.0f} min, {args.threads} thread(s) per run)",
         "",
-        "Torch-RecHub's own `examples/` scripts (ranking and matching families, with the sample CSVs "
-        "they ship), copied with `torch_rechub` replaced by `recforge` and nothing else changed; one "
-        "run per `--model_name` each script offers, `--epoch 1 --device cpu`.",
+        f"Torch-RecHub's own `examples/` scripts (families: {', '.join(args.families)}; the sample "
+        f"data they ship; Torch-RecHub checkout{commit}), copied with `torch_rechub` replaced by "
+        "`recforge` and nothing else changed; one run per `--model_name` each script offers, one "
+        "epoch on the CPU. The last column runs the unmodified scripts on Torch-RecHub 0.9.0 itself.",
         "",
         f"**{summary}.**",
         "",
@@ -425,6 +505,12 @@ def write(
     ]
     if notes:
         lines += ["", "Not run:", *[f"- {n}" for n in notes]]
+    if failures:
+        lines += [
+            "",
+            f"{in_trainers} of the {len(failures)} failing runs stop in `recforge/trainers/` (Torch-RecHub's "
+            "trainer call shapes, pinned by `tests/test_compat_trainers.py`).",
+        ]
     out = HERE / "results" / "compat.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {out}")
