@@ -310,3 +310,41 @@ def test_esmm_takes_the_multi_task_scripts_arguments():
     item = [SparseFeature(c, np.int64(7), embed_dim=16) for c in ("i1",)]
     model = ESMM(user, item, cvr_params={"dims": [16, 8]}, ctr_params={"dims": [16, 8]})
     assert model(ranking_batch(user + item)).logits.shape == (B, 2)
+
+
+# -- generative ------------------------------------------------------------------------------------
+HSTU_ARGS = dict(
+    vocab_size=np.int64(V), d_model=16, n_heads=1, n_layers=2, dqk=16, dv=16, max_seq_len=L, dropout=0.2,
+    use_time_embedding=False, time_bucket_fn="log", time_bucket_divisor=0.301, time_bucket_unit="seconds",
+    score_norm="l2", temperature=0.05, use_output_bias=False, scale_input_embedding=True,
+)  # fmt: skip
+
+
+def test_hstu_model_from_the_hstu_scripts_keywords():
+    """run_hstu_movielens.py's constructor; ``model(seq_tokens, seq_time_diffs)`` gives the logits
+    of every item after every position, and ``model.vocab_size`` exists."""
+    from recforge.models.generative import HSTU, HSTUModel
+
+    model = HSTUModel(**HSTU_ARGS)
+    assert isinstance(model, HSTU) and model.vocab_size == V and model.l2_normalize
+    tokens = ids(V, B, L)
+    tokens[:, :2] = 0
+    assert model(tokens, torch.zeros(B, L)).shape == (B, L, V)
+    assert model({"hist_item_id": tokens, "item_id": ids(V, B)}).user.shape == (B, 16)  # recforge's call
+    timed = HSTUModel(vocab_size=V, d_model=16, n_heads=2, dqk=8, dv=8, max_seq_len=L)
+    assert timed(tokens, torch.arange(L).expand(B, L).float()).shape == (B, L, V)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"dqk": 8}, "dqk=16"),
+        ({"tie_embeddings": False}, "tie_embeddings=True"),
+        ({"score_norm": "cos"}, "score_norm"),
+    ],
+)
+def test_hstu_model_names_what_differs(bad, match):
+    from recforge.models.generative import HSTUModel
+
+    with pytest.raises(ValueError, match=match):
+        HSTUModel(**{**HSTU_ARGS, **bad})

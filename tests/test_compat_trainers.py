@@ -314,3 +314,46 @@ def test_esmm_with_three_task_types_and_labels(tmp_path):
     trainer.fit(train, val)
     scores = trainer.evaluate(trainer.model, test)
     assert len(scores) == 3
+
+
+# -- SeqTrainer ------------------------------------------------------------------------------------
+@pending
+def test_seq_trainer_on_torch_rechub_sequence_batches(tmp_path):
+    """run_hstu_movielens.py: ``SeqTrainer(HSTUModel(...), optimizer_fn=torch.optim.AdamW, ...)``
+    trains on ``SequenceDataGenerator`` loaders (tuples ``(seq_tokens, seq_positions,
+    seq_time_diffs, targets)``; the model's ``(B, L, V)`` logits predict the next token at every
+    position) and ``evaluate(loader)`` (one argument) returns ``(loss, accuracy)``."""
+    from recforge.models.generative import HSTUModel
+    from recforge.trainers import SeqTrainer
+    from recforge.utils.data import SequenceDataGenerator
+
+    g = torch.Generator().manual_seed(0)
+    n, length, vocab = 32, 8, 20
+    tokens = torch.randint(1, vocab, (n, length), generator=g).numpy()
+    gen = SequenceDataGenerator(
+        tokens, np.tile(np.arange(length), (n, 1)), tokens[:, -1], np.zeros((n, length))
+    )
+    (loader,) = gen.generate_dataloader(batch_size=8, num_workers=0)
+    model = HSTUModel(
+        vocab_size=vocab,
+        d_model=16,
+        n_heads=1,
+        n_layers=1,
+        dqk=16,
+        dv=16,
+        max_seq_len=length,
+        use_time_embedding=False,
+        use_output_bias=False,
+    )
+    trainer = SeqTrainer(
+        model,
+        optimizer_fn=torch.optim.AdamW,
+        optimizer_params={"lr": 1e-3, "weight_decay": 0.0, "betas": (0.9, 0.98)},
+        n_epoch=1,
+        earlystop_patience=10,
+        device="cpu",
+        model_path=str(tmp_path),
+    )
+    trainer.fit(loader, loader)
+    loss, accuracy = trainer.evaluate(loader)
+    assert loss > 0 and 0 <= accuracy <= 1

@@ -179,4 +179,6 @@ class HSTU(TwoTowerModel):
         return self._out(x[:, length:])  # (B, N, D)
 
 
-HSTUModel = HSTU  # Torch-RecHub's name (torch_rechub.models.generative.hstu.HSTUModel)
+# Torch-RecHub's name and call shape (torch_rechub.models.generative.hstu.HSTUModel); it subclasses
+# HSTU, so it is imported after the class exists.
+from recforge.models.generative._rechub import HSTUModel  # noqa: E402, F401
