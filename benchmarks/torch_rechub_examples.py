@@ -383,8 +383,11 @@ def table(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Outcome
         cell = "runs" if o.ok else f"fails{at}: `{o.error.replace('|', '/')}`"
         row = f"| `{run.label}` | {cell} | {o.seconds:.0f} s |"
         if peer:
-            p = peer[run.label]
-            row += " runs |" if p.ok else f" fails: `{p.error.replace('|', '/')}` |"
+            p = peer.get(run.label)
+            if p is None:
+                row += " not run |"
+            else:
+                row += " runs |" if p.ok else f" fails: `{p.error.replace('|', '/')}` |"
         lines.append(row)
     return lines
 
@@ -396,6 +399,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("checkout", type=Path, help="Torch-RecHub checkout (working tree or git directory)")
     parser.add_argument("--python", default=sys.executable, help="interpreter with recforge installed")
     parser.add_argument("--peer-python", default=None, help="interpreter with torch_rechub installed")
+    parser.add_argument(
+        "--peer-families",
+        nargs="+",
+        default=None,
+        choices=FAMILIES,
+        help="families the peer runs (default: all)",
+    )
     parser.add_argument("--families", nargs="+", default=["ranking", "matching"], choices=FAMILIES)
     parser.add_argument("--only", nargs="+", default=None, help="run labels containing any of these")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
@@ -440,9 +450,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         peer = None
         if args.peer_python:
+            peer_runs = [
+                r for r in runs if args.peer_families is None or r.script.split("/")[0] in args.peer_families
+            ]
             peer = run_all(
                 original,
-                runs,
+                peer_runs,
                 args.peer_python,
                 timeout=args.timeout,
                 threads=args.threads,
@@ -461,7 +474,9 @@ def summarize(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Out
     """``N of M examples run`` over every run, then per family (and Torch-RecHub's own count)."""
 
     def count(results: dict[str, Outcome], family: str | None = None) -> str:
-        chosen = [r for r in runs if family is None or r.script.startswith(f"{family}/")]
+        chosen = [
+            r for r in runs if r.label in results and (family is None or r.script.startswith(f"{family}/"))
+        ]
         return f"{sum(results[r.label].ok for r in chosen)} of {len(chosen)}"
 
     families = sorted({r.script.split("/")[0] for r in runs}, key=FAMILIES.index)
