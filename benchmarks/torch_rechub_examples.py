@@ -26,7 +26,8 @@ MovieLens-100K (``ml1m_from_ml100k``); the others are listed with the reason the
 ``--peer-python`` also runs the unmodified scripts with Torch-RecHub itself (e.g. the venv
 ``python benchmarks/peers.py torch-rechub`` creates; its matching examples also need
 ``pip install annoy`` there), so failures of the examples themselves are told apart from
-recforge's. ``--write`` puts the table into ``benchmarks/results/compat.md``. Run this script with
+recforge's; ``--peer-results FILE`` saves its outcomes, and reuses them when ``--peer-python`` is
+left out. ``--write`` puts the table into ``benchmarks/results/compat.md``. Run this script with
 recforge's interpreter (the generative data step imports recforge).
 """
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import shlex
@@ -400,6 +402,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter with recforge installed")
     parser.add_argument("--peer-python", default=None, help="interpreter with torch_rechub installed")
     parser.add_argument(
+        "--peer-results",
+        type=Path,
+        default=None,
+        help="JSON of the peer's outcomes: written after a --peer-python run, read without one",
+    )
+    parser.add_argument(
         "--peer-families",
         nargs="+",
         default=None,
@@ -462,6 +470,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 keep=args.keep_logs,
                 tag="torch_rechub",
             )
+            if args.peer_results:
+                args.peer_results.parent.mkdir(parents=True, exist_ok=True)
+                saved = {k: {"ok": o.ok, "seconds": o.seconds, "error": o.error} for k, o in peer.items()}
+                args.peer_results.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+        elif args.peer_results and args.peer_results.exists():
+            saved = json.loads(args.peer_results.read_text(encoding="utf-8"))
+            peer = {r.label: Outcome(**saved[r.label]) for r in runs if r.label in saved}
+            print(f"Torch-RecHub's own results read from {args.peer_results}")
         elapsed = time.perf_counter() - start
 
     summary = summarize(runs, ours, peer)
