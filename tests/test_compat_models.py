@@ -326,7 +326,7 @@ def test_hstu_model_from_the_hstu_scripts_keywords():
     from recforge.models.generative import HSTU, HSTUModel
 
     model = HSTUModel(**HSTU_ARGS)
-    assert isinstance(model, HSTU) and model.vocab_size == V and model.l2_normalize
+    assert isinstance(model, HSTU) and model.vocab_size == V and model.normalize
     tokens = ids(V, B, L)
     tokens[:, :2] = 0
     assert model(tokens, torch.zeros(B, L)).shape == (B, L, V)

@@ -232,7 +232,6 @@ def dien_model():
     )
 
 
-@pending
 def test_ctr_trainer_takes_loss_mode(tmp_path):
     """run_dien.py: ``CTRTrainer(..., loss_mode=False)`` (the model returns its prediction and an
     extra loss, which is added) is accepted."""

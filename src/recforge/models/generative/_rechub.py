@@ -1,7 +1,8 @@
 """Torch-RecHub's ``HSTUModel`` call shape over recforge's ``HSTU`` (``torch_rechub.models.generative``).
 
 The keyword constructor is translated (``vocab_size -> num_items``, ``d_model -> embed_dim``,
-``n_heads``, ``n_layers``, ``max_seq_len -> max_len``, ``score_norm="l2" -> l2_normalize``), and
+``n_heads``, ``n_layers``, ``max_seq_len -> max_len``, ``score_norm="l2" -> normalize``; the
+features are ``hist_item_id`` sharing the table of ``item_id``), and
 ``model(seq_tokens, seq_time_diffs)`` returns the logits of every item at every position ``(B, L, V)``
 as Torch-RecHub's does; a dict batch still gives recforge's ``TowerOutput``.
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.ints import as_int
 from recforge.models.generative.hstu import HSTU
 from recforge.outputs import TowerOutput
@@ -63,20 +65,24 @@ class HSTUModel(HSTU):
             )
         if score_norm not in ("none", "l2"):
             raise ValueError(f"HSTUModel: score_norm must be 'none' or 'l2', got {score_norm!r}")
+        vocab = as_int(vocab_size, "HSTUModel: vocab_size", minimum=2)
+        max_len = as_int(max_seq_len, "HSTUModel: max_seq_len", minimum=1)
+        item = SparseFeature("item_id", vocab, d, initializer=RandomNormal(std=0.02))
+        history = SequenceFeature("hist_item_id", vocab, d, shared_with=item.name, max_len=max_len)
         super().__init__(
-            as_int(vocab_size, "HSTUModel: vocab_size", minimum=2),
-            embed_dim=d,
+            [history],
+            [item],
             num_layers=as_int(n_layers, "HSTUModel: n_layers", minimum=1),
             num_heads=h,
-            max_len=as_int(max_seq_len, "HSTUModel: max_seq_len", minimum=1),
+            max_len=max_len,
             num_time_buckets=as_int(num_time_buckets, "HSTUModel: num_time_buckets")
             if use_time_embedding
             else 0,
             dropout=dropout,
-            l2_normalize=score_norm == "l2",
+            normalize=score_norm == "l2",
             temperature=temperature,
         )
-        self.vocab_size = self.item_features[0].vocab_size  # type: ignore[union-attr]
+        self.vocab_size = vocab
         if not scale_input_embedding:
             self.scale = 1.0
         self.output_bias = nn.Parameter(torch.zeros(self.vocab_size)) if use_output_bias else None
@@ -95,6 +101,6 @@ class HSTUModel(HSTU):
             columns[self.time_column] = seq_time_diffs  # gaps are differences: any offset works
         states = self.sequence_tower(columns)  # (B, L, D)
         items = self.embedding.table_weight(self.item_id)  # (V, D)
-        items = F.normalize(items, dim=-1) if self.l2_normalize else items
+        items = F.normalize(items, dim=-1) if self.normalize else items
         logits = states @ items.T / self.temperature  # (B, L, V)
         return logits + self.output_bias if self.output_bias is not None else logits
