@@ -348,3 +348,23 @@ def test_hstu_model_names_what_differs(bad, match):
 
     with pytest.raises(ValueError, match=match):
         HSTUModel(**{**HSTU_ARGS, **bad})
+
+
+@pytest.mark.parametrize("build", [
+    lambda: GRU4Rec(USER, [HIST], [ITEM], [NEG], {"dims": [16, 8]}, temperature=0.02),
+    lambda: MIND(USER, [HIST], [ITEM], [NEG], max_length=L),
+    lambda: ComirecSA(USER, [HIST], [ITEM], max_length=L),
+    lambda: SINE(["hist_movie_id"], ["movie_id"], ["neg_items"], V, 8, 16, 10, 2, L),
+])  # fmt: skip
+def test_histories_padded_at_the_end_give_the_same_user_vectors(build):
+    """Torch-RecHub's gen_model_input(padding="post") and pad_sequence pad at the end."""
+    model = build().eval()
+    batch = match_batch()
+    left = torch.zeros(B, L, dtype=torch.long)
+    right = torch.zeros(B, L, dtype=torch.long)
+    for row, n in enumerate(torch.randint(1, L + 1, (B,), generator=G).tolist()):
+        items = ids(V, n)
+        left[row, L - n :], right[row, :n] = items, items
+    user_left = model.user_tower({**batch, "hist_movie_id": left})
+    user_right = model.user_tower({**batch, "hist_movie_id": right})
+    assert torch.allclose(user_left, user_right, atol=1e-5) and user_left.abs().sum() > 0

@@ -17,7 +17,15 @@ from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer, MLPConfig
 from recforge.models.matching._rechub import check_negatives
 from recforge.models.matching.base import TwoTowerModel
-from recforge.models.matching.towers import TowerMLP, history_feature, id_only, item_ids, l2, tower_dim
+from recforge.models.matching.towers import (
+    TowerMLP,
+    history_feature,
+    id_only,
+    item_ids,
+    l2,
+    left_aligned,
+    tower_dim,
+)
 
 
 def history_length(model: str, history: SequenceFeature, max_length: object) -> int:
@@ -85,7 +93,9 @@ class MultiInterestModel(TwoTowerModel):
         raise NotImplementedError
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """History (and profile) columns -> interests ``(B, K, D)``."""
+        """History (and profile) columns -> interests ``(B, K, D)``; a history padded at the end is
+        re-aligned first (``towers.left_aligned``)."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         v = self.interests(seq, mask)  # (B, K, D)
         if self.fuse is not None:

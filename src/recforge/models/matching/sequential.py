@@ -3,7 +3,8 @@
 The history (left-padded, most recent last) is encoded into a hidden state at every position,
 ``sequence_tower -> (B, L, D)``, so a trainer can predict the next item at every position; the
 user tower is the state at the last position; the item tower is the item-id embedding (shared with
-the history). Padded positions output 0.
+the history). Padded positions output 0. Histories padded at the end are re-aligned first
+(``towers.left_aligned``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from recforge.features import Feature
 from recforge.layers import EmbeddingLayer, MLPConfig
 from recforge.models.matching._rechub import check_negatives
 from recforge.models.matching.base import TwoTowerModel
-from recforge.models.matching.towers import TowerMLP, history_feature, id_only, item_ids, l2, tower_dim
+from recforge.models.matching.towers import (
+    TowerMLP,
+    history_feature,
+    id_only,
+    item_ids,
+    l2,
+    left_aligned,
+    tower_dim,
+)
 from recforge.outputs import TowerOutput
 
 
@@ -90,12 +99,14 @@ class SequentialModel(TwoTowerModel):
 
     def sequence_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         """History ``(B, L)`` -> hidden state after every position ``(B, L, D)`` (0 at padding)."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         states = self._finish(self.encode(seq, mask, last_only=False), batch)  # (B, L, D)
         return states * mask.unsqueeze(-1).to(seq.dtype)  # (B, L, D)
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         """History ``(B, L)`` -> state after the most recent item ``(B, D)``."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         out = self._finish(self.encode(seq, mask, last_only=True)[:, -1:], batch)[:, 0]  # (B, D)
         return out * mask[:, -1:].to(out.dtype)  # (B, D)

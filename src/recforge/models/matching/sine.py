@@ -30,7 +30,13 @@ from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer
 from recforge.models.matching._rechub import check_negatives, features_from_names, merge, positional
 from recforge.models.matching.base import TwoTowerModel
-from recforge.models.matching.towers import history_feature, id_only, item_ids, positions_from_end
+from recforge.models.matching.towers import (
+    history_feature,
+    id_only,
+    item_ids,
+    left_aligned,
+    positions_from_end,
+)
 
 RECHUB_ORDER = (
     "neg_item_features", "num_items", "embedding_dim", "hidden_dim", "num_concept", "num_intention",
@@ -146,7 +152,9 @@ class SINE(TwoTowerModel):
         self.norm_interest, self.norm_intention = nn.LayerNorm(d), nn.LayerNorm(d)
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """History ``(B, L)`` -> user vector ``(B, D)``."""
+        """History ``(B, L)`` -> user vector ``(B, D)`` (a history padded at the end is re-aligned
+        first, ``towers.left_aligned``)."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         x = seq + positions_from_end(self.positions, seq.shape[1], "SINE")  # (B, L, D)
         z = (self.summary(x, mask) * x).sum(1)  # (B, D)
