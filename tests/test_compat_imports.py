@@ -117,7 +117,10 @@ def test_any_integer_type_is_an_int(value):
     assert (s.vocab_size, s.max_len, s.padding_idx) == (8, 8, 0)
     assert DenseFeature("d", embed_dim=value).embed_dim == 8
     assert MLPConfig(dims=[value, 4]).dims == (8, 4)
-    sparse = [SparseFeature("a", vocab_size=value, embed_dim=4), SparseFeature("b", vocab_size=value, embed_dim=4)]
+    sparse = [
+        SparseFeature("a", vocab_size=value, embed_dim=4),
+        SparseFeature("b", vocab_size=value, embed_dim=4),
+    ]
     assert DCN(features=sparse, n_cross_layers=value, mlp_params={"dims": [value]}).mlp is not None
 
 
