@@ -457,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tag="original" if args.original else "recforge",
         )
         peer = None
+        peer_source = "this run"
         if args.peer_python:
             peer_runs = [
                 r for r in runs if args.peer_families is None or r.script.split("/")[0] in args.peer_families
@@ -472,18 +473,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             if args.peer_results:
                 args.peer_results.parent.mkdir(parents=True, exist_ok=True)
-                saved = {k: {"ok": o.ok, "seconds": o.seconds, "error": o.error} for k, o in peer.items()}
+                results = {k: {"ok": o.ok, "seconds": o.seconds, "error": o.error} for k, o in peer.items()}
+                saved = {"command": command_line(), "results": results}
                 args.peer_results.write_text(json.dumps(saved, indent=1), encoding="utf-8")
         elif args.peer_results and args.peer_results.exists():
             saved = json.loads(args.peer_results.read_text(encoding="utf-8"))
-            peer = {r.label: Outcome(**saved[r.label]) for r in runs if r.label in saved}
+            peer = {
+                r.label: Outcome(**saved["results"][r.label]) for r in runs if r.label in saved["results"]
+            }
+            peer_source = f"`{saved['command']}`"
             print(f"Torch-RecHub's own results read from {args.peer_results}")
         elapsed = time.perf_counter() - start
 
     summary = summarize(runs, ours, peer)
     print(summary)
     if args.write:
-        write(args, runs, notes, ours, peer, summary, elapsed)
+        write(args, runs, notes, ours, peer, summary, elapsed, peer_source)
 
 
 def summarize(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Outcome] | None) -> str:
@@ -504,6 +509,10 @@ def summarize(runs: Sequence[Run], ours: dict[str, Outcome], peer: dict[str, Out
     return text
 
 
+def command_line() -> str:
+    return "python benchmarks/torch_rechub_examples.py " + " ".join(sys.argv[1:])
+
+
 def write(
     args: argparse.Namespace,
     runs: Sequence[Run],
@@ -512,8 +521,9 @@ def write(
     peer: dict[str, Outcome] | None,
     summary: str,
     elapsed: float,
+    peer_source: str,
 ) -> None:
-    cmd = "python benchmarks/torch_rechub_examples.py " + " ".join(sys.argv[1:])
+    cmd = command_line()
     head = subprocess.run(
         ["git", "-C", str(args.checkout), "rev-parse", "HEAD"], capture_output=True, text=True
     )
@@ -528,7 +538,8 @@ def write(
         f"Torch-RecHub's own `examples/` scripts (families: {', '.join(args.families)}; the sample "
         f"data they ship; Torch-RecHub checkout{commit}), copied with `torch_rechub` replaced by "
         "`recforge` and nothing else changed; one run per `--model_name` each script offers, one "
-        "epoch on the CPU. The last column runs the unmodified scripts on Torch-RecHub 0.9.0 itself.",
+        "epoch on the CPU. The last column runs the unmodified scripts on Torch-RecHub 0.9.0 itself "
+        f"(from {peer_source}).",
         "",
         f"**{summary}.**",
         "",
