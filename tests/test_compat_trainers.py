@@ -356,3 +356,12 @@ def test_seq_trainer_on_torch_rechub_sequence_batches(tmp_path):
     trainer.fit(loader, loader)
     loss, accuracy = trainer.evaluate(loader)
     assert loss > 0 and 0 <= accuracy <= 1
+
+
+@pending
+def test_gpus_list_does_not_override_the_device(tmp_path):
+    """run_ml_mind.py / run_ml_comirec.py / run_ml_gru4rec.py / run_ml_sine.py pass ``gpus=[0]``
+    with ``device="cpu"``: Torch-RecHub trains on ``device`` (``gpus`` only picks DataParallel
+    devices when it lists several), so a CPU-only machine runs them."""
+    trainer = CTRTrainer(dien_model(), n_epoch=1, device="cpu", gpus=[0], model_path=str(tmp_path))
+    assert trainer.device == torch.device("cpu")
