@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,8 +87,10 @@ def left_aligned(batch: Mapping[str, Tensor], name: str) -> Mapping[str, Tensor]
     item last). Rows padded at the end (Torch-RecHub's ``gen_model_input(padding="post")``,
     ``pad_sequence``) are re-aligned; a left-padded batch is returned as is."""
     ids = column(batch, name)
+    if ids.dim() != 2 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return batch  # exported graphs keep the contract: histories arrive left-padded
     real = ids != 0
-    if ids.dim() != 2 or not bool((real[:, :-1] & ~real[:, 1:]).any()):
+    if not bool((real[:, :-1] & ~real[:, 1:]).any()):
         return batch
     values, offsets = padded_to_jagged(ids, real)  # (ΣL,), (B + 1,)
     return {**batch, name: jagged_to_padded(values, offsets, ids.shape[1])}  # (B, L)
