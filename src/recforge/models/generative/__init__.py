@@ -5,4 +5,13 @@ from recforge.models.generative.hstu import HSTU, HSTUModel
 
 MODELS: dict[str, type] = {"HSTU": HSTU, "HLLM": HLLM}
 
-__all__ = ["HLLM", "HSTU", "MODELS", "HLLMModel", "HSTUModel", "ItemPooling", "item_text_tokens", "tokenize_items"]
+__all__ = [
+    "HLLM",
+    "HSTU",
+    "MODELS",
+    "HLLMModel",
+    "HSTUModel",
+    "ItemPooling",
+    "item_text_tokens",
+    "tokenize_items",
+]
