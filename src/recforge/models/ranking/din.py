@@ -31,7 +31,8 @@ class DIN(nn.Module):
         features: user-profile and context features for the MLP (the targets may be repeated here).
         history_features: behaviour sequences (``SequenceFeature``, ``pooling="concat"``, usually
             ``shared_with`` the matching target feature).
-        target_features: the candidate's features, one per history feature, same widths.
+        target_features: the candidate's features, one per history feature, same widths (a longer
+            list pairs each history with the target whose table it shares, ``pair_targets``).
         mlp_params: the prediction MLP (default ``{"dims": [200, 80], "activation": "dice"}``).
         attention_mlp_params: the activation unit (default ``{"dims": [36], "activation": "dice"}``).
         softmax_attention: normalise attention weights (the paper does not).
