@@ -5,6 +5,8 @@ The names and arguments follow Torch-RecHub (``DenseFeature``, ``SparseFeature``
 tensors; ``recforge.layers.EmbeddingLayer`` turns them into tables. Only the standard library is
 imported here.
 
+Integer arguments accept any integer type (``np.int64``, 0-d tensors) and are stored as ``int``.
+
 Conventions: id 0 is padding, ids run ``1 .. vocab_size - 1``; a feature that names another in
 ``shared_with`` looks up the other's table.
 """
@@ -16,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from recforge.choices import Choice
+from recforge.ints import as_int
 
 
 class Pooling(Choice):
@@ -73,11 +76,14 @@ def _check_name(name: object, kind: str) -> None:
         raise ValueError(f"{kind}: name must be a non-empty string, got {name!r}")
 
 
-def _check_positive(feature: str, arg: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"feature {feature!r}: {arg} must be a positive int, got {value!r}")
+def _coerce_ints(spec: object, *args: str, minimum: int = 1) -> None:
+    """Store each named field of a frozen spec as a Python int (any integer type is accepted: a
+    vocabulary size is often ``df[col].max() + 1``, an ``np.int64``); ``None`` stays ``None``."""
+    name = getattr(spec, "name", "")
+    for arg in args:
+        value = getattr(spec, arg)
+        if value is not None:
+            object.__setattr__(spec, arg, as_int(value, f"feature {name!r}: {arg}", minimum=minimum))
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class DenseFeature:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "DenseFeature")
-        _check_positive(self.name, "embed_dim", self.embed_dim)
+        _coerce_ints(self, "embed_dim")
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,10 @@ class SparseFeature:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "SparseFeature")
-        _check_positive(self.name, "vocab_size", self.vocab_size)
-        _check_positive(self.name, "embed_dim", self.embed_dim, allow_none=True)
+        if self.vocab_size is None:
+            raise ValueError(f"feature {self.name!r}: vocab_size must be a positive int, got None")
+        _coerce_ints(self, "vocab_size", "embed_dim")
+        _coerce_ints(self, "padding_idx", minimum=0)
         if self.embed_dim is None:
             object.__setattr__(self, "embed_dim", auto_embed_dim(self.vocab_size))
         if self.padding_idx is not None and not 0 <= self.padding_idx < self.vocab_size:
@@ -144,9 +152,10 @@ class SequenceFeature:
 
     def __post_init__(self) -> None:
         _check_name(self.name, "SequenceFeature")
-        _check_positive(self.name, "vocab_size", self.vocab_size)
-        _check_positive(self.name, "embed_dim", self.embed_dim, allow_none=True)
-        _check_positive(self.name, "max_len", self.max_len, allow_none=True)
+        if self.vocab_size is None:
+            raise ValueError(f"feature {self.name!r}: vocab_size must be a positive int, got None")
+        _coerce_ints(self, "vocab_size", "embed_dim", "max_len")
+        _coerce_ints(self, "padding_idx", minimum=0)
         if self.embed_dim is None:
             object.__setattr__(self, "embed_dim", auto_embed_dim(self.vocab_size))
         object.__setattr__(self, "pooling", Pooling.parse(self.pooling, feature=self.name))
@@ -170,13 +179,17 @@ EmbeddedFeature = SparseFeature | SequenceFeature
 
 
 def dedup(features: Iterable[Feature]) -> list[Feature]:
-    """Features in first-seen order, each name once; two different specs with one name are refused."""
-    seen: dict[str, Feature] = {}
+    """Features in first-seen order, each once; two different specs of one kind with one name are
+    refused. A column may be declared once dense and once embedded (sparse or sequence): the dense
+    feature reads its values, the embedded one looks its values up as ids (Torch-RecHub's Avazu
+    example declares numeric columns both ways)."""
+    seen: dict[tuple[str, bool], Feature] = {}
     for f in features:
-        prev = seen.get(f.name)
+        key = (f.name, isinstance(f, DenseFeature))
+        prev = seen.get(key)
         if prev is not None and prev != f:
             raise ValueError(f"feature {f.name!r} is declared twice with different specs: {prev} vs {f}")
-        seen.setdefault(f.name, f)
+        seen.setdefault(key, f)
     return list(seen.values())
 
 

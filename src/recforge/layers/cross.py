@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.choices import Choice
+from recforge.ints import is_int
 
 
 class CrossLayer(nn.Module):
@@ -194,5 +195,5 @@ def _xavier(*shape: int) -> Tensor:
 
 
 def _check_layers(num_layers: int) -> None:
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+    if not is_int(num_layers) or num_layers < 1:  # any integer type (np.int64 too), never a bool
         raise ValueError(f"the number of cross layers must be a positive int, got {num_layers!r}")

@@ -9,6 +9,7 @@ optimizer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -154,7 +155,7 @@ class EmbeddingLayer(nn.Module):
 
     def sequence(self, batch: Mapping[str, Tensor], feature: str) -> tuple[Tensor, Tensor]:
         """Unpooled history: embeddings ``(B, L, D)`` and the non-padding mask ``(B, L)``."""
-        ids = id_column(batch, feature)
+        ids = id_column(batch, feature, truncate_floats=True)
         if ids.dim() != 2:
             raise ValueError(
                 f"sequence feature {feature!r}: expected a (B, L) id tensor, got {tuple(ids.shape)}"
@@ -164,7 +165,7 @@ class EmbeddingLayer(nn.Module):
     def pooled(self, batch: Mapping[str, Tensor], feature: EmbeddedFeature) -> Tensor:
         """``(B, D)`` for a sparse feature, or a sequence feature under its own pooling."""
         if isinstance(feature, SparseFeature):
-            return self.lookup(feature.name, id_column(batch, feature.name))
+            return self.lookup(feature.name, id_column(batch, feature.name, truncate_floats=True))
         if feature.pooling is Pooling.CONCAT:
             raise ValueError(
                 f"sequence feature {feature.name!r} has pooling='concat': it has no single "
@@ -188,7 +189,7 @@ class EmbeddingLayer(nn.Module):
         parts: list[Tensor] = []
         if self.fused and len(sparse) > 1:
             # One gather for every sparse field: the fused fast path.
-            ids = torch.stack([id_column(batch, f.name) for f in sparse], 1)  # (B, Fs)
+            ids = torch.stack([id_column(batch, f.name, truncate_floats=True) for f in sparse], 1)  # (B, Fs)
             self._check_range_many(sparse, ids)
             offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
             parts.append(self.embeddings[self._group[sparse[0].table]](ids + offs))  # (B, Fs, D)
@@ -267,12 +268,23 @@ def column(batch: Mapping[str, Tensor], name: str) -> Tensor:
         raise KeyError(f"batch has no column {name!r}; it has {sorted(batch)}") from None
 
 
-def id_column(batch: Mapping[str, Tensor], name: str) -> Tensor:
-    """An id column (int64/int32) of ``batch``; other dtypes are a ``TypeError`` naming the feature."""
+def id_column(batch: Mapping[str, Tensor], name: str, *, truncate_floats: bool = False) -> Tensor:
+    """An id column (int64/int32) of ``batch``; other dtypes are a ``TypeError`` naming the feature.
+    With ``truncate_floats`` (the embedding lookups) a floating column is truncated to ids as
+    Torch-RecHub does (``x.long()``; its Avazu example embeds scaled numeric columns), with a
+    warning naming the feature."""
     col = column(batch, name)
-    if col.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
-    return col
+    if col.dtype in (torch.int64, torch.int32):
+        return col
+    if truncate_floats and col.is_floating_point():
+        warnings.warn(
+            f"feature {name!r}: float values used as embedding ids are truncated to integers "
+            "(Torch-RecHub's x.long()); encode the column to integer ids first (e.g. "
+            "recforge.preprocess.Categorical or Bucketize) to use it as a sparse feature",
+            stacklevel=2,
+        )
+        return col.long()
+    raise TypeError(f"feature {name!r}: expected integer ids, got dtype {col.dtype}")
 
 
 def dense_column(batch: Mapping[str, Tensor], f: DenseFeature) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.choices import Choice
+from recforge.ints import as_ints
 
 
 class Activation(Choice):
@@ -71,9 +72,7 @@ class MLPConfig:
     output_layer: bool = True
 
     def __post_init__(self) -> None:
-        dims = tuple(int(d) for d in self.dims)
-        if any(d < 1 for d in dims):
-            raise ValueError(f"MLP dims must be positive ints, got {self.dims!r}")
+        dims = as_ints(self.dims, "MLP dims", minimum=1)
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"MLP dropout must be in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dims", dims)

@@ -1,4 +1,5 @@
-"""Metrics: classification (AUC, logloss, GAUC) and full-ranking top-K retrieval metrics."""
+"""Metrics: classification (AUC, logloss, GAUC) and full-ranking top-K retrieval metrics, and the
+same top-K metrics of precomputed recommendation lists (``topk_metrics``)."""
 
 from recforge.metrics.classification import (
     UndefinedMetricError,
@@ -8,6 +9,7 @@ from recforge.metrics.classification import (
     log_loss,
     nan_if_undefined,
 )
+from recforge.metrics.lists import list_metrics, topk_metrics
 from recforge.metrics.ranking import (
     RankingAccumulator,
     RankingEvaluator,
@@ -28,8 +30,10 @@ __all__ = [
     "evaluate_retrieval",
     "full_ranking_metrics",
     "gauc_score",
+    "list_metrics",
     "log_loss",
     "nan_if_undefined",
     "rank_targets",
     "sampled_ranks",
+    "topk_metrics",
 ]

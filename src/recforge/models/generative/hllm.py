@@ -268,3 +268,6 @@ class HLLM(TwoTowerModel):
     def item_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         v = self._items(batch[self.item_id])  # (..., D)
         return F.normalize(v, dim=-1) if self.l2_normalize else v
+
+
+HLLMModel = HLLM  # Torch-RecHub's name (torch_rechub.models.generative.hllm.HLLMModel)

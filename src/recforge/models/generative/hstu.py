@@ -177,3 +177,8 @@ class HSTU(TwoTowerModel):
         for layer in self.layers:
             x = cast(HSTULayer, layer).forward_padded(x, pos, allowed, times)
         return self._out(x[:, length:])  # (B, N, D)
+
+
+# Torch-RecHub's name and call shape (torch_rechub.models.generative.hstu.HSTUModel); it subclasses
+# HSTU, so it is imported after the class exists.
+from recforge.models.generative._rechub import HSTUModel  # noqa: E402, F401

@@ -23,11 +23,14 @@ class TwoTowerModel(nn.Module):
         user_features: features the user tower reads (ids, histories, dense values).
         item_features: features the item tower reads; the first is the item id.
         temperature: divides every score (a softmax temperature).
+        neg_item_features: Torch-RecHub's ``neg_item_feature``: batch columns holding negatives
+            ``(B,)`` or ``(B, K)``, one per item feature (see ``negative_batch``); empty by default.
     """
 
     user_features: list[Feature]
     item_features: list[Feature]
     temperature: float = 1.0
+    neg_item_features: tuple[Feature, ...] = ()
 
     @property
     def features(self) -> list[Feature]:
@@ -65,6 +68,15 @@ class TwoTowerModel(nn.Module):
             s = s.amax(1)  # (B, N)
         return s / self.temperature
 
+    def negative_batch(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """The item-tower inputs of the negatives a batch carries in ``neg_item_features`` columns,
+        keyed by the item features they stand for (``None`` without such features): feed them to
+        ``item_tower`` like any ``(B, K)`` item columns."""
+        if not self.neg_item_features:
+            return None
+        pairs = zip(self.neg_item_features, negative_targets(self.neg_item_features, self.item_features))
+        return {item.name: batch[neg.name] for neg, item in pairs}
+
     def item_log_q(self, ids: Tensor) -> Tensor | None:
         """The model's own estimate of ``log Q`` (log batch frequency) of item ``ids``, or ``None``.
 
@@ -79,3 +91,29 @@ class TwoTowerModel(nn.Module):
 
 def feature_names(features: Sequence[Feature]) -> list[str]:
     return [f.name for f in features]
+
+
+def negative_targets(neg_features: Sequence[Feature], item_features: Sequence[Feature]) -> list[Feature]:
+    """The item feature each negative column stands for: the one whose table it shares
+    (``shared_with``), else the item feature at the same position. Every item feature must be
+    covered exactly once, so the item tower gets all its inputs for the negatives."""
+    by_table = {f.name: f for f in item_features}
+    out: list[Feature] = []
+    for i, neg in enumerate(neg_features):
+        shared = getattr(neg, "shared_with", None)
+        target = by_table.get(shared) if shared is not None else None
+        if target is None:
+            if i >= len(item_features):
+                raise ValueError(
+                    f"neg_item_feature {neg.name!r} stands for no item feature: give one negative column per "
+                    f"item feature {[f.name for f in item_features]} (or shared_with naming one)"
+                )
+            target = item_features[i]
+        out.append(target)
+    names = [f.name for f in out]
+    if sorted(names) != sorted(f.name for f in item_features):
+        raise ValueError(
+            f"neg_item_feature {[f.name for f in neg_features]} must cover each item feature "
+            f"{[f.name for f in item_features]} once (by shared_with or by position), got {names}"
+        )
+    return out

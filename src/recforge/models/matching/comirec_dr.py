@@ -20,7 +20,7 @@ from torch import Tensor
 from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.capsule import Bilinear, CapsuleRouting
-from recforge.models.matching.multi_interest import MultiInterestModel
+from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 
 
 class ComirecDR(MultiInterestModel):
@@ -28,11 +28,13 @@ class ComirecDR(MultiInterestModel):
 
     Args:
         user_features, history_features, item_features, user_params: as ``MultiInterestModel``.
-        max_length: longest history L.
+        neg_item_feature: Torch-RecHub's negatives column (its positional order: after the item
+            features, then ``max_length``, ``temperature``, ``interest_num``).
+        max_length: longest history L (default: the history feature's ``max_len``).
         temperature: divides every score.
         interest_num: K.
         routing_iters: dynamic routing iterations.
-        normalize: L2-normalise interests and items.
+        normalize: L2-normalise interests and items (``None``: as ``MultiInterestModel``).
     """
 
     def __init__(
@@ -40,12 +42,13 @@ class ComirecDR(MultiInterestModel):
         user_features: Sequence[Feature],
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        *,
-        max_length: int,
+        neg_item_feature: Sequence[Feature] | None = None,
+        max_length: int | None = None,
         temperature: float = 1.0,
         interest_num: int = 4,
+        *,
         routing_iters: int = 3,
-        normalize: bool = False,
+        normalize: bool | None = None,
         user_params: MLPConfig | Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(
@@ -56,10 +59,12 @@ class ComirecDR(MultiInterestModel):
             temperature=temperature,
             normalize=normalize,
             user_params=user_params,
+            neg_item_feature=neg_item_feature,
         )
+        max_length = history_length("ComirecDR", self.history, max_length)
         self.capsule = CapsuleRouting(
             self.dim,
-            interest_num,
+            self.interest_num,
             max_length,
             bilinear=Bilinear.PER_INTEREST,
             iters=routing_iters,

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.interest import SelfAttentiveInterests
-from recforge.models.matching.multi_interest import MultiInterestModel
+from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 from recforge.models.matching.towers import positions_from_end
 
 
@@ -29,12 +29,16 @@ class ComirecSA(MultiInterestModel):
 
     Args:
         user_features, history_features, item_features, user_params: as ``MultiInterestModel``.
-        max_length: longest history L (sizes the position table).
+        neg_item_feature: Torch-RecHub's negatives column (its positional order: after the item
+            features, then ``temperature``, ``interest_num``).
+        max_length: longest history L (sizes the position table; default: the history feature's
+            ``max_len``).
         temperature: divides every score.
         interest_num: K.
         hidden_dim: width of the attention's tanh layer (default 4 D).
-        add_pos: add learned position embeddings before attending.
-        normalize: L2-normalise interests and items.
+        add_pos: add learned position embeddings before attending (``None``: when a length is
+            known from ``max_length`` or the history's ``max_len``; Torch-RecHub adds none).
+        normalize: L2-normalise interests and items (``None``: as ``MultiInterestModel``).
     """
 
     def __init__(
@@ -42,13 +46,14 @@ class ComirecSA(MultiInterestModel):
         user_features: Sequence[Feature],
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        *,
-        max_length: int,
+        neg_item_feature: Sequence[Feature] | None = None,
         temperature: float = 1.0,
         interest_num: int = 4,
+        *,
+        max_length: int | None = None,
         hidden_dim: int | None = None,
-        add_pos: bool = True,
-        normalize: bool = False,
+        add_pos: bool | None = None,
+        normalize: bool | None = None,
         user_params: MLPConfig | Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(
@@ -59,9 +64,13 @@ class ComirecSA(MultiInterestModel):
             temperature=temperature,
             normalize=normalize,
             user_params=user_params,
+            neg_item_feature=neg_item_feature,
         )
-        self.extract = SelfAttentiveInterests(self.dim, interest_num, hidden_dim=hidden_dim)
-        self.positions = nn.Parameter(torch.randn(max_length, self.dim) * 0.02) if add_pos else None
+        self.extract = SelfAttentiveInterests(self.dim, self.interest_num, hidden_dim=hidden_dim)
+        if add_pos is None:
+            add_pos = max_length is not None or self.history.max_len is not None
+        length = history_length("ComirecSA", self.history, max_length) if add_pos else 0
+        self.positions = nn.Parameter(torch.randn(length, self.dim) * 0.02) if add_pos else None
 
     def interests(self, seq: Tensor, mask: Tensor) -> Tensor:
         """``seq (B, L, D)``, ``mask (B, L)`` -> ``(B, K, D)``; attention reads positions, the

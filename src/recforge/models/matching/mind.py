@@ -26,7 +26,7 @@ from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.capsule import Bilinear, CapsuleRouting
 from recforge.layers.embedding import column
-from recforge.models.matching.multi_interest import MultiInterestModel
+from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 
 
 class MIND(MultiInterestModel):
@@ -34,13 +34,15 @@ class MIND(MultiInterestModel):
 
     Args:
         user_features, history_features, item_features, user_params: as ``MultiInterestModel``.
-        max_length: longest history L.
+        neg_item_feature: Torch-RecHub's negatives column (its positional order: after the item
+            features, then ``max_length``, ``temperature``, ``interest_num``).
+        max_length: longest history L (default: the history feature's ``max_len``).
         temperature: divides every score.
         interest_num: K (the upper bound with ``dynamic_interest``).
         dynamic_interest: size K per user from the history length.
         routing_iters: dynamic routing iterations.
         attention_power: p of the label-aware attention.
-        normalize: L2-normalise interests and items.
+        normalize: L2-normalise interests and items (``None``: as ``MultiInterestModel``).
     """
 
     def __init__(
@@ -48,14 +50,15 @@ class MIND(MultiInterestModel):
         user_features: Sequence[Feature],
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
-        *,
-        max_length: int,
+        neg_item_feature: Sequence[Feature] | None = None,
+        max_length: int | None = None,
         temperature: float = 1.0,
         interest_num: int = 4,
+        *,
         dynamic_interest: bool = False,
         routing_iters: int = 3,
         attention_power: float = 2.0,
-        normalize: bool = False,
+        normalize: bool | None = None,
         user_params: MLPConfig | Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(
@@ -66,11 +69,13 @@ class MIND(MultiInterestModel):
             temperature=temperature,
             normalize=normalize,
             user_params=user_params,
+            neg_item_feature=neg_item_feature,
         )
+        max_length = history_length("MIND", self.history, max_length)
         self.dynamic_interest, self.attention_power = dynamic_interest, float(attention_power)
         self.capsule = CapsuleRouting(
             self.dim,
-            interest_num,
+            self.interest_num,
             max_length,
             bilinear=Bilinear.SHARED,
             iters=routing_iters,

@@ -12,10 +12,29 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from recforge.features import Feature
+from recforge.features import Feature, SequenceFeature
+from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer, MLPConfig
+from recforge.models.matching._rechub import check_negatives
 from recforge.models.matching.base import TwoTowerModel
-from recforge.models.matching.towers import TowerMLP, history_feature, id_only, item_ids, l2, tower_dim
+from recforge.models.matching.towers import (
+    TowerMLP,
+    history_feature,
+    id_only,
+    item_ids,
+    l2,
+    left_aligned,
+    tower_dim,
+)
+
+
+def history_length(model: str, history: SequenceFeature, max_length: object) -> int:
+    """``max_length`` as an int, defaulting to the history feature's ``max_len``."""
+    if max_length is None:
+        max_length = history.max_len
+    if max_length is None:
+        raise TypeError(f"{model}: pass max_length (the longest history), or give {history.name!r} a max_len")
+    return as_int(max_length, f"{model}: max_length", minimum=1)
 
 
 class MultiInterestModel(TwoTowerModel):
@@ -27,8 +46,10 @@ class MultiInterestModel(TwoTowerModel):
         item_features: exactly the item-id feature; its ``embed_dim`` is D.
         interest_num: K.
         temperature: divides every score.
-        normalize: L2-normalise interests and items (cosine scores, Torch-RecHub's MIND).
+        normalize: L2-normalise interests and items (cosine scores, as Torch-RecHub does); ``None``:
+            only when called Torch-RecHub's way, with ``neg_item_feature``.
         user_params: MLP that fuses profile and interest (last width D); unused without profile.
+        neg_item_feature: Torch-RecHub's negatives column (``TwoTowerModel.negative_batch``).
     """
 
     def __init__(
@@ -39,13 +60,18 @@ class MultiInterestModel(TwoTowerModel):
         *,
         interest_num: int,
         temperature: float,
-        normalize: bool,
+        normalize: bool | None,
         user_params: MLPConfig | Mapping[str, object] | None,
+        neg_item_feature: Sequence[Feature] | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
         self.history = history_feature(history_features, item_features, name)
         item = id_only(item_features, name)
+        self.neg_item_features = check_negatives(name, list(neg_item_feature or []), [item])
+        if normalize is None:
+            normalize = bool(self.neg_item_features)
+        interest_num = as_int(interest_num, f"{name}: interest_num")
         if interest_num < 1:
             raise ValueError(f"{name}: interest_num must be >= 1, got {interest_num}")
         self.profile_features = list(user_features)
@@ -67,7 +93,9 @@ class MultiInterestModel(TwoTowerModel):
         raise NotImplementedError
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """History (and profile) columns -> interests ``(B, K, D)``."""
+        """History (and profile) columns -> interests ``(B, K, D)``; a history padded at the end is
+        re-aligned first (``towers.left_aligned``)."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         v = self.interests(seq, mask)  # (B, K, D)
         if self.fuse is not None:

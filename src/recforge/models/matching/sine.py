@@ -10,6 +10,11 @@ Deviations: the concept-covariance regulariser is not included (``TowerOutput`` 
 auxiliary loss); one attention head; positions are counted from the most recent item so left
 padding changes nothing; LayerNorm on the interests and the intention as in the paper (the
 official code L2-normalises the intention).
+
+Torch-RecHub's call ``SINE(history_features, item_features, neg_item_features, num_items,
+embedding_dim, hidden_dim, num_concept, num_intention, seq_max_len, num_heads=1, temperature=1.0)``
+with column names (``["hist_movie_id"]``, ``["movie_id"]``, ``["neg_items"]``) is accepted: the specs
+are built from the names, ``num_items`` and ``embedding_dim`` (``_rechub.features_from_names``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recforge.features import Feature
+from recforge.features import Feature, Pooling, SequenceFeature
+from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer
+from recforge.models.matching._rechub import check_negatives, features_from_names, merge, positional
 from recforge.models.matching.base import TwoTowerModel
-from recforge.models.matching.towers import history_feature, id_only, item_ids, positions_from_end
+from recforge.models.matching.towers import (
+    history_feature,
+    id_only,
+    item_ids,
+    left_aligned,
+    positions_from_end,
+)
+
+RECHUB_ORDER = (
+    "neg_item_features", "num_items", "embedding_dim", "hidden_dim", "num_concept", "num_intention",
+    "seq_max_len", "num_heads", "temperature",
+)  # fmt: skip
 
 
 def _masked_softmax(scores: Tensor, mask: Tensor, dim: int) -> Tensor:
@@ -55,23 +73,68 @@ class SINE(TwoTowerModel):
         seq_max_len: longest history L.
         temperature: divides every score.
         aggregation_temperature: softmax temperature of the interest aggregation.
+        neg_item_features, num_items, embedding_dim, num_heads: Torch-RecHub's arguments (see the
+            module docstring); ``num_heads`` must be 1 (one attention head here).
     """
 
     def __init__(
         self,
-        history_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        *,
-        num_concept: int,
-        num_intention: int,
-        hidden_dim: int,
-        seq_max_len: int,
+        history_features: Sequence[Feature] | Sequence[str],
+        item_features: Sequence[Feature] | Sequence[str],
+        *rechub_args: object,
+        num_concept: int | None = None,
+        num_intention: int | None = None,
+        hidden_dim: int | None = None,
+        seq_max_len: int | None = None,
         temperature: float = 1.0,
         aggregation_temperature: float = 0.1,
+        neg_item_features: Sequence[Feature] | Sequence[str] | None = None,
+        num_items: int | None = None,
+        embedding_dim: int | None = None,
+        num_heads: int = 1,
     ) -> None:
         super().__init__()
-        self.history = history_feature(history_features, item_features, "SINE")
-        item = id_only(item_features, "SINE")
+        kw = merge(
+            "SINE",
+            positional("SINE", rechub_args, RECHUB_ORDER),
+            dict(
+                neg_item_features=neg_item_features, num_items=num_items, embedding_dim=embedding_dim,
+                hidden_dim=hidden_dim, num_concept=num_concept, num_intention=num_intention,
+                seq_max_len=seq_max_len, num_heads=num_heads, temperature=temperature,
+            ),
+            {"num_heads": 1, "temperature": 1.0},
+        )  # fmt: skip
+        if as_int(kw["num_heads"], "SINE: num_heads", minimum=1) != 1:
+            raise ValueError(
+                "SINE: num_heads must be 1 (recforge's SINE uses one attention head); drop num_heads"
+            )
+        for arg in ("hidden_dim", "num_concept", "num_intention", "seq_max_len"):
+            if kw[arg] is None:
+                raise TypeError(f"SINE: missing {arg} (pass it by keyword)")
+        negs = list(kw["neg_item_features"] or [])  # type: ignore[call-overload]
+        if any(isinstance(x, str) for x in (*history_features, *item_features)):
+            history_features, item_features = features_from_names(
+                "SINE",
+                history_features,
+                item_features,
+                kw["num_items"],
+                kw["embedding_dim"],
+                kw["seq_max_len"],
+            )
+            negs = [
+                SequenceFeature(str(n), item_features[0].vocab_size, item_features[0].dim, pooling=Pooling.CONCAT,  # type: ignore[union-attr]
+                                shared_with=item_features[0].name)
+                if isinstance(n, str) else n
+                for n in negs
+            ]  # fmt: skip
+        num_concept = as_int(kw["num_concept"], "SINE: num_concept", minimum=1)
+        num_intention = as_int(kw["num_intention"], "SINE: num_intention", minimum=1)
+        hidden_dim = as_int(kw["hidden_dim"], "SINE: hidden_dim", minimum=1)
+        seq_max_len = as_int(kw["seq_max_len"], "SINE: seq_max_len", minimum=1)
+        temperature = float(kw["temperature"])  # type: ignore[arg-type]
+        self.history = history_feature(history_features, item_features, "SINE")  # type: ignore[arg-type]
+        item = id_only(item_features, "SINE")  # type: ignore[arg-type]
+        self.neg_item_features = check_negatives("SINE", negs, [item])
         if not 1 <= num_intention <= num_concept:
             raise ValueError(
                 f"SINE: need 1 <= num_intention <= num_concept, got {num_intention}, {num_concept}"
@@ -89,7 +152,9 @@ class SINE(TwoTowerModel):
         self.norm_interest, self.norm_intention = nn.LayerNorm(d), nn.LayerNorm(d)
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """History ``(B, L)`` -> user vector ``(B, D)``."""
+        """History ``(B, L)`` -> user vector ``(B, D)`` (a history padded at the end is re-aligned
+        first, ``towers.left_aligned``)."""
+        batch = left_aligned(batch, self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         x = seq + positions_from_end(self.positions, seq.shape[1], "SINE")  # (B, L, D)
         z = (self.summary(x, mask) * x).sum(1)  # (B, D)

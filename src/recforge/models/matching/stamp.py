@@ -8,6 +8,11 @@ tanh MLPs give ``h_s = f(m_a)`` and ``h_t = f(x_t)``, and the user vector is ``h
 Deviations: ``sequence_tower`` applies the model at every position (each prefix is a session),
 which lets a trainer predict every next item; weights start from N(0, ``weight_std``) as in
 Torch-RecHub; the item-embedding init is the feature's ``initializer``.
+
+Torch-RecHub's call ``STAMP(item_history_feature, weight_std, emb_std, item_feature=None)`` (one
+``SequenceFeature`` first) is accepted; without ``item_feature`` an item-id feature ``"item_id"``,
+initialised from N(0, ``emb_std``), owns the history's table (``_rechub.session_features``), and
+``forward`` returns the logits of every item ``(B, V)`` as Torch-RecHub's does (``catalog_logits``).
 """
 
 from __future__ import annotations
@@ -17,28 +22,55 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from recforge.features import Feature
+from recforge.features import Feature, RandomNormal, SequenceFeature, SparseFeature
+from recforge.models.matching._rechub import merge, positional, session_features
 from recforge.models.matching.sequential import SequentialModel
+
+RECHUB_ORDER = ("weight_std", "emb_std", "item_feature")
 
 
 class STAMP(SequentialModel):
     """STAMP. ``sequence_tower -> (B, L, D)``, ``user_tower -> (B, D)``.
 
     Args:
-        history_features, item_features, temperature, normalize: as ``SequentialModel``.
+        history_features, item_features, temperature, normalize: as ``SequentialModel`` (or Torch-RecHub's
+            form, see the module docstring).
         weight_std: std of the attention and MLP weights.
+        emb_std, item_feature: Torch-RecHub's form only.
     """
 
     def __init__(
         self,
-        history_features: Sequence[Feature],
-        item_features: Sequence[Feature],
-        *,
+        history_features: Sequence[Feature] | SequenceFeature,
+        item_features: Sequence[Feature] | None = None,
+        *rechub_args: object,
         weight_std: float = 0.05,
+        emb_std: float | None = None,
+        item_feature: SparseFeature | None = None,
         temperature: float = 1.0,
         normalize: bool = False,
     ) -> None:
-        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
+        catalog = False  # Torch-RecHub's form without item_feature: forward scores every item
+        if isinstance(history_features, SequenceFeature):  # Torch-RecHub's form
+            values = rechub_args if item_features is None else (item_features, *rechub_args)
+            kw = merge(
+                "STAMP",
+                positional("STAMP", values, RECHUB_ORDER),
+                {"emb_std": emb_std, "item_feature": item_feature},
+            )
+            weight_std = kw.get("weight_std", weight_std)  # type: ignore[assignment]
+            std = kw.get("emb_std")
+            init = RandomNormal(0.0, float(std)) if std is not None else None  # type: ignore[arg-type]
+            catalog = kw.get("item_feature") is None
+            history_features, item_features = session_features(
+                "STAMP", history_features, kw.get("item_feature"), init
+            )
+        elif item_features is None or rechub_args:
+            raise TypeError(
+                "STAMP: pass history_features and item_features lists (hyper-parameters by keyword)"
+            )
+        super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)  # type: ignore[arg-type]
+        self.catalog_logits = catalog
         d = self.dim
         self.w_1, self.w_2, self.w_3 = (nn.Linear(d, d, bias=False) for _ in range(3))
         self.b_a = nn.Parameter(torch.zeros(d))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, SequenceFeature, SparseFeature
+from recforge.jagged import jagged_to_padded, padded_to_jagged
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig
 from recforge.layers.embedding import column
 
@@ -78,6 +80,20 @@ def positions_from_end(weight: Tensor, length: int, model: str) -> Tensor:
     if length > weight.shape[0]:
         raise ValueError(f"{model}: history length {length} exceeds max_len {weight.shape[0]}")
     return weight[weight.shape[0] - length :]  # (L, D)
+
+
+def left_aligned(batch: Mapping[str, Tensor], name: str) -> Mapping[str, Tensor]:
+    """``batch`` with the history ``name`` padded at the front (recforge's convention: most recent
+    item last). Rows padded at the end (Torch-RecHub's ``gen_model_input(padding="post")``,
+    ``pad_sequence``) are re-aligned; a left-padded batch is returned as is."""
+    ids = column(batch, name)
+    if ids.dim() != 2 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return batch  # exported graphs keep the contract: histories arrive left-padded
+    real = ids != 0
+    if not bool((real[:, :-1] & ~real[:, 1:]).any()):
+        return batch
+    values, offsets = padded_to_jagged(ids, real)  # (ΣL,), (B + 1,)
+    return {**batch, name: jagged_to_padded(values, offsets, ids.shape[1])}  # (B, L)
 
 
 def l2(x: Tensor, normalize: bool) -> Tensor:

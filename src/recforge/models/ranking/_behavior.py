@@ -25,6 +25,26 @@ class Behaviors(NamedTuple):
     keep: slice  # the columns of the batch's (B, L) history that were kept
 
 
+def pair_targets(
+    model: str, history_features: Sequence[Feature], target_features: Sequence[Feature]
+) -> list[Feature]:
+    """The target feature of each history feature, in history order. Equal-length lists pair by
+    position; a longer target list (Torch-RecHub's DIN example passes every candidate and user
+    feature as ``target_features``) pairs each history with the target whose table it shares
+    (``shared_with``), and the other targets are plain MLP inputs (``other_features``)."""
+    if len(target_features) <= len(history_features):
+        return list(target_features)
+    by_table = {getattr(t, "table", None): t for t in target_features}
+    paired = [by_table.get(getattr(h, "table", None)) for h in history_features]
+    if any(t is None for t in paired):
+        raise ValueError(
+            f"{model}: target_features {[f.name for f in target_features]} are more than the history features "
+            f"{[f.name for f in history_features]}; each history feature must share (shared_with) the table of "
+            "its target so they can be paired"
+        )
+    return paired  # type: ignore[return-value]
+
+
 def check_behavior_features(
     model: str,
     history_features: Sequence[Feature],

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, Pooling, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, TransformerEncoder, output_dim, pool_sequence
-from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features
+from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features, pair_targets
 
 
 class BST(nn.Module):
@@ -51,13 +51,14 @@ class BST(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        dim = check_behavior_features("BST", history_features, target_features)
+        paired = pair_targets("BST", history_features, target_features)
+        dim = check_behavior_features("BST", history_features, paired)
         if nhead < 1 or dim % nhead:
             raise ValueError(f"BST: the behaviour width {dim} must be divisible by nhead={nhead}")
         if max_seq_len < 2:
             raise ValueError(f"BST: max_seq_len must be >= 2 (a behaviour and the target), got {max_seq_len}")
         self.history_features = list(history_features)
-        self.target_features = list(target_features)
+        self.target_features = paired
         self.other_features = other_features(features, target_features, history_features)
         self.features = dedup([*features, *history_features, *target_features])
         self.max_seq_len = max_seq_len

@@ -10,6 +10,12 @@ the vector it uses with field j. ``model.features`` lists the specs as given (wi
 Deviations: the linear term is a linear layer over the linear features' embeddings and dense
 values (Torch-RecHub sums width-1 embeddings); dense features may only be linear features. Every
 cross feature must share one ``embed_dim`` (checked at construction).
+
+Torch-RecHub's layout is accepted: it declares each cross feature with ``F`` rows per value
+(``vocab_size = V * F``, looked up at ``id * F + field``), the same parameters as recforge's ``V``
+rows of width ``F * D``; a cross feature whose ``vocab_size`` is ``F`` times that of the linear
+feature of the same name is read that way (``_field_aware_vocab``). A column may be both a linear
+and a cross feature with different specs (separate tables).
 """
 
 from __future__ import annotations
@@ -19,8 +25,20 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from recforge.features import DenseFeature, Feature, dedup, embedded_of
+from recforge.features import DenseFeature, Feature, SparseFeature, dedup, embedded_of
 from recforge.layers import FFM, LR, MLP, SENET, EmbeddingLayer, MLPConfig, field_dim, output_dim
+
+
+def _field_aware_vocab(cross: list[Feature], linear: list[Feature], num_fields: int) -> list[Feature]:
+    """Cross features with Torch-RecHub's ``vocab_size = V * F`` brought back to ``V`` (see the
+    module docstring); other features unchanged."""
+    vocab = {f.name: f.vocab_size for f in linear if isinstance(f, SparseFeature)}
+    return [
+        dataclasses.replace(f, vocab_size=vocab[f.name])
+        if isinstance(f, SparseFeature) and f.name in vocab and f.vocab_size == vocab[f.name] * num_fields
+        else f
+        for f in cross
+    ]
 
 
 class DeepFFM(nn.Module):
@@ -51,6 +69,9 @@ class DeepFFM(nn.Module):
         name = type(self).__name__
         self.linear_features = dedup(linear_features)
         self.cross_features = dedup(cross_features)
+        self.cross_features = _field_aware_vocab(
+            self.cross_features, self.linear_features, len(self.cross_features)
+        )
         dense = [f.name for f in self.cross_features if isinstance(f, DenseFeature)]
         if dense:
             raise ValueError(f"{name}: cross_features must be sparse/sequence features; dense: {dense}")
@@ -63,7 +84,11 @@ class DeepFFM(nn.Module):
                 f"{name} needs at least two cross features, got {[x.name for x in self.cross_features]}"
             )
         self.num_fields, self.dim = f, d
-        self.features = dedup([*self.linear_features, *self.cross_features])
+        linear_names = {x.name for x in self.linear_features}
+        self.features = [
+            *self.linear_features,
+            *(x for x in self.cross_features if x.name not in linear_names),
+        ]
         self.linear_embedding = EmbeddingLayer(self.linear_features, sparse=sparse, fused=fused)
         self.aware = [dataclasses.replace(x, embed_dim=d * f) for x in embedded_of(self.cross_features)]
         self.ffm_embedding = EmbeddingLayer(self.aware, sparse=sparse, fused=fused)

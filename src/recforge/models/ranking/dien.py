@@ -34,7 +34,13 @@ from recforge.layers.sequence import (
     front_pack,
     gather_steps,
 )
-from recforge.models.ranking._behavior import behaviors, check_behavior_features, history_of, other_features
+from recforge.models.ranking._behavior import (
+    behaviors,
+    check_behavior_features,
+    history_of,
+    other_features,
+    pair_targets,
+)
 from recforge.outputs import RankingOutput
 
 
@@ -64,14 +70,15 @@ class DIEN(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        dim = check_behavior_features("DIEN", history_features, target_features)
+        paired = pair_targets("DIEN", history_features, target_features)
+        dim = check_behavior_features("DIEN", history_features, paired)
         negs = list(neg_history_features or [])
         if negs:
-            check_behavior_features("DIEN", negs, target_features, role="neg_history_features")
+            check_behavior_features("DIEN", negs, paired, role="neg_history_features")
         if alpha < 0:
             raise ValueError(f"DIEN: alpha must be >= 0, got {alpha}")
         self.history_features = list(history_features)
-        self.target_features = list(target_features)
+        self.target_features = paired
         self.neg_history_features = negs
         self.other_features = other_features(features, target_features, history_features, negs)
         self.features = dedup([*features, *history_features, *target_features, *negs])

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim
 from recforge.layers.sequence import TargetAttention
-from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features
+from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features, pair_targets
 
 
 class DIN(nn.Module):
@@ -31,7 +31,8 @@ class DIN(nn.Module):
         features: user-profile and context features for the MLP (the targets may be repeated here).
         history_features: behaviour sequences (``SequenceFeature``, ``pooling="concat"``, usually
             ``shared_with`` the matching target feature).
-        target_features: the candidate's features, one per history feature, same widths.
+        target_features: the candidate's features, one per history feature, same widths (a longer
+            list pairs each history with the target whose table it shares, ``pair_targets``).
         mlp_params: the prediction MLP (default ``{"dims": [200, 80], "activation": "dice"}``).
         attention_mlp_params: the activation unit (default ``{"dims": [36], "activation": "dice"}``).
         softmax_attention: normalise attention weights (the paper does not).
@@ -49,9 +50,10 @@ class DIN(nn.Module):
         sparse: bool = False,
     ) -> None:
         super().__init__()
-        dim = check_behavior_features("DIN", history_features, target_features)
+        paired = pair_targets("DIN", history_features, target_features)
+        dim = check_behavior_features("DIN", history_features, paired)
         self.history_features = list(history_features)
-        self.target_features = list(target_features)
+        self.target_features = paired
         self.other_features = other_features(features, target_features, history_features)
         self.features = dedup([*features, *history_features, *target_features])
         self.embedding = EmbeddingLayer(self.features, sparse=sparse)
