@@ -8,6 +8,7 @@ run_dir/
   model_tensors.pt     constructor tensors from the data (HLLM's item text tokens; weights-only)
   best.pt              the selected weights           (trainers; weights-only)
   checkpoint.pt        exact-resume state             (trainers; weights-only)
+  model.pth            the best weights as a state dict (Torch-RecHub's file name)
   weighting.pt         multi-task weighting state     (trainers.mtl; weights-only)
   metrics.jsonl        one line per epoch
   learning_curve.png
@@ -33,6 +34,7 @@ MODEL = "model.json"
 MODEL_TENSORS = "model_tensors.pt"  # constructor tensors a model takes from the data (e.g. HLLM's item text)
 BEST = "best.pt"
 CHECKPOINT = "checkpoint.pt"
+TORCH_RECHUB_WEIGHTS = "model.pth"  # the best weights as a plain state dict, where Torch-RecHub puts them
 WEIGHTING = "weighting.pt"
 METRICS_LOG = "metrics.jsonl"
 CURVE = "learning_curve.png"

@@ -101,6 +101,18 @@ def _item_batch(catalog: ItemCatalog | None, item_id: str, ids: Tensor) -> Batch
     return catalog.batch(ids)
 
 
+def _carried_negatives(model: TowerModel, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+    """The item-tower columns of negatives a batch carries for the model (``neg_item_features``,
+    Torch-RecHub's ``neg_item_feature``), each ``(B, K)`` (a ``(B,)`` column is one per row)."""
+    has = getattr(model, "negative_batch_in", None)
+    if has is None or not has(batch):
+        return None
+    cols = model.negative_batch(batch)  # type: ignore[attr-defined]
+    if not cols:
+        return None
+    return {k: v.unsqueeze(1) if v.dim() == 1 else v for k, v in cols.items()}
+
+
 class MatchObjective:
     """``objective(TowerOutput, batch) -> loss`` for two-tower models (see the module docstring).
 
@@ -165,8 +177,14 @@ class MatchObjective:
         pos = model.score(user, item.unsqueeze(1)).squeeze(1)  # (B,)
         src = self.negatives
         if src is NegativeSource.SAMPLED:
+            carried = _carried_negatives(model, batch)  # the model's neg_item_features columns
+            if carried is not None:
+                neg_ids = carried[model.item_id]  # (B, K)
+                neg = model.score(user, model.item_tower(carried))  # (B, K)
+                return Candidates(pos, neg, neg_ids != pos_ids.unsqueeze(1), None, None)
             if self.neg_column in batch:
-                neg_ids = batch[self.neg_column]  # (B, K)
+                neg_ids = batch[self.neg_column]  # (B, K), or (B,): one per row
+                neg_ids = neg_ids.unsqueeze(1) if neg_ids.dim() == 1 else neg_ids
                 neg_log_q, pos_log_q = None, None
             else:
                 assert self.sampler is not None
@@ -204,7 +222,11 @@ class MatchObjective:
         neg_log_q = None if any(q is None for q in parts_q) else torch.cat(parts_q, 1)  # type: ignore[arg-type]
         return Candidates(pos, torch.cat(parts_logit, 1), valid, pos_log_q, neg_log_q)
 
-    def __call__(self, outputs: TowerOutput, batch: Mapping[str, Tensor]) -> Tensor:
+    def __call__(self, outputs: TowerOutput | Tensor, batch: Mapping[str, Tensor]) -> Tensor:
+        if isinstance(outputs, Tensor) and outputs.dim() == 2 and LABEL in batch:
+            # a model whose forward gives every item's logits (Torch-RecHub's session models):
+            # full softmax against the next item under "label"
+            return full_softmax_loss(outputs, batch[LABEL].long().reshape(-1))
         if not isinstance(outputs, TowerOutput):
             raise TypeError(
                 f"MatchObjective needs TowerOutput(user, item) from the model, got {type(outputs).__name__}"

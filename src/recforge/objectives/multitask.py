@@ -279,11 +279,18 @@ class MultiTaskObjective:
     """``objective(outputs, batch) -> loss``: per-task losses, weighted, plus the model's aux loss."""
 
     def __init__(
-        self, task_types: Sequence[TaskType | str], weighting: TaskWeighting, label: str = LABEL
+        self,
+        task_types: Sequence[TaskType | str],
+        weighting: TaskWeighting,
+        label: str = LABEL,
+        label_columns: Sequence[int] | None = None,
     ) -> None:
         self.task_types = TaskType.parse_all(task_types)
         self.weighting = weighting
         self.label = label
+        # the label columns of the model's tasks, when the labels hold more columns than it has
+        # tasks (Torch-RecHub's ESMM labels: cvr, ctr, ctcvr; ESMM trains ctr and ctcvr)
+        self.label_columns = list(label_columns) if label_columns is not None else None
         self._classification = [t is TaskType.CLASSIFICATION for t in self.task_types]
 
     def labels(self, batch: Mapping[str, Tensor], like: Tensor) -> Tensor:
@@ -294,6 +301,8 @@ class MultiTaskObjective:
             raise KeyError(f"batch has no target column {self.label!r}; it has {sorted(batch)}") from None
         if y.dim() == 1 and like.shape[1] == 1:
             y = y.unsqueeze(1)  # (B, 1)
+        if self.label_columns is not None and y.dim() == 2:
+            y = y[:, self.label_columns]  # (B, T)
         if tuple(y.shape) != tuple(like.shape):
             raise ValueError(
                 f"labels {self.label!r} have shape {tuple(y.shape)}; the model's {like.shape[1]} tasks need "

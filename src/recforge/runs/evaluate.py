@@ -89,7 +89,7 @@ def _evaluate_log(run: Run, cfg: Any, data: str, batch_size: int) -> dict[str, A
         BatchLoader(ColumnarDataset(cols), batch_size),
     )
     metrics["users_evaluated"] = evaluator.users_evaluated
-    metrics["users_total"] = int(len(pd.unique(frame[d.user])))
-    metrics["users_unknown"] = int(len(pd.unique(frame[d.user][~known_user])))
+    metrics["users_total"] = len(pd.unique(frame[d.user]))
+    metrics["users_unknown"] = len(pd.unique(frame[d.user][~known_user]))
     metrics["interactions_unknown_item"] = int((~known_item).sum())
     return metrics

@@ -70,7 +70,12 @@ def read_log(cfg: RunConfig) -> InteractionLog:
 
 
 def _side_table(
-    frame: pd.DataFrame, key: str, columns: Sequence[str], table: pd.DataFrame | None, what: str, option: str = ""
+    frame: pd.DataFrame,
+    key: str,
+    columns: Sequence[str],
+    table: pd.DataFrame | None,
+    what: str,
+    option: str = "",
 ) -> pd.DataFrame:
     """One row per ``key`` value with ``columns``: from ``table`` when it has them, else the first
     row of each key in the log ``frame``."""
@@ -293,9 +298,7 @@ def prepare_log(cfg: RunConfig) -> LogData:
     if d.user not in names:  # known users are looked up by id when serving: keep its vocabulary
         specs.append(Categorical(d.user))
     pipeline = FeaturePipeline(specs)
-    history = next(
-        (s.name for s in specs if isinstance(s, SequenceColumn) and s.shared_with == d.item), None
-    )
+    history = next((s.name for s in specs if isinstance(s, SequenceColumn) and s.shared_with == d.item), None)
     side = set(d.user_columns) | set(d.item_columns)
     undeclared = sorted(side - names)
     if undeclared:
@@ -322,7 +325,13 @@ def prepare_log(cfg: RunConfig) -> LogData:
     if users_vocab.hash_buckets is not None or items_vocab.hash_buckets is not None:
         raise ValueError(f"features: {d.user!r} and {d.item!r} need vocabularies (no hash_buckets) in a log")
     split = encode_split(
-        parts, user=d.user, item=d.item, time=d.time, users=users_vocab, items=items_vocab, ordered=raw.ordered
+        parts,
+        user=d.user,
+        item=d.item,
+        time=d.time,
+        users=users_vocab,
+        items=items_vocab,
+        ordered=raw.ordered,
     )
     catalog = item_catalog(pipeline, d.item, d.item_columns, items_side if d.item_columns else None)
     user_table = side_columns(pipeline, d.user, d.user_columns, users_side)
@@ -362,7 +371,9 @@ def prepare_log(cfg: RunConfig) -> LogData:
     )
 
 
-def _item_texts(raw: InteractionLog, item: str, columns: Sequence[str], pipeline: FeaturePipeline) -> list[str]:
+def _item_texts(
+    raw: InteractionLog, item: str, columns: Sequence[str], pipeline: FeaturePipeline
+) -> list[str]:
     """Each encoded item id's text: its ``columns`` in the item table (lists joined by spaces)."""
     table = _side_table(raw.frame, item, columns, raw.items, "item", "item_text")
 

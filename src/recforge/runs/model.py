@@ -83,14 +83,20 @@ def with_initializers(features: Sequence[F.Feature], entries: Sequence[Mapping[s
         if raw is None:
             continue
         if not isinstance(raw, Mapping):
-            raise ValueError(f"features[{i}] ({entry.get('name')!r}): initializer must be a mapping with a type")
+            raise ValueError(
+                f"features[{i}] ({entry.get('name')!r}): initializer must be a mapping with a type"
+            )
         probe = F.from_dict({"type": "SparseFeature", "name": "x", "vocab_size": 2, "initializer": dict(raw)})
         assert isinstance(probe, F.SparseFeature)
         inits[str(entry["name"])] = probe.initializer
     out: list[F.Feature] = []
     for f in features:
         init = inits.get(f.name)
-        out.append(dataclasses.replace(f, initializer=init) if init is not None and not isinstance(f, F.DenseFeature) else f)
+        out.append(
+            dataclasses.replace(f, initializer=init)
+            if init is not None and not isinstance(f, F.DenseFeature)
+            else f
+        )
     return out
 
 

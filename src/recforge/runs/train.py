@@ -59,7 +59,9 @@ class RunResult:
     metrics: dict[str, dict[str, float]]
 
 
-def _resolve(config: RunConfig | str | Path | Mapping[str, Any], overrides: Sequence[str]) -> tuple[RunConfig, dict[str, Any]]:
+def _resolve(
+    config: RunConfig | str | Path | Mapping[str, Any], overrides: Sequence[str]
+) -> tuple[RunConfig, dict[str, Any]]:
     if isinstance(config, RunConfig):
         if overrides:
             raise ValueError("overrides apply to a config file or mapping, not to a RunConfig")
@@ -195,7 +197,11 @@ class _Recipe:
         counts = data.item_counts(*(("train",) if validate else ("train", "valid")))
         if t.preset is Preset.MATCH:
             m = t.match
-            seen = data.histories(*(("train",) if validate else ("train", "valid"))).seen() if m.exclude_seen else None
+            seen = (
+                data.histories(*(("train",) if validate else ("train", "valid"))).seen()
+                if m.exclude_seen
+                else None
+            )
             sampler = (
                 NegativeSampler.popularity(counts, alpha=m.alpha, seen=seen)
                 if m.sampling is Sampling.POPULARITY
@@ -241,7 +247,10 @@ class _Recipe:
             return train, (BatchLoader(valid.rows, cfg.data.eval_batch_size) if valid and not refit else None)
         rows = self.rows
         if refit and "valid" in rows:
-            both = {k: torch.cat([rows["train"].columns[k], rows["valid"].columns[k]]) for k in rows["train"].columns}
+            both = {
+                k: torch.cat([rows["train"].columns[k], rows["valid"].columns[k]])
+                for k in rows["train"].columns
+            }
             train_ds = ColumnarDataset(both)
         else:
             train_ds = rows["train"]
@@ -255,7 +264,9 @@ class _Recipe:
         if self.log is None:
             for name in ("valid", "test"):
                 if name in self.rows:
-                    out[name] = trainer.evaluate(model, BatchLoader(self.rows[name], cfg.data.eval_batch_size))
+                    out[name] = trainer.evaluate(
+                        model, BatchLoader(self.rows[name], cfg.data.eval_batch_size)
+                    )
             return out
         for name, part in self.eval_parts.items():
             metrics = part.evaluator.evaluate(
@@ -349,7 +360,9 @@ def train(
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"run_dir {str(layout.root)!r}: cannot create the run directory ({e.strerror})") from None
+        raise ValueError(
+            f"run_dir {str(layout.root)!r}: cannot create the run directory ({e.strerror})"
+        ) from None
     t0 = time.perf_counter()
     recipe = _Recipe(cfg)
     model = recipe.model()
@@ -386,7 +399,9 @@ def train(
         epochs = int(json.loads(chosen.read_text())["best_epoch"]) + 1
         print(f"refit: {epochs} epoch(s) on training + validation data (chosen on validation)", flush=True)
         model = recipe.model()
-        trainer = recipe.trainer(model, _options(cfg, layout.root, resume=resume, n_epoch=epochs), validate=False)
+        trainer = recipe.trainer(
+            model, _options(cfg, layout.root, resume=resume, n_epoch=epochs), validate=False
+        )
         refit_dl, _ = recipe.loaders(refit=True)
         trainer.fit(refit_dl, None)
     model = trainer.model
@@ -399,7 +414,9 @@ def train(
         if recipe.log is not None:
             _write_retrieval_state(layout, recipe.log)
         for name, metrics in results.items():
-            shown = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            shown = "  ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            )
             print(f"{name}: {shown}", flush=True)
         print(f"run directory: {layout.root}  ({time.perf_counter() - t0:.1f}s)", flush=True)
     distributed.destroy()

@@ -17,6 +17,17 @@ from recforge.trainers.loop import Trainer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
 
 
+class CTRMetrics(dict[str, float]):
+    """Validation/test metrics of a CTR model; ``float()`` and a format spec give the AUC, so code
+    written for Torch-RecHub (``auc = trainer.evaluate(...)``; ``f"{auc:.4f}"``) keeps working."""
+
+    def __float__(self) -> float:
+        return float(self["auc"])
+
+    def __format__(self, spec: str) -> str:
+        return format(self["auc"], spec) if spec else str(self)
+
+
 class CTRTrainer(Trainer):
     """Click-through-rate training. Validation metrics: ``auc``, ``logloss`` (+ ``gauc`` when
     ``gauc_group`` names a batch column such as ``"user_id"``); early stopping monitors ``auc``.
@@ -70,13 +81,17 @@ class CTRTrainer(Trainer):
         return self.gather(out)
 
     def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
+        """``{"auc", "logloss"[, "gauc"]}``; the dict also converts and formats as its AUC
+        (``float(m)``, ``f"{m:.4f}"``), the number Torch-RecHub's ``evaluate`` returns."""
         c = self.collect(model, data_loader)
         if "label" not in c:
             raise ValueError("evaluate() needs labels in the loader's batches")
-        out = {
-            "auc": nan_if_undefined(auc_score, c["label"], c["prob"], name="auc"),
-            "logloss": log_loss(c["label"], c["prob"]),
-        }
+        out = CTRMetrics(
+            {
+                "auc": nan_if_undefined(auc_score, c["label"], c["prob"], name="auc"),
+                "logloss": log_loss(c["label"], c["prob"]),
+            }
+        )
         if "group" in c:
             out["gauc"] = nan_if_undefined(gauc_score, c["label"], c["prob"], c["group"], name="gauc")
         return out

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
-from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD
+from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD, TORCH_RECHUB_WEIGHTS
 from recforge.objectives import Objective
 from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
@@ -221,6 +221,11 @@ class Trainer:
         return [fn(opt, **params) for opt in self.optimizer.optimizers] if fn is not None else []
 
     # -- preset hooks ------------------------------------------------------------------------------
+    def to_batch(self, raw: object) -> Batch:
+        """One loader item as a dict batch (``(x, y)`` pairs: ``{**x, "label": y}``); presets that
+        accept other loader shapes (Torch-RecHub's sequence tuples) override it."""
+        return split_batch(raw)
+
     def train_outputs(self, model: nn.Module, batch: Batch) -> Any:
         """What the objective receives during training: ``model(batch)`` (a preset may call another
         entry point, e.g. ``SeqTrainer`` uses ``model.sequence_tower`` for all-position training)."""
@@ -345,6 +350,9 @@ class Trainer:
             self.model.load_state_dict(best["model"])
         if self.distributed and not self.model_parallel:
             dist_utils.broadcast_module(self.model)  # every rank ends with rank 0's (best) weights
+        if self.is_main and not self.model_parallel:
+            # Torch-RecHub's trainers leave the best weights as model_path/model.pth (a state dict)
+            atomic_save(self.model.state_dict(), self.run_dir / TORCH_RECHUB_WEIGHTS)
         if self.plot and self.is_main:
             self._plot()
         return self.model
@@ -358,7 +366,7 @@ class Trainer:
         total, seen = 0.0, 0
         bar = _progress(data_loader, f"epoch {epoch}", self.progress)
         for raw in bar:
-            batch = move_batch(split_batch(raw), self.device)
+            batch = move_batch(self.to_batch(raw), self.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 outputs = self.train_outputs(self.train_model, batch)
                 loss = self.objective(outputs, batch)
@@ -395,7 +403,7 @@ class Trainer:
             if self.distributed and not self.model_parallel and isinstance(data_loader, BatchLoader):
                 data_loader = dist_utils.shard_for_eval(data_loader)
             for raw in data_loader:
-                batch = move_batch(split_batch(raw), self.device)
+                batch = move_batch(self.to_batch(raw), self.device)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                     yield batch, model(batch) if forward is None else forward(model, batch)
         finally:

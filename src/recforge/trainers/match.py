@@ -6,7 +6,9 @@ The loss is ``recforge.objectives.MatchObjective`` (its docstring tabulates ``mo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import LABEL, Batch, split_batch
 from recforge.data.sampling import NegativeSampler
+from recforge.layout import TORCH_RECHUB_WEIGHTS
 from recforge.metrics.ranking import RankingEvaluator
 from recforge.models.matching.base import TwoTowerModel
 from recforge.objectives.match import MatchMode, MatchObjective, NegativeSource, PairLoss
@@ -63,7 +66,7 @@ class MatchTrainer(Trainer):
         self,
         model: nn.Module,
         *args: Any,
-        negatives: NegativeSource | str = NegativeSource.SAMPLED,
+        negatives: NegativeSource | str | None = None,
         sampler: NegativeSampler | None = None,
         catalog: ItemCatalog | None = None,
         num_negatives: int = 4,
@@ -83,6 +86,8 @@ class MatchTrainer(Trainer):
         )
         if own.get("in_batch_neg"):
             negatives = NegativeSource.IN_BATCH
+        # None: chosen from the first training batch (Torch-RecHub infers it from its data)
+        self.infer_negatives = negatives is None
         for name in ("in_batch_neg_ratio", "hard_negative", "sampler_seed"):
             if own.get(name):
                 raise ValueError(
@@ -90,7 +95,7 @@ class MatchTrainer(Trainer):
                     "negatives= ('sampled', 'in_batch', 'shared', 'mixed') and a sampler instead"
                 )
         self.mode = MatchMode.parse(own.get("mode", MatchMode.LISTWISE))  # type: ignore[arg-type]
-        self.negatives = NegativeSource.parse(negatives, where="negatives")
+        self.negatives = NegativeSource.parse(negatives or NegativeSource.SAMPLED, where="negatives")
         if num_negatives < 1:
             raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         for attr in ("user_tower", "item_tower", "score", "item_id"):
@@ -126,10 +131,37 @@ class MatchTrainer(Trainer):
         super().__init__(model, objective=objective, options=opts)
 
     # -- validation before training ---------------------------------------------------------------
+    def _infer_negatives(self, batch: Mapping[str, Tensor]) -> NegativeSource:
+        """Where the negatives come from when ``negatives`` was not given, read off one batch as
+        Torch-RecHub's trainer would: rows carrying negatives (``neg_column`` or the model's
+        ``neg_item_features``) -> ``sampled``; point-wise rows with a 0/1 label -> ``labelled``;
+        a sampler -> ``sampled``; otherwise the other rows of the batch -> ``in_batch``."""
+        model = self.model
+        if isinstance(model, TwoTowerModel) and model.negative_batch_in(batch):
+            return NegativeSource.SAMPLED
+        if self.neg_column in batch:
+            return NegativeSource.SAMPLED
+        if self.mode is MatchMode.POINTWISE and LABEL in batch:
+            return NegativeSource.LABELLED
+        if self.sampler is not None:
+            return NegativeSource.SAMPLED
+        return NegativeSource.IN_BATCH
+
     def validate(self, batch: Mapping[str, Tensor]) -> None:
         """Refuse an unsupported model/mode/negatives combination, with a clear message, on one
         batch (run by ``fit`` before the first step)."""
         model: TwoTowerModel = self.model  # type: ignore[assignment]
+        if getattr(model, "catalog_logits", False):
+            if LABEL not in batch:
+                raise KeyError(
+                    f"{type(model).__name__} returns the logits of every item: batches need the next item "
+                    f"under {LABEL!r} (the (x, y) pairs of Torch-RecHub's session loaders)"
+                )
+            return
+        if self.infer_negatives:
+            self.negatives = self._infer_negatives(batch)
+            self.objective_args["negatives"] = self.negatives
+            self.objective = MatchObjective(model, **self.objective_args)  # type: ignore[arg-type]
         item_id = model.item_id
         if item_id not in batch:
             raise KeyError(
@@ -150,7 +182,13 @@ class MatchTrainer(Trainer):
         src = self.negatives
         if src is NegativeSource.LABELLED and LABEL not in batch:
             raise KeyError(f"negatives='labelled' needs a {LABEL!r} column in every batch")
-        if src is NegativeSource.SAMPLED and self.neg_column not in batch and self.sampler is None:
+        carried = model.negative_batch_in(batch) if isinstance(model, TwoTowerModel) else False
+        if (
+            src is NegativeSource.SAMPLED
+            and self.neg_column not in batch
+            and self.sampler is None
+            and not carried
+        ):
             what = {
                 MatchMode.POINTWISE: "point-wise",
                 MatchMode.PAIRWISE: "pair-wise",
@@ -161,8 +199,12 @@ class MatchTrainer(Trainer):
                 "or pass sampler=NegativeSampler(...)"
                 + ("; or rows with labels: negatives='labelled'" if self.mode is MatchMode.POINTWISE else "")
             )
-        if src is NegativeSource.SAMPLED and self.neg_column in batch and batch[self.neg_column].dim() != 2:
-            raise ValueError(f"column {self.neg_column!r} must be (B, K) negative ids")
+        if (
+            src is NegativeSource.SAMPLED
+            and self.neg_column in batch
+            and batch[self.neg_column].dim() not in (1, 2)
+        ):
+            raise ValueError(f"column {self.neg_column!r} must be (B, K) or (B,) negative ids")
         sampler = self.sampler
         if sampler is not None and sampler.seen is not None and self.user_column not in batch:
             raise KeyError(
@@ -178,7 +220,7 @@ class MatchTrainer(Trainer):
             first = next(iter(train_dataloader), None)
             if first is None:
                 raise ValueError("the training loader yielded no batches")
-            batch = {k: v.to(self.device) for k, v in split_batch(first).items()}
+            batch = {k: v.to(self.device) for k, v in self.to_batch(first).items()}
             self.validate(batch)
             self._validated = True
         return super().fit(train_dataloader, val_dataloader)
@@ -190,8 +232,23 @@ class MatchTrainer(Trainer):
             return super().evaluate(model, data_loader)
         return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
 
-    def inference_embedding(self, model: nn.Module, mode: str, data_loader: Iterable[object]) -> Tensor:
-        """Torch-RecHub's call: ``mode="user"`` -> user vectors of every row, ``"item"`` -> item vectors."""
+    def inference_embedding(
+        self,
+        model: nn.Module,
+        mode: str,
+        data_loader: Iterable[object],
+        model_path: str | os.PathLike[str] | None = None,
+    ) -> Tensor:
+        """Torch-RecHub's call: ``mode="user"`` -> user vectors of every row, ``"item"`` -> item
+        vectors. With ``model_path``, the weights ``fit`` saved there (``model.pth``) are loaded
+        first (weights-only), as Torch-RecHub does."""
+        if model_path is not None:
+            saved = Path(model_path) / TORCH_RECHUB_WEIGHTS
+            if not saved.exists():
+                raise FileNotFoundError(
+                    f"inference_embedding: no {TORCH_RECHUB_WEIGHTS} in {str(model_path)!r}; fit first"
+                )
+            model.load_state_dict(torch.load(saved, map_location=self.device, weights_only=True))
         return tower_vectors(model, data_loader, self.device, user=_parse_side(mode))
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from recforge.data.dataset import LABEL, Batch
 from recforge.layout import WEIGHTING
 from recforge.metrics import auc_score, log_loss, nan_if_undefined
+from recforge.models.multi_task.esmm import ESMM
 from recforge.objectives.multitask import (
     GradNorm,
     MetaBalance,
@@ -101,17 +102,24 @@ class MTLTrainer(Trainer):
                 raise ValueError(f"{type(model).__name__} has no task_types; pass task_types=[...]")
             task_types = model.task_types
         self.task_types = TaskType.parse_all(task_types)  # type: ignore[arg-type]
+        self.label_columns: tuple[int, ...] | None = None  # the trained tasks' label columns
+        trained = self.task_types
         if isinstance(model, HasTaskTypes) and tuple(model.task_types) != self.task_types:
-            raise ValueError(
-                f"task_types {[t.value for t in self.task_types]} differ from the model's "
-                f"{[t.value for t in model.task_types]}"
-            )
+            if isinstance(model, ESMM) and len(self.task_types) == 3:
+                # Torch-RecHub's ESMM scripts: three tasks, labels [cvr, ctr, ctcvr]; ESMM trains
+                # ctr and ctcvr on every impression, and cvr is evaluated from their quotient
+                self.label_columns, trained = (1, 2), tuple(model.task_types)
+            else:
+                raise ValueError(
+                    f"task_types {[t.value for t in self.task_types]} differ from the model's "
+                    f"{[t.value for t in model.task_types]}"
+                )
         n = len(self.task_types)
         self.task_names = list(task_names) if task_names is not None else [f"task{t}" for t in range(n)]
         if len(self.task_names) != n or len(set(self.task_names)) != n:
             raise ValueError(f"task_names must be {n} distinct names, got {self.task_names}")
         self.weighting: TaskWeighting = build_weighting(
-            self.task_types,
+            trained,
             own.get("adaptive_params"),  # type: ignore[arg-type]
             task_weights,
         )
@@ -121,7 +129,8 @@ class MTLTrainer(Trainer):
             )
         metric = opts.earlystop_metric or self._earlystop_metric(own.get("earlystop_taskid", 0))  # type: ignore[arg-type]
         self.default_metric = metric
-        super().__init__(model, objective=MultiTaskObjective(self.task_types, self.weighting), options=opts)
+        objective = MultiTaskObjective(trained, self.weighting, label_columns=self.label_columns)
+        super().__init__(model, objective=objective, options=opts)
         lower = metric.endswith(("mse", "mae", "loss"))
         self.stopper = EarlyStopper(metric, opts.earlystop_patience, "min" if lower else "max")
         self.weighting.to(self.device)
@@ -182,9 +191,10 @@ class MTLTrainer(Trainer):
         with torch.no_grad():
             if isinstance(w, GradNorm):
                 return [float(x) for x in w.weights]
+            n = len(self.label_columns) if self.label_columns is not None else len(self.task_types)
             if isinstance(w, MetaBalance):
-                return [1.0] * len(self.task_types)
-            ones = torch.ones(len(self.task_types), device=self.device)
+                return [1.0] * n
+            ones = torch.ones(n, device=self.device)
             return [float(x) for x in torch.autograd.functional.jacobian(w.combine, ones)]
 
     def collect(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, np.ndarray]:
@@ -194,6 +204,10 @@ class MTLTrainer(Trainer):
         probs, labels, cvr = [], [], []
         for batch, outputs in self._run(model, data_loader):
             logits = task_logits(outputs).float().cpu()  # (B, T)
+            if self.label_columns is not None and isinstance(outputs, ESMMOutput):
+                logits = torch.cat(
+                    [outputs.cvr_logits.float().cpu().unsqueeze(1), logits], 1
+                )  # cvr, ctr, ctcvr
             probs.append(torch.where(is_cls, torch.sigmoid(logits), logits))
             if LABEL in batch:
                 y = batch[LABEL].float().cpu()
@@ -230,7 +244,12 @@ class MTLTrainer(Trainer):
         if aucs:
             out["mean_auc"] = float(np.mean(aucs))
         out["mean_loss"] = float(np.mean(losses))
-        for name, w in zip(self.task_names, self.current_weights()):
+        trained = (
+            self.task_names
+            if self.label_columns is None
+            else [self.task_names[i] for i in self.label_columns]
+        )
+        for name, w in zip(trained, self.current_weights()):
             out[f"{name}_weight"] = w
         return out
 

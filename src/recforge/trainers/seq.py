@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from recforge.data.catalog import ItemCatalog
@@ -32,8 +33,11 @@ class SeqTrainer(Trainer):
 
     Args:
         model: a ``TwoTowerModel`` that also implements ``sequence_tower(batch) -> (B, L, D)``.
-        *args, **kwargs: ``TrainOptions`` fields, in Torch-RecHub's order (``optimizer_fn,
-            optimizer_params, regularization_params, ...``) or by name.
+        *args, **kwargs: ``TrainOptions`` fields in Torch-RecHub's ``SeqTrainer`` order
+            (``optimizer_fn, optimizer_params, scheduler_fn, scheduler_params, n_epoch,
+            earlystop_patience, device, gpus, model_path, loss_type, loss_params``) or by name;
+            ``loss_type="cross_entropy"`` means ``loss="full"``, ``"nce"`` sampled softmax at
+            ``loss_params["temperature"]``.
         num_items: item-id space including padding (or give ``catalog``/``sampler``).
         loss: ``"sampled_softmax"`` (default), ``"full"`` or ``"bce"``.
         num_negatives: shared negatives per batch for sampled softmax.
@@ -46,6 +50,11 @@ class SeqTrainer(Trainer):
         objective: replaces the ``SequenceObjective`` built from the arguments above.
         options: the ``TrainOptions`` as one object.
     """
+
+    ORDER = (
+        "optimizer_fn", "optimizer_params", "scheduler_fn", "scheduler_params", "n_epoch",
+        "earlystop_patience", "device", "gpus", "model_path", "loss_type", "loss_params",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -65,7 +74,15 @@ class SeqTrainer(Trainer):
         options: TrainOptions | None = None,
         **kwargs: Any,
     ) -> None:
-        opts, _ = TrainOptions.bind(type(self).__name__, self.ORDER, args, kwargs, base=options)
+        opts, own = TrainOptions.bind(
+            type(self).__name__, self.ORDER, args, kwargs, own=("loss_type", "loss_params"), base=options
+        )
+        if own.get("loss_type") is not None:  # Torch-RecHub's names for the losses
+            kind = str(own["loss_type"])
+            if kind not in ("cross_entropy", "nce"):
+                raise ValueError(f"loss_type must be 'cross_entropy' or 'nce', got {kind!r} (or use loss=)")
+            loss = SeqLoss.FULL if kind == "cross_entropy" else SeqLoss.SAMPLED_SOFTMAX
+            temperature = float(dict(own.get("loss_params") or {}).get("temperature", temperature))  # type: ignore[call-overload]
         if not callable(getattr(model, "sequence_tower", None)):
             raise TypeError(
                 f"SeqTrainer trains on all positions and needs model.sequence_tower(batch) -> (B, L, D); "
@@ -79,6 +96,7 @@ class SeqTrainer(Trainer):
             num_items
             or (catalog.num_items if catalog is not None else None)
             or (sampler.num_items if sampler else None)
+            or _model_num_items(model)
         )
         if n is None:
             raise ValueError("SeqTrainer needs num_items (or a catalog or sampler)")
@@ -111,15 +129,67 @@ class SeqTrainer(Trainer):
     def train_outputs(self, model: nn.Module, batch: Batch) -> Tensor:
         return model.sequence_tower(batch)  # type: ignore[operator]
 
-    def evaluate(self, model: nn.Module, data_loader: Iterable[object]) -> dict[str, float]:
-        """Full-ranking metrics through ``evaluator`` (or the mean all-position loss without one)."""
+    def to_batch(self, raw: object) -> Batch:
+        """Dict batches as they are; Torch-RecHub's ``SequenceDataGenerator`` tuples ``(seq_tokens,
+        seq_positions, seq_time_diffs, targets)`` become the history, its times, the next item at
+        every position (``seq_tokens[1:] + [target]``, 0 on padding) and the held-out target."""
+        if not (isinstance(raw, tuple | list) and len(raw) == 4 and all(isinstance(t, Tensor) for t in raw)):
+            return super().to_batch(raw)
+        tokens, _positions, time_diffs, targets = raw
+        targets = targets.reshape(-1).long()
+        nxt = torch.cat([tokens[:, 1:], targets.unsqueeze(1)], 1).masked_fill(tokens == 0, 0)  # (B, L)
+        model = self.model
+        batch: Batch = {
+            getattr(model, "history_column", "hist_item_id"): tokens.long(),
+            self.objective_args["target_column"]: nxt,  # type: ignore[dict-item]
+            getattr(model, "item_id", "item_id"): targets,
+        }
+        time_column = getattr(model, "time_column", None)
+        if time_column is not None and getattr(model, "use_time", False):
+            batch[time_column] = time_diffs
+        return batch
+
+    def evaluate(  # type: ignore[override]
+        self, model: nn.Module | Iterable[object], data_loader: Iterable[object] | None = None
+    ) -> dict[str, float] | tuple[float, float]:
+        """Full-ranking metrics through ``evaluator`` (or the mean all-position loss without one).
+
+        Torch-RecHub's one-argument call ``evaluate(data_loader)`` returns ``(loss, accuracy)``:
+        the mean all-position loss and the share of rows whose held-out item is the top-1 item."""
+        if data_loader is None:
+            loader = model
+            loss = super().evaluate(self.model, loader)["loss"]  # type: ignore[arg-type]
+            return loss, self._top1_accuracy(loader)  # type: ignore[arg-type]
+        assert isinstance(model, nn.Module)
         if self.evaluator is None:
             return super().evaluate(model, data_loader)
         return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
 
+    @torch.no_grad()
+    def _top1_accuracy(self, data_loader: Iterable[object]) -> float:
+        model = self.model
+        n = self.sampler.num_items
+        hits = total = 0
+        items = None
+        for batch, _ in self._run(model, data_loader, lambda m, b: None):
+            if items is None:
+                items = model.item_tower({model.item_id: torch.arange(n, device=self.device)})  # type: ignore[operator]
+            scores = model.score(model.user_tower(batch), items)  # type: ignore[operator]
+            scores[:, 0] = -torch.inf
+            target = batch[model.item_id]  # type: ignore[index]
+            hits += int((scores.argmax(1) == target).sum())
+            total += int(target.numel())
+        return hits / max(total, 1)
+
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
         """User (query) vectors ``(N, D)`` of every row: the hidden state after the last position."""
         return tower_vectors(model, data_loader, self.device, user=True).numpy()
+
+
+def _model_num_items(model: nn.Module) -> int | None:
+    """The item-id space of a model whose first item feature is the item id."""
+    items = getattr(model, "item_features", None)
+    return int(items[0].vocab_size) if items and hasattr(items[0], "vocab_size") else None
 
 
 __all__ = ["SeqLoss", "SeqTrainer", "SequenceObjective"]

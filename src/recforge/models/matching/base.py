@@ -77,6 +77,10 @@ class TwoTowerModel(nn.Module):
         pairs = zip(self.neg_item_features, negative_targets(self.neg_item_features, self.item_features))
         return {item.name: batch[neg.name] for neg, item in pairs}
 
+    def negative_batch_in(self, batch: Mapping[str, Tensor]) -> bool:
+        """Whether ``batch`` carries this model's ``neg_item_features`` columns."""
+        return bool(self.neg_item_features) and all(f.name in batch for f in self.neg_item_features)
+
     def item_log_q(self, ids: Tensor) -> Tensor | None:
         """The model's own estimate of ``log Q`` (log batch frequency) of item ``ids``, or ``None``.
 
