@@ -50,7 +50,9 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
         help="choose the epoch count on validation, then refit on training + validation and test that",
     )  # fmt: skip
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="results root (rows and table)")
-    p.add_argument("--run-dir", type=Path, default=None, help="keep the run directory here (default: temporary)")
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="keep the run directory here (default: temporary)"
+    )
 
 
 def id_model_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +85,10 @@ def id_features(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def seq_config(
-    data: Mapping[str, Any], features: list[dict[str, Any]], model: Mapping[str, Any], args: argparse.Namespace
+    data: Mapping[str, Any],
+    features: list[dict[str, Any]],
+    model: Mapping[str, Any],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """A ``seq`` run config: leave-one-out on ``data``, the protocol of the module docstring; the best
     epoch by validation NDCG@10 over every epoch (no early stop)."""
@@ -103,10 +108,14 @@ def seq_config(
             "num_threads": args.threads,
             "progress": False,
             "plot": False,
-            "seq": {"loss": args.loss, "num_negatives": args.negatives, "temperature": args.temperature,
-                    "l2_normalize": True},
+            "seq": {
+                "loss": args.loss,
+                "num_negatives": args.negatives,
+                "temperature": args.temperature,
+                "l2_normalize": True,
+            },
             "evaluation": {"ks": [10, 50]},
-        },  # fmt: skip
+        },
     }
 
 

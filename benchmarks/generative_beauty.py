@@ -49,7 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--data-file", type=Path, default=None, help=f"default: <data-dir>/{BEAUTY_FILE}")
-    p.add_argument("--dataset", default=None, help="the data set's name in rows and table (default: file stem)")
+    p.add_argument(
+        "--dataset", default=None, help="the data set's name in rows and table (default: file stem)"
+    )
     p.add_argument("--model", default="HSTU", choices=ID_MODELS)
     add_common_args(p, epochs=8, max_len=50)
     args = p.parse_args(argv)
@@ -114,9 +116,11 @@ def _seconds(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def write_table(out_dir: Path) -> None:
-    rows: list[Any] = sorted(load_rows(out_dir), key=lambda r: (r.get("dataset", "beauty"), "users_total" not in r))
+    rows: list[Any] = sorted(
+        load_rows(out_dir), key=lambda r: (r.get("dataset", "beauty"), "users_total" not in r)
+    )
     lines = [
-        "# Next-item retrieval: HSTU, SASRec, GRU4Rec, NARM, STAMP (leave-one-out, full ranking, seen items excluded)",
+        "# Amazon Beauty (and other `uid iid` files): next-item retrieval (leave-one-out, full ranking, seen items excluded)",
         "",
         *[f"`{r['command']}`  " for r in rows],
         "",

@@ -118,7 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         "cpu": platform.processor() or platform.machine(), "command": command_line(), "config": config,
     }  # fmt: skip
     key = f"{DATASET}_{args.model}_{args.epochs}ep" + ("_refit" if args.refit else "")
-    save_row("generative_movielens", key + (f"_seed{args.seed}" if args.seed else ""), row, write_table, args.out_dir)
+    save_row(
+        "generative_movielens",
+        key + (f"_seed{args.seed}" if args.seed else ""),
+        row,
+        write_table,
+        args.out_dir,
+    )
 
 
 def _epochs(row: dict[str, Any]) -> str:

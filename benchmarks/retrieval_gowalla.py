@@ -107,7 +107,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
          "pooling": pooling},
     ]  # fmt: skip
     if args.user_id:
-        features.append({"name": "user_id", "type": "categorical", "embed_dim": args.embed_dim, "initializer": init})
+        features.append(
+            {"name": "user_id", "type": "categorical", "embed_dim": args.embed_dim, "initializer": init}
+        )
     match: dict[str, Any] = {
         "mode": 2,
         "negatives": args.negatives,
@@ -156,7 +158,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds retrieval/gowalla_m1")
-    p.add_argument("--dataset", default="gowalla_m1", help="the data set's name in the record and its file name")
+    p.add_argument(
+        "--dataset", default="gowalla_m1", help="the data set's name in the record and its file name"
+    )
     p.add_argument("--model", choices=MODELS, default="YoutubeDNN")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=1024)
@@ -206,7 +210,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON record goes")
-    p.add_argument("--run-dir", type=Path, default=None, help="keep the run directory here (default: temporary)")
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="keep the run directory here (default: temporary)"
+    )
     reject_dropped(argv, DROPPED)
     args = p.parse_args(argv)
     if args.refit and not args.valid_fraction:

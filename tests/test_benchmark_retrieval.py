@@ -29,7 +29,9 @@ def _run(tmp_path: Path, make_data: Callable[[Path], None], script: str, model: 
     if not (tmp_path / "data").exists():
         make_data(tmp_path / "data")
     out = tmp_path / "out"
-    proc = _script(script, "--data-dir", str(tmp_path / "data"), "--model", model, *args, "--out-dir", str(out))
+    proc = _script(
+        script, "--data-dir", str(tmp_path / "data"), "--model", model, *args, "--out-dir", str(out)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -70,7 +72,12 @@ def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
     assert {"recall@20", "ndcg@20", "hr@20"} <= record["test"].keys()
     assert all(0.0 <= record["test"][k] <= 1.0 for k in ("recall@20", "ndcg@20", "hr@20"))
     assert "--out-dir" in record["command"] and record["peak_rss_mb"] > 0 and record["median_epoch_s"] > 0
-    assert record["config"]["data"]["samples"] == {"kind": "bag", "max_len": 5, "dropout": 0.3, "max_per_user": 0}
+    assert record["config"]["data"]["samples"] == {
+        "kind": "bag",
+        "max_len": 5,
+        "dropout": 0.3,
+        "max_per_user": 0,
+    }
 
 
 @pytest.mark.benchmark
@@ -82,6 +89,7 @@ def test_gowalla_script_runs_every_model(tmp_path: Path, model: str) -> None:
         ["--negatives", "all"],
         ["--neg-alpha", "0.75", "--exclude-seen"],
         ["--negatives", "mixed", "--exclude-seen"],
+        ["--negatives", "in_batch", "--weight-decay", "1e-5"],
     ],
 )
 def test_gowalla_script_youtubednn_row_flags(tmp_path: Path, flags: list[str]) -> None:
@@ -108,6 +116,18 @@ def test_gowalla_script_caps_targets_per_user(tmp_path: Path) -> None:
     record = json.loads((out / "gowalla_m1_YoutubeDNN.json").read_text())
     assert record["samples_per_epoch"] == 180  # 60 users x 3 of their 6 training items
     assert record["epochs_run"] == 2 and 0.0 <= record["test"]["recall@20"] <= 1.0
+
+
+@pytest.mark.benchmark
+def test_gowalla_script_user_id_embedding(tmp_path: Path) -> None:
+    """``--user-id``: a user-id embedding joins the history bag in the user tower."""
+    out = _run(
+        tmp_path, _gowalla_like, "retrieval_gowalla.py", "DSSM", "--epochs", "1", "--batch-size", "64",
+        "--num-negatives", "16", "--history", "5", "--eval-history", "10", "--embed-dim", "8", "--user-id",
+    )  # fmt: skip
+    record = json.loads((out / "gowalla_m1_DSSM.json").read_text())
+    assert record["config"]["model"]["inputs"]["user_features"] == ["user_id", "hist_item_id"]
+    assert record["users_evaluated"] == 60 and 0.0 <= record["test"]["recall@20"] <= 1.0
 
 
 @pytest.mark.benchmark
@@ -172,7 +192,9 @@ def test_beauty_rows_of_another_file_never_overwrite_beauty_rows(tmp_path: Path)
     common = ["--epochs", "1", "--dim", "8", "--negatives", "8", "--batch-size", "16", "--max-len", "10"]
     _run(tmp_path, _beauty_like, "generative_beauty.py", "SASRec", *common)
     other = tmp_path / "other.txt"
-    lines = (tmp_path / "data" / "sequential" / "bert4rec_amazon_beauty" / "beauty.txt").read_text().splitlines()
+    lines = (
+        (tmp_path / "data" / "sequential" / "bert4rec_amazon_beauty" / "beauty.txt").read_text().splitlines()
+    )
     other.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
     _run(tmp_path, _beauty_like, "generative_beauty.py", "SASRec", *common, "--data-file", str(other))
     _run(tmp_path, _beauty_like, "generative_beauty.py", "SASRec", *common, "--data-file", str(other),
@@ -187,3 +209,29 @@ def test_beauty_rows_of_another_file_never_overwrite_beauty_rows(tmp_path: Path)
     table = (tmp_path / "out" / "generative_beauty.md").read_text()
     assert "| beauty | SASRec | 2 (2) |" in table and "| old protocol: 36,208 of 40,226 |" in table
     assert "| other | SASRec | 1 (1) |" in table and "| half | SASRec | 1 (1) |" in table
+
+
+@pytest.mark.benchmark
+def test_movielens_script_sasrec_on_recbole_files(tmp_path: Path) -> None:
+    """``generative_movielens.py`` reads the RecBole files ``load_ml100k`` extracts (a tiny stand-in
+    here) through the library; a new row never replaces a row of the pre-library script."""
+    from data_files import write_recbole
+
+    write_recbole(tmp_path / "cache" / "ml-100k", name="ml-100k")
+    rows = tmp_path / "out" / "generative_movielens"
+    rows.mkdir(parents=True)
+    old = {"model": "SASRec", "epochs": 2, "best_epoch": 2, "dim": 8, "layers": 2, "max_len": 6, "negatives": 8,
+           "trainable_params": 1, "users": 940, "hr@10": 0.5, "ndcg@10": 0.25, "hr@50": 0.75, "ndcg@50": 0.3,
+           "build_s": 1.0, "train_s": 10.0, "peak_rss_mb": 100.0, "load_1min_start": 1.0, "load_1min_end": 1.0,
+           "command": "old command"}  # fmt: skip
+    (rows / "SASRec_2ep.json").write_text(json.dumps(old))
+    proc = _script(
+        "generative_movielens.py", "--model", "SASRec", "--cache-dir", str(tmp_path / "cache"), "--epochs", "2",
+        "--dim", "8", "--max-len", "6", "--negatives", "8", "--batch-size", "16", "--out-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((rows / "ml-100k_SASRec_2ep.json").read_text())
+    assert row["users_evaluated"] == row["users_total"] == 120 and len(row["valid_ndcg@10"]) == 2
+    assert json.loads((rows / "SASRec_2ep.json").read_text()) == old
+    table = (tmp_path / "out" / "generative_movielens.md").read_text()
+    assert "| 120 of 120 |" in table and "| old protocol: 940 of 943 |" in table

@@ -64,7 +64,9 @@ def test_bag_samples_replay_by_epoch_and_dropout_keeps_one_item() -> None:
     assert (first["hist_item_id"] != 0).sum() < (full["hist_item_id"] != 0).sum()
 
 
-@pytest.mark.parametrize("kwargs", [{"max_len": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"max_per_user": -1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_len": 0}, {"batch_size": 0}, {"dropout": 1.0}, {"max_per_user": -1}]
+)
 def test_bag_samples_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     args = {"max_len": 4, "batch_size": 4, **kwargs}
     with pytest.raises(ValueError):
