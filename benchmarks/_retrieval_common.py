@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from recforge.layout import RunLayout
+from recforge.layout import METRICS_LOG, RunLayout
 from recforge.runs import RunResult, train
+from recforge.runs.train import SELECTION
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "retrieval"
@@ -100,10 +101,10 @@ def run_library(config: Mapping[str, Any], run_dir: Path) -> LibraryRun:
     wall_s = time.perf_counter() - t0
     layout = RunLayout.of(result.run_dir)
     history = _records(layout.metrics_log)
-    selection_dir = result.run_dir / "selection"
+    selection_dir = result.run_dir / SELECTION
     selected = selection_dir / "selected.json"
     if selected.exists():  # trainer.refit: the epoch count was chosen on validation, then refit
-        selection = _records(selection_dir / "metrics.jsonl")
+        selection = _records(selection_dir / METRICS_LOG)
         best: int | None = int(json.loads(selected.read_text(encoding="utf-8"))["best_epoch"])
     elif any(k.startswith("val_") for r in history for k in r):
         selection = history
