@@ -1,11 +1,13 @@
 """Shared protocol of the generative-retrieval benchmarks (``generative_beauty.py``,
-``generative_movielens.py``): the id-based models, one training/evaluation run on a leave-one-out
-split, and the JSON rows -> markdown table step.
+``generative_movielens.py``): the config of one next-item run, its training and evaluation by the
+library (``recforge.runs.train``), and the JSON rows -> markdown table step.
 
-One run: all-position training with ``SeqTrainer`` (sampled softmax over shared uniform negatives,
-logQ-corrected, L2-normalised vectors, temperature), validation NDCG@10 after every epoch with the
-best epoch's weights restored, then full ranking of the test targets over every item with the
-user's earlier items excluded (HR/NDCG@10/50).
+One run (``trainer.preset: seq``): leave-one-out split with vocabularies covering the whole
+catalogue, all-position training (sampled softmax over shared uniform negatives, logQ-corrected,
+L2-normalised vectors, temperature), validation NDCG@10 after every epoch with the best epoch's
+weights restored (``--refit``: the epoch count chosen on validation, then a model refit on training +
+validation sequences), then full ranking of the test targets over every item for every user with a
+test item, the user's earlier items excluded (HR/NDCG@10/50).
 """
 
 from __future__ import annotations
@@ -13,27 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from recforge.data import (
-    BatchLoader,
-    ColumnarDataset,
-    InteractionSplit,
-    catalog_of,
-    eval_samples,
-    sequence_samples,
-)
-from recforge.metrics import RankingEvaluator
-from recforge.trainers import SeqTrainer
+from _retrieval_common import LibraryRun, run_directory, run_library
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ID_MODELS = ("HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP")
+METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50")
 
 
 def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) -> None:
@@ -54,72 +45,98 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--refit", action="store_true",
+        help="choose the epoch count on validation, then refit on training + validation and test that",
+    )  # fmt: skip
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="results root (rows and table)")
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="keep the run directory here (default: temporary)"
+    )
 
 
-def build_id_model(name: str, num_items: int, args: argparse.Namespace) -> torch.nn.Module:
-    """One of ``ID_MODELS`` with the run's width, depth, heads, history length and dropout (the
-    recurrent models use one GRU layer of width ``dim``; STAMP has no dropout)."""
-    from recforge.features import RandomNormal, SequenceFeature, SparseFeature
-    from recforge.models import matching
-
-    if name not in ID_MODELS:
-        raise SystemExit(f"unknown model {name!r}: one of {ID_MODELS}")
-    item = SparseFeature("item_id", num_items, args.dim, initializer=RandomNormal(std=0.02))
-    hist = SequenceFeature("hist_item_id", num_items, args.dim, shared_with="item_id", max_len=args.max_len)
-    if name == "HSTU":
-        from recforge.models.generative import HSTU
-
-        return HSTU([hist], [item], num_layers=args.layers, num_heads=args.heads, dropout=args.dropout,
-                    position_embedding=args.position_embedding)  # fmt: skip
-    if name == "GRU4Rec":
-        return matching.GRU4Rec([hist], [item], dropout=args.dropout)
-    if name == "NARM":
-        return matching.NARM([hist], [item], hidden_dim=args.dim, emb_dropout_p=args.dropout,
-                             session_rep_dropout_p=args.dropout)  # fmt: skip
-    if name == "STAMP":
-        return matching.STAMP([hist], [item])
-    return matching.SASRec([hist], [item], max_len=args.max_len, dropout_rate=args.dropout,
-                           num_blocks=args.layers, num_heads=args.heads)  # fmt: skip
-
-
-def train_and_test(
-    model: torch.nn.Module, sp: InteractionSplit, args: argparse.Namespace
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Train on ``sp`` (best epoch by validation NDCG@10), test once (seed before building the model).
-
-    Returns:
-        ``(test metrics, facts)``: facts hold ``train_s`` (training + validation wall time),
-        ``best_epoch``, ``test_users``, ``items``, ``valid_ndcg@10`` (one value per epoch).
-    """
-    train = ColumnarDataset(sequence_samples(sp.histories(), args.max_len))
-    valid_h, test_h = sp.histories(), sp.histories("train", "valid")
-    valid = ColumnarDataset(eval_samples(valid_h, sp.valid, args.max_len))
-    test = ColumnarDataset(eval_samples(test_h, sp.test, args.max_len))
-    cat = catalog_of(sp.num_items)
-    ev_valid = RankingEvaluator(cat, ks=(10, 50), seen=valid_h.seen(), normalize=True)
-    ev_test = RankingEvaluator(cat, ks=(10, 50), seen=test_h.seen(), normalize=True)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = SeqTrainer(
-            model, num_items=sp.num_items, loss=args.loss, num_negatives=args.negatives,
-            temperature=args.temperature,
-            l2_normalize=True, n_epoch=args.epochs, optimizer_params={"lr": args.lr}, model_path=tmp,
-            progress=False, plot=False, evaluator=ev_valid, earlystop_patience=args.epochs,
-        )  # fmt: skip
-        trainer.fit(
-            BatchLoader(train, args.batch_size, shuffle=True, seed=args.seed), BatchLoader(valid, 1024)
-        )
-    train_s = time.perf_counter() - t0
-    metrics = ev_test.evaluate(model, BatchLoader(test, 1024))
-    facts = {
-        "train_s": train_s,
-        "best_epoch": trainer.stopper.best_epoch + 1,
-        "test_users": len(test),
-        "items": int(sp.num_items - 1),
-        "valid_ndcg@10": [round(r["val_ndcg@10"], 5) for r in trainer.history],  # per epoch
+def id_model_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``model`` for one of ``ID_MODELS`` with the run's width, depth, heads, history length and
+    dropout (the recurrent models use one GRU layer of width ``dim``; STAMP has no dropout)."""
+    params: dict[str, Any] = {
+        "HSTU": {"num_layers": args.layers, "num_heads": args.heads, "dropout": args.dropout,
+                 "position_embedding": args.position_embedding},
+        "SASRec": {"max_len": args.max_len, "dropout_rate": args.dropout, "num_blocks": args.layers,
+                   "num_heads": args.heads},
+        "GRU4Rec": {"dropout": args.dropout},
+        "NARM": {"hidden_dim": args.dim, "emb_dropout_p": args.dropout, "session_rep_dropout_p": args.dropout},
+        "STAMP": {},
+    }[name]  # fmt: skip
+    return {
+        "name": name,
+        "inputs": {"history_features": ["hist_item_id"], "item_features": ["item_id"]},
+        "params": {**params, "normalize": True},
     }
-    return {k: metrics[k] for k in ("hr@10", "ndcg@10", "hr@50", "ndcg@50")}, facts
+
+
+def id_features(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The item id (embedding of width ``dim``) and the history sharing its table."""
+    return [
+        {"name": "item_id", "type": "categorical", "embed_dim": args.dim,
+         "initializer": {"type": "RandomNormal", "std": 0.02}},
+        {"name": "hist_item_id", "type": "sequence", "shared_with": "item_id", "max_len": args.max_len,
+         "pooling": "concat"},
+    ]  # fmt: skip
+
+
+def seq_config(
+    data: Mapping[str, Any],
+    features: list[dict[str, Any]],
+    model: Mapping[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """A ``seq`` run config: leave-one-out on ``data``, the protocol of the module docstring; the best
+    epoch by validation NDCG@10 over every epoch (no early stop)."""
+    return {
+        "seed": args.seed,
+        "data": {"split": "leave_one_out", "batch_size": args.batch_size, "eval_batch_size": 1024, **data},
+        "features": features,
+        "model": dict(model),
+        "trainer": {
+            "preset": "seq",
+            "n_epoch": args.epochs,
+            "optimizer": "adam",
+            "optimizer_params": {"lr": args.lr},
+            "earlystop_patience": args.epochs,
+            "earlystop_metric": "ndcg@10",
+            "refit": args.refit,
+            "num_threads": args.threads,
+            "progress": False,
+            "plot": False,
+            "seq": {
+                "loss": args.loss,
+                "num_negatives": args.negatives,
+                "temperature": args.temperature,
+                "l2_normalize": True,
+            },
+            "evaluation": {"ks": [10, 50]},
+        },
+    }
+
+
+def train_and_test(config: Mapping[str, Any], args: argparse.Namespace) -> tuple[LibraryRun, dict[str, Any]]:
+    """Run ``config`` through the library; returns the run and the row fields it measured: test
+    metrics, users evaluated / total / without history, ``best_epoch`` (1-based), ``valid_ndcg@10``
+    per epoch of the validated run, ``epoch_s`` (median training seconds per epoch) and ``wall_s``
+    (the whole run: data preparation, training, validation, refit, test)."""
+    with run_directory(args.run_dir) as run_dir:
+        run = run_library(config, run_dir)
+    epoch_s = sorted(r["seconds"] for r in run.history)
+    fields = {
+        **{k: run.test[k] for k in METRICS},
+        **run.users,
+        "best_epoch": None if run.best_epoch is None else run.best_epoch + 1,
+        "valid_ndcg@10": [round(r["val_ndcg@10"], 5) for r in run.selection],
+        "epoch_s": epoch_s[len(epoch_s) // 2],
+        "wall_s": run.wall_s,
+        "refit_epochs": len(run.history) if args.refit else None,
+    }
+    return run, fields
 
 
 def save_row(
@@ -135,8 +152,17 @@ def save_row(
     write_table(out_dir)
 
 
-def load_rows(out_dir: Path) -> list[dict[str, object]]:
+def load_rows(out_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json"))]
+
+
+def users_cell(row: Mapping[str, Any], old_total: int | None) -> str:
+    """``evaluated of total`` users; rows written before the library protocol (no ``users_total``)
+    evaluated only users whose held-out item occurs in training: labelled "old protocol"."""
+    if "users_total" in row:
+        return f"{row['users_evaluated']:,} of {row['users_total']:,}"
+    total = f"{old_total:,}" if old_total else "?"
+    return f"old protocol: {row['users']:,} of {total}"
 
 
 def write_markdown(path: Path, lines: list[str]) -> None:

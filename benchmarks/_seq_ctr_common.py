@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recforge.data import BatchLoader, ColumnarDataset
+from recforge.data import BatchLoader, ColumnarDataset, length_bucketed
 from recforge.data.behavior import BehaviorFeatures
 from recforge.models.ranking import BST, DIEN, DIN, WideDeep
 from recforge.trainers import CTRTrainer
@@ -40,27 +40,6 @@ def build_model(name: str, specs: BehaviorFeatures) -> nn.Module:
         return factories[name]()
     except KeyError:
         raise ValueError(f"unknown model {name!r}; valid: {list(factories)}") from None
-
-
-def length_bucketed(
-    columns: Mapping[str, np.ndarray], batch_size: int, seed: int, key: str
-) -> dict[str, np.ndarray]:
-    """Rows shuffled, then sorted by history length within chunks of 32 batches, and the batches
-    shuffled: each batch holds similar lengths, so the models' left-padding trim saves most of the
-    recurrent/attention work (histories are mostly far shorter than ``max_len``)."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(columns["label"]))
-    lengths = (columns[key][perm] != 0).sum(1)
-    chunk = 32 * batch_size
-    order = np.concatenate(
-        [
-            perm[s : s + chunk][np.argsort(lengths[s : s + chunk], kind="stable")]
-            for s in range(0, len(perm), chunk)
-        ]
-    )
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    order = np.concatenate([batches[i] for i in rng.permutation(len(batches))])
-    return {k: v[order] for k, v in columns.items()}
 
 
 def run_one(
