@@ -130,8 +130,17 @@ def _serve(args: argparse.Namespace) -> int:
     batching = Batching(**{k: v for k, v in given.items() if v is not None})  # None: the default
     torch.set_num_threads(args.threads)
     bundle = load(args.run_dir)
+    if args.max_body_bytes < 1:
+        raise ValueError(f"--max-body-bytes must be >= 1, got {args.max_body_bytes}")
     print(f"serving {args.run_dir} on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
-    serve(bundle, host=args.host, port=args.port, log_level=args.log_level, batching=batching)
+    serve(
+        bundle,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        batching=batching,
+        max_body_bytes=args.max_body_bytes,
+    )
     return 0
 
 
@@ -248,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="micro-batching: how long a batch's first request waits for others (default 2)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="larger request bodies are answered 413 before they are read (default 4 MiB)",
     )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)
