@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import recforge
-from recforge.bundle import Bundle, RecommendQuery, _per_request
+from recforge.bundle import Bundle, RecommendQuery
+from recforge.bundle.rows import per_request as _per_request
 from recforge.models import matching
 from recforge.serve import Batching, MicroBatcher, create_app
 from serving_runs import ITEMS, LiveServer, TinyTwoTower, histories, make_two_stage

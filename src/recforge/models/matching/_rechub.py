@@ -30,7 +30,9 @@ def features_or_params(
 ) -> tuple[tuple[Feature, ...], tuple[Params, ...]]:
     """Split a positional slot that holds Torch-RecHub's feature list ``arg`` or, in recforge's own
     order, the first of the tower ``params`` (which then move up one place)."""
-    if value is None or isinstance(value, Mapping | MLPConfig):
+    if value is None:  # the slot is empty: the parameters stay where they were given
+        return (), tuple(params)
+    if isinstance(value, Mapping | MLPConfig):
         if params and params[-1] is not None:
             raise TypeError(
                 f"{model}: got tower parameters in the {arg} position and in every parameter slot; pass "
