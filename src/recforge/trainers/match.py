@@ -135,7 +135,8 @@ class MatchTrainer(Trainer):
         """Where the negatives come from when ``negatives`` was not given, read off one batch as
         Torch-RecHub's trainer would: rows carrying negatives (``neg_column`` or the model's
         ``neg_item_features``) -> ``sampled``; point-wise rows with a 0/1 label -> ``labelled``;
-        a sampler -> ``sampled``; otherwise the other rows of the batch -> ``in_batch``."""
+        a sampler -> ``sampled``; list-wise otherwise: the other rows of the batch -> ``in_batch``
+        (point- and pair-wise training without negatives is refused)."""
         model = self.model
         if isinstance(model, TwoTowerModel) and model.negative_batch_in(batch):
             return NegativeSource.SAMPLED
@@ -143,8 +144,8 @@ class MatchTrainer(Trainer):
             return NegativeSource.SAMPLED
         if self.mode is MatchMode.POINTWISE and LABEL in batch:
             return NegativeSource.LABELLED
-        if self.sampler is not None:
-            return NegativeSource.SAMPLED
+        if self.sampler is not None or self.mode is not MatchMode.LISTWISE:
+            return NegativeSource.SAMPLED  # point-/pair-wise without negatives: refused in validate
         return NegativeSource.IN_BATCH
 
     def validate(self, batch: Mapping[str, Tensor]) -> None:
