@@ -60,7 +60,7 @@ def encode(
     pipeline = FeaturePipeline(specs, label="label").fit(train)
     sparse = [f for f in pipeline.features if isinstance(f, SparseFeature)]
     dense = [f for f in pipeline.features if isinstance(f, DenseFeature)]
-    return sparse, dense, [pipeline.dataset(f) for f in frames]
+    return sparse, dense, [ColumnarDataset.from_pipeline(pipeline, f) for f in frames]
 
 
 def write_table(args: argparse.Namespace, names: list[str], rows: dict[str, list[dict[str, float]]],

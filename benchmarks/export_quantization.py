@@ -53,7 +53,8 @@ def main() -> None:
 
     import recforge
     from recforge.datasets import load as load_dataset
-    from recforge.export import export_run, quantize_onnx
+    from recforge.export import quantize_onnx
+    from recforge.runs import export_run
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "best.pt").exists():

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parts = [perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]]
     frames = [df.iloc[p].reset_index(drop=True) for p in parts]
     pipe = pipeline().fit(frames[0])
-    feats, sets = pipe.features, [pipe.dataset(f) for f in frames]
+    feats, sets = pipe.features, [ColumnarDataset.from_pipeline(pipe, f) for f in frames]
     print(
         f"rows train/val/test = {[len(f) for f in frames]}; positives income/marital (test) = "
         f"{frames[2]['income'].mean():.4f}/{frames[2]['marital'].mean():.4f}",

@@ -117,7 +117,7 @@ def logged(batches, path: Path, t0: float, every: int = 100):
 def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
-    from recforge.data import BatchLoader
+    from recforge.data import BatchLoader, ColumnarDataset
     from recforge.data.streaming import ParquetStream
     from recforge.preprocess import FeaturePipeline
     from recforge.trainers import CTRTrainer
@@ -183,7 +183,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
         rows = loader.num_rows
     else:
         table = pa.concat_tables([pq.read_table(f) for f in small])
-        ds = pipe.dataset(table)
+        ds = ColumnarDataset.from_pipeline(pipe, table)
         del table
         loader = BatchLoader(ds, args.batch_size, shuffle=True)
         rows = len(ds)

@@ -162,7 +162,7 @@ def test_a_run_path_through_a_file_is_one_line_naming_run_dir(tmp_path, capsys):
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_partial_run(tmp_path, capsys, monkeypatch):
-    import recforge.utils.files as files
+    import recforge.files as files
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))

@@ -55,7 +55,8 @@ def test_two_gloo_ranks_match_single_process(tmp_path: Path) -> None:
 def test_helpers_without_process_group() -> None:
     assert not rdist.is_distributed() and rdist.rank() == 0 and rdist.world_size() == 1 and rdist.is_main()
     loader = BatchLoader(ColumnarDataset({"a": torch.arange(10)}), 4)
-    assert rdist.shard_for_eval(loader) is loader and rdist.shard_for_training(loader) is loader
+    assert loader.block_for_rank(rdist.rank(), rdist.world_size()) is loader
+    assert loader.for_rank(rdist.rank(), rdist.world_size()) is loader
     arrays = {"p": np.arange(3.0)}
     assert rdist.gather_arrays(arrays)["p"] is arrays["p"]
     assert rdist.all_reduce_sum([1.5, 2]) == [1.5, 2.0]

@@ -1,4 +1,4 @@
-"""recforge.utils.files: a failed write leaves neither a partial target nor a temporary file."""
+"""recforge.files: a failed write leaves neither a partial target nor a temporary file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recforge.utils.files import atomic_write, atomic_write_text
+from recforge.files import atomic_write, atomic_write_text
 
 
 def test_atomic_write_replaces_the_target_and_keeps_the_suffix(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
 def test_staged_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
     import pytest
 
-    from recforge.utils.files import staged_dir
+    from recforge.files import staged_dir
 
     target = tmp_path / "export"
     with staged_dir(target) as stage:

@@ -170,7 +170,10 @@ def test_pipeline_to_deepfm_trains_one_epoch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     train, valid = _frame(400, seed=3), _frame(100, seed=4)
     pipe = _pipeline(pooling="mean").fit(train)
-    train_ds, valid_ds = pipe.dataset(train), pipe.dataset(valid)
+    train_ds, valid_ds = (
+        ColumnarDataset.from_pipeline(pipe, train),
+        ColumnarDataset.from_pipeline(pipe, valid),
+    )
     assert isinstance(train_ds, ColumnarDataset) and len(train_ds) == 400
     batch = next(iter(BatchLoader(train_ds, 64)))
     assert batch["hist_item_id"].dtype == torch.int64 and batch["hist_item_id"].shape == (64, 5)
@@ -232,6 +235,8 @@ def test_iter_transform_streams_files_in_pieces_equal_to_the_whole(tmp_path: Pat
 
 
 def test_empty_input_gives_empty_columns() -> None:
+    from recforge.data import ColumnarDataset
+
     df = _frame(30)
     pipe = _pipeline().fit(df)
     out = pipe.transform(df.iloc[:0])
@@ -239,7 +244,7 @@ def test_empty_input_gives_empty_columns() -> None:
         out["item_id"].shape == (0,) and out["hist_item_id"].shape == (0, 5) and out["genres"].shape == (0, 3)
     )
     assert out["age"].shape == (0,) and out["label"].shape == (0,)
-    assert len(pipe.dataset(df.iloc[:0])) == 0
+    assert len(ColumnarDataset.from_pipeline(pipe, df.iloc[:0])) == 0
     bare = pipe.transform(
         pd.DataFrame({c: [] for c in ["user_id", "item_id", "age", "genres", "hist_item_id"]})
     )

@@ -126,7 +126,7 @@ def test_export_both_towers_with_dynamic_batch_and_sequence(root):
 
     import onnxruntime as ort
 
-    from recforge.export import export_run
+    from recforge.runs import export_run
 
     run = load_run(root / "retrieval")
     paths = export_run(root / "retrieval")

@@ -409,7 +409,7 @@ def test_dlrm_on_feature_pipeline_output(tmp_path) -> None:
     sparse = [f for f in pipe.features if not isinstance(f, DF)]
     ebc = EmbeddingBagCollection(tables_from_features(sparse), sparse=True)
     model = BatchModel(dlrm.DLRM(ebc, len(dense), [8], [16, 1]), dense, sparse)
-    loader = BatchLoader(pipe.dataset(df), 128, shuffle=True)
+    loader = BatchLoader(ColumnarDataset.from_pipeline(pipe, df), 128, shuffle=True)
     trainer = CTRTrainer(
         model, optimizer_params={"lr": 1e-2}, sparse_optimizer_fn="rowwise_adagrad", n_epoch=3,
         model_path=tmp_path, progress=False, plot=False,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from recforge.utils.files import atomic_write, atomic_write_text
+from recforge.files import atomic_write, atomic_write_text
 
 log = logging.getLogger("recforge")
 
@@ -101,7 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from recforge.export.run_export import export_run
+    from recforge.runs import export_run
 
     paths = export_run(args.run_dir, fmt=args.format, quantize=args.quantize)
     for p in paths:
@@ -110,8 +110,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from recforge.bundle import build_item_index
-    from recforge.runs import load_run, read_source
+    from recforge.runs import build_item_index, load_run, read_source
 
     run = load_run(args.run_dir)
     items = read_source(args.items) if args.items else None

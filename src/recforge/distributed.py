@@ -6,9 +6,9 @@ This module adds the recforge-specific glue:
 
 * ``init_from_env`` joins the process group torchrun describes (``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): ``gloo`` on CPU, ``nccl`` on CUDA.
-* ``shard_for_training`` / ``shard_for_eval`` give each rank its rows of a ``BatchLoader``: equal,
-  reshuffled every epoch (``set_epoch``) for training; contiguous and complete for evaluation, so
-  gathering the ranks' outputs in rank order restores the single-process order exactly.
+* ``BatchLoader.for_rank`` / ``block_for_rank`` give each rank its rows: equal, reshuffled every
+  epoch (``set_epoch``) for training; contiguous and complete for evaluation, so gathering the
+  ranks' outputs in rank order restores the single-process order exactly.
 * ``gather_arrays`` concatenates per-rank numpy arrays of different lengths on every rank.
 * ``launch`` re-runs a command line under ``torch.distributed.run`` (``recforge train --nproc N``).
 * ``ModelParallel`` is what a model that distributes itself (TorchRec's sharded embeddings,
@@ -33,7 +33,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from recforge.choices import Choice
-from recforge.data.dataset import BatchLoader
 
 
 class Backend(Choice):
@@ -143,32 +142,6 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     """``DistributedDataParallel(model)``: ranks start from rank 0's weights, gradients are averaged."""
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def shard_for_training(loader: BatchLoader) -> BatchLoader:
-    """The same loader restricted to this rank: every rank gets ``N // world_size`` rows of each
-    epoch's shuffled order (equal batch counts, as DDP needs). A loader already sharded is kept."""
-    if loader.world_size > 1 or world_size() == 1:
-        return loader
-    return BatchLoader(
-        loader.dataset,
-        loader.batch_size,
-        shuffle=loader.shuffle,
-        drop_last=loader.drop_last,
-        seed=loader.seed,
-        rank=rank(),
-        world_size=world_size(),
-    )
-
-
-def shard_for_eval(loader: BatchLoader) -> BatchLoader:
-    """This rank's contiguous block of the (unshuffled) rows; the blocks cover every row, so
-    concatenating the ranks' outputs in rank order is the single-process output."""
-    if loader.world_size > 1 or world_size() == 1:
-        return loader
-    n, r, w = len(loader.dataset), rank(), world_size()
-    start, end = r * n // w, (r + 1) * n // w
-    return BatchLoader(loader.dataset.subset(slice(start, end)), loader.batch_size)
 
 
 def gather_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -41,7 +41,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from recforge.bundle.index import build_item_index
 from recforge.bundle.ranking import RankingStage
 from recforge.bundle.retrieval import PreparedQuery, RetrievalStage
 from recforge.bundle.rows import (
@@ -55,7 +54,7 @@ from recforge.bundle.rows import (
 )
 from recforge.layout import RunLayout
 from recforge.models.matching.base import TwoTowerModel
-from recforge.runs import Run, load_run
+from recforge.runs import Run, build_item_index, load_run
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 
 from recforge.features import LABEL
+from recforge.preprocess import FeaturePipeline
+from recforge.preprocess.io import TableLike
 
 Batch = dict[str, Tensor]
 ArrayLike: TypeAlias = Tensor | np.ndarray | Sequence[object] | pd.Series
@@ -102,6 +104,11 @@ class ColumnarDataset(torch.utils.data.Dataset[Batch]):
             raise ValueError(f"columns have different lengths: {lengths}")
         self._n = next(iter(lengths.values()), 0)
 
+    @classmethod
+    def from_pipeline(cls, pipeline: FeaturePipeline, data: TableLike) -> ColumnarDataset:
+        """``pipeline.transform(data)`` as a dataset (what a ``BatchLoader`` iterates)."""
+        return cls(pipeline.transform(data))
+
     def __len__(self) -> int:
         return self._n
 
@@ -165,6 +172,32 @@ class BatchLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def for_rank(self, rank: int, world_size: int) -> BatchLoader:
+        """This loader restricted to one of ``world_size`` training processes: every rank gets
+        ``N // world_size`` rows of each epoch's shuffled order (equal batch counts, as DDP needs).
+        A loader already sharded, or a single process, keeps itself."""
+        if self.world_size > 1 or world_size == 1:
+            return self
+        return BatchLoader(
+            self.dataset,
+            self.batch_size,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def block_for_rank(self, rank: int, world_size: int) -> BatchLoader:
+        """Rank ``rank``'s contiguous block of the (unshuffled) rows, for evaluation: the blocks
+        cover every row, so the ranks' outputs concatenated in rank order are the single-process
+        output."""
+        if self.world_size > 1 or world_size == 1:
+            return self
+        n = len(self.dataset)
+        start, end = rank * n // world_size, (rank + 1) * n // world_size
+        return BatchLoader(self.dataset.subset(slice(start, end)), self.batch_size)
 
     def _indices(self) -> Tensor | None:
         n = len(self.dataset)

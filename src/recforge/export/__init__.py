@@ -14,7 +14,7 @@ from recforge.export.core import (
     input_columns,
     onnx_parity,
 )
-from recforge.export.run_export import ExportFormat, Quantization, export_run, quantize_onnx
+from recforge.export.run_export import ExportFormat, Quantization, export_model, quantize_onnx
 
 __all__ = [
     "ExportFormat",
@@ -24,7 +24,7 @@ __all__ = [
     "export_onnx",
     "export_pt2",
     "input_columns",
-    "export_run",
+    "export_model",
     "onnx_parity",
     "quantize_onnx",
     "Quantization",

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from recforge.choices import Choice
 from recforge.features import DenseFeature, Feature, SequenceFeature, SparseFeature
+from recforge.files import atomic_write
 from recforge.outputs import logits_of
-from recforge.utils.files import atomic_write
 
 
 class ExportHead(Choice):

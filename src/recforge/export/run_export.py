@@ -1,4 +1,4 @@
-"""Export a trained run directory (``recforge export``), optionally quantised.
+"""Export a trained model into a folder of graphs (``recforge export`` on a run), optionally quantised.
 
 A ranking run gives one graph, ``export/model.onnx`` (or ``model.pt2``), returning probabilities.
 A retrieval run (``TwoTowerModel``) gives one graph per tower: ``export/user_tower.onnx`` and
@@ -23,9 +23,8 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.export.core import ExportHead, export_onnx, export_pt2, input_columns
 from recforge.features import Feature
-from recforge.utils.files import atomic_write, atomic_write_text, staged_dir
+from recforge.files import atomic_write, atomic_write_text, staged_dir
 
-EXPORT_DIR = "export"
 MANIFEST = "manifest.json"
 
 
@@ -79,30 +78,29 @@ def _graphs(
     return [("model", list(model.features), None, ExportHead.PROBABILITY)]  # type: ignore[arg-type]
 
 
-def export_run(
-    run_dir: str | os.PathLike[str],
+def export_model(
+    model: nn.Module,
+    target: str | os.PathLike[str],
     *,
     fmt: ExportFormat | str = ExportFormat.ONNX,
     quantize: Quantization | str | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Export the run's model (or both towers) into ``run_dir/export``; returns the written files."""
-    from recforge.runs import load_run
-
+    """Export ``model`` (or both towers of a retrieval model) into the folder ``target`` with its
+    ``manifest.json``, written whole (a failed export leaves a previous one as it was); returns
+    the written graph files. ``recforge.runs.export_run`` does this for a run directory."""
     f = ExportFormat.parse(fmt, where="format")
     q = Quantization.parse(quantize, where="quantize") if quantize is not None else None
     if q is not None and f is not ExportFormat.ONNX:
         raise ValueError(f"--quantize {q.value} needs --format onnx (pt2 export is not quantised)")
-    run = load_run(Path(run_dir))
-    target = Path(out_dir) if out_dir is not None else run.path / EXPORT_DIR
+    out = Path(target)
     manifest: dict[str, object] = {"format": f.value, "quantize": q.value if q else None, "graphs": {}}
     names: list[str] = []
-    with staged_dir(target) as stage:  # a failed export leaves the previous one as it was
-        for name, feats, call, head in _graphs(run.model):
+    with staged_dir(out) as stage:
+        for name, feats, call, head in _graphs(model):
             if f is ExportFormat.PT2:
-                path = export_pt2(run.model, stage / f"{name}.pt2", features=feats, call=call, head=head)
+                path = export_pt2(model, stage / f"{name}.pt2", features=feats, call=call, head=head)
             else:
-                path = export_onnx(run.model, stage / f"{name}.onnx", features=feats, call=call, head=head)
+                path = export_onnx(model, stage / f"{name}.onnx", features=feats, call=call, head=head)
                 if q is not None:
                     path = quantize_onnx(path, stage / f"{name}.{q.value}.onnx", q.value)
             names.append(path.name)
@@ -112,7 +110,7 @@ def export_run(
                 "output": head.value if call is None else "vectors",
             }
         atomic_write_text(stage / MANIFEST, json.dumps(manifest, indent=2))
-    return [target / n for n in names]
+    return [out / n for n in names]
 
 
 def file_sizes(paths: Sequence[Path]) -> dict[str, int]:

@@ -9,7 +9,7 @@ pipe = FeaturePipeline([Categorical("user_id"), Categorical("item_id"), Numeric(
                         SequenceColumn("hist_item_id", max_len=50, shared_with="item_id")],
                        label="label").fit(train)
 model = DeepFM(pipe.features, pipe.features, mlp_params={"dims": [256, 128]})
-loader = BatchLoader(pipe.dataset(valid), 4096)
+loader = BatchLoader(ColumnarDataset.from_pipeline(pipe, valid), 4096)
 ```
 
 Conventions: id 0 is padding, id 1 the out-of-vocabulary bucket, known values from 2 by

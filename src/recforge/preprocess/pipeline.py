@@ -4,7 +4,8 @@
 pipe = FeaturePipeline([Categorical("user_id"), Numeric("age"),
                         SequenceColumn("hist_item_id", max_len=50, shared_with="item_id"),
                         Categorical("item_id")], label="label").fit(train)
-train_ds, test_ds = pipe.dataset(train), pipe.dataset(test)
+train_ds = ColumnarDataset.from_pipeline(pipe, train)    # recforge.data
+test_ds = ColumnarDataset.from_pipeline(pipe, test)
 model = DeepFM(pipe.features, pipe.features, mlp_params={"dims": [256, 128]})
 pipe.save(run_dir)   # run_dir/pipeline.json, reloaded with FeaturePipeline.load(run_dir)
 ```
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,7 @@ from recforge.features import (
     SparseFeature,
     auto_embed_dim,
 )
+from recforge.files import atomic_write_text
 from recforge.preprocess.buckets import BucketAccumulator, bucket_ids
 from recforge.preprocess.columns import (
     Bucketize,
@@ -77,10 +79,6 @@ from recforge.preprocess.vocab import (
     canonical_values,
     to_arrow,
 )
-from recforge.utils.files import atomic_write_text
-
-if TYPE_CHECKING:
-    from recforge.data.dataset import ColumnarDataset
 
 FORMAT = "recforge.FeaturePipeline"
 VERSION = 1
@@ -604,12 +602,6 @@ class FeaturePipeline:
         self._require_fitted()
         for piece in iter_tables(data, batch_rows):
             yield self.transform(piece)
-
-    def dataset(self, data: TableLike) -> ColumnarDataset:
-        """``transform(data)`` as a ``ColumnarDataset`` (ready for ``BatchLoader``)."""
-        from recforge.data.dataset import ColumnarDataset  # torch is imported only when needed
-
-        return ColumnarDataset(self.transform(data))
 
     # -- what models see -----------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ import os
 import torch
 from torch import Tensor
 
+from recforge.files import atomic_write
 from recforge.retrieval.base import (
     ArrayLike,
     Metric,
@@ -17,7 +18,6 @@ from recforge.retrieval.base import (
     as_ids,
     as_matrix,
 )
-from recforge.utils.files import atomic_write
 
 
 class ExactIndex(VectorIndex):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from recforge.choices import Choice
+from recforge.files import atomic_write
 from recforge.retrieval.base import (
     ArrayLike,
     Metric,
@@ -20,7 +21,6 @@ from recforge.retrieval.base import (
     as_ids,
     as_matrix,
 )
-from recforge.utils.files import atomic_write
 
 
 def import_faiss() -> ModuleType:

@@ -2,6 +2,8 @@
 (``load_run``). ``recforge.layout`` names the files of a run directory."""
 
 from recforge.layout import RunLayout
+from recforge.runs.export import export_run
+from recforge.runs.index import build_item_index
 from recforge.runs.model import (
     ColumnKind,
     Run,
@@ -26,8 +28,10 @@ __all__ = [
     "RunLayout",
     "RunResult",
     "Selector",
+    "build_item_index",
     "build_model",
     "column_specs",
+    "export_run",
     "load_histories",
     "load_model_spec",
     "load_run",

@@ -19,7 +19,8 @@ from torch import nn
 from recforge import features as F
 from recforge.choices import Choice
 from recforge.config import to_plain
-from recforge.data import BatchLoader, Histories
+from recforge.data import BatchLoader, ColumnarDataset, Histories
+from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
 from recforge.models.registry import get_model
 from recforge.preprocess import (
@@ -31,7 +32,6 @@ from recforge.preprocess import (
     SequenceColumn,
     read_table,
 )
-from recforge.utils.files import atomic_write_text
 
 
 class ColumnKind(Choice):
@@ -143,7 +143,7 @@ class Run:
         return RunLayout(self.path)
 
     def loader(self, df: pd.DataFrame, batch_size: int = 8192) -> BatchLoader:
-        return BatchLoader(self.pipeline.dataset(df), batch_size)
+        return BatchLoader(ColumnarDataset.from_pipeline(self.pipeline, df), batch_size)
 
 
 def save_model_spec(
@@ -164,7 +164,7 @@ def save_model_spec(
         "tensors": sorted(tensors or {}),
     }
     if tensors:
-        from recforge.utils.files import atomic_write
+        from recforge.files import atomic_write
 
         atomic_write(layout.model_tensors, lambda tmp: torch.save(dict(tensors), tmp))
     atomic_write_text(layout.model, json.dumps(spec, indent=2))
@@ -184,7 +184,7 @@ def load_model_spec(run_dir: str | os.PathLike[str]) -> nn.Module:
 
 def save_histories(path: Path, histories: Histories) -> None:
     """Known users' training items (CSR tensors; read back weights-only)."""
-    from recforge.utils.files import atomic_write
+    from recforge.files import atomic_write
 
     state = {
         "indptr": torch.tensor(histories.indptr),

@@ -64,4 +64,4 @@ def prepare_rows(cfg: RunConfig) -> tuple[FeaturePipeline, dict[str, ColumnarDat
     kw: dict[str, Any] = {"labels": label} if isinstance(label, list) else {"label": label}
     pipeline = FeaturePipeline(column_specs(cfg.features), label_types=cfg.data.label_types, **kw)
     pipeline.fit(frames["train"])
-    return pipeline, {name: pipeline.dataset(frame) for name, frame in frames.items()}
+    return pipeline, {name: ColumnarDataset.from_pipeline(pipeline, frame) for name, frame in frames.items()}

@@ -33,6 +33,7 @@ from torch import nn
 from recforge import distributed
 from recforge.config import Preset, RunConfig, Sampling, Scheduler, load_config, parse_config, to_plain
 from recforge.data import BatchLoader, ColumnarDataset, NegativeSampler
+from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.registry import FAMILIES
@@ -41,7 +42,6 @@ from recforge.runs.logs import EvalPart, LogData, prepare_log
 from recforge.runs.model import build_model, save_histories, save_model_spec, select, with_initializers
 from recforge.runs.rows import prepare_rows
 from recforge.trainers import CTRTrainer, MatchTrainer, MTLTrainer, SeqTrainer, Trainer, TrainOptions
-from recforge.utils.files import atomic_write_text
 
 log = logging.getLogger("recforge")
 
@@ -426,7 +426,7 @@ def train(
 def _write_retrieval_state(layout: RunLayout, data: LogData) -> None:
     """Known users' histories (training + validation items) and the item index, so that the run
     serves ``/recommend`` as it is."""
-    from recforge.bundle import build_item_index
+    from recforge.runs.index import build_item_index
     from recforge.runs.model import load_run
 
     save_histories(layout.histories, data.histories("train", "valid"))

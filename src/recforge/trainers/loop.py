@@ -24,12 +24,12 @@ from torch import Tensor, nn
 
 from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
+from recforge.files import atomic_write, atomic_write_text, remove_stale_temporaries
 from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD, TORCH_RECHUB_WEIGHTS
 from recforge.objectives import Objective
 from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
-from recforge.utils.files import atomic_write, atomic_write_text, remove_stale_temporaries
 
 log = logging.getLogger("recforge")
 
@@ -278,7 +278,7 @@ class Trainer:
             atomic_write_text(self.run_dir / METRICS_LOG, "".join(json.dumps(r) + "\n" for r in self.history))
         writer = self._tensorboard_writer() if self.is_main else None
         if self.distributed and isinstance(train_dataloader, BatchLoader):
-            train_dataloader = dist_utils.shard_for_training(train_dataloader)
+            train_dataloader = train_dataloader.for_rank(dist_utils.rank(), dist_utils.world_size())
         try:
             for epoch in range(self.start_epoch, self.n_epoch):
                 _set_epoch(train_dataloader, epoch)
@@ -401,7 +401,7 @@ class Trainer:
         model.eval()
         try:
             if self.distributed and not self.model_parallel and isinstance(data_loader, BatchLoader):
-                data_loader = dist_utils.shard_for_eval(data_loader)
+                data_loader = data_loader.block_for_rank(dist_utils.rank(), dist_utils.world_size())
             for raw in data_loader:
                 batch = move_batch(self.to_batch(raw), self.device)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):

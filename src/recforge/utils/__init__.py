@@ -1,8 +1,8 @@
-"""Utilities: atomic file writes (``recforge.utils.files``) and Torch-RecHub's ``torch_rechub.utils``
-import paths (``data``, ``match``, ``hstu_utils``, ``onnx_export``, ``quantization``, ...).
+"""Torch-RecHub's ``torch_rechub.utils`` import paths (``data``, ``match``, ``hstu_utils``,
+``onnx_export``, ``quantization``, ...): the compatibility layer only, over recforge's own modules.
 
 ``from recforge.utils import DataGenerator, quantize_model`` works as in Torch-RecHub; they are
-loaded on first use, so importing ``recforge.utils.files`` stays light (no torch).
+loaded on first use, so importing the package stays light (no torch).
 """
 
 from __future__ import annotations

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recforge.bundle.rows import to_tensors
 from recforge.layout import RunLayout
 from recforge.models.matching.base import TwoTowerModel
 from recforge.preprocess.vocab import NUM_RESERVED
-from recforge.runs import Run
+from recforge.runs.model import Run
 
 
 def build_item_index(
@@ -56,7 +55,8 @@ def build_item_index(
     vectors, ids = [], []
     for start in range(0, len(frame), batch_size):
         part = frame.iloc[start : start + batch_size]
-        batch = to_tensors(run.pipeline.transform_records(part.to_dict("records"), columns=names))
+        encoded = run.pipeline.transform_records(part.to_dict("records"), columns=names)
+        batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in encoded.items()}
         with torch.inference_mode():
             vectors.append(model.item_tower(batch).float())
         ids.append(batch[item])
