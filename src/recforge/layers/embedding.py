@@ -235,8 +235,21 @@ class EmbeddingLayer(nn.Module):
                 f"feature {name!r} has no embedding table here; known: {sorted(self.features)}"
             ) from None
 
+    # Out-of-range ids are refused with the feature's name. The check reads ids back to the host,
+    # so it runs on CPU tensors (where it is one cheap reduction) and, on accelerators, only with
+    # ``EmbeddingLayer.check_ids_on_device = True`` (a debug switch: a host sync per lookup);
+    # ``check_ids`` below validates a whole dataset once where ids are produced instead.
+    check_ids_on_device: bool = False
+
+    def _skip_check(self, ids: Tensor) -> bool:
+        return (
+            torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or (ids.device.type != "cpu" and not self.check_ids_on_device)
+        )
+
     def _check_range(self, f: EmbeddedFeature, ids: Tensor) -> None:
-        if ids.numel() and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+        if ids.numel() and not self._skip_check(ids):
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= f.vocab_size:
                 raise IndexError(
@@ -244,13 +257,33 @@ class EmbeddingLayer(nn.Module):
                 )
 
     def _check_range_many(self, feats: Sequence[EmbeddedFeature], ids: Tensor) -> None:
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if self._skip_check(ids):
             return
         vocab = torch.tensor([f.vocab_size for f in feats], device=ids.device)
         bad = ((ids < 0) | (ids >= vocab)).any(0)  # (Fs,)
         if bool(bad.any()):
             f = feats[int(bad.nonzero()[0])]
             self._check_range(f, ids[:, feats.index(f)])
+
+
+def check_ids(model: nn.Module, columns: Mapping[str, Tensor]) -> None:
+    """Every id column of ``columns`` that a model's embedding tables read lies in its feature's
+    ``[0, vocab_size)`` (one pass over whole columns, where the ids are produced; the trainer runs
+    it on an in-memory training set before the first step). An error names the feature."""
+    seen: set[str] = set()
+    for layer in model.modules():
+        if not isinstance(layer, EmbeddingLayer):
+            continue
+        for name, f in layer.features.items():
+            col = columns.get(name)
+            if name in seen or col is None or col.numel() == 0 or col.is_floating_point():
+                continue
+            seen.add(name)
+            lo, hi = int(col.min()), int(col.max())
+            if lo < 0 or hi >= f.vocab_size:
+                raise IndexError(
+                    f"feature {name!r}: ids must lie in [0, {f.vocab_size}), got range [{lo}, {hi}]"
+                )
 
 
 def join_flat(parts: Sequence[Tensor]) -> Tensor:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.files import atomic_write, atomic_write_text, remove_stale_temporaries
+from recforge.layers.embedding import check_ids
 from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD, TORCH_RECHUB_WEIGHTS
 from recforge.objectives import Objective
 from recforge.trainers.curves import plot_curves
@@ -276,6 +277,8 @@ class Trainer:
             # The log restarts from what the checkpoint holds: an epoch logged after the last
             # checkpoint (a kill in between) is run again and must not be logged twice.
             atomic_write_text(self.run_dir / METRICS_LOG, "".join(json.dumps(r) + "\n" for r in self.history))
+        if isinstance(train_dataloader, BatchLoader) and not self.model_parallel:
+            check_ids(self.model, train_dataloader.dataset.columns)  # once, not per lookup
         writer = self._tensorboard_writer() if self.is_main else None
         if self.distributed and isinstance(train_dataloader, BatchLoader):
             train_dataloader = train_dataloader.for_rank(dist_utils.rank(), dist_utils.world_size())
