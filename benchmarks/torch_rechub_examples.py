@@ -126,14 +126,19 @@ STEPS = (
 # The generative examples: the ones runnable here, and why the others are not. MovieLens-1M is not
 # available offline; its file format is rebuilt from MovieLens-100K (``ml1m_from_ml100k``).
 GENERATIVE_RUNS = ("generative/run_hstu_movielens.py",)
+TIGER_NOTE = (
+    "needs the t5-small tokenizer and config from the Hugging Face hub (not available offline); its toy mode "
+    "drives transformers' Trainer over a T5ForConditionalGeneration subclass, which recforge's TIGER is not"
+)
 GENERATIVE_NOT_RUNNABLE = {
     "generative/run_hllm_movielens.py": "its preprocessing embeds item texts with TinyLlama/Baichuan2 "
     "weights from the Hugging Face hub (not available offline)",
     "generative/run_hllm_amazon_books.py": "needs the Amazon Books download and TinyLlama/Baichuan2 weights",
     "generative/run_hstu_amazon_books.py": "needs the Amazon Books download (not available offline)",
-    "generative/run_rqvae_amazon_books.py": "needs LLM item embeddings of Amazon Books; recforge has no RQ-VAE yet",
-    "generative/run_tiger_amazon_books.py": "needs RQ-VAE semantic ids and a T5 checkpoint; recforge has no TIGER yet",
-    "generative/run_tiger_movielens.py": "needs RQ-VAE semantic ids and a T5 checkpoint; recforge has no TIGER yet",
+    "generative/run_rqvae_amazon_books.py": "needs the Amazon Books download and its TinyLlama item "
+    "embeddings (not available offline)",
+    "generative/run_tiger_amazon_books.py": TIGER_NOTE,
+    "generative/run_tiger_movielens.py": TIGER_NOTE,
 }
 
 
