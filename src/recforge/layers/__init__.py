@@ -12,6 +12,7 @@ from recforge.layers.cross import (
     CrossNetV2,
     RegulationModule,
 )
+from recforge.layers.dropout import Dropout, dropout
 from recforge.layers.embedding import EmbeddingLayer, dense_column, output_dim, pool_sequence
 from recforge.layers.experts import (
     Experts,
@@ -61,6 +62,7 @@ __all__ = [
     "CrossNetMix",
     "CrossNetV2",
     "Dice",
+    "Dropout",
     "EmbeddingLayer",
     "FeatureGating",
     "InnerProduct",
@@ -72,6 +74,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerEncoder",
     "dense_column",
+    "dropout",
     "field_dim",
     "output_dim",
     "pair_indices",

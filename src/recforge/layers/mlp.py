@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from recforge.choices import Choice
+from recforge.layers.dropout import Dropout
 
 
 class Activation(Choice):
@@ -121,7 +122,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(d))
             layers.append(activation_layer(cfg.activation, d))
             if cfg.dropout > 0:
-                layers.append(nn.Dropout(cfg.dropout))
+                layers.append(Dropout(cfg.dropout))
             width = d
         if cfg.output_layer:
             layers.append(nn.Linear(width, 1))

@@ -16,6 +16,8 @@ ignore, e.g. an accidental hit); every loss is a mean over valid terms.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -129,11 +131,43 @@ def sampled_softmax_loss(
 
 def full_softmax_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Cross-entropy over every item: ``logits (B, V)`` indexed by item id, ``targets (B,)``.
-    Column 0 (padding) is never a candidate; rows with target 0 are ignored."""
+    Column 0 (padding) is never a candidate; rows with target 0 are ignored.
+
+    No copy of the ``(B, V)`` logits is made (beyond the float32 cast of bfloat16 logits): the
+    softmax runs over the whole row and column 0 is taken out afterwards,
+    ``log p'(t) = log p(t) - log(1 - p(0))``, so forward and backward cost what a plain
+    ``F.cross_entropy`` costs. Rows where the padding column holds more than half the mass (where
+    that subtraction would lose precision) are recomputed without it.
+    ``full_softmax_loss_reference`` is the plain version (mask column 0 on a copy).
+    """
+    _check_full(logits, targets)
+    z = logits.float()  # (B, V)
+    log_p = torch.log_softmax(z, 1)  # (B, V)
+    both = log_p.gather(1, torch.stack([targets, torch.zeros_like(targets)], 1))  # (B, 2)
+    log_pt, log_p0 = both[:, 0], both[:, 1]  # (B,)
+    risky = log_p0 > -math.log(2.0)  # p(0) > 1/2
+    log_rest = torch.log1p(-log_p0.clamp_max(-math.log(2.0)).exp())  # log(1 - p(0))  (B,)
+    row = log_rest - log_pt  # (B,)
+    if bool(risky.any()):
+        idx = risky.nonzero().squeeze(1)  # (R,)
+        exact = torch.log_softmax(z.index_select(0, idx)[:, 1:], 1)  # (R, V - 1)
+        t = targets.index_select(0, idx)
+        picked = exact.gather(1, (t - 1).clamp_min(0).unsqueeze(1)).squeeze(1)  # (R,)
+        row = row.index_put((idx,), -picked)
+    valid = targets != 0
+    return (row * valid).sum() / valid.sum()
+
+
+def full_softmax_loss_reference(logits: Tensor, targets: Tensor) -> Tensor:
+    """The plain reference of ``full_softmax_loss``: column 0 set to a large negative on a copy."""
+    _check_full(logits, targets)
+    z = logits.float().clone()
+    z[:, 0] = _NEG
+    return F.cross_entropy(z, targets, ignore_index=0)
+
+
+def _check_full(logits: Tensor, targets: Tensor) -> None:
     if logits.dim() != 2 or targets.shape != (logits.shape[0],):
         raise ValueError(
             f"expected logits (B, V) and targets (B,), got {tuple(logits.shape)}, {tuple(targets.shape)}"
         )
-    z = logits.float().clone()
-    z[:, 0] = _NEG
-    return F.cross_entropy(z, targets, ignore_index=0)

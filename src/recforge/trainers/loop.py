@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from recforge import distributed as dist_utils
 from recforge.data.dataset import Batch, BatchLoader, split_batch
 from recforge.objectives import Objective
+from recforge.precision import Precision, autocast, resolve_precision, to_float32
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.utils.files import atomic_write
 
@@ -114,7 +115,11 @@ class Trainer:
         max_grad_norm: clip the dense gradients' global norm.
         resume: continue from ``model_path/checkpoint.pt`` when it exists (exact: RNG, optimizer,
             scheduler and shuffling order are restored).
-        amp: bfloat16 autocast on CUDA (ignored with a warning on CPU).
+        amp: bfloat16 autocast where the device multiplies bfloat16 natively (a CUDA GPU with
+            bf16, a CPU reporting ``avx512_bf16``/AMX); float32 with a warning elsewhere.
+        precision: ``"fp32"`` or ``"bf16"`` (``recforge.precision.Precision``); overrides ``amp``.
+            bf16 autocasts the forward pass and the objective's matrix products; parameters,
+            gradients, optimizer states, the loss and metrics stay float32.
         progress: tqdm bars. tensorboard: also log to TensorBoard under ``model_path/tb``.
         plot: write ``learning_curve.png`` (needs matplotlib).
         seed: seeds torch/numpy/random at construction when given.
@@ -156,6 +161,7 @@ class Trainer:
         sparse_optimizer_fn: OptimizerFn | str | None = None,
         seed: int | None = None,
         distributed: bool | None = None,
+        precision: Precision | str | None = None,
     ) -> None:
         if n_epoch < 1:
             raise ValueError(f"n_epoch must be >= 1, got {n_epoch}")
@@ -216,9 +222,8 @@ class Trainer:
         self.run_dir = Path(model_path)
         self.max_grad_norm = max_grad_norm
         self.resume = resume
-        self.amp = amp and self.device.type == "cuda"
-        if amp and not self.amp:
-            log.warning("amp=True has no effect on %s; training in float32", self.device)
+        self.precision = resolve_precision(precision, amp, self.device)
+        self.amp = self.precision is Precision.BF16
         self.progress = progress and self.is_main
         self.tensorboard = tensorboard
         self.plot = plot
@@ -358,9 +363,9 @@ class Trainer:
         bar = _progress(data_loader, f"epoch {epoch}", self.progress)
         for raw in bar:
             batch = move_batch(split_batch(raw), self.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                outputs = self.train_outputs(self.train_model, batch)
-                loss = self.objective(outputs, batch)
+            with autocast(self.device, self.precision):
+                outputs = to_float32(self.train_outputs(self.train_model, batch))
+                loss = self.objective(outputs, batch).float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite loss {float(loss.detach())} at epoch {epoch}, after {seen} samples"
@@ -390,8 +395,9 @@ class Trainer:
                 data_loader = dist_utils.shard_for_eval(data_loader)
             for raw in data_loader:
                 batch = move_batch(split_batch(raw), self.device)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    yield batch, model(batch)
+                with autocast(self.device, self.precision):
+                    outputs = to_float32(model(batch))
+                yield batch, outputs  # outside autocast: the caller's metrics run in float32
         finally:
             model.train(was_training)
 

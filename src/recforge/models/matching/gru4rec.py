@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from recforge.features import Feature
+from recforge.layers.dropout import Dropout
 from recforge.layers.recurrent import MaskedGRU
 from recforge.models.matching.sequential import SequentialModel
 
@@ -40,7 +41,7 @@ class GRU4Rec(SequentialModel):
     ) -> None:
         super().__init__(history_features, item_features, temperature=temperature)
         hidden = hidden_dim or self.dim
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.gru = MaskedGRU(
             self.dim, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
         )
