@@ -12,7 +12,7 @@ from recforge.layers.cross import (
     CrossNetV2,
     RegulationModule,
 )
-from recforge.layers.dropout import Dropout, dropout
+from recforge.layers.dropout import Dropout
 from recforge.layers.embedding import EmbeddingLayer, dense_column, output_dim, pool_sequence
 from recforge.layers.experts import (
     Experts,
@@ -74,7 +74,6 @@ __all__ = [
     "TransformerBlock",
     "TransformerEncoder",
     "dense_column",
-    "dropout",
     "field_dim",
     "output_dim",
     "pair_indices",

@@ -61,8 +61,15 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if p == 1.0:
         return x * 0.0
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if x.device.type != "cpu" or torch.jit.is_tracing():
         return F.dropout(x, p, training)
+    if torch.compiler.is_compiling():
+        return _eager_dropout(x, p)
+    return _MaskedScale.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+
+
+@torch.compiler.disable
+def _eager_dropout(x: Tensor, p: float) -> Tensor:
     return _MaskedScale.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
 
 

