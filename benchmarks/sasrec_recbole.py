@@ -130,7 +130,12 @@ def worker_recbole(args: argparse.Namespace) -> dict:
             "train_batch_size": BATCH,
             "eval_batch_size": EVAL_USERS,  # users per batch for sequential models' full sort
             "learning_rate": LR,
-            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+            "eval_args": {
+                "split": {"LS": "valid_and_test"},
+                "order": "TO",
+                "mode": "full",
+                "group_by": "user",
+            },
             "metrics": ["Hit", "NDCG"],
             "topk": [10],
             "valid_metric": "NDCG@10",
@@ -180,7 +185,7 @@ def worker_recbole(args: argparse.Namespace) -> dict:
         )
         print(json.dumps(epochs[-1]), flush=True)
     out["epochs"] = epochs
-    out["eval_users"] = int(len(test_data._dataset.inter_feat)) if hasattr(test_data, "_dataset") else -1
+    out["eval_users"] = len(test_data._dataset.inter_feat) if hasattr(test_data, "_dataset") else -1
     return out
 
 
@@ -189,8 +194,14 @@ def worker_recforge(args: argparse.Namespace) -> dict:
     import pandas as pd
     import torch
 
-    from recforge.data import BatchLoader, ColumnarDataset, catalog_of, eval_samples, leave_one_out_split
-    from recforge.data import sequence_samples
+    from recforge.data import (
+        BatchLoader,
+        ColumnarDataset,
+        catalog_of,
+        eval_samples,
+        leave_one_out_split,
+        sequence_samples,
+    )
     from recforge.features import RandomNormal, SequenceFeature, SparseFeature
     from recforge.metrics import RankingEvaluator
     from recforge.models.matching import SASRec
@@ -206,7 +217,9 @@ def worker_recforge(args: argparse.Namespace) -> dict:
     train = ColumnarDataset(sequence_samples(sp.histories(), MAX_LEN))
     test_h = sp.histories("train", "valid")
     test = ColumnarDataset(eval_samples(test_h, sp.test, MAX_LEN))
-    evaluator = RankingEvaluator(catalog_of(sp.num_items), ks=(10,), seen=test_h.seen(), normalize=args.recipe)
+    evaluator = RankingEvaluator(
+        catalog_of(sp.num_items), ks=(10,), seen=test_h.seen(), normalize=args.recipe
+    )
     item = SparseFeature("item_id", sp.num_items, HIDDEN, initializer=RandomNormal(std=0.02))
     hist = SequenceFeature("hist_item_id", sp.num_items, HIDDEN, shared_with="item_id", max_len=MAX_LEN)
     model = SASRec([hist], [item], max_len=MAX_LEN, dropout_rate=DROPOUT, num_blocks=BLOCKS, num_heads=HEADS)
@@ -266,11 +279,11 @@ class _BlockedFull:
     score is a dot product divided by its temperature): the one-line change proposed for
     ``SequenceObjective`` (see ``benchmarks/results/sasrec_recbole.md``)."""
 
-    def __init__(self, model, trainer, objective_cls, loss_enum, loss_fn) -> None:  # noqa: ANN001
+    def __init__(self, model, trainer, objective_cls, loss_enum, loss_fn) -> None:
         self.base = objective_cls(model, **trainer._seq_args)
         self.model, self.loss_fn = model, loss_fn
 
-    def __call__(self, hidden, batch):  # noqa: ANN001
+    def __call__(self, hidden, batch):
         import torch
 
         t_all = batch[self.base.target_column]
@@ -282,7 +295,7 @@ class _BlockedFull:
         return self.loss_fn(h, items, t, temperature=temperature)
 
 
-def _first(loader, n: int):  # noqa: ANN001
+def _first(loader, n: int):
     for i, b in enumerate(loader):
         if i == n:
             return
@@ -366,7 +379,10 @@ def render_speed(command: str, records: list[dict], threads: list[int], meta: di
                 f"| {run} | {t} | {len(rs)} | {rs[0]['train_batches_per_epoch']} | {s['epoch_cpu_s']:.0f} | "
                 f"{s['epoch_wall_s']:.0f} | {s['eval_cpu_s']:.1f} | {s['eval_wall_s']:.1f} | {s['peak_rss_mb']:.0f} |"
             )
-    lines += ["", "| ratio (RecBole / recforge) | threads | epoch CPU | epoch wall | evaluation CPU | evaluation wall | target |"]
+    lines += [
+        "",
+        "| ratio (RecBole / recforge) | threads | epoch CPU | epoch wall | evaluation CPU | evaluation wall | target |",
+    ]
     lines += ["|---|---:|---:|---:|---:|---:|---|"]
     for run in ("recforge-fp32", "recforge-bf16"):
         for t in threads:
@@ -441,7 +457,10 @@ def main() -> None:
     )  # fmt: skip
     loads += [rb["load_before"], rb["load_after"], rf["load_before"], rf["load_after"]]
     meta.update(load_min=min(loads), load_max=max(loads))
-    _write(args.out.with_name("sasrec_recbole_quality.json"), json.dumps({"meta": meta, "recbole": rb, "recforge": rf}, indent=1))
+    _write(
+        args.out.with_name("sasrec_recbole_quality.json"),
+        json.dumps({"meta": meta, "recbole": rb, "recforge": rf}, indent=1),
+    )
     lines = [
         "# SASRec on Amazon Beauty: time to RecBole's HR@10",
         "",
@@ -460,7 +479,9 @@ def main() -> None:
         for i, e in enumerate(rec["epochs"], 1):
             c_cpu += e["train_cpu_s"]
             c_wall += e["train_wall_s"]
-            lines.append(f"| {name} | {i} | {c_cpu:.0f} | {c_wall:.0f} | {e['hr@10']:.4f} | {e['ndcg@10']:.4f} |")
+            lines.append(
+                f"| {name} | {i} | {c_cpu:.0f} | {c_wall:.0f} | {e['hr@10']:.4f} | {e['ndcg@10']:.4f} |"
+            )
     _write(args.out.with_name("sasrec_recbole_quality.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
