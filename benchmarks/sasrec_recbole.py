@@ -207,7 +207,6 @@ def worker_recforge(args: argparse.Namespace) -> dict:
     from recforge.models.matching import SASRec
     from recforge.objectives.matching import linear_full_softmax_loss
     from recforge.trainers import SeqTrainer
-    from recforge.trainers.seq import SeqLoss, SequenceObjective
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -217,8 +216,9 @@ def worker_recforge(args: argparse.Namespace) -> dict:
     train = ColumnarDataset(sequence_samples(sp.histories(), MAX_LEN))
     test_h = sp.histories("train", "valid")
     test = ColumnarDataset(eval_samples(test_h, sp.test, MAX_LEN))
+    # item_chunk 4096: blocks of scores that stay in cache (1.2x faster here than the default 16384)
     evaluator = RankingEvaluator(
-        catalog_of(sp.num_items), ks=(10,), seen=test_h.seen(), normalize=args.recipe
+        catalog_of(sp.num_items), ks=(10,), seen=test_h.seen(), normalize=args.recipe, item_chunk=4096
     )
     item = SparseFeature("item_id", sp.num_items, HIDDEN, initializer=RandomNormal(std=0.02))
     hist = SequenceFeature("hist_item_id", sp.num_items, HIDDEN, shared_with="item_id", max_len=MAX_LEN)
@@ -235,7 +235,7 @@ def worker_recforge(args: argparse.Namespace) -> dict:
         progress=False, plot=False, precision="bf16" if bf16 else "fp32", **kw,
     )  # fmt: skip
     if args.worker == "recforge-bf16" and not args.recipe:
-        trainer.objective = _BlockedFull(model, trainer, SequenceObjective, SeqLoss, linear_full_softmax_loss)
+        trainer.objective = _BlockedFull(model, trainer.objective, linear_full_softmax_loss)
     loader = BatchLoader(train, BATCH, shuffle=True, seed=args.seed)
     batches = len(loader)
     out: dict = {"train_batches_per_epoch": batches, "items": int(sp.num_items - 1), "eval_users": len(test)}
@@ -279,8 +279,8 @@ class _BlockedFull:
     score is a dot product divided by its temperature): the one-line change proposed for
     ``SequenceObjective`` (see ``benchmarks/results/sasrec_recbole.md``)."""
 
-    def __init__(self, model, trainer, objective_cls, loss_enum, loss_fn) -> None:
-        self.base = objective_cls(model, **trainer._seq_args)
+    def __init__(self, model, base, loss_fn) -> None:
+        self.base = base  # the trainer's SequenceObjective (its items, sampler and temperature)
         self.model, self.loss_fn = model, loss_fn
 
     def __call__(self, hidden, batch):

@@ -358,6 +358,7 @@ def summarise(records: list[dict], runs: list[str], threads: list[int]) -> dict[
             rs = [r for r in records if r["run"] == run and r["threads"] == t]
             if rs:
                 out[f"{run}@{t}"] = {k: median(r[k] for r in rs) for k in keys} | {
+                    "precision": rs[0].get("precision", "fp32"),
                     "n": len(rs),
                     "train_rows": rs[0]["train_rows"],
                     "infer_rows": rs[0]["infer_rows"],

@@ -21,6 +21,7 @@ import os
 import platform
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -28,6 +29,7 @@ from torch import Tensor
 from recforge.choices import Choice
 
 log = logging.getLogger("recforge")
+T = TypeVar("T")
 
 # CPU flags that mean native bfloat16 arithmetic (x86: AVX-512 BF16, AMX tiles; Arm: BF16).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
@@ -161,18 +163,22 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def to_float32(outputs: object) -> object:
+def to_float32(outputs: T) -> T:
     """``outputs`` with every bfloat16/float16 tensor cast to float32 (tensors, tuples incl.
     NamedTuples, lists and mappings are walked); anything else is returned as is."""
+    return cast(T, _to_float32(outputs))
+
+
+def _to_float32(outputs: object) -> object:
     if isinstance(outputs, Tensor):
         return outputs.float() if outputs.dtype in (torch.bfloat16, torch.float16) else outputs
     if isinstance(outputs, tuple):
-        items = [to_float32(o) for o in outputs]
-        return type(outputs)(*items) if hasattr(outputs, "_fields") else tuple(items)
+        items = [_to_float32(o) for o in outputs]
+        return cast(Any, type(outputs))(*items) if hasattr(outputs, "_fields") else tuple(items)
     if isinstance(outputs, list):
-        return [to_float32(o) for o in outputs]
+        return [_to_float32(o) for o in outputs]
     if isinstance(outputs, Mapping):
-        return {k: to_float32(v) for k, v in outputs.items()}
+        return {k: _to_float32(v) for k, v in outputs.items()}
     return outputs
 
 
