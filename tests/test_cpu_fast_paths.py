@@ -308,3 +308,26 @@ def test_linear_full_softmax_loss_under_bf16_autocast() -> None:
     assert loss.dtype == torch.float32 and h.grad is not None and h.grad.dtype == torch.float32
     ref = F.cross_entropy((h0 @ e0.T)[:, 1:], t - 1)
     assert abs(loss.item() - ref.item()) < 0.05  # bfloat16 products: close, not equal
+
+
+def test_mlp_linear_keeps_small_signals_under_bf16_autocast() -> None:
+    """The MLP's Linear adds its bias in float32: an input 1e-4 the size of the bias survives
+    bfloat16 autocast (a plain nn.Linear rounds it away), and outside autocast it is nn.Linear."""
+    from recforge.layers.mlp import Linear
+
+    torch.manual_seed(0)
+    ours = Linear(16, 8)
+    plain = torch.nn.Linear(16, 8)
+    plain.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        ours.bias.fill_(1.0)
+        plain.bias.fill_(1.0)
+    x = torch.randn(64, 16) * 1e-4
+    exact = x @ ours.weight.T  # the signal, without the bias
+    torch.testing.assert_close(ours(x), plain(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_ours, y_plain = ours(x), plain(x)
+    assert y_ours.dtype == torch.float32
+    err_ours = (y_ours - 1.0 - exact).abs().max() / exact.abs().max()
+    err_plain = (y_plain.float() - 1.0 - exact).abs().max() / exact.abs().max()
+    assert err_ours < 0.02 < err_plain
