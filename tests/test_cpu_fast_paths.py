@@ -331,3 +331,44 @@ def test_mlp_linear_keeps_small_signals_under_bf16_autocast() -> None:
     err_ours = (y_ours - 1.0 - exact).abs().max() / exact.abs().max()
     err_plain = (y_plain.float() - 1.0 - exact).abs().max() / exact.abs().max()
     assert err_ours < 0.02 < err_plain
+
+
+@pytest.mark.parametrize("family", ["multi_task", "match", "sequence"])
+def test_every_family_trains_under_bf16(family: str, tmp_path) -> None:
+    """``precision="bf16"`` (and ``amp=True`` for the multi-task preset, whose signature lists its
+    arguments) trains each family: finite, falling loss; float32 parameters."""
+    from contract import synthetic_batch
+    from recforge.data import BatchLoader, ColumnarDataset
+    from recforge.trainers import MatchTrainer, MTLTrainer, SeqTrainer
+    from test_contract_matching import BUILDERS, V, make_batch
+
+    torch.manual_seed(0)
+    if family == "multi_task":
+        from test_contract_multi_task import CASES, DENSE, FEATS
+
+        batch = synthetic_batch([*FEATS, DENSE], 512, seed=0, labels=("click", "buy"))
+        model = CASES["MMOE"]()
+        trainer = MTLTrainer(
+            model, None, n_epoch=3, progress=False, plot=False, model_path=tmp_path, amp=True
+        )
+        assert trainer.precision is resolve_precision(None, True, torch.device("cpu"))
+        loader = BatchLoader(ColumnarDataset(batch), 64, shuffle=True)
+    elif family == "match":
+        model = BUILDERS["YoutubeDNN"]()
+        trainer = MatchTrainer(model, n_epoch=3, negatives="in_batch", progress=False, plot=False,
+                               model_path=tmp_path, precision="bf16")  # fmt: skip
+        loader = BatchLoader(ColumnarDataset(make_batch(512, 0)), 64, shuffle=True)
+    else:
+        model = BUILDERS["SASRec"]()
+        hist = make_batch(256, 0)["hist_item_id"]
+        target = torch.roll(hist, -1, 1)
+        target[:, -1] = (hist[:, -1] % (V - 1)) + 1
+        target[hist == 0] = 0
+        data = ColumnarDataset({"hist_item_id": hist, "target_item_id": target})
+        trainer = SeqTrainer(model, num_items=V, loss="full", n_epoch=3, progress=False, plot=False,
+                             model_path=tmp_path, precision="bf16")  # fmt: skip
+        loader = BatchLoader(data, 64, shuffle=True)
+    trainer.fit(loader)
+    losses = [r["train_loss"] for r in trainer.history]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
