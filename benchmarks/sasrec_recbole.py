@@ -449,11 +449,11 @@ def main() -> None:
         return
     # quality: RecBole's HR@10 after its epochs, then recforge's recipe until it gets there
     t = args.threads[0]
-    rb = launch(recbole_py, "recbole", t, args, ["--epochs", str(args.recbole_epochs)])
+    rb = launch(recbole_py, "recbole", t, args, ["--epochs", str(args.recbole_epochs), "--batches", "0"])
     target = max(e["hr@10"] for e in rb["epochs"])
     rf = launch(
         Path(sys.executable), "recforge-bf16", t, args,
-        ["--epochs", str(args.recipe_epochs), "--recipe", "--stop-at-hr", str(target)],
+        ["--epochs", str(args.recipe_epochs), "--batches", "0", "--recipe", "--stop-at-hr", str(target)],
     )  # fmt: skip
     loads += [rb["load_before"], rb["load_after"], rf["load_before"], rf["load_after"]]
     meta.update(load_min=min(loads), load_max=max(loads))
