@@ -105,8 +105,9 @@ def worker_recbole(args: argparse.Namespace) -> dict:
     from recbole.trainer import Trainer
     from recbole.utils import init_seed
 
-    data_path = _atomic_dataset(Path(args.cache_dir))
+    data_path = _atomic_dataset(Path(args.cache_dir).resolve())
     checkpoint_dir = tempfile.mkdtemp(prefix="recbole_")
+    os.chdir(checkpoint_dir)  # RecBole writes log/ and log_tensorboard/ into the working directory
     config = Config(
         model="SASRec",
         dataset="beauty",
