@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-slow test-benchmark test-distributed test-torchrec lint typecheck clean
+.PHONY: demo test test-slow test-benchmark test-distributed test-torchrec gpu-check lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-torchrec:
 	$(TORCHREC_PY) -m pip install --quiet pytest -e .
 	PYTHONPATH=src $(TORCHREC_PY) -m pytest -q -p no:cacheprovider -m "distributed or not distributed" \
 		tests/test_torchrec_interop.py tests/test_torchrec_sharding.py
+
+# The CUDA paths (AMP, sparse optimizers, fast paths, DeepFM throughput, one NCCL DDP step) in a
+# few minutes, one table; fails (exit 2) on a machine without a GPU instead of passing silently.
+gpu-check: $(STAMP)
+	PYTHONPATH=src $(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -14,6 +14,10 @@ HERE = Path(__file__).resolve().parent
 ORDER = [
     "throughput",
     "throughput_floor",
+    "precision_quality",
+    "sasrec_recbole",
+    "sasrec_recbole_quality",
+    "hstu_rechub",
     "preprocess",
     "ranking",
     "seq_ctr",

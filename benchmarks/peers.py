@@ -58,6 +58,18 @@ PEERS: dict[str, Peer] = {
             "import torchrec",
         ),
         Peer(
+            "recbole",
+            (
+                (TORCH,),
+                ("--no-deps", "recbole==1.2.1"),
+                # numpy < 2: RecBole 1.2.1 aliases np.float_ (gone in numpy 2); pandas < 2.2: its in-place
+                # fillna on column views needs pandas without copy-on-write
+                ("numpy<2", "scipy", "pandas<2.2", "tqdm", "colorlog==4.7.2", "colorama==0.4.4"),
+                ("scikit-learn", "pyyaml", "tensorboard", "texttable", "psutil", "tabulate"),
+            ),
+            "import recbole.model.sequential_recommender, recbole.trainer, recbole.data, recbole.config",
+        ),
+        Peer(
             "deepctr-torch",
             ((TORCH,), ("--no-deps", "deepctr-torch==0.3.0"), ("scikit-learn", "tqdm")),
             "import deepctr_torch",

@@ -44,13 +44,16 @@ DENSE = [f"I{i}" for i in range(1, N_DENSE + 1)]
 SPARSE = [f"C{i}" for i in range(1, N_SPARSE + 1)]
 
 # Runs: name -> (library, description). "recforge" is the configuration we recommend for this
-# workload; "recforge-dense" is the plain dense-gradient one (unfused tables, Adam on everything).
+# workload; "recforge-fp32" is the same in float32; "recforge-dense" is the plain dense-gradient one
+# (unfused tables, Adam on everything).
 RUNS = {
     "recforge": (
         "recforge",
-        "one fused table, sparse=True gradients (recforge.optim.LazyAdam on it, Adam on the rest)",
+        "one fused table, sparse=True gradients (recforge.optim.LazyAdam on it, Adam on the rest), "
+        "amp=True: bf16 autocast where the CPU multiplies bf16 natively (float32 elsewhere)",
     ),
-    "recforge-dense": ("recforge", "per-field tables, dense gradients, Adam on everything"),
+    "recforge-fp32": ("recforge", "the same in float32 (amp=False)"),
+    "recforge-dense": ("recforge", "per-field tables, dense gradients, Adam on everything, float32"),
     "rechub-numpy": ("torch-rechub", "DataGenerator(dict of numpy arrays) -> TorchDataset"),
     "rechub-df": ("torch-rechub", "DataGenerator(pandas DataFrame), README path; timed on a subset"),
 }
@@ -120,8 +123,41 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (user + system): what a shared machine's other jobs do not inflate
+    as much as they inflate wall time."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def describe_machine() -> str:
+    """The CPU as the machine reports it: model, cores, flags that matter for these kernels, and
+    torch's dispatch level when torch is importable (never a hard-coded description)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "bf16", "sve")
+    shown = " ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted[:4])
+    try:
+        import torch
+
+        dispatch = f", torch {torch.__version__} dispatching {torch.backends.cpu.get_cpu_capability()}"
+    except ImportError:
+        dispatch = ""
+    return f"{model}, {os.cpu_count()} cores, flags: {shown}{dispatch}"
+
+
 # -- workers (each runs in its own process) -----------------------------------------------------
-def worker_recforge(frame, n_test: int, *, best: bool, subset: int | None) -> dict[str, float]:
+def worker_recforge(frame, n_test: int, *, best: bool, amp: bool, subset: int | None) -> dict[str, float]:
 
     from recforge.data import BatchLoader, ColumnarDataset
     from recforge.features import DenseFeature, SparseFeature
@@ -150,16 +186,20 @@ def worker_recforge(frame, n_test: int, *, best: bool, subset: int | None) -> di
             model_path=run_dir,
             progress=False,
             plot=False,
+            amp=amp,
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         trainer.train_one_epoch(train_dl)
-        train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        t0, c0 = time.perf_counter(), cpu_seconds()
         prob = trainer.predict(model, test_dl)
-        infer_s = time.perf_counter() - t0
+        infer_s, infer_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {
+        "precision": trainer.precision.value,
         "prep_s": prep,
         "train_s": train_s,
+        "train_cpu_s": train_cpu,
+        "infer_cpu_s": infer_cpu,
         "train_rows": len(train),
         "infer_s": infer_s,
         "infer_rows": len(test),
@@ -211,15 +251,18 @@ def worker_rechub(frame, n_test: int, *, as_frame: bool, subset: int | None) -> 
             device="cpu",
             model_path=run_dir,
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         trainer.train_one_epoch(train_dl)  # BCELoss on its sigmoid output, as its fit() does
-        train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        train_s, train_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        t0, c0 = time.perf_counter(), cpu_seconds()
         prob = np.asarray(trainer.predict(model, test_dl), dtype=np.float64)
-        infer_s = time.perf_counter() - t0
+        infer_s, infer_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {
+        "precision": "fp32",
         "prep_s": prep,
         "train_s": train_s,
+        "train_cpu_s": train_cpu,
+        "infer_cpu_s": infer_cpu,
         "train_rows": len(train_df),
         "infer_s": infer_s,
         "infer_rows": len(test_df),
@@ -237,7 +280,8 @@ def run_worker(args: argparse.Namespace) -> None:
     frame = load_frame(Path(args.table))
     n_test = args.test_rows
     if args.worker.startswith("recforge"):
-        out = worker_recforge(frame, n_test, best=args.worker == "recforge", subset=args.subset)
+        best = args.worker in ("recforge", "recforge-fp32")
+        out = worker_recforge(frame, n_test, best=best, amp=args.worker == "recforge", subset=args.subset)
     else:
         out = worker_rechub(frame, n_test, as_frame=args.worker == "rechub-df", subset=args.subset)
     out.update(
@@ -246,6 +290,8 @@ def run_worker(args: argparse.Namespace) -> None:
         peak_rss_mb=peak_rss_mb(),
         train_samples_per_s=out["train_rows"] / out["train_s"],
         infer_samples_per_s=out["infer_rows"] / out["infer_s"],
+        train_samples_per_cpu_s=out["train_rows"] / out["train_cpu_s"],
+        infer_samples_per_cpu_s=out["infer_rows"] / out["infer_cpu_s"],
         torch=torch.__version__,
     )
     Path(args.json_out).write_text(json.dumps(out), encoding="utf-8")
@@ -286,7 +332,8 @@ def launch(python: Path, run: str, threads: int, table: Path, args: argparse.Nam
         out.unlink(missing_ok=True)
     rec.update(wall_s=wall, load_before=load, load_after=os.getloadavg()[0])
     print(
-        f"  {run:15s} t={threads}  train {rec['train_samples_per_s']:9.0f}/s  "
+        f"  {run:15s} t={threads}  train {rec['train_samples_per_s']:9.0f}/s "
+        f"({rec['train_samples_per_cpu_s']:9.0f}/cpu-s)  "
         f"infer {rec['infer_samples_per_s']:9.0f}/s  epoch {rec['train_s']:7.1f}s  "
         f"rss {rec['peak_rss_mb']:6.0f}MB  auc {rec['auc']:.4f}  load {load:.1f}",
         flush=True,
@@ -295,13 +342,23 @@ def launch(python: Path, run: str, threads: int, table: Path, args: argparse.Nam
 
 
 def summarise(records: list[dict], runs: list[str], threads: list[int]) -> dict[str, dict]:
-    keys = ["train_samples_per_s", "infer_samples_per_s", "train_s", "peak_rss_mb", "auc", "prep_s"]
+    keys = [
+        "train_samples_per_s",
+        "infer_samples_per_s",
+        "train_samples_per_cpu_s",
+        "infer_samples_per_cpu_s",
+        "train_s",
+        "peak_rss_mb",
+        "auc",
+        "prep_s",
+    ]
     out: dict[str, dict] = {}
     for run in runs:
         for t in threads:
             rs = [r for r in records if r["run"] == run and r["threads"] == t]
             if rs:
                 out[f"{run}@{t}"] = {k: median(r[k] for r in rs) for k in keys} | {
+                    "precision": rs[0].get("precision", "fp32"),
                     "n": len(rs),
                     "train_rows": rs[0]["train_rows"],
                     "infer_rows": rs[0]["infer_rows"],
@@ -329,8 +386,10 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
         f"- Machine: {meta['machine']}; 1-minute load average {meta['load_min']:.1f}-"
         f"{meta['load_max']:.1f} during the run (shared with other users, so absolute numbers drift; "
         "compare ratios from this one run).",
-        "- Train samples/s = training rows / time of one `train_one_epoch` (data already in a loader); "
-        "inference samples/s = test rows / time of `predict`; prep = DataFrame -> loaders; peak RSS "
+        "- Train samples/s = training rows / time of one `train_one_epoch` (data already in a loader), "
+        "per wall second and per CPU second of the measuring process (`getrusage`, which other jobs on "
+        "the machine inflate less); inference samples/s = test rows / time of `predict`; prep = "
+        "DataFrame -> loaders; peak RSS "
         "= the process's `ru_maxrss` (includes the DataFrame itself, ~"
         f"{meta['frame_mb']:.0f} MB).",
         "",
@@ -342,9 +401,9 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             "`python benchmarks/throughput_deepfm.py` (1,000,000 rows, 3 repeats)."
         ),
         "",
-        "| run | threads | n | train samples/s | inference samples/s | epoch s | prep s | peak RSS MB | "
-        "test AUC |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | threads | n | precision | train samples/s | train samples/CPU-s | inference samples/s | "
+        "epoch s | prep s | peak RSS MB | test AUC |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         for t in threads:
@@ -355,7 +414,8 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             if run == "rechub-df":
                 note = f" ({s['train_rows']:,}-row subset)"
             lines.append(
-                f"| {run}{note} | {t} | {s['n']} | {s['train_samples_per_s']:,.0f} | {s['infer_samples_per_s']:,.0f} | "
+                f"| {run}{note} | {t} | {s['n']} | {s.get('precision', 'fp32')} | {s['train_samples_per_s']:,.0f} | "
+                f"{s.get('train_samples_per_cpu_s', float('nan')):,.0f} | {s['infer_samples_per_s']:,.0f} | "
                 f"{s['train_s']:.1f} | {s['prep_s']:.1f} | {s['peak_rss_mb']:,.0f} | {s['auc']:.4f} |"
             )
     lines += ["", "Configurations:", ""]
@@ -368,6 +428,9 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
             if ours is None or theirs is None:
                 continue
             r_train = ours["train_samples_per_s"] / theirs["train_samples_per_s"]
+            r_cpu = ours.get("train_samples_per_cpu_s", float("nan")) / theirs.get(
+                "train_samples_per_cpu_s", float("nan")
+            )
             r_inf = ours["infer_samples_per_s"] / theirs["infer_samples_per_s"]
             r_mem = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
             auc_diff = f"{ours['auc'] - theirs['auc']:+.4f}"
@@ -375,14 +438,15 @@ def render(command: str, meta: dict, summary: dict, runs: list[str], threads: li
                 auc_diff += " (peer trained on the subset only)"
             ok = "met" if r_train >= target else f"**missed** ({r_train / target:.0%} of target)"
             ratios.append(
-                f"| recforge / {peer} | {t} | {r_train:.1f}x | {r_inf:.1f}x | {r_mem:.2f} | "
+                f"| recforge / {peer} | {t} | {r_train:.1f}x | {r_cpu:.1f}x | {r_inf:.1f}x | {r_mem:.2f} | "
                 f"{auc_diff} | >= {target:.0f}x: {ok} |"
             )
     if ratios:
         lines += [
             "",
-            "| ratio | threads | train speed-up | inference speed-up | peak RSS ratio | AUC diff | target |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| ratio | threads | train speed-up (wall) | train speed-up (CPU) | inference speed-up | "
+            "peak RSS ratio | AUC diff | target (on wall time) |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
             *ratios,
         ]
     return "\n".join(lines) + "\n"
@@ -451,7 +515,7 @@ def main() -> None:
         frame_mb = sum(z[c].nbytes for c in [*DENSE, *SPARSE, "label", "planted_logit"]) / 2**20
     oracle = auc(test_labels, test_logit)
 
-    runs = ["recforge"] + ([] if args.skip_dense else ["recforge-dense"])
+    runs = ["recforge", "recforge-fp32"] + ([] if args.skip_dense else ["recforge-dense"])
     rechub_py = None
     if not args.skip_peers:
         sys.path.insert(0, str(HERE))
@@ -468,8 +532,7 @@ def main() -> None:
         "df_rows": df_subset,
         "oracle_auc": oracle,
         "frame_mb": frame_mb,
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": describe_machine() + f", Python {platform.python_version()}",
         "command": command,
     }
     plan = [

@@ -2,21 +2,25 @@
 
 Issue 2 asks recforge to train the ``throughput_deepfm.py`` workload at least 5x faster than
 torch-rechub fed numpy arrays. This script measures, in one process and interleaved (so machine
-load hits every part alike), the training throughput of:
+load hits every part alike), the CPU time per sample (``time.process_time``) of:
 
 * ``recforge step``: recforge's full training epoch (``CTRTrainer.train_one_epoch``, the
-  configuration of ``throughput_deepfm.py``'s ``recforge`` run) on the workload's table;
+  configuration of ``throughput_deepfm.py``'s ``recforge`` run: fused table, sparse gradients,
+  ``LazyAdam``, ``amp=True``) and the same in float32 (``recforge step fp32``);
 * ``MLP part``: only the deep tower's dense layers, ``Linear(429, 256) - BN - ReLU - Dropout -
   Linear(256, 128) - BN - ReLU - Dropout - Linear(128, 1)``, forward + backward + Adam, on a fixed
-  input (no embeddings, no FM, no data loading, no loss bookkeeping);
-* ``embedding part``: only the fused ``(26 x 10,000, 16)`` embedding table, lookup of 26 ids per
-  row + backward (sparse gradient) + ``LazyAdam`` step, on fixed ids drawn like the table's;
-* ``GEMMs``: only the six matrix products of the MLP's forward and backward.
+  input, in float32 and under bf16 autocast;
+* ``embedding part``: only the fused ``(26 x 10,000, 16)`` table, lookup of 26 ids per row +
+  backward (sparse gradient) + ``LazyAdam`` step, on fixed ids drawn like the table's, with the
+  fused row update and with the plain reference one (``LazyAdam(fused=False)``);
+* ``GEMMs``: only the six matrix products of the MLP's forward and backward, float32 and bf16.
 
-Every one of the first three is work the workload cannot skip, so ``1 / (1/mlp + 1/embedding)``
-is an upper bound (a "floor" on time) for any implementation built from these PyTorch kernels;
-multiplied by the measured recforge / torch-rechub ratio (read from ``results/throughput.json``,
-same thread count) it bounds the speed-up over torch-rechub that is reachable on this machine.
+``floor = 1 / (1/MLP + 1/embedding)`` (the two parts the workload cannot skip) is an upper bound
+for any implementation built from these PyTorch kernels. The embedding update is also compared with
+its memory floor: the bytes one step must move (each touched row's weight and two Adam moments read
+and written once, the gradient rows read once) over this machine's measured copy bandwidth.
+
+The machine is described from what it reports (``/proc/cpuinfo`` flags, torch's dispatch level).
 
     python benchmarks/throughput_floor.py --threads 1 2 --rounds 5
 """
@@ -63,7 +67,7 @@ def _deep_in() -> int:
     return N_DENSE + N_SPARSE * EMBED_DIM
 
 
-def part_recforge(rows: int) -> tuple[object, int]:
+def part_recforge(rows: int, amp: bool = True) -> tuple[object, int]:
     import pandas as pd
 
     from recforge.data import BatchLoader, ColumnarDataset
@@ -86,6 +90,7 @@ def part_recforge(rows: int) -> tuple[object, int]:
         model_path=tempfile.mkdtemp(prefix="floor_"),
         progress=False,
         plot=False,
+        amp=amp,
     )
 
     def run() -> None:
@@ -94,7 +99,7 @@ def part_recforge(rows: int) -> tuple[object, int]:
     return run, len(loader.dataset)
 
 
-def part_mlp() -> tuple[object, int]:
+def part_mlp(bf16: bool = False) -> tuple[object, int]:
     dims = [_deep_in(), *MLP_DIMS]
     layers: list[torch.nn.Module] = []
     for a, b in itertools.pairwise(dims):
@@ -106,26 +111,71 @@ def part_mlp() -> tuple[object, int]:
     def run() -> None:
         for _ in range(STEPS):
             opt.zero_grad()
-            mlp(x).sum().backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = mlp(x)
+            out.float().sum().backward()
             opt.step()
 
     return run, STEPS * BATCH
 
 
-def part_embedding() -> tuple[object, int]:
-    from recforge.optim import LazyAdam
-
-    table = torch.nn.Embedding(N_SPARSE * VOCAB, EMBED_DIM, sparse=True)
-    opt = LazyAdam(table.parameters(), lr=LR)
+def _embedding_ids() -> list[torch.Tensor]:
     rng = np.random.default_rng(0)
     offsets = torch.arange(N_SPARSE) * VOCAB
-    ids = [  # the throughput table's power-law ids, offset into the fused table
+    return [  # the throughput table's power-law ids, offset into the fused table
         torch.from_numpy(
             np.minimum((1 + (VOCAB - 1) * rng.random((BATCH, N_SPARSE)) ** 3), VOCAB - 1).astype(np.int64)
         )
         + offsets
         for _ in range(STEPS)
     ]
+
+
+def _one_pass_update():  # -> the lazy_adam_rows signature, compiled
+    """The fused row update written for Inductor: one loop reads each touched row's moments and
+    weight once and writes them once (a probe of what a single-pass kernel reaches; not shipped,
+    since compiling it costs more than it saves on a one-epoch run)."""
+
+    def kernel(weight: torch.Tensor, moments: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor,
+               hp: torch.Tensor) -> None:  # fmt: skip
+        b1, b2, inv_bc2, eps, scale = hp[0], hp[1], hp[2], hp[3], hp[4]
+        s = moments[rows]  # (n, 2, D)
+        m = s[:, 0] * b1 + grad * (1 - b1)
+        v = s[:, 1] * b2 + grad * grad * (1 - b2)
+        moments[rows] = torch.stack([m, v], 1)
+        weight.index_put_((rows,), m / ((v * inv_bc2).sqrt() + eps) * scale, accumulate=True)
+
+    compiled = torch.compile(kernel, dynamic=True)
+
+    def update(weight, moments, rows, grad, *, lr, beta1, beta2, eps, weight_decay, step):
+        del weight_decay  # 0 in this workload
+        hp = torch.tensor([beta1, beta2, 1 / (1 - beta2**step), eps, -lr / (1 - beta1**step)])
+        compiled(weight, moments, rows, grad, hp)
+
+    return update
+
+
+def part_embedding(fused: bool = True, one_pass: bool = False) -> tuple[object, int]:
+    import recforge.optim.sparse as sparse_module
+    from recforge.optim import LazyAdam
+
+    table = torch.nn.Embedding(N_SPARSE * VOCAB, EMBED_DIM, sparse=True)
+    opt = LazyAdam(table.parameters(), lr=LR, fused=fused)
+    ids = _embedding_ids()
+    if one_pass:
+        update, eager = _one_pass_update(), sparse_module.lazy_adam_rows
+
+        def run_one_pass() -> None:
+            sparse_module.lazy_adam_rows = update
+            try:
+                for i in ids:
+                    opt.zero_grad()
+                    table(i).sum().backward()
+                    opt.step()
+            finally:
+                sparse_module.lazy_adam_rows = eager
+
+        return run_one_pass, STEPS * BATCH
 
     def run() -> None:
         for i in ids:
@@ -136,11 +186,11 @@ def part_embedding() -> tuple[object, int]:
     return run, STEPS * BATCH
 
 
-def part_gemm() -> tuple[object, int]:
+def part_gemm(dtype: torch.dtype = torch.float32) -> tuple[object, int]:
     dims = [_deep_in(), *MLP_DIMS, 1]
-    xs = [torch.randn(BATCH, a) for a in dims[:-1]]
-    ws = [torch.randn(b, a) for a, b in itertools.pairwise(dims)]
-    gs = [torch.randn(BATCH, b) for b in dims[1:]]
+    xs = [torch.randn(BATCH, a, dtype=dtype) for a in dims[:-1]]
+    ws = [torch.randn(b, a, dtype=dtype) for a, b in itertools.pairwise(dims)]
+    gs = [torch.randn(BATCH, b, dtype=dtype) for b in dims[1:]]
 
     def run() -> None:
         for _ in range(STEPS):
@@ -152,24 +202,53 @@ def part_gemm() -> tuple[object, int]:
     return run, STEPS * BATCH
 
 
+def update_bytes() -> tuple[float, float]:
+    """Bytes one LazyAdam step must move on the embedding part's ids (mean over its batches), and
+    the distinct rows it touches: each touched row's weight (D floats) and moments (2D) read and
+    written once, and every looked-up gradient row (D) read once."""
+    sizes = [(int(i.unique().numel()), int(i.numel())) for i in _embedding_ids()]
+    rows = float(np.mean([u for u, _ in sizes]))
+    lookups = float(np.mean([n for _, n in sizes]))
+    return rows * (2 + 4) * EMBED_DIM * 4 + lookups * EMBED_DIM * 4, rows
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a large tensor copy (read + write), median of 5."""
+    src, dst = torch.ones(32 * 2**20), torch.empty(32 * 2**20)  # 128 MB each: beyond the caches
+    dst.copy_(src)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / median(times)
+
+
 def measure(threads: int, rounds: int, rows: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     parts = {
-        "recforge step": part_recforge(rows),
+        "recforge step": part_recforge(rows, amp=True),
+        "recforge step fp32": part_recforge(rows, amp=False),
         "MLP part": part_mlp(),
+        "MLP part bf16": part_mlp(bf16=True),
         "embedding part": part_embedding(),
+        "embedding part (reference update)": part_embedding(fused=False),
+        "embedding part (compiled one-pass update)": part_embedding(one_pass=True),
         "GEMMs": part_gemm(),
+        "GEMMs bf16": part_gemm(torch.bfloat16),
     }
     for run, _ in parts.values():  # warm-up
         run()
     speeds: dict[str, list[float]] = {k: [] for k in parts}
     for _ in range(rounds):
         for name, (run, n) in parts.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             run()
-            speeds[name].append(n / (time.perf_counter() - t0))
-    return {k: median(v) for k, v in speeds.items()}
+            speeds[name].append(n / (time.process_time() - t0))
+    out = {k: median(v) for k, v in speeds.items()}
+    out["copy GB/s"] = copy_bandwidth() / 1e9
+    return out
 
 
 def main() -> None:
@@ -183,21 +262,39 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput_floor.md")
     args = ap.parse_args()
 
+    from recforge.precision import cpu_info
+
     peer = json.loads(args.peer_json.read_text())["summary"] if args.peer_json.exists() else {}
+    nbytes, touched = update_bytes()
     lines = [
         "# DeepFM throughput: the floor of one training step on this CPU",
         "",
         f"Command: `python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores (AVX2, no AVX-512), torch {torch.__version__}. "
-        "Parts timed in one process, interleaved, median of the rounds (samples/s). 'floor' = "
-        "`1 / (1/MLP + 1/embedding)`: the MLP and embedding parts alone, which the workload cannot skip. "
+        f"Machine (as it reports itself): {cpu_info().describe()}; {platform.machine()}.",
+        "",
+        "Samples per CPU second of this process (`time.process_time`), parts timed in one process, "
+        "interleaved, median of the rounds. 'floor' = `1 / (1/MLP + 1/embedding)`: the MLP and embedding "
+        "parts alone, which the workload cannot skip (bf16 floor: the MLP part under bf16 autocast). "
         "'reachable vs rechub-numpy' = floor / recforge step x the recforge / torch-rechub-numpy train "
         "ratio measured by `throughput_deepfm.py` at the same thread count (`results/throughput.json`).",
         "",
-        "| threads | load before -> after | recforge step | MLP part | embedding part | GEMMs | floor "
-        "| floor / recforge | recforge / rechub-numpy (measured) | reachable vs rechub-numpy |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| threads | load before -> after | recforge step (bf16) | recforge step fp32 | MLP part fp32 | "
+        "MLP part bf16 | embedding part | embedding part, reference update | GEMMs fp32 | GEMMs bf16 | "
+        "floor fp32 | floor bf16 | floor bf16 / recforge step | recforge / rechub-numpy (measured) | "
+        "reachable vs rechub-numpy |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    memory = [
+        "",
+        f"Embedding update against its memory floor: a step touches {touched:,.0f} distinct rows on average "
+        f"and must move {nbytes / 1e6:.1f} MB (each touched row's weight and two Adam moments read and written "
+        f"once: 6 x {EMBED_DIM} floats; every one of the {BATCH * N_SPARSE:,} looked-up gradient rows read once).",
+        "",
+        "| threads | copy bandwidth GB/s | memory floor ms/step | embedding part ms/step (lookup + backward + fused update) | "
+        "x floor | reference update ms/step | x floor | compiled one-pass update ms/step | x floor | "
+        "floor bf16 with the one-pass update (samples/CPU-s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     raw = {}
     for t in args.threads:
@@ -205,21 +302,33 @@ def main() -> None:
         s = measure(t, args.rounds, args.rows)
         after = os.getloadavg()[0]
         floor = 1.0 / (1.0 / s["MLP part"] + 1.0 / s["embedding part"])
+        floor_bf16 = 1.0 / (1.0 / s["MLP part bf16"] + 1.0 / s["embedding part"])
         ours, theirs = peer.get(f"recforge@{t}"), peer.get(f"rechub-numpy@{t}")
         ratio = (
             ours["train_samples_per_s"] / theirs["train_samples_per_s"] if ours and theirs else float("nan")
         )
-        reach = floor / s["recforge step"] * ratio
-        raw[t] = {**s, "floor": floor, "measured_ratio": ratio, "reachable": reach}
+        reach = floor_bf16 / s["recforge step"] * ratio
+        raw[t] = {**s, "floor": floor, "floor_bf16": floor_bf16, "measured_ratio": ratio, "reachable": reach}
         lines.append(
-            f"| {t} | {before:.1f} -> {after:.1f} | {s['recforge step']:,.0f} | {s['MLP part']:,.0f} | "
-            f"{s['embedding part']:,.0f} | {s['GEMMs']:,.0f} | {floor:,.0f} | {floor / s['recforge step']:.2f} | "
-            f"{ratio:.2f}x | {reach:.2f}x |"
+            f"| {t} | {before:.1f} -> {after:.1f} | {s['recforge step']:,.0f} | {s['recforge step fp32']:,.0f} | "
+            f"{s['MLP part']:,.0f} | {s['MLP part bf16']:,.0f} | {s['embedding part']:,.0f} | "
+            f"{s['embedding part (reference update)']:,.0f} | {s['GEMMs']:,.0f} | {s['GEMMs bf16']:,.0f} | "
+            f"{floor:,.0f} | {floor_bf16:,.0f} | {floor_bf16 / s['recforge step']:.2f} | {ratio:.2f}x | {reach:.2f}x |"
         )
-        print(lines[-1], flush=True)
+        floor_ms = nbytes / (s["copy GB/s"] * 1e9) * 1e3
+        fused_ms = BATCH / s["embedding part"] * 1e3
+        ref_ms = BATCH / s["embedding part (reference update)"] * 1e3
+        one_ms = BATCH / s["embedding part (compiled one-pass update)"] * 1e3
+        floor_one = 1.0 / (1.0 / s["MLP part bf16"] + 1.0 / s["embedding part (compiled one-pass update)"])
+        raw[t]["floor_bf16_one_pass"] = floor_one
+        memory.append(
+            f"| {t} | {s['copy GB/s']:.1f} | {floor_ms:.2f} | {fused_ms:.2f} | {fused_ms / floor_ms:.1f} | "
+            f"{ref_ms:.2f} | {ref_ms / floor_ms:.1f} | {one_ms:.2f} | {one_ms / floor_ms:.1f} | {floor_one:,.0f} |"
+        )
+        print(lines[-1], memory[-1], sep="\n", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.write_text("\n".join(lines + memory) + "\n", encoding="utf-8")
     os.replace(tmp, args.out)
     print(json.dumps(raw, indent=1))
 

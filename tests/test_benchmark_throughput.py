@@ -39,10 +39,15 @@ def test_throughput_script_runs_end_to_end(tmp_path: Path) -> None:
     assert "--rows 5000 --skip-peers" in md.splitlines()[5]  # the command heads the file
     assert "| recforge | 1 |" in md and "| recforge-dense | 1 |" in md
     raw = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
-    assert {r["run"] for r in raw["records"]} == {"recforge", "recforge-dense"}
+    assert {r["run"] for r in raw["records"]} == {"recforge", "recforge-fp32", "recforge-dense"}
     for rec in raw["records"]:
         assert rec["train_rows"] == 4500 and rec["infer_rows"] == 500
-        assert rec["train_samples_per_s"] > 0 and rec["peak_rss_mb"] > 0
+        assert (
+            rec["train_samples_per_s"] > 0 and rec["train_samples_per_cpu_s"] > 0 and rec["peak_rss_mb"] > 0
+        )
         assert math.isfinite(rec["auc"]) and 0.0 <= rec["auc"] <= 1.0
     assert 0.5 < raw["meta"]["oracle_auc"] <= 1.0
+    import torch
+
+    assert torch.backends.cpu.get_cpu_capability() in raw["meta"]["machine"]  # read, not hard-coded
     assert not list(tmp_path.glob("**/*.tmp*"))  # no partial files left behind

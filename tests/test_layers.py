@@ -1,4 +1,4 @@
-"""No module imports a higher layer (the order of /work/shared/DESIGN.md, kept in docs/design.md):
+"""No module imports a higher layer (the order drawn in README.md, from the shared DESIGN.md):
 every ``import recforge.X`` / ``from recforge.X import ...`` in ``src/recforge``, at module level
 or inside a function, goes to the same unit or a lower layer."""
 
@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "recforge"
 
 # Lowest first. A unit is a top-level module or package of recforge.
 LAYERS: list[set[str]] = [
-    {"_version", "choices", "ints", "features", "jagged", "layout", "outputs", "files"},
+    {"_version", "choices", "ints", "features", "jagged", "layout", "outputs", "files", "precision"},
     {"preprocess", "distributed"},
     {"data"},
     {"layers", "optim"},

@@ -27,6 +27,7 @@ from recforge.data.interactions import SplitKind
 from recforge.datasets.formats import DataFormat
 from recforge.objectives.match import MatchMode, NegativeSource, PairLoss
 from recforge.objectives.sequence import SeqLoss
+from recforge.precision import Precision
 
 
 class Optimizer(Choice):
@@ -239,6 +240,7 @@ class TrainerConfig:
     max_grad_norm: float | None = None
     refit: bool = False
     device: str = "cpu"
+    precision: Precision = Precision.FP32
     progress: bool = True
     tensorboard: bool = False
     plot: bool = True

@@ -12,6 +12,7 @@ from recforge.layers.cross import (
     CrossNetV2,
     RegulationModule,
 )
+from recforge.layers.dropout import Dropout
 from recforge.layers.embedding import EmbeddingLayer, dense_column, output_dim, pool_sequence
 from recforge.layers.experts import (
     Experts,
@@ -61,6 +62,7 @@ __all__ = [
     "CrossNetMix",
     "CrossNetV2",
     "Dice",
+    "Dropout",
     "EmbeddingLayer",
     "FeatureGating",
     "InnerProduct",

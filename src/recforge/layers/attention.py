@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge.layers.dropout import Dropout
+
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention with H heads over ``(B, L, D)`` inputs.
@@ -89,12 +91,12 @@ class TransformerBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_dim or 4 * dim),
             activation(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(ffn_dim or 4 * dim, dim),
         )
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, *, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:

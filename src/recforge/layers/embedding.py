@@ -151,7 +151,7 @@ class EmbeddingLayer(nn.Module):
         f = self._feature(feature)
         self._check_range(f, ids)
         t = f.table
-        return self.embeddings[self._group[t]](ids + self._offset[t] if self.fused else ids)
+        return self._gather(self._group[t], ids + self._offset[t] if self.fused else ids)
 
     def sequence(self, batch: Mapping[str, Tensor], feature: str) -> tuple[Tensor, Tensor]:
         """Unpooled history: embeddings ``(B, L, D)`` and the non-padding mask ``(B, L)``."""
@@ -192,7 +192,7 @@ class EmbeddingLayer(nn.Module):
             ids = torch.stack([id_column(batch, f.name, truncate_floats=True) for f in sparse], 1)  # (B, Fs)
             self._check_range_many(sparse, ids)
             offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
-            parts.append(self.embeddings[self._group[sparse[0].table]](ids + offs))  # (B, Fs, D)
+            parts.append(self._gather(self._group[sparse[0].table], ids + offs))  # (B, Fs, D)
             rest: list[EmbeddedFeature] = [f for f in embedded if not isinstance(f, SparseFeature)]
             order: list[EmbeddedFeature] = [*sparse, *rest]
         else:
@@ -200,7 +200,9 @@ class EmbeddingLayer(nn.Module):
         parts.extend(self.pooled(batch, f).unsqueeze(1) for f in rest)  # (B, 1, D) each
         out = torch.cat(parts, 1) if len(parts) > 1 else parts[0]  # (B, F, D)
         if order is not embedded:
-            index = [order.index(f) for f in embedded]
+            # by name, not ``list.index``: comparing frozen specs breaks torch.compile's tracing
+            position = {f.name: i for i, f in enumerate(order)}
+            index = [position[f.name] for f in embedded]
             if index != list(range(len(index))):
                 out = out[:, index]
         return out
@@ -225,6 +227,13 @@ class EmbeddingLayer(nn.Module):
     ) -> Tensor:
         """Torch-RecHub's call: ``(B, F, D)``, or with ``squeeze_dim`` the flat ``(B, Σd)``."""
         return self.flatten(batch, features) if squeeze_dim else self.stack(batch, features)
+
+    def _gather(self, group: str, ids: Tensor) -> Tensor:
+        """Rows ``ids`` of table ``group``; a sparse-gradient table is looked up outside
+        ``torch.compile``'s graph (Inductor cannot produce sparse gradients), the rest compiles."""
+        if self.sparse and torch.compiler.is_compiling():
+            return _eager_lookup(cast(nn.Embedding, self.embeddings[group]), ids)
+        return cast(Tensor, self.embeddings[group](ids))
 
     # -- checks --------------------------------------------------------------------------------
     def _feature(self, name: str) -> EmbeddedFeature:
@@ -284,6 +293,11 @@ def check_ids(model: nn.Module, columns: Mapping[str, Tensor]) -> None:
                 raise IndexError(
                     f"feature {name!r}: ids must lie in [0, {f.vocab_size}), got range [{lo}, {hi}]"
                 )
+
+
+@torch.compiler.disable
+def _eager_lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
+    return cast(Tensor, table(ids))
 
 
 def join_flat(parts: Sequence[Tensor]) -> Tensor:

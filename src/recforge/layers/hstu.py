@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from recforge.choices import Choice
 from recforge.jagged import lengths_from_offsets
+from recforge.layers.dropout import Dropout
 
 
 class HSTUKernel(Choice):
@@ -212,7 +213,7 @@ class HSTULayer(nn.Module):
         self.norm_attn = nn.LayerNorm(num_heads * self.dv)
         self.f2 = nn.Linear(num_heads * self.dv, dim)
         self.bias = RelativeBias(max_len, num_time_buckets)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         h, dk, dv = self.num_heads, self.dk, self.dv

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.features import Feature, SequenceFeature, SparseFeature
 from recforge.layers.attention import MultiHeadAttention
+from recforge.layers.dropout import Dropout
 
 
 class LR(nn.Module):
@@ -203,7 +204,7 @@ class AFMAttention(nn.Module):
         self.att = nn.Sequential(
             nn.Linear(dim, attention_dim), nn.ReLU(), nn.Linear(attention_dim, 1, bias=False)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (B, F, D) -> (B, D)``."""

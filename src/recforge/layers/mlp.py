@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recforge.choices import Choice
 from recforge.ints import as_ints
+from recforge.layers.dropout import Dropout
 
 
 class Activation(Choice):
@@ -36,6 +38,24 @@ class Dice(nn.Module):
         flat = x.reshape(-1, shape[-1])  # (N, D)
         p = self.bn(flat).sigmoid().reshape(shape)
         return p * x + (1 - p) * self.alpha * x
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose bias is added in float32 under autocast.
+
+    Under bfloat16 autocast ``addmm`` rounds ``x W^T + b`` to 8 significant bits, so an input
+    signal much smaller than the bias (freshly initialised embeddings, std 1e-4, against biases of
+    order 0.1) is rounded away, and a following batch norm, which would have rescaled it, gets
+    nothing back. Here the product alone is rounded (bfloat16 keeps its relative precision at any
+    scale) and the bias is added in float32. Outside autocast it is ``nn.Linear``; parameters and
+    ``state_dict`` are the same.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., in_features) -> (..., out_features)``."""
+        if self.bias is None or not torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        return F.linear(x, self.weight).float() + self.bias
 
 
 def activation_layer(act: Activation | str, dim: int) -> nn.Module:
@@ -115,15 +135,15 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = input_dim
         for d in cfg.dims:
-            layers.append(nn.Linear(width, d))
+            layers.append(Linear(width, d))
             if cfg.batch_norm:
                 layers.append(nn.BatchNorm1d(d))
             layers.append(activation_layer(cfg.activation, d))
             if cfg.dropout > 0:
-                layers.append(nn.Dropout(cfg.dropout))
+                layers.append(Dropout(cfg.dropout))
             width = d
         if cfg.output_layer:
-            layers.append(nn.Linear(width, 1))
+            layers.append(Linear(width, 1))
             width = 1
         self.output_dim = width
         self.net = nn.Sequential(*layers)

@@ -109,6 +109,7 @@ def _options(cfg: RunConfig, model_path: Path, *, resume: bool, n_epoch: int | N
         n_epoch=n,
         earlystop_patience=t.earlystop_patience,
         device=t.device,
+        precision=t.precision,
         model_path=model_path,
         earlystop_metric=t.earlystop_metric,
         max_grad_norm=t.max_grad_norm,

@@ -28,6 +28,7 @@ from recforge.files import atomic_write, atomic_write_text, remove_stale_tempora
 from recforge.layers.embedding import check_ids
 from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD, TORCH_RECHUB_WEIGHTS
 from recforge.objectives import Objective
+from recforge.precision import Precision, autocast, resolve_precision, to_float32
 from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
@@ -135,6 +136,10 @@ class Trainer:
         objective: ``objective(outputs, batch) -> loss``.
         options: the options as one object (keywords override its fields).
 
+    Precision (``options.precision`` / ``amp``): bf16 autocasts the forward pass and the
+    objective's matrix products where the device multiplies bfloat16 natively; parameters,
+    gradients, optimizer states, the loss and metrics stay float32 (``recforge.precision``).
+
     Distributed training (``options.distributed``): the model is wrapped in
     ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank, evaluation
     outputs are gathered over ranks, and only rank 0 logs and writes files. A model that
@@ -206,9 +211,8 @@ class Trainer:
         self.run_dir = Path(opts.model_path)
         self.max_grad_norm = opts.max_grad_norm
         self.resume = opts.resume
-        self.amp = opts.amp and self.device.type == "cuda"
-        if opts.amp and not self.amp:
-            log.warning("amp=True has no effect on %s; training in float32", self.device)
+        self.precision = resolve_precision(opts.precision, opts.amp, self.device)
+        self.amp = self.precision is Precision.BF16
         self.progress = opts.progress and self.is_main
         self.tensorboard = opts.tensorboard
         self.plot = opts.plot
@@ -370,9 +374,9 @@ class Trainer:
         bar = _progress(data_loader, f"epoch {epoch}", self.progress)
         for raw in bar:
             batch = move_batch(self.to_batch(raw), self.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                outputs = self.train_outputs(self.train_model, batch)
-                loss = self.objective(outputs, batch)
+            with autocast(self.device, self.precision):
+                outputs = to_float32(self.train_outputs(self.train_model, batch))
+                loss = self.objective(outputs, batch).float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite loss {float(loss.detach())} at epoch {epoch}, after {seen} samples"
@@ -407,8 +411,9 @@ class Trainer:
                 data_loader = data_loader.block_for_rank(dist_utils.rank(), dist_utils.world_size())
             for raw in data_loader:
                 batch = move_batch(self.to_batch(raw), self.device)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                    yield batch, model(batch) if forward is None else forward(model, batch)
+                with autocast(self.device, self.precision):
+                    outputs = to_float32(model(batch) if forward is None else forward(model, batch))
+                yield batch, outputs  # outside autocast: the caller's metrics run in float32
         finally:
             model.train(was_training)
 

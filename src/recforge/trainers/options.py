@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from recforge.precision import Precision
+
 OptimizerFn = Callable[..., torch.optim.Optimizer]
 SchedulerFn = Callable[..., Any]
 
@@ -45,7 +47,11 @@ class TrainOptions:
         max_grad_norm: clip the dense gradients' global norm.
         resume: continue from ``model_path/checkpoint.pt`` when it exists (exact: RNG, optimizer,
             scheduler and shuffling order are restored).
-        amp: bfloat16 autocast on CUDA (ignored with a warning on CPU).
+        amp: bfloat16 autocast where the device multiplies bfloat16 natively (a CUDA GPU with
+            bf16, a CPU reporting ``avx512_bf16``/AMX); float32 with a warning elsewhere.
+        precision: ``"fp32"`` or ``"bf16"`` (``recforge.precision.Precision``); overrides ``amp``.
+            bf16 autocasts the forward pass and the objective's matrix products; parameters,
+            gradients, optimizer states, the loss and metrics stay float32.
         progress: tqdm bars. tensorboard: also log to TensorBoard under ``model_path/tb``.
         plot: write ``learning_curve.png`` (needs matplotlib).
         sparse_optimizer_fn: see ``optimizer_fn``.
@@ -75,6 +81,7 @@ class TrainOptions:
     sparse_optimizer_fn: OptimizerFn | str | None = None
     seed: int | None = None
     distributed: bool | None = None
+    precision: Precision | str | None = None
 
     def __post_init__(self) -> None:
         for name in ("n_epoch", "earlystop_patience"):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from recforge.features import Feature, SequenceFeature
 from recforge.jagged import jagged_to_padded, padded_to_jagged
 from recforge.layers import EmbeddingLayer
+from recforge.layers.dropout import Dropout
 from recforge.layers.hstu import HSTUKernel, HSTULayer
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.matching.towers import history_feature, id_only
@@ -101,7 +102,7 @@ class HSTU(TwoTowerModel):
             )
             for _ in range(num_layers)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm = nn.LayerNorm(embed_dim)
         self.positions = nn.Embedding(max_len + 1, embed_dim) if position_embedding else None
         if self.positions is not None:

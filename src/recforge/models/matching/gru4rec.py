@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from recforge.features import Feature
 from recforge.ints import as_int
 from recforge.layers import MLPConfig
+from recforge.layers.dropout import Dropout
 from recforge.layers.recurrent import MaskedGRU
 from recforge.models.matching._rechub import merge, positional
 from recforge.models.matching.sequential import SequentialModel
@@ -92,7 +93,7 @@ class GRU4Rec(SequentialModel):
             neg_item_feature=neg_item_feature,
         )
         hidden = hidden_dim or self.dim
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.gru = MaskedGRU(
             self.dim, hidden, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
         )

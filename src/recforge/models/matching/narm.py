@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, SequenceFeature, SparseFeature
 from recforge.ints import as_int
+from recforge.layers.dropout import Dropout
 from recforge.layers.recurrent import MaskedGRU
 from recforge.models.matching._rechub import merge, positional, session_features
 from recforge.models.matching.sequential import SequentialModel
@@ -71,12 +72,12 @@ class NARM(SequentialModel):
         hidden_dim = as_int(hidden_dim, "NARM: hidden_dim", minimum=1)
         super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)  # type: ignore[arg-type]
         self.catalog_logits = catalog
-        self.emb_dropout = nn.Dropout(emb_dropout_p)
+        self.emb_dropout = Dropout(emb_dropout_p)
         self.gru = MaskedGRU(self.dim, hidden_dim)
         self.a_1 = nn.Linear(hidden_dim, hidden_dim, bias=False)
         self.a_2 = nn.Linear(hidden_dim, hidden_dim, bias=False)
         self.v = nn.Linear(hidden_dim, 1, bias=False)
-        self.rep_dropout = nn.Dropout(session_rep_dropout_p)
+        self.rep_dropout = Dropout(session_rep_dropout_p)
         self.b = nn.Linear(2 * hidden_dim, self.dim, bias=False)
 
     def encode(self, seq: Tensor, mask: Tensor, last_only: bool) -> Tensor:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from recforge.features import Feature
 from recforge.layers import TransformerEncoder
+from recforge.layers.dropout import Dropout
 from recforge.models.matching.sequential import SequentialModel
 from recforge.models.matching.towers import positions_from_end
 
@@ -48,7 +49,7 @@ class SASRec(SequentialModel):
     ) -> None:
         super().__init__(history_features, item_features, temperature=temperature, normalize=normalize)
         self.positions = nn.Parameter(torch.randn(max_len, self.dim) * 0.02)
-        self.emb_dropout = nn.Dropout(dropout_rate)
+        self.emb_dropout = Dropout(dropout_rate)
         self.encoder = TransformerEncoder(
             self.dim,
             num_blocks,

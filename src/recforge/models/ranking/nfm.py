@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup, dense_of, embedded_of
 from recforge.layers import FM, LR, MLP, EmbeddingLayer, MLPConfig, dense_column, field_dim, output_dim
+from recforge.layers.dropout import Dropout
 
 
 class NFM(nn.Module):
@@ -47,7 +48,7 @@ class NFM(nn.Module):
         self.embedding = EmbeddingLayer(self.features, sparse=sparse, fused=fused)
         self.linear = LR(output_dim(self.features))
         self.bi_pooling = FM(reduce_sum=False)
-        self.bi_dropout = nn.Dropout(bi_dropout)
+        self.bi_dropout = Dropout(bi_dropout)
         self.mlp = MLP(
             d + sum(f.embed_dim for f in self.dense), MLPConfig.parse(mlp_params), output_layer=True
         )
