@@ -1,6 +1,13 @@
 """Batches, loaders and dataset tools."""
 
 from recforge.data.catalog import ItemCatalog, catalog_of
+from recforge.data.content import (
+    attribute_embeddings,
+    cached,
+    load_item_attributes,
+    model_item_embeddings,
+    text_embeddings,
+)
 from recforge.data.dataset import (
     LABEL,
     Batch,
@@ -38,16 +45,21 @@ __all__ = [
     "Negatives",
     "SamplingDistribution",
     "SeenItems",
+    "attribute_embeddings",
     "build_histories",
+    "cached",
     "catalog_of",
     "eval_samples",
     "frequency_log_q",
     "ground_truth",
     "leave_one_out_split",
+    "load_item_attributes",
+    "model_item_embeddings",
     "next_item_samples",
     "passthrough",
     "sequence_samples",
     "split_batch",
     "temporal_split",
+    "text_embeddings",
     "to_tensor",
 ]

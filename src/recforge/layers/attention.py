@@ -143,3 +143,73 @@ class TransformerEncoder(nn.Module):
         if key_mask is not None:
             x = x * key_mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
         return x
+
+
+class TransformerDecoderBlock(nn.Module):
+    """Causal self-attention, cross-attention to an encoder's output (``memory``), feed-forward;
+    pre-norm residual sub-layers (as ``TransformerBlock(pre_norm=True)``).
+
+    ``memory`` may be shared by groups of consecutive rows of ``x`` (the beams of one user): with
+    ``x`` of ``B * G`` rows and ``memory`` of ``B``, row ``b * G + g`` reads ``memory[b]``, so the
+    memory is never copied per beam.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim or 4 * dim),
+            activation(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim or 4 * dim, dim),
+        )
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
+        """``x (B*G, T, D)``, ``memory (B, S, D)``, ``memory_mask (B, S)`` true at real positions ->
+        ``(B*G, T, D)``."""
+        x = x + self.drop(self.self_attn(self.norm1(x), causal=True))
+        gb, t, d = x.shape
+        b = memory.shape[0]
+        if gb % b:
+            raise ValueError(f"decoder rows {gb} are not a multiple of the memory rows {b}")
+        q = self.norm2(x).reshape(b, (gb // b) * t, d)  # (B, G*T, D): queries never interact
+        ctx = self.cross_attn(q, memory, key_mask=memory_mask).reshape(gb, t, d)  # (B*G, T, D)
+        x = x + self.drop(ctx)
+        return x + self.drop(self.ffn(self.norm3(x)))
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of ``TransformerDecoderBlock``s with a final LayerNorm."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TransformerDecoderBlock(dim, num_heads, ffn_dim=ffn_dim, dropout=dropout)
+            for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
+        """``x (B*G, T, D)``, ``memory (B, S, D)``, ``memory_mask (B, S)`` -> ``(B*G, T, D)``."""
+        for block in self.blocks:
+            x = block(x, memory, memory_mask)
+        return self.final_norm(x)

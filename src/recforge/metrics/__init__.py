@@ -2,16 +2,19 @@
 
 from recforge.metrics.classification import auc_score, gauc_score, log_loss
 from recforge.metrics.ranking import (
+    ListRankingEvaluator,
     RankingAccumulator,
     RankingEvaluator,
     TargetRanks,
     evaluate_retrieval,
     full_ranking_metrics,
+    list_ranks,
     rank_targets,
     sampled_ranks,
 )
 
 __all__ = [
+    "ListRankingEvaluator",
     "RankingAccumulator",
     "RankingEvaluator",
     "TargetRanks",
@@ -19,6 +22,7 @@ __all__ = [
     "evaluate_retrieval",
     "full_ranking_metrics",
     "gauc_score",
+    "list_ranks",
     "log_loss",
     "rank_targets",
     "sampled_ranks",

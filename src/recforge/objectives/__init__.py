@@ -1,5 +1,6 @@
 """Losses. An objective maps ``(model outputs, batch) -> scalar loss``; models never hold losses."""
 
+from recforge.objectives.generative import RQVAELoss, RQVAELosses, rqvae_losses, semantic_id_loss
 from recforge.objectives.matching import (
     bce_loss,
     bpr_loss,
@@ -15,6 +16,8 @@ from recforge.objectives.pointwise import BinaryCrossEntropy, MeanSquaredError, 
 __all__ = [
     "BinaryCrossEntropy",
     "MeanSquaredError",
+    "RQVAELoss",
+    "RQVAELosses",
     "Objective",
     "bce_loss",
     "bpr_loss",
@@ -22,6 +25,8 @@ __all__ = [
     "hinge_loss",
     "in_batch_softmax_loss",
     "labelled_bce_loss",
+    "rqvae_losses",
     "sampled_softmax_loss",
+    "semantic_id_loss",
     "softmax_loss",
 ]

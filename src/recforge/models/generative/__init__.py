@@ -2,7 +2,35 @@
 
 from recforge.models.generative.hllm import HLLM, ItemPooling, tokenize_items
 from recforge.models.generative.hstu import HSTU
+from recforge.models.generative.rqvae import RQVAE, RQVAEModel
+from recforge.models.generative.semantic_ids import (
+    BeamSearchResult,
+    CollisionStats,
+    PrefixTrie,
+    SemanticIDs,
+    collision_stats,
+    constrained_beam_search,
+)
+from recforge.models.generative.tiger import TIGER, GeneratedItems, TIGERConfig, TIGERModel
 
-MODELS: dict[str, type] = {"HSTU": HSTU, "HLLM": HLLM}
+MODELS: dict[str, type] = {"HSTU": HSTU, "HLLM": HLLM, "RQVAE": RQVAE, "TIGER": TIGER}
 
-__all__ = ["HLLM", "HSTU", "MODELS", "ItemPooling", "tokenize_items"]
+__all__ = [
+    "HLLM",
+    "HSTU",
+    "MODELS",
+    "RQVAE",
+    "TIGER",
+    "BeamSearchResult",
+    "CollisionStats",
+    "GeneratedItems",
+    "ItemPooling",
+    "PrefixTrie",
+    "RQVAEModel",
+    "SemanticIDs",
+    "TIGERConfig",
+    "TIGERModel",
+    "collision_stats",
+    "constrained_beam_search",
+    "tokenize_items",
+]
