@@ -299,7 +299,7 @@ class BeamSearchResult(NamedTuple):
     codes: Tensor  # (B, W, C)
 
 
-StepFn = Callable[[Tensor], Tensor]
+StepFn = Callable[[Tensor, Tensor | None], Tensor]
 
 
 @torch.no_grad()
@@ -314,8 +314,10 @@ def constrained_beam_search(
     """Beam search over the IDs in ``trie``.
 
     Args:
-        step: ``codes (B, G, t) -> log-probabilities (B, G, width)`` of the next code of each of the
-            G beams of each row (G = 1 at t = 0).
+        step: ``(codes (B, G, t), parents) -> log-probabilities (B, G, width)`` of the next code
+            of each of the G beams of each row (G = 1 at t = 0); ``parents (B, G)`` is the index of
+            the previous step's beam each beam extends (None at t = 0), for a model that caches
+            per-beam state.
         trie: the valid IDs. batch_size: B.
         beam_width: W, beams kept per row (and results returned).
         exclude: ``(row (M,), item (M,))`` items never returned for that row.
@@ -332,9 +334,10 @@ def constrained_beam_search(
     codes = torch.zeros(b, 1, 0, dtype=torch.long, device=dev)  # (B, G, t)
     excl = _Exclusions(trie, *exclude) if exclude is not None and exclude[0].numel() else None
     rows = torch.arange(b, device=dev)
+    parents: Tensor | None = None
     for t in range(trie.depth):
         g = nodes.shape[1]
-        logp = step(codes).float()  # (B, G, V)
+        logp = step(codes, parents).float()  # (B, G, V)
         child = trie.children(nodes.reshape(-1)).reshape(b, g, trie.width)  # (B, G, V)
         valid = child >= 0
         if excl is not None:
@@ -344,7 +347,7 @@ def constrained_beam_search(
         beam, code = idx // trie.width, idx % trie.width
         nodes = torch.where(torch.isfinite(top), child.reshape(b, -1).gather(1, idx), -1)  # (B, W)
         codes = torch.cat([codes.gather(1, beam[..., None].expand(-1, -1, t)), code[..., None]], 2)
-        scores = top
+        scores, parents = top, beam
     items = torch.where(nodes >= 0, trie.item[nodes.clamp_min(0)], 0)  # (B, W)
     if items.shape[1] < beam_width:  # fewer IDs than beams in the whole trie
         pad = beam_width - items.shape[1]

@@ -37,7 +37,7 @@ PAD, BOS, UNKNOWN_USER = 0, 1, 2
 @dataclass(frozen=True)
 class TIGERConfig:
     """The encoder-decoder's size (paper: width 128, 4 + 4 layers, 6 heads, feed-forward 1024,
-    dropout 0.1)."""
+    dropout 0.1). ``attention_dropout`` defaults to ``dropout``."""
 
     embed_dim: int = 128
     num_encoder_layers: int = 4
@@ -45,6 +45,7 @@ class TIGERConfig:
     num_heads: int = 4
     ffn_dim: int = 1024
     dropout: float = 0.1
+    attention_dropout: float | None = None
 
     @classmethod
     def parse(cls, value: TIGERConfig | Mapping[str, Any] | None) -> TIGERConfig:
@@ -114,12 +115,9 @@ class TIGER(nn.Module):
         self.positions = nn.Parameter(torch.randn(max_len * c + 1, d) * 0.02)  # from the end; last: user
         self.decoder_positions = nn.Parameter(torch.randn(c, d) * 0.02)
         self.drop = nn.Dropout(cfg.dropout)
-        self.encoder = TransformerEncoder(
-            d, cfg.num_encoder_layers, cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout, pre_norm=True
-        )
-        self.decoder = TransformerDecoder(
-            d, cfg.num_decoder_layers, cfg.num_heads, ffn_dim=cfg.ffn_dim, dropout=cfg.dropout
-        )
+        kw = dict(ffn_dim=cfg.ffn_dim, dropout=cfg.dropout, attention_dropout=cfg.attention_dropout)
+        self.encoder = TransformerEncoder(d, cfg.num_encoder_layers, cfg.num_heads, pre_norm=True, **kw)  # type: ignore[arg-type]
+        self.decoder = TransformerDecoder(d, cfg.num_decoder_layers, cfg.num_heads, **kw)  # type: ignore[arg-type]
         self.head = nn.Linear(d, int(sizes.sum()))
         self.rqvae = rqvae.requires_grad_(False) if rqvae is not None else None
         self._trie: PrefixTrie | None = None
@@ -163,6 +161,8 @@ class TIGER(nn.Module):
     def encode(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """History (and user) tokens -> encoder states ``(B, S, D)`` and their mask ``(B, S)``."""
         hist = batch[self.history_column][:, -self.max_len :]  # (B, L) left-padded
+        width = max(int((hist != 0).sum(1).max()), 1) if hist.numel() else 1
+        hist = hist[:, hist.shape[1] - width :]  # drop all-padding columns (no change to the output)
         b, c = hist.shape[0], len(self.num_codes)
         codes = self.item_codes[hist]  # (B, L, C); -1 for padding
         tokens = torch.where(codes >= 0, codes + self.code_offset, PAD).reshape(b, -1)  # (B, L*C)
@@ -180,13 +180,15 @@ class TIGER(nn.Module):
         x = self.token(tokens) * self.config.embed_dim**0.5 + self.positions[pos]  # (B, S, D)
         return self.encoder(self.drop(x) * mask[..., None], key_mask=mask), mask
 
-    def _decode(self, codes: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
-        """Decoder states after a start token and ``codes (B*G, t)`` -> ``(B*G, t + 1, D)``."""
-        t = codes.shape[1]
-        start = torch.full((codes.shape[0], 1), BOS, dtype=torch.long, device=codes.device)
-        tokens = torch.cat([start, codes + self.code_offset[:t]], 1)  # (B*G, t + 1)
-        x = self.token(tokens) * self.config.embed_dim**0.5 + self.decoder_positions[: t + 1]
-        return self.decoder(self.drop(x), memory, mask)
+    def _decoder_inputs(self, codes: Tensor, start: int) -> Tensor:
+        """Embedded decoder tokens for positions ``start ..``: the start token at 0, then ``codes``
+        (B*G, T) at 1.. -> ``(B*G, T', D)``."""
+        tokens = codes + self.code_offset[max(start - 1, 0) : max(start - 1, 0) + codes.shape[1]]
+        if start == 0:
+            bos = torch.full((codes.shape[0], 1), BOS, dtype=torch.long, device=codes.device)
+            tokens = torch.cat([bos, tokens], 1)  # (B*G, T + 1)
+        pos = self.decoder_positions[start : start + tokens.shape[1]]
+        return self.token(tokens) * self.config.embed_dim**0.5 + pos
 
     def target_codes(self, batch: Mapping[str, Tensor]) -> Tensor:
         """Semantic IDs ``(B, C)`` of ``batch[target_column]`` (-1 where the target is 0)."""
@@ -197,7 +199,9 @@ class TIGER(nn.Module):
         position's codebook) and the target codes ``(B, C)``."""
         memory, mask = self.encode(batch)
         codes = self.target_codes(batch)  # (B, C)
-        h = self._decode(codes[:, :-1].clamp_min(0), memory, mask)  # (B, C, D)
+        h = self.decoder(
+            self.drop(self._decoder_inputs(codes[:, :-1].clamp_min(0), 0)), memory, mask
+        )  # (B, C, D)
         scores = self.head(h)  # (B, C, ΣK)
         width = self.level_valid.shape[1]
         idx = (self.head_offset[:, None] + torch.arange(width, device=h.device)).clamp_max(
@@ -227,13 +231,27 @@ class TIGER(nn.Module):
         memory, mask = self.encode(batch)
         v = self.level_valid.shape[1]
 
-        def step(prefix: Tensor) -> Tensor:  # (B, G, t) -> (B, G, V)
+        cache: list[Tensor] = []
+
+        def step(prefix: Tensor, parents: Tensor | None) -> Tensor:  # (B, G, t) -> (B, G, V)
+            nonlocal cache
             b, g, t = prefix.shape
-            h = self._decode(prefix.reshape(b * g, t), memory, mask)[:, -1]  # (B*G, D)
-            a = int(self.head_offset[t])
-            logp = torch.log_softmax(self.head(h)[:, a : a + self.num_codes[t]], -1)  # (B*G, K_t)
-            out = logp.new_full((b * g, v), -torch.inf)
-            out[:, : self.num_codes[t]] = logp
+            if parents is None:  # the start token
+                x = self._decoder_inputs(prefix.reshape(b, 0), 0)  # (B, 1, D)
+            else:  # reorder the cached beams, then feed the newest code only
+                cache = [
+                    c.reshape(b, -1, t, c.shape[-1]).gather(1, parents[..., None, None].expand(-1, -1, t, c.shape[-1]))
+                    .reshape(b * g, t, c.shape[-1])
+                    for c in cache
+                ]  # fmt: skip
+                x = self._decoder_inputs(prefix[:, :, -1].reshape(b * g, 1), t)  # (B*G, 1, D)
+            h, cache = self.decoder.extend(x, memory, mask, cache or None)
+            a, k_t = int(self.head_offset[t]), self.num_codes[t]
+            logits = nn.functional.linear(
+                h[:, -1], self.head.weight[a : a + k_t], self.head.bias[a : a + k_t]
+            )
+            out = logits.new_full((b * g, v), -torch.inf)
+            out[:, :k_t] = torch.log_softmax(logits, -1)  # (B*G, K_t)
             return out.reshape(b, g, v)
 
         res = constrained_beam_search(step, self.trie, memory.shape[0], beam_width=width, exclude=exclude)
