@@ -396,3 +396,22 @@ def test_seen_items_pairs_feed_generate() -> None:
     out = model.generate(batch, 15, beam_width=18, exclude=seen.pairs(batch["user_id"]))
     assert not set(out.item_ids[1].tolist()) & {1, 2, 3}
     assert 0 not in out.item_ids[1].tolist()
+
+
+def test_decoder_extend_equals_full_decoding_with_shared_memory() -> None:
+    from recforge.layers import TransformerDecoder
+
+    torch.manual_seed(0)
+    dec = TransformerDecoder(8, 2, 2, ffn_dim=16).eval()
+    memory, mask = torch.randn(3, 5, 8), torch.rand(3, 5) > 0.3
+    mask[:, 0] = True
+    x = torch.randn(6, 4, 8)  # 2 beams per memory row
+    with torch.no_grad():
+        full = dec(x, memory, mask)
+        out, cache = dec.extend(x[:, :2], memory, mask)
+        for t in range(2, 4):
+            step, cache = dec.extend(x[:, t : t + 1], memory, mask, cache)
+            out = torch.cat([out, step], 1)
+        assert torch.allclose(out, full, atol=1e-5)
+        repeated = dec(x, memory.repeat_interleave(2, 0), mask.repeat_interleave(2, 0))
+        assert torch.allclose(full, repeated, atol=1e-5)  # row b*G + g reads memory[b]
