@@ -340,8 +340,10 @@ def constrained_beam_search(
         logp = step(codes, parents).float()  # (B, G, V)
         child = trie.children(nodes.reshape(-1)).reshape(b, g, trie.width)  # (B, G, V)
         valid = child >= 0
-        if excl is not None:
-            valid &= ~excl.dead(rows[:, None, None].expand_as(child), child, t + 1)
+        if excl is not None:  # look up only the real children (few, below the first level)
+            at = torch.nonzero(valid.reshape(-1)).squeeze(1)  # (E,)
+            row_of = at // (g * trie.width)
+            valid.view(-1)[at] = ~excl.dead(rows[row_of], child.reshape(-1)[at], t + 1)
         total = torch.where(valid, scores[..., None] + logp, torch.full_like(logp, -torch.inf))
         top, idx = total.reshape(b, -1).topk(min(beam_width, g * trie.width), dim=1)  # (B, W)
         beam, code = idx // trie.width, idx % trie.width
