@@ -1,6 +1,7 @@
 """Contract of every model in ``recforge.models.generative.MODELS``: shapes, gradients, learning,
 determinism, state_dict round trip, left-padding invariance (``tests/contract.py``); per-position
-training with ``SeqTrainer``; M-FALCON candidate states equal one-candidate-at-a-time."""
+training with ``SeqTrainer``; M-FALCON candidate states equal one-candidate-at-a-time. RQ-VAE and
+TIGER run the same checks with their own objectives (``tests/test_semantic_ids.py`` has the rest)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from recforge.data import (
 )
 from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.metrics import RankingEvaluator
-from recforge.models.generative import HLLM, HSTU, MODELS, tokenize_items
+from recforge.models.generative import HLLM, HSTU, MODELS, RQVAE, TIGER, SemanticIDs, tokenize_items
+from recforge.objectives import RQVAELoss, semantic_id_loss
 from recforge.trainers import SeqTrainer
 
 NUM_ITEMS, L = 30, 8
@@ -63,7 +65,24 @@ def _hstu(**kw) -> HSTU:
     return hstu(num_layers=2, num_heads=2, dropout=0.1, **kw)
 
 
-FACTORIES = {"HSTU": _hstu, "HLLM": _hllm}
+def _semantic_ids() -> SemanticIDs:
+    g = torch.Generator().manual_seed(2)
+    return SemanticIDs.from_codes(torch.randint(0, 4, (NUM_ITEMS - 1, 2), generator=g), num_codes=(4, 4))
+
+
+def _tiger() -> TIGER:
+    small = dict(
+        embed_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_heads=2, ffn_dim=32, dropout=0.1
+    )
+    return TIGER(_semantic_ids(), transformer=small, max_len=L + 4, num_user_buckets=7)
+
+
+def _rqvae() -> RQVAE:
+    return RQVAE(12, dims=(16,), latent_dim=4, num_codes=4, num_levels=2)
+
+
+FACTORIES = {"HSTU": _hstu, "HLLM": _hllm, "TIGER": _tiger, "RQVAE": _rqvae}
+OBJECTIVES = {"TIGER": semantic_id_loss, "RQVAE": RQVAELoss()}
 
 
 def _batch(b: int = 32, seed: int = 0, *, actions: bool = False, times: bool = False) -> dict:
@@ -88,9 +107,36 @@ def test_every_generative_model_is_covered() -> None:
     assert set(FACTORIES) == set(MODELS)
 
 
+def _content_batch(b: int = 64, seed: int = 0) -> dict:
+    """Content vectors from 4 x 4 planted clusters: a learnable signal for a 2-level quantiser."""
+    g = torch.Generator().manual_seed(seed)
+    coarse, fine = torch.randn(4, 12, generator=g) * 3, torch.randn(4, 12, generator=g)
+    x = coarse[torch.randint(0, 4, (b,), generator=g)] + fine[torch.randint(0, 4, (b,), generator=g)]
+    return {"embedding": x + 0.05 * torch.randn(b, 12, generator=g)}
+
+
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_contract(name) -> None:
-    check_model_contract(FACTORIES[name], _batch(), in_batch_loss, sequence_columns=["hist_item_id"], lr=0.02)
+    if name == "RQVAE":  # no history: content vectors in, reconstruction and codes out
+        check_model_contract(FACTORIES[name], _content_batch(), OBJECTIVES[name], lr=0.01)
+        return
+    check_model_contract(
+        FACTORIES[name],
+        _batch(),
+        OBJECTIVES.get(name, in_batch_loss),
+        sequence_columns=["hist_item_id"],
+        lr=0.02,
+    )
+
+
+def test_tiger_user_token_changes_the_output_and_padding_does_not() -> None:
+    torch.manual_seed(0)
+    model = _tiger().eval()
+    batch = _batch(6)
+    with_users = dict(batch, user_id=torch.arange(1, 7))
+    check_padding_invariance(model, with_users, ["hist_item_id"])
+    with torch.no_grad():
+        assert not torch.allclose(model(batch).logits, model(with_users).logits)
 
 
 @pytest.mark.parametrize("positions", [False, True])

@@ -85,3 +85,25 @@ def task_logits(outputs: Tensor | MultiTaskOutput | ESMMOutput) -> Tensor:
     if isinstance(outputs, MultiTaskOutput | ESMMOutput):
         return outputs.logits
     return outputs
+
+
+class RQVAEOutput(NamedTuple):
+    """An RQ-VAE's pass over item content vectors (the losses live in ``recforge.objectives``)."""
+
+    reconstruction: Tensor  # (B, D_in) decoder output
+    input: Tensor  # (B, D_in) the content vectors that were encoded
+    residuals: Tensor  # (B, L, D_z) input of each quantiser level
+    codewords: Tensor  # (B, L, D_z) chosen code vector of each level
+    codes: Tensor  # (B, L) int64
+
+
+class SemanticIDOutput(NamedTuple):
+    """A generative retriever's next-item logits under teacher forcing.
+
+    ``logits[:, c]`` scores the c-th code of the target's semantic ID given the earlier ones
+    (``-inf`` beyond that position's codebook); ``codes`` are the target codes, -1 where a row has
+    no target.
+    """
+
+    logits: Tensor  # (B, C, V)
+    codes: Tensor  # (B, C) int64

@@ -1,6 +1,13 @@
 """Batches, loaders and dataset tools."""
 
 from recforge.data.catalog import ItemCatalog, catalog_of
+from recforge.data.content import (
+    attribute_embeddings,
+    cached,
+    load_item_attributes,
+    model_item_embeddings,
+    text_embeddings,
+)
 from recforge.data.dataset import (
     LABEL,
     Batch,
@@ -52,7 +59,9 @@ __all__ = [
     "SeenItems",
     "SplitKind",
     "bag_rows",
+    "attribute_embeddings",
     "build_histories",
+    "cached",
     "catalog_of",
     "catalog_vocabulary",
     "encode_split",
@@ -63,6 +72,8 @@ __all__ = [
     "holdout_mask",
     "leave_one_out_split",
     "length_bucketed",
+    "load_item_attributes",
+    "model_item_embeddings",
     "next_item_samples",
     "passthrough",
     "recent_items",
@@ -71,5 +82,6 @@ __all__ = [
     "split_log",
     "split_parts",
     "temporal_split",
+    "text_embeddings",
     "to_tensor",
 ]

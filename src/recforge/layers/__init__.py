@@ -1,6 +1,12 @@
 """Shared building blocks: each concept lives once here and models compose them."""
 
-from recforge.layers.attention import MultiHeadAttention, TransformerBlock, TransformerEncoder
+from recforge.layers.attention import (
+    MultiHeadAttention,
+    TransformerBlock,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+    TransformerEncoder,
+)
 from recforge.layers.cin import CIN
 from recforge.layers.cross import (
     BridgeModule,
@@ -41,6 +47,7 @@ from recforge.layers.interaction import (
     pair_indices,
 )
 from recforge.layers.mlp import MLP, Activation, Dice, MLPConfig
+from recforge.layers.quantize import ResidualQuantizer, VectorQuantizer, kmeans
 
 __all__ = [
     "CIN",
@@ -89,3 +96,4 @@ __all__ += [
     "behavioral_calibration",
     "mix",
 ]
+__all__ += ["TransformerDecoder", "TransformerDecoderBlock", "ResidualQuantizer", "VectorQuantizer", "kmeans"]

@@ -73,7 +73,8 @@ class TransformerBlock(nn.Module):
     """Attention + position-wise feed-forward, each with residual, dropout and LayerNorm.
 
     ``pre_norm`` normalises before each sub-layer (SASRec's choice); otherwise after (BST, the
-    original transformer).
+    original transformer). ``attention_dropout`` drops attention probabilities (default: ``dropout``;
+    on CPU it is a large share of a small model's training time).
     """
 
     def __init__(
@@ -83,11 +84,14 @@ class TransformerBlock(nn.Module):
         *,
         ffn_dim: int | None = None,
         dropout: float = 0.0,
+        attention_dropout: float | None = None,
         pre_norm: bool = True,
         activation: type[nn.Module] = nn.GELU,
     ) -> None:
         super().__init__()
-        self.attn = MultiHeadAttention(dim, num_heads, dropout=dropout)
+        self.attn = MultiHeadAttention(
+            dim, num_heads, dropout=dropout if attention_dropout is None else attention_dropout
+        )
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_dim or 4 * dim),
             activation(),
@@ -113,7 +117,7 @@ class TransformerEncoder(nn.Module):
     """A stack of ``TransformerBlock``s; padded positions (``key_mask`` false) output 0.
 
     Args:
-        dim, num_heads, ffn_dim, dropout, pre_norm: as ``TransformerBlock``.
+        dim, num_heads, ffn_dim, dropout, attention_dropout, pre_norm: as ``TransformerBlock``.
         num_layers: depth.
         causal: each position attends only to itself and earlier positions (next-item models).
     """
@@ -126,14 +130,18 @@ class TransformerEncoder(nn.Module):
         *,
         ffn_dim: int | None = None,
         dropout: float = 0.0,
+        attention_dropout: float | None = None,
         pre_norm: bool = True,
         causal: bool = False,
     ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, ffn_dim=ffn_dim, dropout=dropout, pre_norm=pre_norm)
+            TransformerBlock(
+                dim, num_heads, ffn_dim=ffn_dim, dropout=dropout, attention_dropout=attention_dropout,
+                pre_norm=pre_norm,
+            )
             for _ in range(num_layers)
-        )
+        )  # fmt: skip
         self.final_norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()
         self.causal = causal
 
@@ -145,3 +153,95 @@ class TransformerEncoder(nn.Module):
         if key_mask is not None:
             x = x * key_mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
         return x
+
+
+class TransformerDecoderBlock(nn.Module):
+    """Causal self-attention, cross-attention to an encoder's output (``memory``), feed-forward;
+    pre-norm residual sub-layers (as ``TransformerBlock(pre_norm=True)``).
+
+    ``memory`` may be shared by groups of consecutive rows of ``x`` (the beams of one user): with
+    ``x`` of ``B * G`` rows and ``memory`` of ``B``, row ``b * G + g`` reads ``memory[b]``, so the
+    memory is never copied per beam. ``past`` holds the block's inputs at earlier positions
+    (incremental decoding): the new positions attend to them and to themselves, causally.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+        attention_dropout: float | None = None,
+        activation: type[nn.Module] = nn.GELU,
+    ) -> None:
+        super().__init__()
+        attn_drop = dropout if attention_dropout is None else attention_dropout
+        self.self_attn = MultiHeadAttention(dim, num_heads, dropout=attn_drop)
+        self.cross_attn = MultiHeadAttention(dim, num_heads, dropout=attn_drop)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim or 4 * dim),
+            activation(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim or 4 * dim, dim),
+        )
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None, past: Tensor | None = None
+    ) -> Tensor:
+        """``x (B*G, T, D)`` (after ``past (B*G, T0, D)``), ``memory (B, S, D)``, ``memory_mask (B, S)``
+        true at real positions -> ``(B*G, T, D)``."""
+        y = self.norm1(x)
+        keys = y if past is None or past.shape[1] == 0 else torch.cat([self.norm1(past), y], 1)
+        x = x + self.drop(self.self_attn(y, keys, causal=True))
+        gb, t, d = x.shape
+        b = memory.shape[0]
+        if gb % b:
+            raise ValueError(f"decoder rows {gb} are not a multiple of the memory rows {b}")
+        q = self.norm2(x).reshape(b, (gb // b) * t, d)  # (B, G*T, D): queries never interact
+        ctx = self.cross_attn(q, memory, key_mask=memory_mask).reshape(gb, t, d)  # (B*G, T, D)
+        x = x + self.drop(ctx)
+        return x + self.drop(self.ffn(self.norm3(x)))
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of ``TransformerDecoderBlock``s with a final LayerNorm; ``extend`` decodes new
+    positions after cached earlier ones (same result as decoding the whole prefix again)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        *,
+        ffn_dim: int | None = None,
+        dropout: float = 0.0,
+        attention_dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            TransformerDecoderBlock(
+                dim, num_heads, ffn_dim=ffn_dim, dropout=dropout, attention_dropout=attention_dropout
+            )
+            for _ in range(num_layers)
+        )
+        self.final_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None) -> Tensor:
+        """``x (B*G, T, D)``, ``memory (B, S, D)``, ``memory_mask (B, S)`` -> ``(B*G, T, D)``."""
+        return self.extend(x, memory, memory_mask)[0]
+
+    def extend(
+        self, x: Tensor, memory: Tensor, memory_mask: Tensor | None = None, past: list[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Decode ``x (B*G, T, D)`` after the cached positions ``past`` (each block's inputs at the
+        earlier positions, ``(B*G, T0, D)`` per block, or None) -> the output ``(B*G, T, D)`` and the
+        cache extended by ``x``'s positions."""
+        cache = []
+        for i, block in enumerate(self.blocks):
+            prev = past[i] if past is not None else None
+            cache.append(x if prev is None else torch.cat([prev, x], 1))
+            x = block(x, memory, memory_mask, prev)
+        return self.final_norm(x), cache

@@ -11,16 +11,19 @@ from recforge.metrics.classification import (
 )
 from recforge.metrics.lists import list_metrics, topk_metrics
 from recforge.metrics.ranking import (
+    ListRankingEvaluator,
     RankingAccumulator,
     RankingEvaluator,
     TargetRanks,
     evaluate_retrieval,
     full_ranking_metrics,
+    list_ranks,
     rank_targets,
     sampled_ranks,
 )
 
 __all__ = [
+    "ListRankingEvaluator",
     "RankingAccumulator",
     "RankingEvaluator",
     "TargetRanks",
@@ -31,6 +34,7 @@ __all__ = [
     "full_ranking_metrics",
     "gauc_score",
     "list_metrics",
+    "list_ranks",
     "log_loss",
     "nan_if_undefined",
     "rank_targets",

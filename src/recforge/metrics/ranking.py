@@ -17,6 +17,9 @@ Protocol:
   keeping a running top-(K+1), so 50,000 items x 40,000 users needs ``user_chunk * item_chunk``
   floats at a time. Only the top ``max(ks) + 1`` scores per row are kept, which decides every
   rank <= ``max(ks)`` exactly; results do not depend on the batch or chunk sizes.
+- Models that return ranked lists themselves (beam search) are measured by ``list_ranks`` /
+  ``ListRankingEvaluator`` with the same definitions: a target's rank is its place in the list
+  after removing the row's seen items; a target not in the list is a miss at every cut-off.
 - Sampled evaluation (``num_negatives=N``) is opt-in: each target is ranked against N items drawn
   uniformly from the row's non-seen, non-target items; metric names get a ``sampled_`` prefix.
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -410,6 +413,124 @@ class RankingEvaluator:
         sampler = NegativeSampler(self.catalog.num_items, seen=forbidden, generator=gen)
         assert self.num_negatives is not None
         return sampler.sample(torch.zeros(b, dtype=torch.long), self.num_negatives, users=torch.arange(b)).ids
+
+
+def list_ranks(
+    topk_ids: Tensor, targets: tuple[Tensor, Tensor], *, exclude: tuple[Tensor, Tensor] | None = None
+) -> TargetRanks:
+    """Ranks of targets in ranked lists ``topk_ids (B, K)`` (e.g. beam search output), under the
+    full-ranking definitions: a target's rank is its 1-based place in its row's list once the row's
+    ``exclude`` items (never its targets), padding id 0 and repeated ids are removed; a target not
+    in the list ranks ``inf`` (a miss at every cut-off). Feed the result to ``RankingAccumulator``.
+
+    Args:
+        topk_ids: ``(B, K)`` item ids, best first.
+        targets: ``(row (T,), item (T,))`` pairs.
+        exclude: ``(row (M,), item (M,))`` pairs removed from the lists.
+
+    Returns:
+        ``TargetRanks``: ranks ``(T,)`` and the cleaned lists ``(B, K)`` (removed places become 0 at the end).
+    """
+    b, k = topk_ids.shape
+    ids = topk_ids.long().cpu()
+    t_rows, t_items = targets[0].long().cpu(), targets[1].long().cpu()
+    num = int(max(int(ids.max()) if ids.numel() else 0, int(t_items.max()) if t_items.numel() else 0)) + 1
+    row = torch.arange(b)[:, None].expand(b, k)  # (B, K)
+    keys = _keys(row, ids, num)  # (B, K)
+    keep = ids > 0
+    first = torch.ones_like(keep)  # drop repeats: keep an id's first place in its row
+    sorted_keys, order = keys.reshape(-1).sort(stable=True)
+    dup = torch.zeros_like(sorted_keys, dtype=torch.bool)
+    dup[1:] = sorted_keys[1:] == sorted_keys[:-1]
+    first.view(-1)[order[dup]] = False
+    keep &= first
+    if exclude is not None and exclude[0].numel():
+        e_items = exclude[1].long().cpu()
+        ok = e_items < num
+        e_keys = _keys(exclude[0].long().cpu()[ok], e_items[ok], num)
+        e_keys = e_keys[~torch.isin(e_keys, _keys(t_rows, t_items, num))]
+        keep &= ~torch.isin(keys, e_keys)
+    place = torch.cumsum(keep, 1)  # (B, K) 1-based place among kept ids
+    hit = keep[t_rows] & (ids[t_rows] == t_items[:, None])  # (T, K)
+    ranks = torch.where(hit, place[t_rows].double(), torch.full(hit.shape, math.inf, dtype=torch.float64))
+    ranks = ranks.amin(1) if k else torch.full((t_rows.numel(),), math.inf, dtype=torch.float64)
+    cleaned = torch.zeros_like(ids)
+    cleaned[row[keep], place[keep] - 1] = ids[keep]
+    return TargetRanks(ranks.float(), cleaned)
+
+
+class ListModel(Protocol):
+    """A model that returns ranked item lists itself (e.g. ``TIGER``'s beam search)."""
+
+    def generate(
+        self, batch: Mapping[str, Tensor], k: int, *, exclude: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+class ListRankingEvaluator:
+    """``RankingEvaluator``'s metrics for models that produce top-K lists directly.
+
+    Each batch's lists come from ``model.generate(batch, max(ks), exclude=seen pairs)``; ranks come
+    from ``list_ranks`` (seen items removed again, so a model that ignores ``exclude`` is measured
+    the same way) and feed one ``RankingAccumulator``, so HR/NDCG/recall/MRR/precision@K are the
+    full-ranking definitions with every item beyond the list counted as a miss.
+
+    Args:
+        num_items: item-id space including padding (for coverage).
+        ks: cut-offs. seen, ground_truth, user_column, target_column: as ``RankingEvaluator``
+            (``target_column`` default ``"item_id"``).
+        generate_kwargs: extra keyword arguments of ``generate`` (e.g. ``{"beam_width": 50}``).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        ks: Sequence[int] = (10, 20, 50),
+        seen: SeenItems | None = None,
+        ground_truth: SeenItems | None = None,
+        user_column: str = "user_id",
+        target_column: str = "item_id",
+        generate_kwargs: Mapping[str, object] | None = None,
+    ) -> None:
+        self.num_items, self.ks = num_items, _check_ks(ks)
+        self.seen, self.ground_truth = seen, ground_truth
+        self.user_column, self.target_column = user_column, target_column
+        self.generate_kwargs = dict(generate_kwargs or {})
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: ListModel,
+        user_batches: Iterable[Mapping[str, Tensor]],
+        device: torch.device | str = "cpu",
+    ) -> dict[str, float]:
+        was_training = getattr(model, "training", False)
+        if hasattr(model, "eval"):
+            model.eval()  # type: ignore[attr-defined]
+        try:
+            acc = RankingAccumulator(self.ks, self.num_items)
+            for raw in user_batches:
+                batch = {k: v.to(device) for k, v in raw.items()}
+                if self.ground_truth is None:
+                    t_rows, t_items = pairs_from_columns(batch, self.target_column)
+                else:
+                    t_rows, t_items = self.ground_truth.pairs(_column(batch, self.user_column).cpu())
+                exclude = None
+                if self.seen is not None:
+                    exclude = self.seen.pairs(_column(batch, self.user_column).cpu())
+                ids, _ = model.generate(
+                    batch,
+                    self.ks[-1],
+                    exclude=exclude,
+                    **self.generate_kwargs,  # type: ignore[arg-type]
+                )
+                r = list_ranks(ids, (t_rows, t_items), exclude=exclude)
+                acc.update(r.ranks, t_rows, ids.shape[0], r.topk_ids)
+            return acc.result()
+        finally:
+            if hasattr(model, "train"):
+                model.train(was_training)  # type: ignore[attr-defined]
 
 
 def evaluate_retrieval(

@@ -1,5 +1,6 @@
 """Losses. An objective maps ``(model outputs, batch) -> scalar loss``; models never hold losses."""
 
+from recforge.objectives.generative import RQVAELoss, RQVAELosses, rqvae_losses, semantic_id_loss
 from recforge.objectives.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.objectives.matching import (
     bce_loss,
@@ -20,6 +21,8 @@ __all__ = [
     "MatchObjective",
     "MeanSquaredError",
     "NegativeSource",
+    "RQVAELoss",
+    "RQVAELosses",
     "Objective",
     "PairLoss",
     "SeqLoss",
@@ -30,6 +33,8 @@ __all__ = [
     "hinge_loss",
     "in_batch_softmax_loss",
     "labelled_bce_loss",
+    "rqvae_losses",
     "sampled_softmax_loss",
+    "semantic_id_loss",
     "softmax_loss",
 ]
