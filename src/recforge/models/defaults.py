@@ -107,7 +107,7 @@ class Default:
     Args:
         inputs: each feature-list argument of the constructor -> a group spec (``pick``).
         params: the other arguments (plain data, as a config's ``model.params``).
-        required: arguments only the data can give (no default exists).
+        required: arguments without any default (HLLM's item tokens and item LLM).
     """
 
     inputs: Mapping[str, str]
@@ -228,7 +228,7 @@ def default_model(
     available = groups if isinstance(groups, Mapping) else feature_groups(groups)
     missing = [p for p in d.required if p not in params]
     if missing:
-        raise ValueError(f"{name}: pass {', '.join(missing)} (the data gives them; no default exists)")
+        raise ValueError(f"{name}: pass {', '.join(missing)} (no default exists)")
     inputs = {
         arg: pick(available, spec, f"{name}: {arg}") for arg, spec in d.inputs.items() if arg not in params
     }
