@@ -63,16 +63,16 @@ class ColumnRoles:
 
 def feature_groups(features: Sequence[Feature], roles: ColumnRoles | None = None) -> dict[str, list[Feature]]:
     """Every group of ``features`` (module docstring); ``user``/``item``/``item_id`` need ``roles``."""
-    shared = [f for f in features if isinstance(f, SequenceFeature) and f.shared_with is not None]
+    shared = [f for f in features if isinstance(f, SequenceFeature) and f.shared_with]
     history = [f for f in shared if not f.name.startswith(NEGATIVE_PREFIX)]
-    tables = [f.shared_with for f in history]
+    tables = [f.table for f in history]
     groups: dict[str, list[Feature]] = {
         Group.ALL.value: list(features),
         Group.SPARSE.value: [f for f in features if isinstance(f, SparseFeature)],
         Group.DENSE.value: [f for f in features if isinstance(f, DenseFeature)],
         Group.SEQUENCE.value: [f for f in features if isinstance(f, SequenceFeature)],
         Group.EMBEDDED.value: [f for f in features if not isinstance(f, DenseFeature)],
-        Group.HISTORY.value: history,
+        Group.HISTORY.value: list(history),
         Group.TARGET.value: dedup(
             f for t in tables for f in features if f.name == t and not isinstance(f, DenseFeature)
         ),
