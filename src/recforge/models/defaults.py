@@ -34,6 +34,8 @@ NEGATIVE_PREFIX = "neg_"  # a history whose name starts so holds sampled negativ
 
 
 class Group(Choice):
+    """A named subset of a feature list (module docstring)."""
+
     ALL = "all"
     SPARSE = "sparse"
     DENSE = "dense"
