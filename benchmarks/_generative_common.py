@@ -21,6 +21,8 @@ from typing import Any
 
 from _retrieval_common import LibraryRun, run_directory, run_library
 
+from recforge.models.defaults import default_config
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ID_MODELS = ("HSTU", "SASRec", "GRU4Rec", "NARM", "STAMP")
@@ -56,8 +58,10 @@ def add_common_args(p: argparse.ArgumentParser, *, epochs: int, max_len: int) ->
 
 
 def id_model_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``model`` for one of ``ID_MODELS`` with the run's width, depth, heads, history length and
-    dropout (the recurrent models use one GRU layer of width ``dim``; STAMP has no dropout)."""
+    """``model`` for one of ``ID_MODELS``: its registry default (``recforge.models.defaults``; the
+    history and the item id as feature groups) with the run's width, depth, heads, history length
+    and dropout (the recurrent models use one GRU layer of width ``dim``; STAMP has no dropout) and
+    L2-normalised vectors (the protocol's)."""
     params: dict[str, Any] = {
         "HSTU": {"num_layers": args.layers, "num_heads": args.heads, "dropout": args.dropout,
                  "position_embedding": args.position_embedding},
@@ -67,11 +71,9 @@ def id_model_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "NARM": {"hidden_dim": args.dim, "emb_dropout_p": args.dropout, "session_rep_dropout_p": args.dropout},
         "STAMP": {},
     }[name]  # fmt: skip
-    return {
-        "name": name,
-        "inputs": {"history_features": ["hist_item_id"], "item_features": ["item_id"]},
-        "params": {**params, "normalize": True},
-    }
+    section = default_config(name)
+    section["params"] = {**section["params"], **params, "normalize": True}
+    return section
 
 
 def id_features(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -14,38 +14,34 @@ from recforge.data import BatchLoader, ColumnarDataset
 from recforge.features import DenseFeature, SparseFeature
 from recforge.metrics import auc_score, log_loss
 from recforge.models import ranking
+from recforge.models.defaults import default_model
 from recforge.trainers import CTRTrainer
 
 Builder = Callable[[list[SparseFeature], list[DenseFeature]], nn.Module]
 
 
 def builders(mlp: dict[str, object]) -> dict[str, Builder]:
-    """name -> builder(sparse, dense). Every non-sequence registry model once (AutoInt+ is the
-    registry's AutoInt with an MLP; plain AutoInt is listed too). The behaviour-sequence models
+    """name -> builder(sparse, dense): every non-sequence registry model once, from its registry
+    default (``recforge.models.defaults``) with this benchmark's MLP and the settings its published
+    tables used (AutoInt+ is the registry's AutoInt with an MLP). The behaviour-sequence models
     (``ranking.SEQUENCE_MODELS``) need histories: ``seq_ctr_planted.py`` / ``seq_ctr_amazon.py``."""
-    d = lambda s: s[0].dim  # noqa: E731
-    out: dict[str, Builder] = {
-        "WideDeep": lambda s, x: ranking.WideDeep(s + x, s + x, mlp),
-        "DeepFM": lambda s, x: ranking.DeepFM(s + x, s + x, mlp),
-        "DCN": lambda s, x: ranking.DCN(s + x, 3, mlp),
-        "DCNv2": lambda s, x: ranking.DCNv2(s + x, 3, mlp, "parallel", low_rank=16, num_experts=4),
-        "EDCN": lambda s, x: ranking.EDCN(s + x, 3, {"dropout": mlp.get("dropout", 0.0)}),
-        "AFM": lambda s, x: ranking.AFM(s + x, None, 16),
-        "FiBiNet": lambda s, x: ranking.FiBiNet(s + x, mlp, 3, "field_interaction"),
-        "DeepFFM": lambda s, x: ranking.DeepFFM(s + x, s, None, mlp),
-        "FatDeepFFM": lambda s, x: ranking.FatDeepFFM(s + x, s, None, 2, mlp),
-        "AutoInt": lambda s, x: ranking.AutoInt(s, x, 2, 2, 0.0, None),
-        "AutoInt+": lambda s, x: ranking.AutoInt(s, x, 2, 2, 0.0, mlp),
-        "xDeepFM": lambda s, x: ranking.xDeepFM(s + x, (16, 16), mlp),
-        "NFM": lambda s, x: ranking.NFM(s + x, mlp),
-        "PNN": lambda s, x: ranking.PNN(s + x, mlp, "inner"),
-        "FinalMLP": lambda s, x: ranking.FinalMLP(s + x, mlp, mlp),
-        "DLRM": lambda s, x: ranking.DLRM(x, s, {"dims": [32, d(s)]}, mlp),
+    settings: dict[str, Callable[[list[SparseFeature], list[DenseFeature]], dict[str, object]]] = {
+        "DeepFM": lambda s, x: {"fm_features": s + x, "mlp_params": mlp},  # the dense values' linear term too
+        "EDCN": lambda s, x: {"mlp_params": {"dropout": mlp.get("dropout", 0.0)}},
+        "AFM": lambda s, x: {},
+        "AutoInt": lambda s, x: {},
+        "FinalMLP": lambda s, x: {"mlp1_params": mlp, "mlp2_params": mlp},
+        "DLRM": lambda s, x: {"bottom_params": {"dims": [32, s[0].dim]}, "top_params": mlp},
+        "AutoInt+": lambda s, x: {"mlp_params": mlp},
     }
-    missing = set(ranking.MODELS) - set(ranking.SEQUENCE_MODELS) - set(out)
-    if missing:
-        raise RuntimeError(f"benchmark builders miss registry models {sorted(missing)}")
-    return out
+    names = [*(n for n in ranking.MODELS if n not in ranking.SEQUENCE_MODELS), "AutoInt+"]
+
+    def build(name: str) -> Builder:
+        model = name.removesuffix("+")
+        params = settings.get(name, lambda s, x: {"mlp_params": mlp})
+        return lambda s, x: default_model(model, s + x, **params(s, x))
+
+    return {name: build(name) for name in names}
 
 
 def train_eval(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -13,7 +13,8 @@ from torch import nn
 
 from recforge.data import BatchLoader, ColumnarDataset, length_bucketed
 from recforge.data.behavior import BehaviorFeatures
-from recforge.models.ranking import BST, DIEN, DIN, WideDeep
+from recforge.models.defaults import default_model
+from recforge.models.ranking import WideDeep
 from recforge.trainers import CTRTrainer
 
 MODEL_NAMES = ("DNN", "DIN", "DIEN", "BST")
@@ -21,25 +22,19 @@ MLP = {"dims": [200, 80]}
 
 
 def build_model(name: str, specs: BehaviorFeatures) -> nn.Module:
-    """The compared models over one feature set (DNN = WideDeep with a mean-pooled history). DIN's
-    attention weights are softmax-normalised over the real behaviours, as DIEN's (the authors'
-    code); the paper's unnormalised sum is ``DIN(..., softmax_attention=False)``."""
-    factories: dict[str, Callable[[], nn.Module]] = {
-        "DNN": lambda: WideDeep(specs.target_features, [*specs.features, *specs.mean_history_features], MLP),
-        "DIN": lambda: DIN(
-            specs.features, specs.history_features, specs.target_features, MLP, softmax_attention=True
-        ),
-        "DIEN": lambda: DIEN(
-            specs.features, specs.history_features, specs.target_features, MLP,
-            neg_history_features=specs.neg_history_features, gru_type="AUGRU", alpha=1.0,
-        ),
-        "BST": lambda: BST(specs.features, specs.history_features, specs.target_features, MLP, nhead=2,
-                           dropout=0.1, num_layers=1, max_seq_len=64),
-    }  # fmt: skip
-    try:
-        return factories[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; valid: {list(factories)}") from None
+    """The compared models over one feature set: DIN, DIEN and BST are their registry defaults
+    (``recforge.models.defaults``: the prediction MLP 200-80, DIN's attention weights
+    softmax-normalised over the real behaviours as DIEN's, the authors' code; the paper's
+    unnormalised sum is ``softmax_attention=False``), BST with room for 64 positions; DNN is
+    WideDeep with a mean-pooled history."""
+    if name == "DNN":
+        return WideDeep(
+            specs.target_features, [*specs.features, *specs.mean_history_features], mlp_params=MLP
+        )
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; valid: {list(MODEL_NAMES)}")
+    features = [*specs.features, *specs.history_features, *specs.neg_history_features]
+    return default_model(name, features, **({"max_seq_len": 64} if name == "BST" else {}))
 
 
 def run_one(

@@ -182,7 +182,13 @@ def build(model_name: str, impl: str, emb_opt: str, vocab: list[int]) -> Variant
     # the paper's DeepFM (recforge.models.ranking.DeepFM): all embeddings to FM and the MLP
     sparse_feats = [SparseFeature(f"C{i}", vocab_size=v, embed_dim=DIM) for i, v in enumerate(vocab)]
     dense_feats = [DenseFeature(f"I{i}") for i in range(N_DENSE)]
-    m = DeepFM([*sparse_feats, *dense_feats], sparse_feats, {"dims": [256, 128]}, sparse=sparse, fused=True)
+    m = DeepFM(
+        [*sparse_feats, *dense_feats],
+        sparse_feats,
+        mlp_params={"dims": [256, 128]},
+        sparse=sparse,
+        fused=True,
+    )
     return Variant(m, lambda b: m(b.columns), optimizers_for(m, emb_opt))
 
 

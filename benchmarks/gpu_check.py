@@ -61,7 +61,7 @@ def _deepfm(sparse: bool = True):
     dense = [DenseFeature(c) for c in DENSE]
     sp = [SparseFeature(c, vocab_size=VOCAB, embed_dim=EMBED_DIM) for c in SPARSE]
     mlp = {"dims": MLP_DIMS, "dropout": DROPOUT, "batch_norm": True}
-    return DeepFM(dense + sp, sp, mlp, sparse=sparse, fused=sparse)
+    return DeepFM(dense + sp, sp, mlp_params=mlp, sparse=sparse, fused=sparse)
 
 
 def _loaders(rows: int, batch: int):

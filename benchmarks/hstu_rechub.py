@@ -88,12 +88,13 @@ def worker(args: argparse.Namespace) -> dict:
             opt.step()
     else:
         sys.path.insert(0, str(HERE))
+        from recforge.features import SequenceFeature, SparseFeature
         from recforge.models.generative import HSTU
         from recforge.trainers import SeqTrainer
 
-        model = HSTU(
-            num_items, embed_dim=DIM, num_layers=LAYERS, num_heads=HEADS, max_len=MAX_LEN, dropout=DROPOUT
-        )
+        item = SparseFeature("item_id", num_items, DIM)
+        hist = SequenceFeature("hist_item_id", num_items, DIM, shared_with="item_id", max_len=MAX_LEN)
+        model = HSTU([hist], [item], num_layers=LAYERS, num_heads=HEADS, dropout=DROPOUT)
         bf16 = args.worker == "recforge-bf16"
         trainer = SeqTrainer(model, num_items=num_items, loss="full", optimizer_params={"lr": LR}, n_epoch=1,
                              model_path=tempfile.mkdtemp(prefix="hstu_"), progress=False, plot=False,

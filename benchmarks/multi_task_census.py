@@ -33,7 +33,7 @@ from torch import nn
 from recforge.data import BatchLoader, ColumnarDataset
 from recforge.features import Feature
 from recforge.metrics import auc_score
-from recforge.models.multi_task import AITM, MMOE, PLE, SharedBottom
+from recforge.models.defaults import default_model
 from recforge.preprocess import Categorical, FeaturePipeline, Numeric
 from recforge.trainers import MTLTrainer
 
@@ -98,13 +98,13 @@ def single_task_view(ds: ColumnarDataset, task: int) -> ColumnarDataset:
     return ColumnarDataset(x, ds.columns["label"][:, task : task + 1])
 
 
-TOWER = {"dims": [32]}
-CLS2 = ["classification", "classification"]
+# The registry defaults (``recforge.models.defaults``: towers of 32 per task) over every column;
+# AITM's calibrator is off since income and marital status are not a conversion funnel.
 BUILDERS: dict[str, Callable[[list[Feature]], nn.Module]] = {
-    "SharedBottom": lambda f: SharedBottom(f, CLS2, {"dims": [128, 64]}, [TOWER, TOWER]),
-    "MMOE": lambda f: MMOE(f, CLS2, 4, {"dims": [64]}, [TOWER, TOWER]),
-    "PLE": lambda f: PLE(f, CLS2, 2, 1, 2, {"dims": [64]}, [TOWER, TOWER]),
-    "AITM": lambda f: AITM(f, 2, {"dims": [64]}, [TOWER, TOWER], calibrator_alpha=0.0),
+    "SharedBottom": lambda f: default_model("SharedBottom", f),
+    "MMOE": lambda f: default_model("MMOE", f),
+    "PLE": lambda f: default_model("PLE", f),
+    "AITM": lambda f: default_model("AITM", f, calibrator_alpha=0.0),
 }
 
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         single = []
         for t in range(2):
             view = [single_task_view(s, t) for s in sets]
-            build = lambda: SharedBottom(feats, ["classification"], {"dims": [128, 64]}, [TOWER])  # noqa: E731
+            build = lambda: default_model("SharedBottom", feats, task_types=["classification"])  # noqa: E731
             single.append(run_one(build, view, 1, seed, args.epochs)[0])
         rows.setdefault("single-task DNN (one per task)", []).append(single)
         seconds["single-task DNN (one per task)"] = time.perf_counter() - t0

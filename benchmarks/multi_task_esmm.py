@@ -79,7 +79,7 @@ def ali_ccp_smoke(data_dir: Path) -> list[str]:
         for f in frames
     ]
     torch.manual_seed(0)
-    model = ESMM(user, item, {"dims": [16]}, {"dims": [16]})
+    model = ESMM(user, item, cvr_params={"dims": [16]}, ctr_params={"dims": [16]})
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer_for(model, 2, tmp, 0, 2)
         tr.fit(BatchLoader(sets[0], 32, shuffle=True), BatchLoader(sets[1], 64))
@@ -136,7 +136,7 @@ def synthetic(n_samples: int, seed: int, epochs: int) -> dict[str, dict[str, flo
     test_ds = dataset(test, two(test))
     # ESMM: the entire space.
     torch.manual_seed(seed)
-    esmm = ESMM(feats[:1], feats[1:], {"dims": [64, 32]}, {"dims": [64, 32]})
+    esmm = ESMM(feats[:1], feats[1:], cvr_params={"dims": [64, 32]}, ctr_params={"dims": [64, 32]})
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer_for(esmm, 2, tmp, seed, epochs)
         tr.fit(
@@ -149,7 +149,9 @@ def synthetic(n_samples: int, seed: int, epochs: int) -> dict[str, dict[str, flo
     out["ESMM"]["ctcvr_auc"] = auc_score(c["label"][:, 1], c["prob"][:, 1])
     # Naive: clicked impressions only.
     torch.manual_seed(seed)
-    naive = SharedBottom(feats, ["classification"], {"dims": [64]}, [{"dims": [32]}])
+    naive = SharedBottom(
+        feats, task_types=["classification"], bottom_params={"dims": [64]}, tower_params_list=[{"dims": [32]}]
+    )
     tr_c, va_c = train[train["click"] > 0], val[val["click"] > 0]
     with tempfile.TemporaryDirectory() as tmp:
         tr = trainer_for(naive, 1, tmp, seed, epochs)

@@ -71,9 +71,9 @@ def _ctr(name: str, seed: int, precision: str) -> float:
     sparse = [SparseFeature(c, vocab_size=VOCAB, embed_dim=16) for c in SPARSE]
     mlp = {"dims": [256, 128], "dropout": 0.2, "batch_norm": True}
     if name == "DeepFM":
-        model: torch.nn.Module = DeepFM(dense + sparse, sparse, mlp, sparse=True, fused=True)
+        model: torch.nn.Module = DeepFM(dense + sparse, sparse, mlp_params=mlp, sparse=True, fused=True)
     else:
-        model = DCNv2(dense + sparse, 2, mlp, "parallel")
+        model = DCNv2(dense + sparse, n_cross_layers=2, mlp_params=mlp, model_structure="parallel")
     with tempfile.TemporaryDirectory() as d:
         tr = CTRTrainer(model, n_epoch=1, model_path=d, progress=False, plot=False, precision=precision)
         tr.train_one_epoch(BatchLoader(train, 2048, shuffle=True, seed=seed))
@@ -135,7 +135,7 @@ def _retrieval(name: str, seed: int, precision: str) -> float:
             tr.train_one_epoch(BatchLoader(train, 128, shuffle=True, seed=seed))
         else:
             bag = SequenceFeature("hist_item_id", n, 64, pooling="mean", shared_with="item_id", max_len=50)
-            model = YoutubeDNN([bag], [item], {"dims": [64]}, temperature=0.05, normalize=True)
+            model = YoutubeDNN([bag], [item], user_params={"dims": [64]}, temperature=0.05, normalize=True)
             train = ColumnarDataset(next_item_samples(sp.histories(), 50))  # type: ignore[attr-defined]
             tr = MatchTrainer(model, mode=2, negatives="shared", num_negatives=1024, sampler=NegativeSampler(n),
                               optimizer_params={"lr": 3e-3}, **common)  # fmt: skip

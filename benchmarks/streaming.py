@@ -94,7 +94,7 @@ def model_for(pipe):
     from recforge.models.ranking import DeepFM
 
     fm = [f for f in pipe.features if isinstance(f, SparseFeature | SequenceFeature)]
-    return DeepFM(pipe.features, fm, {"dims": [256, 128]}, sparse=True, fused=True)
+    return DeepFM(pipe.features, fm, mlp_params={"dims": [256, 128]}, sparse=True, fused=True)
 
 
 def logged(batches, path: Path, t0: float, every: int = 100):

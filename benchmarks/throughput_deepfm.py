@@ -176,7 +176,7 @@ def worker_recforge(frame, n_test: int, *, best: bool, amp: bool, subset: int | 
     prep = time.perf_counter() - t0
     # torch-rechub's MLP always has batch norm after each Linear: the same here, like for like.
     mlp = {"dims": MLP_DIMS, "dropout": DROPOUT, "batch_norm": True}
-    model = DeepFM(dense + sparse, sparse, mlp, sparse=best, fused=best)
+    model = DeepFM(dense + sparse, sparse, mlp_params=mlp, sparse=best, fused=best)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = CTRTrainer(
             model,

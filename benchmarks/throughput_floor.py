@@ -80,7 +80,7 @@ def part_recforge(rows: int, amp: bool = True) -> tuple[object, int]:
     dense = [DenseFeature(c) for c in DENSE]
     sparse = [SparseFeature(c, vocab_size=VOCAB, embed_dim=EMBED_DIM) for c in SPARSE]
     mlp = {"dims": MLP_DIMS, "dropout": DROPOUT, "batch_norm": True}
-    model = DeepFM(dense + sparse, sparse, mlp, sparse=True, fused=True)
+    model = DeepFM(dense + sparse, sparse, mlp_params=mlp, sparse=True, fused=True)
     loader = BatchLoader(ColumnarDataset(frame, pd.Series(labels)), BATCH, shuffle=True, seed=0)
     trainer = CTRTrainer(
         model,

@@ -36,7 +36,7 @@ def features() -> tuple[list, list]:
 def build_model() -> DeepFM:
     torch.manual_seed(0)
     deep, fm = features()
-    return DeepFM(deep, fm, {"dims": [16]})
+    return DeepFM(deep, fm, mlp_params={"dims": [16]})
 
 
 def main(out_dir: Path) -> None:

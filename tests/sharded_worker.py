@@ -49,8 +49,17 @@ def build_model(name: str, *, sparse: bool = False) -> nn.Module:
     ]
     dense = [DenseFeature("x")]
     if name == "deepfm":
-        return DeepFM([*sparse_feats, *dense], sparse_feats, {"dims": [16]}, sparse=sparse, fused=True)
-    return DLRM(dense, sparse_feats, {"dims": [8]}, {"dims": [16]}, sparse=sparse, fused=False)
+        return DeepFM(
+            [*sparse_feats, *dense], sparse_feats, mlp_params={"dims": [16]}, sparse=sparse, fused=True
+        )
+    return DLRM(
+        dense,
+        sparse_feats,
+        bottom_params={"dims": [8]},
+        top_params={"dims": [16]},
+        sparse=sparse,
+        fused=False,
+    )
 
 
 def main(out_dir: Path) -> None:

@@ -183,7 +183,7 @@ def test_bucketized_feature_trains_in_deepfm() -> None:
     ).fit(df)
     batch = {k: torch.as_tensor(v) for k, v in pipe.transform(df).items()}
     torch.manual_seed(0)
-    model = DeepFM(pipe.features, pipe.features, {"dims": [8]})
+    model = DeepFM(pipe.features, pipe.features, mlp_params={"dims": [8]})
     logits = model(batch)
     assert logits.shape == (64,) and torch.isfinite(logits).all()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["label"])

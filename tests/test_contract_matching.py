@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from contract import check_model_contract
 from recforge.features import RandomNormal, SequenceFeature, SparseFeature
+from recforge.models.defaults import ColumnRoles, default_model, feature_groups
 from recforge.models.matching import MODELS, TwoTowerModel
 from recforge.outputs import TowerOutput
 
@@ -34,33 +35,40 @@ def cate_of(ids: torch.Tensor) -> torch.Tensor:
     return torch.where(ids > 0, ids % 4 + 1, torch.zeros_like(ids))
 
 
-BUILDERS: dict[str, Callable[[], TwoTowerModel]] = {
-    "DSSM": lambda: MODELS["DSSM"]([USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2, temperature=0.2),
-    "FacebookDSSM": lambda: MODELS["FacebookDSSM"](
-        [USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2, temperature=0.2
-    ),
-    "YoutubeDNN": lambda: MODELS["YoutubeDNN"]([USER, HIST_MEAN], [ITEM], MLP2, temperature=0.2),
-    "YoutubeSBC": lambda: MODELS["YoutubeSBC"]([USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2, temperature=0.2),
-    "MIND": lambda: MODELS["MIND"](
-        [USER], [HIST], [ITEM], max_length=MAX_LEN, interest_num=K, dynamic_interest=True
-    ),
-    "ComirecDR": lambda: MODELS["ComirecDR"]([], [HIST], [ITEM], max_length=MAX_LEN, interest_num=K),
-    "ComirecSA": lambda: MODELS["ComirecSA"]([USER], [HIST], [ITEM], max_length=MAX_LEN, interest_num=K),
-    "SINE": lambda: MODELS["SINE"](
-        [HIST], [ITEM], num_concept=6, num_intention=K, hidden_dim=8, seq_max_len=MAX_LEN
-    ),
-    "GRU4Rec": lambda: MODELS["GRU4Rec"]([HIST], [ITEM], hidden_dim=12),
-    "NARM": lambda: MODELS["NARM"](
-        [HIST], [ITEM], hidden_dim=12, emb_dropout_p=0.0, session_rep_dropout_p=0.0
-    ),
-    "STAMP": lambda: MODELS["STAMP"]([HIST], [ITEM], weight_std=0.1),
-    "SASRec": lambda: MODELS["SASRec"]([HIST], [ITEM], max_len=MAX_LEN, dropout_rate=0.0, num_heads=2),
+ROLES = ColumnRoles(user="user_id", item="item_id", item_columns=("item_cate",))
+MEAN_GROUPS = feature_groups([USER, HIST_MEAN, ITEM, CATE], ROLES)  # pooled-history towers
+GROUPS = feature_groups([USER, HIST, ITEM, CATE], ROLES)
+MEAN_HISTORY = ("DSSM", "FacebookDSSM", "YoutubeDNN", "YoutubeSBC")
+
+# Small sizes over the registry defaults (``recforge.models.defaults``); a model without an entry
+# here is built from its default as it is.
+SMALL: dict[str, dict[str, object]] = {
+    "DSSM": {"user_params": MLP2, "item_params": MLP2, "temperature": 0.2},
+    "FacebookDSSM": {"user_params": MLP2, "item_params": MLP2, "temperature": 0.2},
+    "YoutubeDNN": {"user_params": MLP2, "temperature": 0.2},
+    "YoutubeSBC": {"user_params": MLP2, "item_params": MLP2, "temperature": 0.2},
+    "MIND": {"max_length": MAX_LEN, "interest_num": K, "dynamic_interest": True},
+    "ComirecDR": {"max_length": MAX_LEN, "interest_num": K},
+    "ComirecSA": {"max_length": MAX_LEN, "interest_num": K},
+    "SINE": {"num_concept": 6, "num_intention": K, "hidden_dim": 8},
+    "GRU4Rec": {"hidden_dim": 12},
+    "NARM": {"hidden_dim": 12, "emb_dropout_p": 0.0, "session_rep_dropout_p": 0.0},
+    "STAMP": {"weight_std": 0.1},
+    "SASRec": {"dropout_rate": 0.0, "num_heads": 2},
 }
+
+
+def builder(name: str) -> Callable[[], TwoTowerModel]:
+    groups = MEAN_GROUPS if name in MEAN_HISTORY else GROUPS
+    return lambda: default_model(name, groups, **SMALL.get(name, {}))
+
+
+BUILDERS: dict[str, Callable[[], TwoTowerModel]] = {name: builder(name) for name in MODELS}
 NAMES = sorted(BUILDERS)
 
 
-def test_every_registered_model_is_tested() -> None:
-    assert set(BUILDERS) == set(MODELS)
+def test_the_small_sizes_name_registered_models() -> None:
+    assert set(SMALL) <= set(MODELS) and set(MEAN_HISTORY) <= set(MODELS)
 
 
 def make_batch(n: int, seed: int) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ from contract import (
     synthetic_batch,
 )
 from recforge.features import DenseFeature, SparseFeature
+from recforge.models.defaults import ColumnRoles, default_model, feature_groups
 from recforge.models.multi_task import MMOE, MODELS, PLE
 from recforge.models.multi_task.esmm import product_logit
 from recforge.objectives.multitask import FixedWeights, MultiTaskObjective
@@ -28,17 +29,27 @@ CLS2 = ["classification", "classification"]
 EXPERT = {"dims": [16]}
 TOWER = [{"dims": [8]}, {"dims": [8]}]
 
-CASES: dict[str, Callable[[], nn.Module]] = {
-    "SharedBottom": lambda: MODELS["SharedBottom"]([*FEATS, DENSE], CLS2, {"dims": [16]}, TOWER),
-    "ESMM": lambda: MODELS["ESMM"]([FEATS[0]], [FEATS[1], DENSE], {"dims": [16]}, {"dims": [16]}),
-    "MMOE": lambda: MODELS["MMOE"]([*FEATS, DENSE], CLS2, 3, EXPERT, TOWER),
-    "PLE": lambda: MODELS["PLE"]([*FEATS, DENSE], CLS2, 2, 1, 1, EXPERT, TOWER),
-    "AITM": lambda: MODELS["AITM"]([*FEATS, DENSE], 2, EXPERT, TOWER),
+# Small sizes over the registry defaults (``recforge.models.defaults``); a model without an entry
+# here is built from its default as it is.
+SMALL: dict[str, dict[str, object]] = {
+    "SharedBottom": {"bottom_params": {"dims": [16]}, "tower_params_list": TOWER},
+    "ESMM": {"cvr_params": {"dims": [16]}, "ctr_params": {"dims": [16]}},
+    "MMOE": {"n_expert": 3, "expert_params": EXPERT, "tower_params_list": TOWER},
+    "PLE": {"n_expert_shared": 1, "expert_params": EXPERT, "tower_params_list": TOWER},
+    "AITM": {"bottom_params": EXPERT, "tower_params_list": TOWER},
 }
+GROUPS = feature_groups([*FEATS, DENSE], ColumnRoles(user="a", item="b", item_columns=("x",)))
 
 
-def test_every_registered_model_is_covered() -> None:
-    assert set(CASES) == set(MODELS)
+def case(name: str) -> Callable[[], nn.Module]:
+    return lambda: default_model(name, GROUPS, **SMALL.get(name, {}))
+
+
+CASES: dict[str, Callable[[], nn.Module]] = {name: case(name) for name in MODELS}
+
+
+def test_the_small_sizes_name_registered_models() -> None:
+    assert set(SMALL) <= set(MODELS)
 
 
 def make_batch(n: int = 256, seed: int = 0) -> dict[str, Tensor]:
@@ -79,16 +90,24 @@ def test_model_contract(name: str) -> None:
 
 def test_bad_task_types_are_refused() -> None:
     with pytest.raises(ValueError, match="classification"):
-        MODELS["MMOE"](FEATS, ["classificaton", "regression"], 2, EXPERT)
+        MODELS["MMOE"](FEATS, task_types=["classificaton", "regression"], n_expert=2, expert_params=EXPERT)
     with pytest.raises(ValueError, match="tower_params_list"):
-        MODELS["SharedBottom"](FEATS, CLS2, {"dims": [8]}, [{"dims": [4]}])
+        MODELS["SharedBottom"](
+            FEATS, task_types=CLS2, bottom_params={"dims": [8]}, tower_params_list=[{"dims": [4]}]
+        )
 
 
 def test_regression_heads_train() -> None:
     torch.manual_seed(0)
     batch = make_batch(128)
     batch["label"] = torch.stack([batch["label"][:, 0], 3.0 * batch["x"] + 1.0], 1)
-    model = MODELS["MMOE"]([*FEATS, DENSE], ["classification", "regression"], 2, EXPERT, TOWER)
+    model = MODELS["MMOE"](
+        [*FEATS, DENSE],
+        task_types=["classification", "regression"],
+        n_expert=2,
+        expert_params=EXPERT,
+        tower_params_list=TOWER,
+    )
     obj = MultiTaskObjective(["classification", "regression"], FixedWeights([1.0, 1.0]))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = obj.task_losses(model(batch), batch).detach()
@@ -131,7 +150,15 @@ def test_ple_one_level_without_shared_experts_is_independent_towers() -> None:
     """n_level=1, n_expert_shared=0, n_expert_specific=1: each task's gate has one expert (weight 1),
     so task t's logit is tower_t(expert_t(embeddings)) and no other task's parameters reach it."""
     torch.manual_seed(0)
-    model = PLE([*FEATS, DENSE], CLS2, 1, 1, 0, EXPERT, TOWER)
+    model = PLE(
+        [*FEATS, DENSE],
+        task_types=CLS2,
+        n_level=1,
+        n_expert_specific=1,
+        n_expert_shared=0,
+        expert_params=EXPERT,
+        tower_params_list=TOWER,
+    )
     batch = make_batch(32)
     level = model.levels[0]
     assert level.shared is None and level.shared_gate is None
@@ -149,8 +176,16 @@ def test_ple_one_level_without_shared_experts_is_independent_towers() -> None:
 
 def test_ple_one_level_with_only_shared_experts_equals_mmoe() -> None:
     torch.manual_seed(0)
-    ple = PLE([*FEATS, DENSE], CLS2, 1, 0, 3, EXPERT, TOWER)
-    mmoe = MMOE([*FEATS, DENSE], CLS2, 3, EXPERT, TOWER)
+    ple = PLE(
+        [*FEATS, DENSE],
+        task_types=CLS2,
+        n_level=1,
+        n_expert_specific=0,
+        n_expert_shared=3,
+        expert_params=EXPERT,
+        tower_params_list=TOWER,
+    )
+    mmoe = MMOE([*FEATS, DENSE], task_types=CLS2, n_expert=3, expert_params=EXPERT, tower_params_list=TOWER)
     state = {
         k.replace("levels.0.shared.", "moe.experts.").replace("levels.0.task_gates.", "moe.gates."): v
         for k, v in ple.state_dict().items()

@@ -11,6 +11,7 @@ from torch import nn
 from contract import check_model_contract, synthetic_batch
 from recforge.features import DenseFeature, SequenceFeature, SparseFeature
 from recforge.models import ranking
+from recforge.models.defaults import default_model
 from recforge.objectives import BinaryCrossEntropy
 
 D = 4
@@ -25,41 +26,68 @@ EMBEDDED = [*SPARSE, HIST]
 ALL = [*EMBEDDED, *DENSE]
 MLP = {"dims": [16, 8], "dropout": 0.1}
 
-FACTORIES: dict[str, Callable[[], nn.Module]] = {
-    "WideDeep": lambda: ranking.WideDeep(SPARSE, ALL, MLP),
-    "DeepFM": lambda: ranking.DeepFM(ALL, EMBEDDED, MLP),
-    "DCN": lambda: ranking.DCN(ALL, 2, MLP),
-    "DCNv2": lambda: ranking.DCNv2(ALL, 2, MLP, "parallel", low_rank=3, num_experts=2),
-    "EDCN": lambda: ranking.EDCN(ALL, 2, MLP),
-    "AFM": lambda: ranking.AFM(ALL, D, 8),
-    "FiBiNet": lambda: ranking.FiBiNet(ALL, MLP, 2, "field_interaction"),
-    "DeepFFM": lambda: ranking.DeepFFM(ALL, EMBEDDED, D, MLP),
-    "FatDeepFFM": lambda: ranking.FatDeepFFM(ALL, EMBEDDED, D, 2, MLP),
-    "AutoInt": lambda: ranking.AutoInt(EMBEDDED, DENSE, 2, 2, 0.0, MLP),
-    "xDeepFM": lambda: ranking.xDeepFM(ALL, (4, 4), MLP),
-    "NFM": lambda: ranking.NFM(ALL, MLP),
-    "PNN": lambda: ranking.PNN(ALL, MLP, "both"),
-    "FinalMLP": lambda: ranking.FinalMLP(ALL, MLP, {"dims": [8, 8]}, fs1_context=["user"], num_heads=2),
-    "DLRM": lambda: ranking.DLRM(DENSE, EMBEDDED, {"dims": [8, D]}, MLP),
+# Small sizes over the registry defaults (``recforge.models.defaults``); a model without an entry
+# here is built from its default as it is.
+SMALL: dict[str, dict[str, object]] = {
+    "WideDeep": {"mlp_params": MLP},
+    "DeepFM": {"mlp_params": MLP},
+    "DCN": {"n_cross_layers": 2, "mlp_params": MLP},
+    "DCNv2": {"n_cross_layers": 2, "mlp_params": MLP, "low_rank": 3, "num_experts": 2},
+    "EDCN": {"n_cross_layers": 2, "mlp_params": MLP},
+    "AFM": {"t": 8},
+    "FiBiNet": {"mlp_params": MLP, "reduction_ratio": 2},
+    "DeepFFM": {"mlp_params": MLP},
+    "FatDeepFFM": {"mlp_params": MLP},
+    "xDeepFM": {"cin_layer_sizes": (4, 4), "mlp_params": MLP},
+    "NFM": {"mlp_params": MLP},
+    "PNN": {"mlp_params": MLP},
+    "FinalMLP": {
+        "mlp1_params": MLP,
+        "mlp2_params": {"dims": [8, 8]},
+        "fs1_context": ["user"],
+        "num_heads": 2,
+    },
+    "DLRM": {"bottom_params": {"dims": [8, D]}, "top_params": MLP},
 }
+
+
+def factory(name: str, features: list) -> Callable[[], nn.Module]:
+    return lambda: default_model(name, features, **SMALL.get(name, {}))
+
 
 # Variants whose code paths the registry defaults do not reach.
 VARIANTS: dict[str, Callable[[], nn.Module]] = {
-    "DCNv2-stacked-full": lambda: ranking.DCNv2(ALL, 2, MLP, "stacked", use_low_rank_mixture=False),
-    "DCNv2-parallel-lowrank": lambda: ranking.DCNv2(ALL, 2, MLP, cross_type="low_rank", low_rank=3),
-    "DCNv2-crossnet-only": lambda: ranking.DCNv2(ALL, 2, None, "crossnet_only", low_rank=3, num_experts=2),
-    "EDCN-concat-noreg": lambda: ranking.EDCN(ALL, 2, MLP, "concatenation", use_regulation_module=False),
-    "EDCN-attention": lambda: ranking.EDCN(ALL, 2, MLP, "attention_pooling", temperature=0.5),
-    "EDCN-add": lambda: ranking.EDCN(ALL, 1, MLP, "pointwise_addition"),
-    "FiBiNet-all": lambda: ranking.FiBiNet(ALL, MLP, 2, "field_all"),
-    "FiBiNet-each": lambda: ranking.FiBiNet(ALL, MLP, 2, "field_each"),
-    "AutoInt-plain": lambda: ranking.AutoInt(EMBEDDED, DENSE, 1, 2, attention_dim=8),
-    "PNN-inner": lambda: ranking.PNN(ALL, MLP, "inner"),
-    "PNN-outer": lambda: ranking.PNN(ALL, MLP, "outer"),
-    "FinalMLP-nofs": lambda: ranking.FinalMLP(ALL, MLP, MLP, use_fs=False),
-    "DLRM-cat": lambda: ranking.DLRM(DENSE, EMBEDDED, {"dims": [D]}, MLP, interaction="cat"),
-    "DLRM-nodense": lambda: ranking.DLRM([], EMBEDDED, None, MLP),
-    "xDeepFM-nosplit": lambda: ranking.xDeepFM(ALL, (3, 2), MLP, split_half=False),
+    "DCNv2-stacked-full": lambda: ranking.DCNv2(
+        ALL, n_cross_layers=2, mlp_params=MLP, model_structure="stacked", use_low_rank_mixture=False
+    ),
+    "DCNv2-parallel-lowrank": lambda: ranking.DCNv2(
+        ALL, n_cross_layers=2, mlp_params=MLP, cross_type="low_rank", low_rank=3
+    ),
+    "DCNv2-crossnet-only": lambda: ranking.DCNv2(
+        ALL, n_cross_layers=2, model_structure="crossnet_only", low_rank=3, num_experts=2
+    ),
+    "EDCN-concat-noreg": lambda: ranking.EDCN(
+        ALL, n_cross_layers=2, mlp_params=MLP, bridge_type="concatenation", use_regulation_module=False
+    ),
+    "EDCN-attention": lambda: ranking.EDCN(
+        ALL, n_cross_layers=2, mlp_params=MLP, bridge_type="attention_pooling", temperature=0.5
+    ),
+    "EDCN-add": lambda: ranking.EDCN(ALL, n_cross_layers=1, mlp_params=MLP, bridge_type="pointwise_addition"),
+    "FiBiNet-all": lambda: ranking.FiBiNet(ALL, mlp_params=MLP, reduction_ratio=2, bilinear_type="field_all"),
+    "FiBiNet-each": lambda: ranking.FiBiNet(
+        ALL, mlp_params=MLP, reduction_ratio=2, bilinear_type="field_each"
+    ),
+    "AutoInt+": lambda: ranking.AutoInt(
+        EMBEDDED, DENSE, num_layers=1, num_heads=2, attention_dim=8, mlp_params=MLP
+    ),
+    "PNN-outer": lambda: ranking.PNN(ALL, mlp_params=MLP, product_type="outer"),
+    "PNN-both": lambda: ranking.PNN(ALL, mlp_params=MLP, product_type="both"),
+    "FinalMLP-nofs": lambda: ranking.FinalMLP(ALL, mlp1_params=MLP, mlp2_params=MLP, use_fs=False),
+    "DLRM-cat": lambda: ranking.DLRM(
+        DENSE, EMBEDDED, bottom_params={"dims": [D]}, top_params=MLP, interaction="cat"
+    ),
+    "DLRM-nodense": lambda: ranking.DLRM([], EMBEDDED, top_params=MLP),
+    "xDeepFM-nosplit": lambda: ranking.xDeepFM(ALL, cin_layer_sizes=(3, 2), mlp_params=MLP, split_half=False),
 }
 
 # Mixed embedding widths: a model must either work or refuse at construction naming the features.
@@ -69,23 +97,6 @@ MIXED = [
     SparseFeature("cat", vocab_size=8, embed_dim=4),
     *DENSE,
 ]
-MIXED_FACTORIES: dict[str, Callable[[], nn.Module]] = {
-    "WideDeep": lambda: ranking.WideDeep(MIXED[:3], MIXED, MLP),
-    "DeepFM": lambda: ranking.DeepFM(MIXED, MIXED, MLP),
-    "DCN": lambda: ranking.DCN(MIXED, 2, MLP),
-    "DCNv2": lambda: ranking.DCNv2(MIXED, 2, MLP, low_rank=3),
-    "EDCN": lambda: ranking.EDCN(MIXED, 2, MLP),
-    "AFM": lambda: ranking.AFM(MIXED),
-    "FiBiNet": lambda: ranking.FiBiNet(MIXED, MLP),
-    "DeepFFM": lambda: ranking.DeepFFM(MIXED, MIXED[:3], None, MLP),
-    "FatDeepFFM": lambda: ranking.FatDeepFFM(MIXED, MIXED[:3], None, 2, MLP),
-    "AutoInt": lambda: ranking.AutoInt(MIXED[:3], DENSE),
-    "xDeepFM": lambda: ranking.xDeepFM(MIXED, (4, 4), MLP),
-    "NFM": lambda: ranking.NFM(MIXED, MLP),
-    "PNN": lambda: ranking.PNN(MIXED, MLP),
-    "FinalMLP": lambda: ranking.FinalMLP(MIXED, MLP, MLP),
-    "DLRM": lambda: ranking.DLRM(DENSE, MIXED[:3], {"dims": [4]}, MLP),
-}
 
 
 # Behaviour-sequence models need history/target feature pairs: tests/test_contract_seq_ranking.py
@@ -93,9 +104,8 @@ MIXED_FACTORIES: dict[str, Callable[[], nn.Module]] = {
 FEATURE_MODELS = sorted(set(ranking.MODELS) - set(ranking.SEQUENCE_MODELS))
 
 
-def test_every_registered_model_has_a_factory() -> None:
-    assert set(FACTORIES) == set(FEATURE_MODELS)
-    assert set(MIXED_FACTORIES) == set(FEATURE_MODELS)
+def test_the_small_sizes_name_registered_models() -> None:
+    assert set(SMALL) <= set(FEATURE_MODELS)
     assert set(FEATURE_MODELS) | set(ranking.SEQUENCE_MODELS) == set(ranking.MODELS)
 
 
@@ -104,7 +114,7 @@ def test_contract(name: str) -> None:
     batch = synthetic_batch(ALL, 64, seed=1)
     learnable = synthetic_batch(ALL, 256, seed=2)
     model = check_model_contract(
-        FACTORIES[name], batch, BinaryCrossEntropy(), learnable=learnable, sequence_columns=["hist_item"]
+        factory(name, ALL), batch, BinaryCrossEntropy(), learnable=learnable, sequence_columns=["hist_item"]
     )
     assert isinstance(model, ranking.MODELS[name])
     assert {f.name for f in model.features} >= {"user", "item"}
@@ -122,7 +132,7 @@ def test_variant_contract(name: str) -> None:
 @pytest.mark.parametrize("name", FEATURE_MODELS)
 def test_mixed_embedding_widths_work_or_refuse_clearly(name: str) -> None:
     try:
-        model = MIXED_FACTORIES[name]()
+        model = factory(name, MIXED)()
     except ValueError as err:
         # The refusal names each feature with its width.
         assert all(s in str(err) for s in ("user=4", "item=6", "cat=4")), str(err)
@@ -134,17 +144,17 @@ def test_mixed_embedding_widths_work_or_refuse_clearly(name: str) -> None:
 
 def test_bad_choices_are_refused() -> None:
     with pytest.raises(ValueError, match="model_structure"):
-        ranking.DCNv2(ALL, 2, MLP, "sideways")
+        ranking.DCNv2(ALL, model_structure="sideways")
     with pytest.raises(ValueError, match="bilinear_type"):
-        ranking.FiBiNet(ALL, MLP, 2, "field_everything")
+        ranking.FiBiNet(ALL, bilinear_type="field_everything")
     with pytest.raises(ValueError, match="bridge_type"):
-        ranking.EDCN(ALL, 2, MLP, "glue")
+        ranking.EDCN(ALL, bridge_type="glue")
     with pytest.raises(ValueError, match="product_type"):
-        ranking.PNN(ALL, MLP, "cross")
+        ranking.PNN(ALL, product_type="cross")
     with pytest.raises(ValueError, match="bottom MLP must end"):
-        ranking.DLRM(DENSE, EMBEDDED, {"dims": [8]}, MLP)
+        ranking.DLRM(DENSE, EMBEDDED, bottom_params={"dims": [8]})
     with pytest.raises(KeyError, match="fs1_context"):
-        ranking.FinalMLP(ALL, MLP, MLP, fs1_context=["nope"])
+        ranking.FinalMLP(ALL, fs1_context=["nope"])
 
 
 def test_padding_invariance_detects_a_padding_leak() -> None:

@@ -16,6 +16,7 @@ from contract import check_model_contract, check_padding_invariance
 from recforge.datasets.synthetic_behavior import make_behavior_ctr
 from recforge.features import SequenceFeature, SparseFeature
 from recforge.models import ranking
+from recforge.models.defaults import default_model
 from recforge.models.ranking import BST, DIEN, DIN
 from recforge.objectives import BinaryCrossEntropy
 from recforge.outputs import RankingOutput, logits_of
@@ -38,12 +39,21 @@ SEQ_COLUMNS = [f.name for f in HIST + NEG]
 MLP = {"dims": [16], "dropout": 0.1, "activation": "relu"}
 ATT = {"dims": [8]}
 
+FEATURES = [USER, *TARGETS, *HIST, *NEG]  # groups: sparse = user + targets, history, target, neg_history
+
+
+def small(name: str, **params: object) -> Callable[[], nn.Module]:
+    """The registry default (``recforge.models.defaults``) with this file's small MLPs."""
+    return lambda: default_model(name, FEATURES, mlp_params=MLP, **params)
+
+
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
-    "DIN": lambda: DIN([USER, *TARGETS], HIST, TARGETS, MLP, ATT),
-    "DIEN[AUGRU]": lambda: DIEN([USER], HIST, TARGETS, MLP, ATT, neg_history_features=NEG, gru_type="AUGRU"),
-    "DIEN[AIGRU]": lambda: DIEN([USER], HIST, TARGETS, MLP, ATT, neg_history_features=NEG, gru_type="AIGRU"),
-    "DIEN[AGRU]": lambda: DIEN([USER], HIST, TARGETS, MLP, ATT, neg_history_features=NEG, gru_type="AGRU"),
-    "BST": lambda: BST([USER], HIST, TARGETS, MLP, nhead=2, dropout=0.1),
+    "DIN": small("DIN", attention_mlp_params=ATT),
+    "DIN[sum]": small("DIN", attention_mlp_params=ATT, softmax_attention=False),  # the paper's weights
+    "DIEN[AUGRU]": small("DIEN", attention_mlp_params=ATT),
+    "DIEN[AIGRU]": small("DIEN", attention_mlp_params=ATT, gru_type="AIGRU"),
+    "DIEN[AGRU]": small("DIEN", attention_mlp_params=ATT, gru_type="AGRU"),
+    "BST": small("BST"),
 }
 
 
@@ -100,7 +110,7 @@ def test_padding_check_catches_unmasked_attention() -> None:
             return emb.sum((1, 2))
 
     torch.manual_seed(0)
-    model = Unmasked([USER, *TARGETS], HIST, TARGETS, MLP, ATT)
+    model = Unmasked([USER, *TARGETS], HIST, TARGETS, mlp_params=MLP, attention_mlp_params=ATT)
     with pytest.raises(AssertionError, match="left-padding"):
         check_padding_invariance(model, seq_batch(8, seed=4), SEQ_COLUMNS)
 

@@ -44,7 +44,11 @@ def _model(*, fused: bool, sparse: bool) -> DeepFM:
     dense, sparse_feats = _features()
     torch.manual_seed(0)
     return DeepFM(
-        dense + sparse_feats, sparse_feats, {"dims": [16, 8], "dropout": 0.0}, fused=fused, sparse=sparse
+        dense + sparse_feats,
+        sparse_feats,
+        mlp_params={"dims": [16, 8], "dropout": 0.0},
+        fused=fused,
+        sparse=sparse,
     )
 
 

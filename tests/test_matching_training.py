@@ -90,7 +90,7 @@ def test_seq_trainer_trains_next_item_models(name: str, tmp_path: object) -> Non
 
 def test_youtube_sbc_log_q_corrects_in_batch_softmax() -> None:
     torch.manual_seed(0)
-    model = YoutubeSBC([USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2).train()
+    model = YoutubeSBC([USER, HIST_MEAN], [ITEM, CATE], user_params=MLP2, item_params=MLP2).train()
     for step in range(30):  # item 1 in every batch, item 2 in every third
         model.frequency.update(torch.tensor([1, 2]) if step % 3 == 0 else torch.tensor([1]))
     q = model.item_log_q(torch.tensor([1, 2, 3])).exp()
@@ -107,7 +107,7 @@ def test_youtube_sbc_log_q_corrects_in_batch_softmax() -> None:
 
 def test_match_objective_uses_youtube_sbc_streaming_log_q_in_batch() -> None:
     torch.manual_seed(0)
-    model = YoutubeSBC([USER, HIST_MEAN], [ITEM, CATE], MLP2, MLP2).train()
+    model = YoutubeSBC([USER, HIST_MEAN], [ITEM, CATE], user_params=MLP2, item_params=MLP2).train()
     for step in range(20):  # skew the estimate so the correction is far from uniform
         model.frequency.update(torch.arange(1, 4) if step % 2 else torch.arange(1, V))
     batch = make_batch(32, 4)

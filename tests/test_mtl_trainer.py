@@ -58,7 +58,11 @@ def test_uwl_log_variances_reach_their_optimum() -> None:
 
 def test_uwl_trainer_moves_log_variances(tmp_path) -> None:
     torch.manual_seed(0)
-    t = trainer(SharedBottom(FEATS, [CLS, CLS], {"dims": [8]}), tmp_path, adaptive_params={"method": "uwl"})
+    t = trainer(
+        SharedBottom(FEATS, task_types=[CLS, CLS], bottom_params={"dims": [8]}),
+        tmp_path,
+        adaptive_params={"method": "uwl"},
+    )
     before = t.weighting.log_vars.detach().clone()
     t.fit(loader())
     assert not torch.allclose(before, t.weighting.log_vars.detach())
@@ -145,11 +149,18 @@ def test_metabalance_enlarge_strategy_leaves_larger_aux_alone() -> None:
 
 # -- end to end ------------------------------------------------------------------------------------------
 MODELS = {
-    "SharedBottom": lambda: SharedBottom(FEATS, [CLS, CLS], {"dims": [8]}),
-    "MMOE": lambda: MMOE(FEATS, [CLS, CLS], 2, {"dims": [8]}),
-    "PLE": lambda: PLE(FEATS, [CLS, CLS], 2, 1, 1, {"dims": [8]}),
-    "ESMM": lambda: ESMM(FEATS[:1], FEATS[1:], {"dims": [8]}, {"dims": [8]}),
-    "AITM": lambda: AITM(FEATS, 2, {"dims": [8]}),
+    "SharedBottom": lambda: SharedBottom(FEATS, task_types=[CLS, CLS], bottom_params={"dims": [8]}),
+    "MMOE": lambda: MMOE(FEATS, task_types=[CLS, CLS], n_expert=2, expert_params={"dims": [8]}),
+    "PLE": lambda: PLE(
+        FEATS,
+        task_types=[CLS, CLS],
+        n_level=2,
+        n_expert_specific=1,
+        n_expert_shared=1,
+        expert_params={"dims": [8]},
+    ),
+    "ESMM": lambda: ESMM(FEATS[:1], FEATS[1:], cvr_params={"dims": [8]}, ctr_params={"dims": [8]}),
+    "AITM": lambda: AITM(FEATS, n_task=2, bottom_params={"dims": [8]}),
 }
 
 
@@ -194,7 +205,7 @@ def test_regression_task_metrics_and_early_stop_mode(tmp_path) -> None:
     x, y = data(200)
     y = np.stack([y[:, 0], x["a"] / 10.0], 1).astype("float32")
     ds = ColumnarDataset(x, y)
-    model = MMOE(FEATS, [CLS, REG], 2, {"dims": [8]})
+    model = MMOE(FEATS, task_types=[CLS, REG], n_expert=2, expert_params={"dims": [8]})
     t = MTLTrainer(
         model,
         ["classification", "regression"],
@@ -216,7 +227,7 @@ def test_regression_task_metrics_and_early_stop_mode(tmp_path) -> None:
 
 
 def test_bad_configuration_is_refused(tmp_path) -> None:
-    model = MMOE(FEATS, [CLS, CLS], 2, {"dims": [8]})
+    model = MMOE(FEATS, task_types=[CLS, CLS], n_expert=2, expert_params={"dims": [8]})
     with pytest.raises(ValueError, match="gradnorm"):
         build_weighting([CLS, CLS], {"method": "gradnrom"})
     with pytest.raises(ValueError, match="unknown adaptive_params"):
@@ -233,11 +244,29 @@ def test_bad_configuration_is_refused(tmp_path) -> None:
 @pytest.mark.parametrize("method", ["uwl", "gradnorm", "metabalance"])
 def test_resume_restores_the_weighting_state(method: str, tmp_path) -> None:
     torch.manual_seed(0)
-    t = trainer(PLE(FEATS, [CLS, CLS], 1, 1, 1, {"dims": [8]}), tmp_path, adaptive_params={"method": method})
+    t = trainer(
+        PLE(
+            FEATS,
+            task_types=[CLS, CLS],
+            n_level=1,
+            n_expert_specific=1,
+            n_expert_shared=1,
+            expert_params={"dims": [8]},
+        ),
+        tmp_path,
+        adaptive_params={"method": method},
+    )
     t.fit(loader(80))
     saved = {k: v.clone() for k, v in t.weighting.state_dict().items() if isinstance(v, torch.Tensor)}
     torch.manual_seed(1)
-    model = PLE(FEATS, [CLS, CLS], 1, 1, 1, {"dims": [8]})
+    model = PLE(
+        FEATS,
+        task_types=[CLS, CLS],
+        n_level=1,
+        n_expert_specific=1,
+        n_expert_shared=1,
+        expert_params={"dims": [8]},
+    )
     r = MTLTrainer(model, None, adaptive_params={"method": method}, n_epoch=1, progress=False, plot=False,
                    model_path=tmp_path, resume=True)  # fmt: skip
     r._load_checkpoint(tmp_path / "checkpoint.pt")

@@ -50,7 +50,7 @@ def seq_config(tmp_path: Path, name: str = "SASRec", params: dict | None = None,
         ],
         {
             "name": name,
-            "inputs": {"history_features": ["hist_item_id"], "item_features": ["item_id"]},
+            "inputs": {"history_features": "history", "item_features": "item_id"},  # feature groups
             "params": params if params is not None else {"max_len": 6, "num_blocks": 1, "normalize": True},
         },
         {
@@ -182,16 +182,15 @@ def test_match_dssm_with_item_side_columns_and_mind(tmp_path):
         features,
         {
             "name": "DSSM",
-            "inputs": {
-                "user_features": ["user_id", "hist_item_id"],
-                "item_features": ["item_id", "category"],
-            },
+            "inputs": {"user_features": "user+history", "item_features": "item"},  # DSSM's default
             "params": {"user_params": {"dims": [16]}, "item_params": {"dims": [16]}, "temperature": 0.1},
         },
         {"preset": "match", "n_epoch": 3, "optimizer_params": {"lr": 0.01}, "match": {"num_negatives": 16}},
     )
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "run"
+    inputs = json.loads((run / "model.json").read_text())["inputs"]
+    assert inputs == {"user_features": ["user_id", "hist_item_id"], "item_features": ["item_id", "category"]}
     assert (run / "items.parquet").exists()  # the item tower reads category: the index needs it
     recs = recforge.load(run).recommend([{"user_id": "u1"}], k=4)[0]
     assert len(recs.items) == 4

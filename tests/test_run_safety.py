@@ -61,14 +61,21 @@ def ctr_data(n=300, seed=0, labels=None):
 
 def ctr_trainer(path, **kw):
     torch.manual_seed(0)
-    model = DeepFM(SPARSE, SPARSE, {"dims": [8]})
+    model = DeepFM(SPARSE, SPARSE, mlp_params={"dims": [8]})
     kw = {"n_epoch": 2, "progress": False, "plot": False, "model_path": path, **kw}
     return CTRTrainer(model, optimizer_params={"lr": 0.01}, **kw)
 
 
 def mtl_trainer(path, method="gradnorm", **kw):
     torch.manual_seed(0)
-    model = PLE(SPARSE, [TaskType.CLASSIFICATION] * 2, 1, 1, 1, {"dims": [8]})
+    model = PLE(
+        SPARSE,
+        task_types=[TaskType.CLASSIFICATION] * 2,
+        n_level=1,
+        n_expert_specific=1,
+        n_expert_shared=1,
+        expert_params={"dims": [8]},
+    )
     kw = {"n_epoch": 1, "progress": False, "plot": False, "model_path": path, **kw}
     return MTLTrainer(model, None, adaptive_params={"method": method}, **kw)
 

@@ -130,7 +130,7 @@ def test_pipeline_is_applied_and_trainer_fits_on_the_stream(data_dir, tmp_path: 
     got = collect(s)
     assert set(got) == {"c1", "x", "label"} and int(got["c1"].max()) < 7
     feats = [SparseFeature("c1", vocab_size=7, embed_dim=4)]
-    model = DeepFM([*feats, DenseFeature("x")], feats, {"dims": [8]})
+    model = DeepFM([*feats, DenseFeature("x")], feats, mlp_params={"dims": [8]})
     trainer = CTRTrainer(model, n_epoch=2, model_path=tmp_path / "run", progress=False, plot=False)
     trainer.fit(s, s)
     assert [h["epoch"] for h in trainer.history] == [0, 1] and s.epoch == 1

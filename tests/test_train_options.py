@@ -17,7 +17,7 @@ HIST = SequenceFeature("hist_item_id", 20, embed_dim=8, shared_with="item_id", m
 
 
 def ranking():
-    return WideDeep(SPARSE, SPARSE, {"dims": [8]})
+    return WideDeep(SPARSE, SPARSE, mlp_params={"dims": [8]})
 
 
 def test_ctr_trainer_binds_torch_rechub_positional_order(tmp_path):
@@ -59,7 +59,13 @@ def test_match_trainer_mode_and_options_positionally(tmp_path):
 
 
 def test_mtl_trainer_keeps_its_interleaved_order_and_gains_distributed(tmp_path):
-    model = MMOE(SPARSE, ["classification", "classification"], 2, {"dims": [8]}, [{"dims": [4]}] * 2)
+    model = MMOE(
+        SPARSE,
+        task_types=["classification", "classification"],
+        n_expert=2,
+        expert_params={"dims": [8]},
+        tower_params_list=[{"dims": [4]}] * 2,
+    )
     t = MTLTrainer(
         model,
         ["classification", "classification"],

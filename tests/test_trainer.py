@@ -24,7 +24,7 @@ def data(n=600, seed=0):
 
 def model(sparse=False):
     torch.manual_seed(0)
-    return DeepFM(DENSE + SPARSE, SPARSE, {"dims": [16], "dropout": 0.1}, sparse=sparse)
+    return DeepFM(DENSE + SPARSE, SPARSE, mlp_params={"dims": [16], "dropout": 0.1}, sparse=sparse)
 
 
 def loaders():
@@ -98,7 +98,7 @@ def test_sparse_embeddings_get_a_sparse_optimizer(tmp_path):
 def test_clipping_regularisation_and_plateau_scheduler(tmp_path):
     train, val = loaders()
     t = CTRTrainer(
-        WideDeep(SPARSE, DENSE + SPARSE, {"dims": [8]}),
+        WideDeep(SPARSE, DENSE + SPARSE, mlp_params={"dims": [8]}),
         optimizer_params={"lr": 0.01},
         regularization_params={"embedding_l2": 1e-4, "dense_l2": 1e-4},
         max_grad_norm=1.0,

@@ -6,7 +6,7 @@ recforge evaluate RUN_DIR --data PATH              metrics of a trained run on l
 recforge export RUN_DIR --format onnx|pt2 [--quantize int8|fp16]
 recforge index RUN_DIR [--items PATH]              item vectors of a retrieval run -> index.pt
 recforge serve RUN_DIR [--host H --port P]         serve a run over HTTP (FastAPI + uvicorn)
-recforge models [NAME]                             the model registry, or one model's parameters
+recforge models [NAME]                             the model registry, or one model's parameters and default
 """
 
 from __future__ import annotations
@@ -144,10 +144,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from recforge.models.defaults import default_config, get_default
     from recforge.models.registry import FAMILIES, describe_model
 
     if args.name:
         print(describe_model(args.name))
+        block = yaml.safe_dump(
+            {"model": default_config(args.name)}, sort_keys=False, default_flow_style=None, width=100
+        )
+        print("\ndefault (recforge.models.defaults; model.inputs are feature groups, see docs/configs.md):")
+        print(block.rstrip())
+        required = get_default(args.name).required
+        if required:
+            print(f"  # required, no default exists: {', '.join(required)}")
         return 0
     for family, models in FAMILIES.items():
         print(f"{family}: {', '.join(sorted(models)) or '-'}")
@@ -268,10 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "models",
-        help="list the registered models by family, or one model's constructor parameters",
+        help="list the registered models by family, or one model's constructor parameters and default",
         description="Without NAME: every registered model by family. With NAME: its constructor's "
         "parameters, their types and defaults (the feature-list arguments are model.inputs in a "
-        "config, the others model.params).",
+        "config, the others model.params), then its registry default as a ready model: section.",
     )
     p.add_argument("name", nargs="?", help="a model name, e.g. DeepFM")
     p.set_defaults(func=_models)

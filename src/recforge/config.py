@@ -166,8 +166,10 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """``name`` in the model registry; ``inputs`` maps each feature-list argument of the model's
-    constructor to a selector (``all``, ``sparse``, ``dense``, ``sequence``, ``embedded`` or a list
-    of feature names); ``params`` are its other keyword arguments."""
+    constructor to a feature group (``recforge.models.defaults``: ``all``, ``sparse``, ``dense``,
+    ``sequence``, ``embedded``, ``history``, ``target``, ``neg_history``, ``user``, ``item``,
+    ``item_id``; ``user+history`` joins two) or a list of feature names; ``params`` are its other
+    keyword arguments. ``recforge models NAME`` prints a model's default section."""
 
     name: str
     inputs: dict[str, str | list[str]] = field(default_factory=lambda: {"features": "all"})

@@ -38,7 +38,10 @@ def describe_model(name: str) -> str:
     family = next(f for f, models in FAMILIES.items() if name in models)
     doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
     lines = [f"{name} ({family}): {doc}", "", "parameters:"]
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    for i, p in enumerate(params):
+        if p.kind is p.KEYWORD_ONLY and params[i - 1].kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY):
+            lines.append("  *  (the rest by keyword)")
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             lines.append(f"  {'*' if p.kind is p.VAR_POSITIONAL else '**'}{p.name}")
             continue

@@ -7,7 +7,6 @@ from recforge.runs.index import build_item_index
 from recforge.runs.model import (
     ColumnKind,
     Run,
-    Selector,
     build_model,
     column_specs,
     load_histories,
@@ -27,7 +26,6 @@ __all__ = [
     "Run",
     "RunLayout",
     "RunResult",
-    "Selector",
     "build_item_index",
     "build_model",
     "column_specs",

@@ -22,6 +22,7 @@ from recforge.config import to_plain
 from recforge.data import BatchLoader, ColumnarDataset, Histories
 from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
+from recforge.models.defaults import ColumnRoles, feature_groups, pick
 from recforge.models.registry import get_model
 from recforge.preprocess import (
     Bucketize,
@@ -49,14 +50,6 @@ _COLUMN_SPECS = {
     ColumnKind.MULTI_VALUE: MultiValue,
     ColumnKind.SEQUENCE: SequenceColumn,
 }
-
-
-class Selector(Choice):
-    ALL = "all"
-    SPARSE = "sparse"
-    DENSE = "dense"
-    SEQUENCE = "sequence"
-    EMBEDDED = "embedded"
 
 
 def column_specs(entries: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -100,18 +93,17 @@ def with_initializers(features: Sequence[F.Feature], entries: Sequence[Mapping[s
     return out
 
 
-def select(features: Sequence[F.Feature], selector: str | Sequence[str], where: str) -> list[F.Feature]:
-    """Features picked by a selector keyword or an explicit list of names."""
+def select(
+    features: Sequence[F.Feature],
+    selector: str | Sequence[str],
+    where: str,
+    *,
+    roles: ColumnRoles | None = None,
+) -> list[F.Feature]:
+    """Features picked by a group (``recforge.models.defaults``: ``all``, ``sparse``, ...,
+    ``user+history``; ``roles`` gives the user/item groups) or an explicit list of names."""
     if isinstance(selector, str):
-        sel = Selector.parse(selector, where=f"{where}: selector (or a list of feature names)")
-        keep = {
-            Selector.ALL: lambda f: True,
-            Selector.SPARSE: lambda f: isinstance(f, F.SparseFeature),
-            Selector.DENSE: lambda f: isinstance(f, F.DenseFeature),
-            Selector.SEQUENCE: lambda f: isinstance(f, F.SequenceFeature),
-            Selector.EMBEDDED: lambda f: not isinstance(f, F.DenseFeature),
-        }[sel]
-        return [f for f in features if keep(f)]
+        return pick(feature_groups(features, roles), selector, where)
     by_name = {f.name: f for f in features}
     missing = [n for n in selector if n not in by_name]
     if missing:

@@ -35,6 +35,7 @@ from recforge.config import Preset, RunConfig, Sampling, Scheduler, load_config,
 from recforge.data import BatchLoader, ColumnarDataset, NegativeSampler
 from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
+from recforge.models.defaults import ColumnRoles
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.registry import FAMILIES
 from recforge.preprocess import FeaturePipeline
@@ -141,8 +142,11 @@ class _Recipe:
             sizes = ", ".join(f"{k}={len(v):,} rows" for k, v in self.rows.items())
         print(f"data: {sizes}  (prepared in {time.perf_counter() - t0:.1f}s)", flush=True)
         self.features = with_initializers(self.pipeline.features, cfg.features)
+        d = cfg.data
+        roles = ColumnRoles(d.user, d.item, tuple(d.user_columns), tuple(d.item_columns))
         self.inputs = {
-            arg: select(self.features, sel, f"model.inputs.{arg}") for arg, sel in cfg.model.inputs.items()
+            arg: select(self.features, sel, f"model.inputs.{arg}", roles=roles)
+            for arg, sel in cfg.model.inputs.items()
         }
         self.eval_parts: dict[str, EvalPart] = {}
         if self.log is not None:

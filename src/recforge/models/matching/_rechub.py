@@ -3,7 +3,8 @@
 Torch-RecHub passes ``neg_item_feature`` (a feature list) where recforge's two-tower models take
 their tower parameters, calls the session models with a bare ``SequenceFeature`` and positional
 hyper-parameters, and builds SINE from column names. Each model's constructor accepts both forms
-and hands the Torch-RecHub one to these helpers, so no model file repeats the translation.
+and hands the Torch-RecHub one to these helpers (positional values are bound by
+``recforge.models._rechub``, as for every model), so no model file repeats the translation.
 """
 
 from __future__ import annotations
@@ -54,15 +55,6 @@ def check_negatives(
         except ValueError as e:
             raise ValueError(f"{model}: {e}") from None
     return tuple(negatives)
-
-
-def positional(model: str, values: Sequence[object], names: Sequence[str]) -> dict[str, object]:
-    """Torch-RecHub's extra positional arguments by name (too many is a ``TypeError``)."""
-    if len(values) > len(names):
-        raise TypeError(
-            f"{model}: takes at most {len(names)} positional arguments after the features ({', '.join(names)})"
-        )
-    return dict(zip(names, values))
 
 
 def merge(

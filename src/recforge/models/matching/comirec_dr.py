@@ -20,9 +20,11 @@ from torch import Tensor
 from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.capsule import Bilinear, CapsuleRouting
+from recforge.models._rechub import rechub_order
 from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 
 
+@rechub_order("max_length", "temperature", "interest_num")
 class ComirecDR(MultiInterestModel):
     """ComiRec-DR. ``user_tower -> (B, K, D)``.
 
@@ -43,10 +45,10 @@ class ComirecDR(MultiInterestModel):
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
         neg_item_feature: Sequence[Feature] | None = None,
+        *,
         max_length: int | None = None,
         temperature: float = 1.0,
         interest_num: int = 4,
-        *,
         routing_iters: int = 3,
         normalize: bool | None = None,
         user_params: MLPConfig | Mapping[str, object] | None = None,

@@ -20,10 +20,12 @@ from torch import Tensor, nn
 from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.interest import SelfAttentiveInterests
+from recforge.models._rechub import rechub_order
 from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 from recforge.models.matching.towers import positions_from_end
 
 
+@rechub_order("temperature", "interest_num")
 class ComirecSA(MultiInterestModel):
     """ComiRec-SA. ``user_tower -> (B, K, D)``.
 
@@ -47,9 +49,9 @@ class ComirecSA(MultiInterestModel):
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
         neg_item_feature: Sequence[Feature] | None = None,
+        *,
         temperature: float = 1.0,
         interest_num: int = 4,
-        *,
         max_length: int | None = None,
         hidden_dim: int | None = None,
         add_pos: bool | None = None,

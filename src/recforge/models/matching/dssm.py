@@ -15,10 +15,12 @@ from torch import Tensor
 
 from recforge.features import Feature
 from recforge.layers import EmbeddingLayer, MLPConfig
+from recforge.models._rechub import rechub_order
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.matching.towers import TowerMLP, item_inputs, l2, tower_dim
 
 
+@rechub_order("user_params", "item_params", "temperature")
 class DSSM(TwoTowerModel):
     """Deep Structured Semantic Model.
 
@@ -35,9 +37,9 @@ class DSSM(TwoTowerModel):
         self,
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
+        *,
         user_params: MLPConfig | Mapping[str, object] | None = None,
         item_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         temperature: float = 1.0,
         normalize: bool = True,
     ) -> None:

@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 
 from recforge.features import Feature
 from recforge.layers import MLPConfig
+from recforge.models._rechub import rechub_order
 from recforge.models.matching._rechub import check_negatives, features_or_params
 from recforge.models.matching.dssm import DSSM
 
 
+@rechub_order("user_params", "item_params", "temperature")
 class FacebookDSSM(DSSM):
     """Pair-wise (hinge) trained cosine two-tower model; towers as ``DSSM``.
 
@@ -38,9 +40,9 @@ class FacebookDSSM(DSSM):
         user_features: Sequence[Feature],
         pos_item_features: Sequence[Feature],
         neg_item_features: Sequence[Feature] | MLPConfig | Mapping[str, object] | None = None,
+        *,
         user_params: MLPConfig | Mapping[str, object] | None = None,
         item_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         temperature: float = 1.0,
     ) -> None:
         negs, (user_params, item_params) = features_or_params(
@@ -49,8 +51,8 @@ class FacebookDSSM(DSSM):
         super().__init__(
             user_features,
             pos_item_features,
-            user_params,
-            item_params,
+            user_params=user_params,
+            item_params=item_params,
             temperature=temperature,
             normalize=True,
         )

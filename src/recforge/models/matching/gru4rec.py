@@ -22,7 +22,8 @@ from recforge.ints import as_int
 from recforge.layers import MLPConfig
 from recforge.layers.dropout import Dropout
 from recforge.layers.recurrent import MaskedGRU
-from recforge.models.matching._rechub import merge, positional
+from recforge.models._rechub import positional
+from recforge.models.matching._rechub import merge
 from recforge.models.matching.sequential import SequentialModel
 
 RECHUB_ORDER = (

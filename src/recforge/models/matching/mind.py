@@ -26,9 +26,11 @@ from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.capsule import Bilinear, CapsuleRouting
 from recforge.layers.embedding import column
+from recforge.models._rechub import rechub_order
 from recforge.models.matching.multi_interest import MultiInterestModel, history_length
 
 
+@rechub_order("max_length", "temperature", "interest_num")
 class MIND(MultiInterestModel):
     """MIND. ``user_tower -> (B, K, D)``; ``score`` uses label-aware attention in training mode.
 
@@ -51,10 +53,10 @@ class MIND(MultiInterestModel):
         history_features: Sequence[Feature],
         item_features: Sequence[Feature],
         neg_item_feature: Sequence[Feature] | None = None,
+        *,
         max_length: int | None = None,
         temperature: float = 1.0,
         interest_num: int = 4,
-        *,
         dynamic_interest: bool = False,
         routing_iters: int = 3,
         attention_power: float = 2.0,

@@ -28,13 +28,13 @@ from recforge.models.matching.towers import (
 )
 
 
-def history_length(model: str, history: SequenceFeature, max_length: object) -> int:
-    """``max_length`` as an int, defaulting to the history feature's ``max_len``."""
+def history_length(model: str, history: SequenceFeature, max_length: object, arg: str = "max_length") -> int:
+    """``max_length`` (the argument ``arg``) as an int, defaulting to the history feature's ``max_len``."""
     if max_length is None:
         max_length = history.max_len
     if max_length is None:
-        raise TypeError(f"{model}: pass max_length (the longest history), or give {history.name!r} a max_len")
-    return as_int(max_length, f"{model}: max_length", minimum=1)
+        raise TypeError(f"{model}: pass {arg} (the longest history), or give {history.name!r} a max_len")
+    return as_int(max_length, f"{model}: {arg}", minimum=1)
 
 
 class MultiInterestModel(TwoTowerModel):

@@ -25,7 +25,8 @@ from recforge.features import Feature, SequenceFeature, SparseFeature
 from recforge.ints import as_int
 from recforge.layers.dropout import Dropout
 from recforge.layers.recurrent import MaskedGRU
-from recforge.models.matching._rechub import merge, positional, session_features
+from recforge.models._rechub import positional
+from recforge.models.matching._rechub import merge, session_features
 from recforge.models.matching.sequential import SequentialModel
 
 RECHUB_ORDER = ("hidden_dim", "emb_dropout_p", "session_rep_dropout_p", "item_feature")

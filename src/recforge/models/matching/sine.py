@@ -28,8 +28,10 @@ from torch import Tensor, nn
 from recforge.features import Feature, Pooling, SequenceFeature
 from recforge.ints import as_int
 from recforge.layers import EmbeddingLayer
-from recforge.models.matching._rechub import check_negatives, features_from_names, merge, positional
+from recforge.models._rechub import positional
+from recforge.models.matching._rechub import check_negatives, features_from_names, merge
 from recforge.models.matching.base import TwoTowerModel
+from recforge.models.matching.multi_interest import history_length
 from recforge.models.matching.towers import (
     history_feature,
     id_only,
@@ -70,7 +72,7 @@ class SINE(TwoTowerModel):
         num_concept: size of the concept prototype pool.
         num_intention: K, concepts activated per user.
         hidden_dim: width of the attention layers.
-        seq_max_len: longest history L.
+        seq_max_len: longest history L (default: the history feature's ``max_len``).
         temperature: divides every score.
         aggregation_temperature: softmax temperature of the interest aggregation.
         neg_item_features, num_items, embedding_dim, num_heads: Torch-RecHub's arguments (see the
@@ -108,7 +110,7 @@ class SINE(TwoTowerModel):
             raise ValueError(
                 "SINE: num_heads must be 1 (recforge's SINE uses one attention head); drop num_heads"
             )
-        for arg in ("hidden_dim", "num_concept", "num_intention", "seq_max_len"):
+        for arg in ("hidden_dim", "num_concept", "num_intention"):
             if kw[arg] is None:
                 raise TypeError(f"SINE: missing {arg} (pass it by keyword)")
         negs = list(kw["neg_item_features"] or [])  # type: ignore[call-overload]
@@ -130,9 +132,9 @@ class SINE(TwoTowerModel):
         num_concept = as_int(kw["num_concept"], "SINE: num_concept", minimum=1)
         num_intention = as_int(kw["num_intention"], "SINE: num_intention", minimum=1)
         hidden_dim = as_int(kw["hidden_dim"], "SINE: hidden_dim", minimum=1)
-        seq_max_len = as_int(kw["seq_max_len"], "SINE: seq_max_len", minimum=1)
         temperature = float(kw["temperature"])  # type: ignore[arg-type]
         self.history = history_feature(history_features, item_features, "SINE")  # type: ignore[arg-type]
+        seq_max_len = history_length("SINE", self.history, kw["seq_max_len"], "seq_max_len")
         item = id_only(item_features, "SINE")  # type: ignore[arg-type]
         self.neg_item_features = check_negatives("SINE", negs, [item])
         if not 1 <= num_intention <= num_concept:

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from recforge.features import Feature, RandomNormal, SequenceFeature, SparseFeature
-from recforge.models.matching._rechub import merge, positional, session_features
+from recforge.models._rechub import positional
+from recforge.models.matching._rechub import merge, session_features
 from recforge.models.matching.sequential import SequentialModel
 
 RECHUB_ORDER = ("weight_std", "emb_std", "item_feature")

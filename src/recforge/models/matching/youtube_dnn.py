@@ -19,11 +19,13 @@ from torch import Tensor
 
 from recforge.features import Feature
 from recforge.layers import EmbeddingLayer, MLPConfig
+from recforge.models._rechub import rechub_order
 from recforge.models.matching._rechub import check_negatives, features_or_params
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.matching.towers import TowerMLP, id_only, item_ids, l2, tower_dim
 
 
+@rechub_order("user_params", "temperature")
 class YoutubeDNN(TwoTowerModel):
     """User MLP against item-id embeddings.
 
@@ -44,8 +46,8 @@ class YoutubeDNN(TwoTowerModel):
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
         neg_item_feature: Sequence[Feature] | MLPConfig | Mapping[str, object] | None = None,
-        user_params: MLPConfig | Mapping[str, object] | None = None,
         *,
+        user_params: MLPConfig | Mapping[str, object] | None = None,
         temperature: float = 1.0,
         normalize: bool = True,
     ) -> None:

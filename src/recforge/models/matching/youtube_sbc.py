@@ -21,11 +21,13 @@ from recforge.features import Feature
 from recforge.layers import MLPConfig
 from recforge.layers.embedding import column
 from recforge.layers.frequency import StreamingFrequency
+from recforge.models._rechub import rechub_order
 from recforge.models.matching._rechub import features_or_params
 from recforge.models.matching.dssm import DSSM
 from recforge.outputs import TowerOutput
 
 
+@rechub_order("user_params", "item_params", "batch_size", "n_neg", "temperature")
 class YoutubeSBC(DSSM):
     """In-batch softmax two-tower model with logQ correction.
 
@@ -43,11 +45,11 @@ class YoutubeSBC(DSSM):
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
         sample_weight_feature: Sequence[Feature] | MLPConfig | Mapping[str, object] | None = None,
+        *,
         user_params: MLPConfig | Mapping[str, object] | None = None,
         item_params: MLPConfig | Mapping[str, object] | None = None,
         batch_size: int | None = None,
         n_neg: int | None = None,
-        *,
         temperature: float = 0.05,
         alpha: float = 0.01,
         num_buckets: int | None = None,
@@ -56,7 +58,12 @@ class YoutubeSBC(DSSM):
             "YoutubeSBC", "sample_weight_feature", sample_weight_feature, (user_params, item_params)
         )
         super().__init__(
-            user_features, item_features, user_params, item_params, temperature=temperature, normalize=True
+            user_features,
+            item_features,
+            user_params=user_params,
+            item_params=item_params,
+            temperature=temperature,
+            normalize=True,
         )
         self.sample_weight_feature, self.batch_size, self.n_neg = list(weights), batch_size, n_neg
         vocab = self.embedding.features[self.item_id].vocab_size

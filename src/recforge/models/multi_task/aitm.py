@@ -27,10 +27,12 @@ from recforge.layers import (
     behavioral_calibration,
     output_dim,
 )
+from recforge.models._rechub import rechub_order
 from recforge.models.multi_task._common import TowerParams, build_towers
 from recforge.outputs import MultiTaskOutput, TaskType
 
 
+@rechub_order("n_task", "bottom_params", "tower_params_list")
 class AITM(nn.Module):
     """AITM. ``forward(batch) -> MultiTaskOutput(logits (B, T), aux_loss)``, tasks in funnel order.
 
@@ -45,10 +47,10 @@ class AITM(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         n_task: int,
         bottom_params: MLPConfig | Mapping[str, object] | None = None,
         tower_params_list: TowerParams = None,
-        *,
         calibrator_alpha: float = 0.6,
         sparse: bool = False,
         fused: bool = True,

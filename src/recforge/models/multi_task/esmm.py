@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 from recforge.outputs import ESMMOutput, TaskType
 
 
@@ -37,6 +38,7 @@ def product_logit(a: Tensor, b: Tensor) -> Tensor:
     return log_p - log_not_p
 
 
+@rechub_order("cvr_params", "ctr_params")
 class ESMM(nn.Module):
     """ESMM. ``forward(batch) -> ESMMOutput(logits (B, 2) = [CTR, CTCVR], cvr_logits (B,))``.
 
@@ -51,9 +53,9 @@ class ESMM(nn.Module):
         self,
         user_features: Sequence[Feature],
         item_features: Sequence[Feature],
+        *,
         cvr_params: MLPConfig | Mapping[str, object] | None = None,
         ctr_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

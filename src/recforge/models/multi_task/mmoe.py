@@ -12,10 +12,12 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import EmbeddingLayer, MixtureOfExperts, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 from recforge.models.multi_task._common import TowerParams, apply_towers, build_towers, parse_task_types
 from recforge.outputs import TaskType
 
 
+@rechub_order("task_types", "n_expert", "expert_params", "tower_params_list")
 class MMOE(nn.Module):
     """MMoE. ``forward(batch) -> (B, T)`` logits in ``task_types`` order.
 
@@ -30,11 +32,11 @@ class MMOE(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         task_types: Sequence[TaskType | str],
         n_expert: int = 4,
         expert_params: MLPConfig | Mapping[str, object] | None = None,
         tower_params_list: TowerParams = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

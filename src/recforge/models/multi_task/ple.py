@@ -15,10 +15,14 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import EmbeddingLayer, Experts, ExtractionLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 from recforge.models.multi_task._common import TowerParams, apply_towers, build_towers, parse_task_types
 from recforge.outputs import TaskType
 
 
+@rechub_order(
+    "task_types", "n_level", "n_expert_specific", "n_expert_shared", "expert_params", "tower_params_list"
+)
 class PLE(nn.Module):
     """PLE. ``forward(batch) -> (B, T)`` logits in ``task_types`` order.
 
@@ -35,13 +39,13 @@ class PLE(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         task_types: Sequence[TaskType | str],
         n_level: int = 1,
         n_expert_specific: int = 2,
         n_expert_shared: int = 1,
         expert_params: MLPConfig | Mapping[str, object] | None = None,
         tower_params_list: TowerParams = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

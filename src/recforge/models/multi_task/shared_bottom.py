@@ -13,10 +13,12 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 from recforge.models.multi_task._common import TowerParams, build_towers, last_linear, parse_task_types
 from recforge.outputs import TaskType
 
 
+@rechub_order("task_types", "bottom_params", "tower_params_list")
 class SharedBottom(nn.Module):
     """Shared bottom + per-task towers. ``forward(batch) -> (B, T)`` logits in ``task_types`` order.
 
@@ -30,10 +32,10 @@ class SharedBottom(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         task_types: Sequence[TaskType | str],
         bottom_params: MLPConfig | Mapping[str, object] | None = None,
         tower_params_list: TowerParams = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup, embedded_of
 from recforge.layers import LR, AFMAttention, EmbeddingLayer, field_dim, output_dim
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("embed_dim", "t")
 class AFM(nn.Module):
     """AFM. ``forward(batch) -> logits (B,)``.
 
@@ -32,9 +34,9 @@ class AFM(nn.Module):
     def __init__(
         self,
         fm_features: Sequence[Feature],
+        *,
         embed_dim: int | None = None,
         t: int = 64,
-        *,
         dropout: float = 0.0,
         sparse: bool = False,
         fused: bool = True,

@@ -21,8 +21,10 @@ from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, dedup, embedded_of
 from recforge.layers import MLP, EmbeddingLayer, InteractingLayer, MLPConfig, dense_column, field_dim
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("num_layers", "num_heads", "dropout", "mlp_params")
 class AutoInt(nn.Module):
     """AutoInt (AutoInt+ when ``mlp_params`` is given). ``forward(batch) -> logits (B,)``.
 
@@ -41,11 +43,11 @@ class AutoInt(nn.Module):
         self,
         sparse_features: Sequence[Feature],
         dense_features: Sequence[DenseFeature] | None = None,
+        *,
         num_layers: int = 3,
         num_heads: int = 2,
         dropout: float = 0.0,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         attention_dim: int | None = None,
         sparse: bool = False,
         fused: bool = True,

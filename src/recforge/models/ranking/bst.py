@@ -21,9 +21,11 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, Pooling, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, TransformerEncoder, output_dim, pool_sequence
+from recforge.models._rechub import rechub_order
 from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features, pair_targets
 
 
+@rechub_order("mlp_params", "nhead", "dropout", "num_layers", "max_seq_len")
 class BST(nn.Module):
     """Behavior Sequence Transformer. ``forward(batch) -> logits (B,)``.
 
@@ -42,8 +44,8 @@ class BST(nn.Module):
         features: Sequence[Feature],
         history_features: Sequence[Feature],
         target_features: Sequence[Feature],
-        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         *,
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         nhead: int = 8,
         dropout: float = 0.2,
         num_layers: int = 1,

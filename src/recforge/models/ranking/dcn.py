@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, CrossNet, EmbeddingLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("n_cross_layers", "mlp_params")
 class DCN(nn.Module):
     """Deep & Cross Network. ``forward(batch) -> logits (B,)``.
 
@@ -33,9 +35,9 @@ class DCN(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         n_cross_layers: int = 3,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

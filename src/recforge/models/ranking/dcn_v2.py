@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from recforge.choices import Choice
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, CrossNetMix, CrossNetV2, EmbeddingLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 
 
 class ModelStructure(Choice):
@@ -34,6 +35,9 @@ class CrossType(Choice):
     MIXTURE = "mixture"
 
 
+@rechub_order(
+    "n_cross_layers", "mlp_params", "model_structure", "use_low_rank_mixture", "low_rank", "num_experts"
+)
 class DCNv2(nn.Module):
     """DCN-V2. ``forward(batch) -> logits (B,)``.
 
@@ -52,13 +56,13 @@ class DCNv2(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         n_cross_layers: int = 3,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
         model_structure: ModelStructure | str = ModelStructure.PARALLEL,
         use_low_rank_mixture: bool = True,
         low_rank: int = 32,
         num_experts: int = 4,
-        *,
         cross_type: CrossType | str | None = None,
         sparse: bool = False,
         fused: bool = True,

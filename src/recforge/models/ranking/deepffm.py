@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from recforge.features import DenseFeature, Feature, SparseFeature, dedup, embedded_of
 from recforge.layers import FFM, LR, MLP, SENET, EmbeddingLayer, MLPConfig, field_dim, output_dim
+from recforge.models._rechub import rechub_order
 
 
 def _field_aware_vocab(cross: list[Feature], linear: list[Feature], num_fields: int) -> list[Feature]:
@@ -41,6 +42,7 @@ def _field_aware_vocab(cross: list[Feature], linear: list[Feature], num_fields: 
     ]
 
 
+@rechub_order("embed_dim", "mlp_params")
 class DeepFFM(nn.Module):
     """DeepFFM. ``forward(batch) -> logits (B,)``.
 
@@ -58,9 +60,9 @@ class DeepFFM(nn.Module):
         self,
         linear_features: Sequence[Feature],
         cross_features: Sequence[Feature],
+        *,
         embed_dim: int | None = None,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         reduction_ratio: float | None = None,
         sparse: bool = False,
         fused: bool = True,

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 from recforge.features import Feature, dedup, dense_of, embedded_of
 from recforge.layers import FM, LR, MLP, EmbeddingLayer, MLPConfig, dense_column, field_dim, output_dim
 from recforge.layers.embedding import join_flat
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("mlp_params")
 class DeepFM(nn.Module):
     """DeepFM. ``forward(batch) -> logits (B,)``."""
 
@@ -26,8 +28,8 @@ class DeepFM(nn.Module):
         self,
         deep_features: Sequence[Feature],
         fm_features: Sequence[Feature],
-        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         *,
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

@@ -21,9 +21,11 @@ from torch import Tensor, nn
 from recforge.features import Feature, dedup
 from recforge.layers import MLP, EmbeddingLayer, MLPConfig, output_dim
 from recforge.layers.sequence import TargetAttention
+from recforge.models._rechub import rechub_order
 from recforge.models.ranking._behavior import behaviors, check_behavior_features, other_features, pair_targets
 
 
+@rechub_order("mlp_params", "attention_mlp_params")
 class DIN(nn.Module):
     """Deep Interest Network. ``forward(batch) -> logits (B,)``.
 
@@ -43,9 +45,9 @@ class DIN(nn.Module):
         features: Sequence[Feature],
         history_features: Sequence[Feature],
         target_features: Sequence[Feature],
+        *,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
         attention_mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         softmax_attention: bool = False,
         sparse: bool = False,
     ) -> None:

@@ -32,8 +32,10 @@ from recforge.layers import (
     output_dim,
 )
 from recforge.layers.cross import RegulatedInputs
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("n_cross_layers", "mlp_params", "bridge_type", "use_regulation_module", "temperature")
 class EDCN(nn.Module):
     """EDCN. ``forward(batch) -> logits (B,)``.
 
@@ -51,12 +53,12 @@ class EDCN(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         n_cross_layers: int = 3,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
         bridge_type: BridgeType | str = BridgeType.HADAMARD_PRODUCT,
         use_regulation_module: bool = True,
         temperature: float = 1.0,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 
 from recforge.features import Feature
 from recforge.layers import MLPConfig
+from recforge.models._rechub import rechub_order
 from recforge.models.ranking.deepffm import DeepFFM
 
 
+@rechub_order("embed_dim", "reduction_ratio", "mlp_params")
 class FatDeepFFM(DeepFFM):
     """FAT-DeepFFM. ``forward(batch) -> logits (B,)``; arguments as ``DeepFFM`` plus
     ``reduction_ratio`` of the CENet."""
@@ -26,18 +28,18 @@ class FatDeepFFM(DeepFFM):
         self,
         linear_features: Sequence[Feature],
         cross_features: Sequence[Feature],
+        *,
         embed_dim: int | None = None,
         reduction_ratio: float = 1,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:
         super().__init__(
             linear_features,
             cross_features,
-            embed_dim,
-            mlp_params,
+            embed_dim=embed_dim,
+            mlp_params=mlp_params,
             reduction_ratio=reduction_ratio,
             sparse=sparse,
             fused=fused,

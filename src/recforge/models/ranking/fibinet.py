@@ -26,8 +26,10 @@ from recforge.layers import (
     dense_column,
     field_dim,
 )
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("mlp_params", "reduction_ratio", "bilinear_type")
 class FiBiNet(nn.Module):
     """FiBiNET. ``forward(batch) -> logits (B,)``.
 
@@ -42,10 +44,10 @@ class FiBiNet(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
         reduction_ratio: float = 3,
         bilinear_type: BilinearType | str = BilinearType.FIELD_INTERACTION,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

@@ -35,9 +35,9 @@ class FinalMLP(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         mlp1_params: MLPConfig | Mapping[str, object] | None = None,
         mlp2_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         use_fs: bool = True,
         fs_hidden_dim: int = 64,
         fs1_context: Sequence[str] = (),

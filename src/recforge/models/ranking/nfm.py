@@ -34,8 +34,8 @@ class NFM(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
-        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         *,
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         bi_dropout: float = 0.0,
         sparse: bool = False,
         fused: bool = True,

@@ -42,9 +42,9 @@ class PNN(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
         product_type: ProductType | str = ProductType.INNER,
-        *,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

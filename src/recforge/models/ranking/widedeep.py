@@ -16,8 +16,10 @@ from torch import Tensor, nn
 
 from recforge.features import Feature, dedup
 from recforge.layers import LR, MLP, EmbeddingLayer, MLPConfig, output_dim
+from recforge.models._rechub import rechub_order
 
 
+@rechub_order("mlp_params")
 class WideDeep(nn.Module):
     """Wide & Deep. ``forward(batch) -> logits (B,)``."""
 
@@ -25,8 +27,8 @@ class WideDeep(nn.Module):
         self,
         wide_features: Sequence[Feature],
         deep_features: Sequence[Feature],
-        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         *,
+        mlp_params: MLPConfig | Mapping[str, object] | None = None,
         sparse: bool = False,
         fused: bool = True,
     ) -> None:

@@ -32,9 +32,9 @@ class xDeepFM(nn.Module):
     def __init__(
         self,
         features: Sequence[Feature],
+        *,
         cin_layer_sizes: Sequence[int] = (64, 64),
         mlp_params: MLPConfig | Mapping[str, object] | None = None,
-        *,
         split_half: bool = True,
         sparse: bool = False,
         fused: bool = True,
