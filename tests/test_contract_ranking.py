@@ -102,6 +102,7 @@ MIXED = [
 # Behaviour-sequence models need history/target feature pairs: tests/test_contract_seq_ranking.py
 # covers exactly ranking.SEQUENCE_MODELS, this file every other registered model.
 FEATURE_MODELS = sorted(set(ranking.MODELS) - set(ranking.SEQUENCE_MODELS))
+FACTORIES = {name: factory(name, ALL) for name in FEATURE_MODELS}  # tests/test_export.py, test_compile.py
 
 
 def test_the_small_sizes_name_registered_models() -> None:
@@ -114,7 +115,7 @@ def test_contract(name: str) -> None:
     batch = synthetic_batch(ALL, 64, seed=1)
     learnable = synthetic_batch(ALL, 256, seed=2)
     model = check_model_contract(
-        factory(name, ALL), batch, BinaryCrossEntropy(), learnable=learnable, sequence_columns=["hist_item"]
+        FACTORIES[name], batch, BinaryCrossEntropy(), learnable=learnable, sequence_columns=["hist_item"]
     )
     assert isinstance(model, ranking.MODELS[name])
     assert {f.name for f in model.features} >= {"user", "item"}

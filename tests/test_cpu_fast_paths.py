@@ -372,3 +372,35 @@ def test_every_family_trains_under_bf16(family: str, tmp_path) -> None:
     losses = [r["train_loss"] for r in trainer.history]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["SASRec", "GRU4Rec"])
+def test_full_sequence_loss_streams_items_for_dot_product_models(name: str) -> None:
+    """SequenceObjective's FULL loss takes the blocked path for a plain dot-product score and gives
+    the loss and gradients of the logits path."""
+    from recforge.data.sampling import NegativeSampler
+    from recforge.objectives.matching import full_softmax_loss_reference
+    from recforge.objectives.sequence import SeqLoss, SequenceObjective
+    from test_contract_matching import BUILDERS, V, make_batch
+
+    torch.manual_seed(0)
+    model = BUILDERS[name]()
+    model.temperature = 0.5
+    assert model.scores_by_dot_product
+    hist = make_batch(16, 0)["hist_item_id"]
+    target = torch.roll(hist, -1, 1)
+    target[hist == 0] = 0
+    batch = {"hist_item_id": hist, "target_item_id": target}
+    objective = SequenceObjective(
+        model, loss=SeqLoss.FULL, sampler=NegativeSampler(V), catalog=None, num_negatives=4,
+        temperature=2.0, l2_normalize=False, logq=False, target_column="target_item_id",
+    )  # fmt: skip
+    hidden = model.sequence_tower(batch)
+    loss = objective(hidden, batch)
+    (g_fast,) = torch.autograd.grad(loss, hidden)
+    valid = target > 0
+    items = model.item_tower({"item_id": torch.arange(V)})
+    ref = full_softmax_loss_reference(model.score(hidden[valid], items) / 2.0, target[valid])
+    (g_ref,) = torch.autograd.grad(ref, hidden)
+    assert torch.allclose(loss, ref, atol=1e-5)
+    assert torch.allclose(g_fast, g_ref, atol=1e-6)

@@ -23,7 +23,12 @@ from recforge.choices import Choice
 from recforge.data.catalog import ItemCatalog
 from recforge.data.dataset import Batch
 from recforge.data.sampling import NegativeSampler
-from recforge.objectives.matching import bce_loss, full_softmax_loss, sampled_softmax_loss
+from recforge.objectives.matching import (
+    bce_loss,
+    full_softmax_loss,
+    linear_full_softmax_loss,
+    sampled_softmax_loss,
+)
 from recforge.outputs import TowerModel
 
 
@@ -87,7 +92,13 @@ class SequenceObjective:
             h = F.normalize(h, dim=-1)
         if self.loss is SeqLoss.FULL:
             ids = torch.arange(self.sampler.num_items, device=t.device)
-            return full_softmax_loss(self._score(h, self._items(ids)), t)
+            items = self._items(ids)  # (V, D)
+            if getattr(self.model, "scores_by_dot_product", False):
+                # the same loss without the (P, V) logits: 1.4x less CPU per step in float32 and
+                # 2.1x under bf16 (P 2,000, V 54,543, D 64; benchmarks/results/sasrec_recbole.md)
+                temperature = self.temperature * float(getattr(self.model, "temperature", 1.0))
+                return linear_full_softmax_loss(h, items, t, temperature=temperature)
+            return full_softmax_loss(self._score(h, items), t)
         pos = self._score(h, self._items(t).unsqueeze(1)).squeeze(1)  # (P,)
         if self.loss is SeqLoss.BCE:
             neg_ids, _ = self.sampler.sample(t, 1)

@@ -53,6 +53,12 @@ class TwoTowerModel(nn.Module):
         ``(B, N, D)``; a catalog batch of all items gives ``(N, D)``."""
         raise NotImplementedError
 
+    @property
+    def scores_by_dot_product(self) -> bool:
+        """``score`` is this base class's ``user @ items.T / temperature`` (no subclass override):
+        losses over every item may then stream the items in blocks instead of building the logits."""
+        return type(self).score is TwoTowerModel.score
+
     def score(self, user: Tensor, items: Tensor) -> Tensor:
         """Logits of ``items (B, N, D)`` (or ``(N, D)`` shared by all users) for ``user (B, D)``/
         ``(B, K, D)`` -> ``(B, N)``. Multi-interest users take the best interest per item."""
@@ -66,7 +72,7 @@ class TwoTowerModel(nn.Module):
             )  # (B, N) or (B, K, N)
         if user.dim() == 3:
             s = s.amax(1)  # (B, N)
-        return s / self.temperature
+        return s if self.temperature == 1.0 else s / self.temperature  # no pass over (B, N) for 1.0
 
     def negative_batch(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
         """The item-tower inputs of the negatives a batch carries in ``neg_item_features`` columns,
