@@ -57,6 +57,22 @@ RUNS = {
 }
 
 
+def _epoch(steps: int, batches: int, train_cpu: float, train_wall: float, eval_cpu: float, eval_wall: float,
+           hr: float, ndcg: float) -> dict[str, float]:  # fmt: skip
+    """One epoch's record: timed steps scaled to a whole epoch, and the evaluation's cost and HR/NDCG@10."""
+    return {
+        "steps": steps,
+        "train_cpu_s": train_cpu,
+        "train_wall_s": train_wall,
+        "epoch_cpu_s": train_cpu * batches / steps,
+        "epoch_wall_s": train_wall * batches / steps,
+        "eval_cpu_s": eval_cpu,
+        "eval_wall_s": eval_wall,
+        "hr@10": float(hr),
+        "ndcg@10": float(ndcg),
+    }
+
+
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -172,17 +188,16 @@ def worker_recbole(args: argparse.Namespace) -> dict:
         result = trainer.evaluate(test_data, load_best_model=False)
         eval_cpu, eval_wall = cpu_seconds() - t_cpu, time.perf_counter() - t_wall
         epochs.append(
-            {
-                "steps": steps,
-                "train_cpu_s": train_cpu,
-                "train_wall_s": train_wall,
-                "epoch_cpu_s": train_cpu * batches / steps,
-                "epoch_wall_s": train_wall * batches / steps,
-                "eval_cpu_s": eval_cpu,
-                "eval_wall_s": eval_wall,
-                "hr@10": float(result["hit@10"]),
-                "ndcg@10": float(result["ndcg@10"]),
-            }
+            _epoch(
+                steps,
+                batches,
+                train_cpu,
+                train_wall,
+                eval_cpu,
+                eval_wall,
+                result["hit@10"],
+                result["ndcg@10"],
+            )
         )
         print(json.dumps(epochs[-1]), flush=True)
     out["epochs"] = epochs
@@ -252,17 +267,16 @@ def worker_recforge(args: argparse.Namespace) -> dict:
         eval_cpu, eval_wall = cpu_seconds() - t_cpu, time.perf_counter() - t_wall
         t_total += train_wall
         epochs.append(
-            {
-                "steps": steps,
-                "train_cpu_s": train_cpu,
-                "train_wall_s": train_wall,
-                "epoch_cpu_s": train_cpu * batches / steps,
-                "epoch_wall_s": train_wall * batches / steps,
-                "eval_cpu_s": eval_cpu,
-                "eval_wall_s": eval_wall,
-                "hr@10": float(metrics["hr@10"]),
-                "ndcg@10": float(metrics["ndcg@10"]),
-            }
+            _epoch(
+                steps,
+                batches,
+                train_cpu,
+                train_wall,
+                eval_cpu,
+                eval_wall,
+                metrics["hr@10"],
+                metrics["ndcg@10"],
+            )
         )
         print(json.dumps(epochs[-1]), flush=True)
         if args.stop_at_hr is not None and metrics["hr@10"] >= args.stop_at_hr:
