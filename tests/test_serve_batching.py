@@ -104,6 +104,28 @@ def test_score_batch_isolates_bad_requests(bundle):
     assert got[3].shape == (0,)
 
 
+def test_score_batch_encodes_its_record_requests_in_one_call(bundle, monkeypatch):
+    rows = histories(6, 3)[["user_id", "item_id", "cat", "age"]].to_dict("records")
+    pipe = bundle.ranker.pipeline
+    calls = []
+    original = pipe.transform_records
+    monkeypatch.setattr(
+        pipe, "transform_records", lambda r, columns=None: calls.append(len(r)) or original(r, columns)
+    )
+    got = bundle.score_batch([rows[:1], rows[1:3], rows[3:6]])
+    assert calls == [6]
+    for g, part in zip(got, [rows[:1], rows[1:3], rows[3:6]]):
+        np.testing.assert_allclose(g, bundle.score(part), atol=1e-6)
+
+
+def test_a_request_missing_a_column_fails_alone_though_others_have_it(bundle):
+    rows = histories(4, 4)[["user_id", "item_id", "cat", "age"]].to_dict("records")
+    no_age = [{k: v for k, v in r.items() if k != "age"} for r in rows[2:]]
+    got = bundle.score_batch([rows[:2], no_age])
+    np.testing.assert_allclose(got[0], bundle.score(rows[:2]), atol=1e-6)
+    assert isinstance(got[1], KeyError) and "age" in str(got[1])
+
+
 def test_a_failing_joint_run_is_retried_request_by_request():
     def run(batch: list[int]) -> list[int]:
         if 13 in batch:

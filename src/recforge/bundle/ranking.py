@@ -71,19 +71,27 @@ class RankingStage:
         checked and encoded on its own (a bad one gets its exception in its slot)."""
         pipe = self.run.pipeline
         encoded: list[dict[str, np.ndarray] | Exception] = []
-        for rows in requests:
+        pending: dict[int, list[Mapping[str, object]]] = {}  # request -> its records
+        for i, rows in enumerate(requests):
             try:
                 if isinstance(rows, pd.DataFrame):
                     self.check_size(len(rows), "score")
                     arrays = pipe.transform(rows)
                     arrays.pop("label", None)
+                    encoded.append(arrays)
                 else:
                     records = as_records(rows)
                     self.check_size(len(records), "score")
-                    arrays = pipe.transform_records(records) if records else {}
-                encoded.append(arrays)
+                    if records:
+                        pending[i] = list(records)
+                    encoded.append({})
             except Exception as e:  # handed back to that request's caller
                 encoded.append(e)
+        # the record requests (the serving path) are encoded together: one call per column
+        for i, arrays_or_error in zip(
+            pending, pipe.transform_record_groups(list(pending.values())), strict=True
+        ):
+            encoded[i] = arrays_or_error
 
         def run_all(parts: list[dict[str, np.ndarray]]) -> list[np.ndarray | Exception]:
             sizes = [len(next(iter(p.values()))) if p else 0 for p in parts]

@@ -553,6 +553,13 @@ class FeaturePipeline:
             column name -> array, as ``transform``.
         """
         self._require_fitted()
+        specs = self._record_specs(rows, columns)
+        return {c.name: self._encode(c, [r.get(c.name) for r in rows]) for c in specs}
+
+    def _record_specs(
+        self, rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None
+    ) -> list[ColumnSpec]:
+        """The specs to encode; every one must be a key of some row (else a ``KeyError``)."""
         specs = self.columns if columns is None else [self._spec(name) for name in columns]
         present = {k for r in rows for k in r} if rows else set()
         missing = [c.name for c in specs if c.name not in present]
@@ -560,7 +567,31 @@ class FeaturePipeline:
             raise KeyError(
                 f"column(s) {missing} not found in the rows; available columns: {sorted(map(str, present))}"
             )
-        return {c.name: self._encode(c, [r.get(c.name) for r in rows]) for c in specs}
+        return specs
+
+    def transform_record_groups(
+        self, groups: Sequence[Sequence[Mapping[str, object]]]
+    ) -> list[dict[str, np.ndarray] | Exception]:
+        """``transform_records`` of several independent row groups (a serving micro-batch) with one
+        encoding call per column over all groups; each group is checked on its own first, and
+        should the joint encoding fail, each group is encoded alone, so a bad value fails only its
+        own group (its slot holds the exception)."""
+        self._require_fitted()
+        checked: list[Sequence[Mapping[str, object]] | Exception] = []
+        for rows in groups:
+            try:
+                self._record_specs(rows, None)
+                checked.append(rows)
+            except Exception as e:  # handed back in the group's slot
+                checked.append(e)
+        valid = [g for g in checked if not isinstance(g, Exception)]
+        try:
+            joint = self.transform_records([r for g in valid for r in g])
+        except Exception:  # find the group at fault: encode each alone
+            return [g if isinstance(g, Exception) else _attempt(self.transform_records, g) for g in checked]
+        bounds = np.cumsum([0, *(len(g) for g in valid)])
+        parts = iter([{k: v[bounds[i] : bounds[i + 1]] for k, v in joint.items()} for i in range(len(valid))])
+        return [g if isinstance(g, Exception) else next(parts) for g in checked]
 
     def encode_column(self, name: str, values: pd.Series | Sequence[object]) -> np.ndarray:
         """One column's raw values (a Series or a sequence, ``None`` or NaN for missing) encoded
@@ -751,3 +782,13 @@ class FeaturePipeline:
         if not isinstance(data, dict):
             raise ValueError(f"{source}: not a saved FeaturePipeline (expected a JSON object)")
         return cls.from_dict(data, num_threads=num_threads)
+
+
+def _attempt(
+    fn: Callable[[Sequence[Mapping[str, object]]], dict[str, np.ndarray]],
+    rows: Sequence[Mapping[str, object]],
+) -> dict[str, np.ndarray] | Exception:
+    try:
+        return fn(rows)
+    except Exception as e:  # handed back in the group's slot
+        return e
