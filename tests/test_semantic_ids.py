@@ -417,3 +417,10 @@ def test_decoder_extend_equals_full_decoding_with_shared_memory() -> None:
         assert torch.allclose(out, full, atol=1e-5)
         repeated = dec(x, memory.repeat_interleave(2, 0), mask.repeat_interleave(2, 0))
         assert torch.allclose(full, repeated, atol=1e-5)  # row b*G + g reads memory[b]
+
+
+def test_tiger_refuses_a_t5_config_naming_what_to_pass() -> None:
+    from transformers import T5Config
+
+    with pytest.raises(TypeError, match="semantic_ids must be a recforge SemanticIDs"):
+        TIGER(T5Config(d_model=16))  # type: ignore[arg-type]

@@ -96,6 +96,13 @@ class TIGER(nn.Module):
         target_column: str = "item_id",
     ) -> None:
         super().__init__()
+        if not isinstance(semantic_ids, SemanticIDs):
+            raise TypeError(
+                f"TIGER: semantic_ids must be a recforge SemanticIDs table (SemanticIDs.from_codes, "
+                f"RQVAE.semantic_ids or SemanticIDs.load), got {type(semantic_ids).__name__}; Torch-RecHub's "
+                "TIGERModel(T5Config) is a transformers T5 subclass: here give the encoder-decoder's size "
+                "as transformer={'embed_dim': ..., 'num_encoder_layers': ..., ...}"
+            )
         cfg = TIGERConfig.parse(transformer)
         self.config, self.max_len, self.num_user_buckets = cfg, max_len, num_user_buckets
         self.history_column, self.user_column, self.target_column = history_column, user_column, target_column
