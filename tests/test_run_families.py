@@ -283,8 +283,13 @@ def tiger_config(tmp_path: Path, **trainer) -> Path:
     lists = write_item_lists(tmp_path / "Tiny.txt")
     return config(
         tmp_path,
-        {"format": "item_lists", "path": str(lists), "split": "leave_one_out", "batch_size": 32,
-         "eval_batch_size": 64},
+        {
+            "format": "item_lists",
+            "path": str(lists),
+            "split": "leave_one_out",
+            "batch_size": 32,
+            "eval_batch_size": 64,
+        },
         [
             {"name": "item_id", "type": "categorical"},
             {"name": "hist_item_id", "type": "sequence", "shared_with": "item_id", "max_len": 6},
@@ -292,12 +297,25 @@ def tiger_config(tmp_path: Path, **trainer) -> Path:
         {
             "name": "TIGER",
             "inputs": {},
-            "params": {"max_len": 6, "num_user_buckets": 16,
-                       "transformer": {"embed_dim": 32, "num_encoder_layers": 1, "num_decoder_layers": 1,
-                                       "num_heads": 2, "ffn_dim": 64, "dropout": 0.0}},
-            "semantic_ids": {"content": ["attributes"], "n_epoch": 20, "lr": 0.01,
-                             "rqvae": {"dims": [16], "latent_dim": 8, "num_codes": 4, "num_levels": 2}},
-        },  # fmt: skip
+            "params": {
+                "max_len": 6,
+                "num_user_buckets": 16,
+                "transformer": {
+                    "embed_dim": 32,
+                    "num_encoder_layers": 1,
+                    "num_decoder_layers": 1,
+                    "num_heads": 2,
+                    "ffn_dim": 64,
+                    "dropout": 0.0,
+                },
+            },
+            "semantic_ids": {
+                "content": ["attributes"],
+                "n_epoch": 20,
+                "lr": 0.01,
+                "rqvae": {"dims": [16], "latent_dim": 8, "num_codes": 4, "num_levels": 2},
+            },
+        },
         {
             "preset": "seq",
             "n_epoch": 12,

@@ -472,7 +472,9 @@ def _check_values(cfg: RunConfig) -> None:
                 "directory) and data.item_text (the item-table columns holding the text)"
             )
         if ContentSource.MODEL in sid.content and sid.item_model is None:
-            raise ValueError("model.semantic_ids.content 'model' needs model.semantic_ids.item_model (a run directory)")
+            raise ValueError(
+                "model.semantic_ids.content 'model' needs model.semantic_ids.item_model (a run directory)"
+            )
     for k in t.evaluation.ks or []:
         _positive("trainer.evaluation.ks", k)
     if isinstance(t.mtl.earlystop_taskid, str) and t.mtl.earlystop_taskid != "mean":

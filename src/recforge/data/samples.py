@@ -171,7 +171,9 @@ class LengthBucketedLoader:
         return -(-len(self.columns[self.key]) // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        cols = length_bucketed(self.columns, self.batch_size, self.seed + self.epoch, self.key, window=self.window)
+        cols = length_bucketed(
+            self.columns, self.batch_size, self.seed + self.epoch, self.key, window=self.window
+        )
         n = len(cols[self.key])
         for a in range(0, n, self.batch_size):
             yield {k: torch.from_numpy(v[a : a + self.batch_size]) for k, v in cols.items()}

@@ -461,10 +461,16 @@ def list_ranks(
 
 @runtime_checkable
 class ListModel(Protocol):
-    """A model that returns ranked item lists itself (e.g. ``TIGER``'s beam search)."""
+    """A model that returns ranked item lists ``(ids (B, k), scores (B, k))`` itself (e.g.
+    ``TIGER``'s beam search with ``beam_width`` beams), never an ``exclude`` pair."""
 
     def generate(
-        self, batch: Mapping[str, Tensor], k: int, *, exclude: tuple[Tensor, Tensor] | None = None
+        self,
+        batch: Mapping[str, Tensor],
+        k: int,
+        *,
+        beam_width: int | None = None,
+        exclude: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]: ...
 
 

@@ -24,7 +24,7 @@ from recforge.config import ContentSource, SemanticIDsConfig
 from recforge.data import attribute_embeddings, model_item_embeddings, text_embeddings
 from recforge.files import atomic_write
 from recforge.layout import RunLayout
-from recforge.models.generative import RQVAE, TIGER, SemanticIDs
+from recforge.models.generative import RQVAE, SemanticIDs
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs.logs import LogData
 from recforge.trainers import train_rqvae
@@ -56,7 +56,9 @@ def _item_model(cfg: SemanticIDsConfig, data: LogData) -> np.ndarray:
     run = load_run(cfg.item_model)
     item_id = getattr(run.model, "item_id", None)
     if not isinstance(item_id, str) or not callable(getattr(run.model, "item_tower", None)):
-        raise ValueError(f"model.semantic_ids.item_model: {cfg.item_model!r} has no item tower (a retrieval run)")
+        raise ValueError(
+            f"model.semantic_ids.item_model: {cfg.item_model!r} has no item tower (a retrieval run)"
+        )
     theirs = run.pipeline.vocabulary(item_id)
     vecs = model_item_embeddings(run.model, len(theirs), progress=False)  # type: ignore[arg-type]
     ours = data.pipeline.vocabulary(data.item)
@@ -66,7 +68,9 @@ def _item_model(cfg: SemanticIDsConfig, data: LogData) -> np.ndarray:
     out[NUM_RESERVED:] = np.where((rows >= NUM_RESERVED)[:, None], vecs[rows], 0.0)
     missing = int((rows < NUM_RESERVED).sum())
     if missing:
-        log.warning("model.semantic_ids.item_model: %d item(s) are not in %s's catalogue", missing, cfg.item_model)
+        log.warning(
+            "model.semantic_ids.item_model: %d item(s) are not in %s's catalogue", missing, cfg.item_model
+        )
     return out
 
 

@@ -226,9 +226,13 @@ class LogData:
         seen = h.seen() if exclude_seen else None
         evaluator: RankingEvaluator | ListRankingEvaluator = (
             ListRankingEvaluator(
-                self.num_items, ks=ks, seen=seen, ground_truth=truth, user_column=self.user,
+                self.num_items,
+                ks=ks,
+                seen=seen,
+                ground_truth=truth,
+                user_column=self.user,
                 generate_kwargs={"beam_width": beam_width or max(ks)},
-            )  # fmt: skip
+            )
             if generate
             else RankingEvaluator(
                 self.catalog, ks=ks, seen=seen, ground_truth=truth, user_column=self.user, normalize=normalize

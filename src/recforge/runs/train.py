@@ -46,13 +46,13 @@ from recforge.config import (
 from recforge.data import BatchLoader, ColumnarDataset, NegativeSampler
 from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
+from recforge.metrics.ranking import ListModel, ListRankingEvaluator, RankingEvaluator
 from recforge.models.defaults import ColumnRoles
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.registry import FAMILIES
 from recforge.preprocess import FeaturePipeline
-from recforge.runs.logs import EvalPart, LogData, prepare_log
-from recforge.metrics.ranking import ListModel, ListRankingEvaluator
 from recforge.runs.generative import Tokenizer, save_tokenizer, tokenize
+from recforge.runs.logs import EvalPart, LogData, prepare_log
 from recforge.runs.model import (
     build_model,
     is_generative,
@@ -178,18 +178,25 @@ class _Recipe:
         }
         self.generative = is_generative(cfg.model.name)
         if cfg.model.semantic_ids is not None and not self.generative:
-            raise ValueError(f"model.semantic_ids: model {cfg.model.name!r} does not read semantic IDs (TIGER does)")
+            raise ValueError(
+                f"model.semantic_ids: model {cfg.model.name!r} does not read semantic IDs (TIGER does)"
+            )
         self.tokenizer: Tokenizer | None = None
         if self.generative:
             if self.log is None:
-                raise ValueError(f"model {cfg.model.name!r} trains on an interaction log: use trainer.preset seq")
+                raise ValueError(
+                    f"model {cfg.model.name!r} trains on an interaction log: use trainer.preset seq"
+                )
             if self.log.kind is not SampleKind.NEXT_ITEM or self.log.history is None:
                 raise ValueError(
                     f"model {cfg.model.name!r} trains on next-item rows: set data.samples.kind next_item and "
                     f"declare a sequence feature with shared_with: {cfg.data.item}"
                 )
             self.tokenizer = tokenize(
-                cfg.model.semantic_ids or SemanticIDsConfig(), self.log, seed=cfg.seed, device=cfg.trainer.device
+                cfg.model.semantic_ids or SemanticIDsConfig(),
+                self.log,
+                seed=cfg.seed,
+                device=cfg.trainer.device,
             )
         self.eval_parts: dict[str, EvalPart] = {}
         if self.log is not None:
@@ -227,7 +234,11 @@ class _Recipe:
         torch.manual_seed(self.cfg.seed)
         params, tensors = self.data_arguments()
         if self.tokenizer is not None:  # a copy: the selection and refit models each own theirs
-            params = {**params, "semantic_ids": self.tokenizer.ids, "rqvae": copy.deepcopy(self.tokenizer.rqvae)}
+            params = {
+                **params,
+                "semantic_ids": self.tokenizer.ids,
+                "rqvae": copy.deepcopy(self.tokenizer.rqvae),
+            }
         model = build_model(self.cfg.model.name, self.inputs, {**self.cfg.model.params, **params, **tensors})
         _check_model_fits_preset(model, self.cfg.model.name, self.cfg.trainer.preset)
         return model
@@ -252,6 +263,9 @@ class _Recipe:
         if self.generative:
             ev = self._valid_sample()[1] if validate else None
             return GenerativeTrainer(model, evaluator=ev, options=options)
+        evaluator = valid.evaluator if valid is not None else None
+        if evaluator is not None and not isinstance(evaluator, RankingEvaluator):
+            raise TypeError(f"{type(evaluator).__name__} evaluates generative models only")
         counts = data.item_counts(*(("train",) if validate else ("train", "valid")))
         if t.preset is Preset.MATCH:
             m = t.match
@@ -276,7 +290,7 @@ class _Recipe:
                 margin=m.margin,
                 item_counts=counts,
                 logq=m.logq,
-                evaluator=valid.evaluator if valid else None,
+                evaluator=evaluator,
                 user_column=data.user,
                 options=options,
             )
@@ -290,7 +304,7 @@ class _Recipe:
             l2_normalize=s.l2_normalize,
             catalog=data.catalog,
             logq=s.logq,
-            evaluator=valid.evaluator if valid else None,
+            evaluator=evaluator,
             target_column=data.target,
             options=options,
         )
@@ -313,8 +327,10 @@ class _Recipe:
             parts = ("train", "valid") if refit else ("train",)
             train = self.log.train_loader(cfg, parts=parts)
             valid = self.eval_parts.get("valid")
-            rows = self._valid_sample()[0] if self.generative else (valid.rows if valid else None)
-            return train, (BatchLoader(rows, cfg.data.eval_batch_size) if rows is not None and not refit else None)
+            valid_rows = self._valid_sample()[0] if self.generative else (valid.rows if valid else None)
+            if valid_rows is None or refit:
+                return train, None
+            return train, BatchLoader(valid_rows, cfg.data.eval_batch_size)
         rows = self.rows
         if refit and "valid" in rows:
             both = {
@@ -452,7 +468,12 @@ def train(
         params, tensors = recipe.data_arguments()
         tok = save_tokenizer(layout, recipe.tokenizer) if recipe.tokenizer is not None else None
         save_model_spec(
-            layout.root, cfg.model.name, recipe.inputs, {**cfg.model.params, **params}, tensors, semantic_ids=tok
+            layout.root,
+            cfg.model.name,
+            recipe.inputs,
+            {**cfg.model.params, **params},
+            tensors,
+            semantic_ids=tok,
         )
         atomic_write_text(layout.config, yaml.safe_dump(resolved, sort_keys=False))
     refit = t.refit and (bool(recipe.eval_parts.get("valid")) or "valid" in recipe.rows)

@@ -46,7 +46,9 @@ class GenerativeTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         if not isinstance(model, ListModel):
-            raise TypeError(f"GenerativeTrainer needs a model with generate(batch, k); got {type(model).__name__}")
+            raise TypeError(
+                f"GenerativeTrainer needs a model with generate(batch, k); got {type(model).__name__}"
+            )
         self.evaluator = evaluator
         if evaluator is not None:
             self.default_metric = f"ndcg@{10 if 10 in evaluator.ks else evaluator.ks[0]}"
@@ -92,7 +94,9 @@ def train_rqvae(
             device=device, seed=seed,
         )  # fmt: skip
         trainer = Trainer(model, objective=RQVAELoss(beta), options=options)
-        trainer.fit(BatchLoader(ColumnarDataset({model.embedding_column: x}), batch_size, shuffle=True, seed=seed))
+        trainer.fit(
+            BatchLoader(ColumnarDataset({model.embedding_column: x}), batch_size, shuffle=True, seed=seed)
+        )
     return model.cpu().eval()
 
 
