@@ -26,14 +26,14 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from _generative_common import RESULTS, ROOT, build_id_model, load_rows, save_row, write_markdown
+from _generative_common import RESULTS, ROOT, load_rows, save_row, write_markdown
 from _retrieval_common import command_line, peak_rss_mb
 from torch import Tensor
 
@@ -41,6 +41,7 @@ from recforge.data import (
     BatchLoader,
     ColumnarDataset,
     InteractionSplit,
+    LengthBucketedLoader,
     attribute_embeddings,
     catalog_of,
     eval_samples,
@@ -49,11 +50,14 @@ from recforge.data import (
     next_item_samples,
     sequence_samples,
 )
+from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.metrics import ListRankingEvaluator, RankingAccumulator, RankingEvaluator, list_ranks
-from recforge.models.generative import RQVAE, TIGER
-from recforge.objectives import RQVAELoss, rqvae_losses, semantic_id_loss
-from recforge.trainers import SeqTrainer
-from recforge.trainers.loop import Trainer
+from recforge.models.generative import RQVAE, TIGER, SemanticIDs
+from recforge.models.matching import SASRec
+from recforge.objectives import rqvae_losses
+from recforge.preprocess import Vocabulary
+from recforge.preprocess.vocab import NUM_RESERVED
+from recforge.trainers import GenerativeTrainer, SeqTrainer, train_rqvae
 
 KS = (5, 10, 20, 50)
 CONTENTS = ("attributes", "collaborative", "attributes+collaborative")
@@ -89,22 +93,22 @@ def catalogue_split(log_df: pd.DataFrame, *, cold: float, seed: int) -> tuple[In
     rng = np.random.default_rng(seed)
     cold_raw = rng.choice(raw_items, round(cold * len(raw_items)), replace=False) if cold else raw_items[:0]
     order = np.r_[np.setdiff1d(raw_items, cold_raw), np.sort(cold_raw)]  # warm first, then cold
-    item_id = pd.Index(order).get_indexer(log_df["item_id"]) + 1
+    item_id = pd.Index(order).get_indexer(log_df["item_id"]) + NUM_RESERVED
     user_vocab = np.sort(log_df["user_id"].unique())
     f = pd.DataFrame({
-        "user_id": pd.Index(user_vocab).get_indexer(log_df["user_id"]) + 1,
+        "user_id": pd.Index(user_vocab).get_indexer(log_df["user_id"]) + NUM_RESERVED,
         "item_id": item_id,
         "time": log_df["time"].to_numpy(),
     }).sort_values(["user_id", "time"], kind="mergesort").reset_index(drop=True)  # fmt: skip
     n = f.groupby("user_id")["user_id"].transform("size").to_numpy()
     from_end = f.groupby("user_id").cumcount(ascending=False).to_numpy()
     test, valid = (n >= 3) & (from_end == 0), (n >= 3) & (from_end == 1)
-    first_cold = len(order) - len(cold_raw) + 1
+    first_cold = len(order) - len(cold_raw) + NUM_RESERVED
     train = f[~(test | valid)]
     train = train[train["item_id"] < first_cold].reset_index(drop=True)
     sp = InteractionSplit(
         train, f[valid].reset_index(drop=True), f[test].reset_index(drop=True), "user_id", "item_id", "time",
-        user_vocab, order, {"valid": 0, "test": 0},
+        Vocabulary(user_vocab), Vocabulary(order), {"valid": 0, "test": 0},
     )  # fmt: skip
     return sp, first_cold
 
@@ -116,7 +120,7 @@ def content_vectors(args: argparse.Namespace, sp: InteractionSplit) -> np.ndarra
         attrs = load_item_attributes(
             Path(args.data_dir) / Path(DATASETS[args.dataset][0]).parent / DATASETS[args.dataset][1]
         )
-        raw_to_id = {int(r): i + 1 for i, r in enumerate(sp.item_vocab)}
+        raw_to_id = {int(r): i + NUM_RESERVED for i, r in enumerate(sp.items.values)}
         attrs = {raw_to_id[k]: v for k, v in attrs.items() if k in raw_to_id}
         parts.append(attribute_embeddings(attrs, sp.num_items))
     if "collaborative" in args.content:
@@ -131,66 +135,22 @@ def collaborative_path(args: argparse.Namespace) -> Path:
     return Path(args.cache_dir) / f"{args.dataset}_sasrec_items_cold{args.cold}_seed{args.seed}.npy"
 
 
-class LengthBuckets:
-    """Training batches of similar history length (shuffled within windows of ``window`` batches,
-    then the batch order shuffled), so a batch pays for little padding; columns keep their names."""
-
-    def __init__(
-        self, columns: Mapping[str, Tensor], batch_size: int, *, history: str, seed: int, window: int = 50
-    ):
-        self.columns, self.batch_size, self.seed, self.window = dict(columns), batch_size, seed, window
-        self.lengths = (self.columns[history] != 0).sum(1)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(len(self.lengths), generator=g)
-        span = self.batch_size * self.window
-        batches = []
-        for a in range(0, len(perm), span):
-            chunk = perm[a : a + span]
-            chunk = chunk[self.lengths[chunk].argsort(stable=True)]
-            batches += list(chunk.split(self.batch_size))
-        for i in torch.randperm(len(batches), generator=g).tolist():
-            yield {k: v[batches[i]] for k, v in self.columns.items()}
-
-
 def subset(columns: Mapping[str, Tensor], rows: Tensor) -> dict[str, Tensor]:
     return {k: v[rows] for k, v in columns.items()}
 
 
 # -- models ----------------------------------------------------------------------------------------
-class ListTrainer(Trainer):
-    """The one loop with beam-search validation (best epoch by validation NDCG@10)."""
-
-    default_metric = "ndcg@10"
-
-    def __init__(self, model: TIGER, evaluator: ListRankingEvaluator, **kwargs: Any) -> None:
-        self.evaluator = evaluator
-        super().__init__(model, objective=semantic_id_loss, **kwargs)
-
-    def evaluate(self, model: torch.nn.Module, data_loader: Any) -> dict[str, float]:
-        return self.evaluator.evaluate(model, data_loader, self.device)  # type: ignore[arg-type]
-
-
-def train_rqvae(
+def train_tokenizer(
     content: np.ndarray, first_cold: int, args: argparse.Namespace
 ) -> tuple[RQVAE, dict[str, Any]]:
-    """RQ-VAE on the warm items' content (the one loop with ``RQVAELoss``)."""
-    x = torch.from_numpy(content[1:first_cold])
-    rq = RQVAE(x.shape[1], latent_dim=args.rq_latent, num_codes=args.rq_codes, num_levels=args.rq_levels)
+    """RQ-VAE on the warm items' content (``recforge.trainers.train_rqvae``) and its facts."""
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        Trainer(rq, objective=RQVAELoss(args.rq_beta), n_epoch=args.rq_epochs, optimizer_params={"lr": args.rq_lr},
-                model_path=tmp, progress=False, plot=False).fit(
-            BatchLoader(ColumnarDataset({"embedding": x}), 1024, shuffle=True, seed=args.seed))  # fmt: skip
-    rq.eval()
+    rq = train_rqvae(
+        torch.from_numpy(content[:first_cold]), exclude_rows=range(NUM_RESERVED), beta=args.rq_beta, n_epoch=args.rq_epochs,
+        lr=args.rq_lr, seed=args.seed,
+        rqvae={"latent_dim": args.rq_latent, "num_codes": args.rq_codes, "num_levels": args.rq_levels},
+    )  # fmt: skip
+    x = torch.from_numpy(content[NUM_RESERVED:first_cold])
     with torch.no_grad():
         parts = rqvae_losses(rq({"embedding": x}))
     facts = {
@@ -227,9 +187,17 @@ def rank_speed(model: torch.nn.Module, ev: RankingEvaluator, rows: Mapping[str, 
     return out
 
 
+def sasrec(num_items: int, args: argparse.Namespace) -> SASRec:
+    """SASRec with the run's width, depth, heads, history length and dropout."""
+    item = SparseFeature("item_id", num_items, args.dim, initializer=RandomNormal(std=0.02))
+    hist = SequenceFeature("hist_item_id", num_items, args.dim, shared_with="item_id", max_len=args.max_len)
+    return SASRec([hist], [item], max_len=args.max_len, dropout_rate=args.dropout, num_blocks=args.layers,
+                  num_heads=args.heads)  # fmt: skip
+
+
 def run_sasrec(sp: InteractionSplit, first_cold: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
-    model = build_id_model("SASRec", sp.num_items, args)
+    model = sasrec(sp.num_items, args)
     train = ColumnarDataset(sequence_samples(sp.histories(), args.max_len))
     valid_h, test_h = sp.histories(), sp.histories("train", "valid")
     cat = catalog_of(sp.num_items)
@@ -273,9 +241,7 @@ def generate_all(model: TIGER, rows: Mapping[str, Tensor], seen: Any, k: int) ->
     batches of similar history length decode fastest."""
     n = len(rows["user_id"])
     out = torch.zeros(n, k, dtype=torch.long)
-    for b in LengthBuckets(
-        {**rows, "row": torch.arange(n)}, 256, history="hist_item_id", seed=0, window=10**9
-    ):
+    for b in LengthBucketedLoader({**rows, "row": torch.arange(n)}, 256, key="hist_item_id", window=10**6):
         out[b["row"]] = model.generate(b, k, beam_width=k, exclude=seen.pairs(b["user_id"])).item_ids
     return out
 
@@ -327,10 +293,11 @@ def blend_new_items(
 def run_tiger(sp: InteractionSplit, first_cold: int, args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     content = content_vectors(args, sp)
-    rq, rq_facts = train_rqvae(content, first_cold, args)
-    warm = torch.from_numpy(content[:first_cold])
-    need = rq.semantic_ids(warm).num_codes[-1]
-    table = rq.semantic_ids(warm, capacity=need * 2 if first_cold < sp.num_items else need)
+    rq, rq_facts = train_tokenizer(content, first_cold, args)
+    codes = rq.encode(torch.from_numpy(content[NUM_RESERVED:first_cold]))  # reserved ids get no ID
+    need = SemanticIDs.from_codes(codes, num_codes=rq.num_codes, first_item=NUM_RESERVED).num_codes[-1]
+    cap = need * 2 if first_cold < sp.num_items else need
+    table = SemanticIDs.from_codes(codes, num_codes=rq.num_codes, capacity=cap, first_item=NUM_RESERVED)
     before, after = table.stats_before(), table.stats_after()
     log.info("semantic IDs: %s before, %s after disambiguation", before, after)
     table.save(Path(args.cache_dir) / f"{row_key(args)}_semantic_ids.json")
@@ -350,13 +317,13 @@ def run_tiger(sp: InteractionSplit, first_cold: int, args: argparse.Namespace) -
     sched = torch.optim.lr_scheduler.CosineAnnealingLR if args.cosine else None
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = ListTrainer(
-            model, ev_valid, n_epoch=args.epochs, optimizer_params={"lr": args.lr, "weight_decay": args.weight_decay},
+        trainer = GenerativeTrainer(
+            model, evaluator=ev_valid, n_epoch=args.epochs, optimizer_params={"lr": args.lr, "weight_decay": args.weight_decay},
             optimizer_fn=torch.optim.AdamW, scheduler_fn=sched, scheduler_params={"T_max": args.epochs} if sched else None,
             model_path=tmp, progress=False, plot=False, earlystop_patience=args.patience, max_grad_norm=1.0,
         )  # fmt: skip
         trainer.fit(
-            LengthBuckets(train, args.batch_size, history="hist_item_id", seed=args.seed),
+            LengthBucketedLoader(train, args.batch_size, key="hist_item_id", seed=args.seed, window=50),
             BatchLoader(valid, 512),
         )
     train_s = time.perf_counter() - t0

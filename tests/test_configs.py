@@ -43,6 +43,8 @@ def test_config_parses_and_builds_its_model(path: Path, tmp_path: Path) -> None:
     if cfg.data.path is not None:
         writer = WRITERS[cfg.data.format.value]
         overrides.append(f"data.path={writer(tmp_path)}")
+    if cfg.model.name == "TIGER":  # no collaborative run here: the item attributes alone
+        overrides += ["model.semantic_ids.content=[attributes]", "model.semantic_ids.n_epoch=2"]
     if cfg.model.name == "HLLM":
         pytest.importorskip("transformers")
         overrides += [f"model.params.item_llm={_tiny_llm(tmp_path)}"]
@@ -81,7 +83,7 @@ def test_every_config_key_is_documented() -> None:
     documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
     sections = (
         c.RunConfig, c.DataConfig, c.SamplesConfig, c.ModelConfig, c.TrainerConfig,
-        c.MatchConfig, c.SeqConfig, c.MTLConfig, c.EvalConfig,
+        c.MatchConfig, c.SeqConfig, c.MTLConfig, c.EvalConfig, c.SemanticIDsConfig, c.GenerativeConfig,
     )  # fmt: skip
     missing = sorted(
         f"{cls.__name__}.{f.name}"

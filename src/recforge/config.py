@@ -115,12 +115,15 @@ class SamplesConfig:
         the evaluation and serving length).
     dropout: ``bag`` only: each history item is dropped with this probability (one kept).
     max_per_user: ``bag`` only: at most this many targets per user and epoch (0 = all).
+    length_bucketed: ``next_item`` only: batches of similar history length (``recforge.data.
+        LengthBucketedLoader``), so less padding is computed (default: on for TIGER).
     """
 
     kind: SampleKind | None = None
     max_len: int | None = None
     dropout: float = 0.0
     max_per_user: int = 0
+    length_bucketed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -163,17 +166,52 @@ class DataConfig:
     eval_batch_size: int = 8192
 
 
+class ContentSource(Choice):
+    """Where TIGER's item content vectors come from (``recforge.data.content``): the item table's
+    attribute ids (S3-Rec ``*_item2attributes.json``), the items' text through a local encoder, or
+    the item tower of a trained recforge run on the same items."""
+
+    ATTRIBUTES = "attributes"
+    TEXT = "text"
+    MODEL = "model"
+
+
+@dataclass(frozen=True)
+class SemanticIDsConfig:
+    """TIGER's semantic IDs: item content vectors -> RQ-VAE codes -> a disambiguation code.
+
+    content: the sources, concatenated (each part L2-normalised per item).
+    attribute_column: the item-table column of attribute-id lists (``attributes``).
+    text_encoder: a local ``transformers`` encoder directory (``text``; texts from ``data.item_text``).
+    item_model: a trained run directory on the same items whose item tower gives vectors (``model``).
+    rqvae: ``RQVAE`` keyword arguments (``dims``, ``latent_dim``, ``num_codes``, ``num_levels``, ...).
+    beta, n_epoch, lr, batch_size: the RQ-VAE's training (commitment weight, Adam).
+    """
+
+    content: list[ContentSource] = field(default_factory=lambda: [ContentSource.ATTRIBUTES])
+    attribute_column: str = "attributes"
+    text_encoder: str | None = None
+    item_model: str | None = None
+    rqvae: dict[str, Any] = field(default_factory=dict)
+    beta: float = 0.25
+    n_epoch: int = 150
+    lr: float = 1e-3
+    batch_size: int = 1024
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """``name`` in the model registry; ``inputs`` maps each feature-list argument of the model's
     constructor to a feature group (``recforge.models.defaults``: ``all``, ``sparse``, ``dense``,
     ``sequence``, ``embedded``, ``history``, ``target``, ``neg_history``, ``user``, ``item``,
     ``item_id``; ``user+history`` joins two) or a list of feature names; ``params`` are its other
-    keyword arguments. ``recforge models NAME`` prints a model's default section."""
+    keyword arguments. ``recforge models NAME`` prints a model's default section. ``semantic_ids``:
+    how TIGER's item IDs are made (TIGER only; default: attributes)."""
 
     name: str
     inputs: dict[str, str | list[str]] = field(default_factory=lambda: {"features": "all"})
     params: dict[str, Any] = field(default_factory=dict)
+    semantic_ids: SemanticIDsConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +238,16 @@ class SeqConfig:
     temperature: float = 1.0
     l2_normalize: bool = False
     logq: bool = True
+
+
+@dataclass(frozen=True)
+class GenerativeConfig:
+    """Generative retrieval (TIGER) under the ``seq`` preset: ``beam_width`` of the evaluation's
+    beam search (default: the largest cut-off) and ``valid_users``: validation users decoded each
+    epoch to choose the epoch (a fixed seeded sample; 0 = all)."""
+
+    beam_width: int | None = None
+    valid_users: int = 0
 
 
 @dataclass(frozen=True)
@@ -250,6 +298,7 @@ class TrainerConfig:
     gauc_group: str | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     seq: SeqConfig = field(default_factory=SeqConfig)
+    generative: GenerativeConfig = field(default_factory=GenerativeConfig)
     mtl: MTLConfig = field(default_factory=MTLConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     # TorchRec-sharded embedding tables (recforge[torchrec], `recforge train --nproc N`): the
@@ -406,6 +455,26 @@ def _check_values(cfg: RunConfig) -> None:
     if t.seq.temperature <= 0:
         raise ValueError(f"trainer.seq.temperature must be > 0, got {t.seq.temperature}")
     MatchMode.parse(t.match.mode)
+    _positive("trainer.generative.beam_width", t.generative.beam_width)
+    if t.generative.valid_users < 0:
+        raise ValueError(f"trainer.generative.valid_users must be >= 0, got {t.generative.valid_users}")
+    sid = cfg.model.semantic_ids
+    if sid is not None:
+        if not sid.content:
+            raise ValueError("model.semantic_ids.content: name at least one source (attributes, text, model)")
+        for key in ("n_epoch", "batch_size"):
+            _positive(f"model.semantic_ids.{key}", getattr(sid, key))
+        if sid.lr <= 0 or sid.beta < 0:
+            raise ValueError(f"model.semantic_ids: lr must be > 0 and beta >= 0, got {sid.lr}, {sid.beta}")
+        if ContentSource.TEXT in sid.content and (sid.text_encoder is None or not d.item_text):
+            raise ValueError(
+                "model.semantic_ids.content 'text' needs model.semantic_ids.text_encoder (a local encoder "
+                "directory) and data.item_text (the item-table columns holding the text)"
+            )
+        if ContentSource.MODEL in sid.content and sid.item_model is None:
+            raise ValueError(
+                "model.semantic_ids.content 'model' needs model.semantic_ids.item_model (a run directory)"
+            )
     for k in t.evaluation.ks or []:
         _positive("trainer.evaluation.ks", k)
     if isinstance(t.mtl.earlystop_taskid, str) and t.mtl.earlystop_taskid != "mean":

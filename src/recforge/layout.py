@@ -6,6 +6,8 @@ run_dir/
   pipeline/            the fitted FeaturePipeline     (recforge.preprocess)
   model.json           model class, arguments, feature specs
   model_tensors.pt     constructor tensors from the data (HLLM's item text tokens; weights-only)
+  semantic_ids.json    item -> semantic ID table (TIGER runs; SemanticIDs' JSON form)
+  rqvae.pt             the RQ-VAE tokenizer's weights (TIGER runs, new items get IDs; weights-only)
   best.pt              the selected weights           (trainers; weights-only)
   checkpoint.pt        exact-resume state             (trainers; weights-only)
   model.pth            the best weights as a state dict (Torch-RecHub's file name)
@@ -32,6 +34,8 @@ CONFIG = "config.yaml"
 PIPELINE = "pipeline"
 MODEL = "model.json"
 MODEL_TENSORS = "model_tensors.pt"  # constructor tensors a model takes from the data (e.g. HLLM's item text)
+SEMANTIC_IDS = "semantic_ids.json"  # TIGER's item -> semantic ID table
+RQVAE = "rqvae.pt"  # the RQ-VAE that made the IDs (its arguments are in model.json)
 BEST = "best.pt"
 CHECKPOINT = "checkpoint.pt"
 TORCH_RECHUB_WEIGHTS = "model.pth"  # the best weights as a plain state dict, where Torch-RecHub puts them
@@ -73,6 +77,14 @@ class RunLayout:
     @property
     def model_tensors(self) -> Path:
         return self.root / MODEL_TENSORS
+
+    @property
+    def semantic_ids(self) -> Path:
+        return self.root / SEMANTIC_IDS
+
+    @property
+    def rqvae(self) -> Path:
+        return self.root / RQVAE
 
     @property
     def best(self) -> Path:

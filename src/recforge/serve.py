@@ -462,7 +462,7 @@ def create_app(
             _finite(np.asarray(ranked.scores, dtype=np.float64), "candidates")
             return RankResponse(candidates=[_plain(c) for c in ranked.candidates], scores=ranked.scores)
 
-    if bundle.retriever is not None and bundle.index is not None:
+    if bundle.can_recommend:
         # the reranker's columns too (e.g. a user's age): typed, optional (an item table may hold them)
         UserRow = _row_model(
             "UserRow", bundle, ["retrieval", "ranking"], required=bundle.required_user_columns()

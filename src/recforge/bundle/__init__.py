@@ -17,6 +17,8 @@ A directory is one of:
 * a ranking run (``recforge train`` output): ``score`` and ``rank``;
 * a retrieval run (its model is a ``TwoTowerModel``) holding ``index.pt`` (item vectors, see
   ``build_item_index``): ``recommend``;
+* a generative retrieval run (TIGER: its model generates items, ``ListModel``): ``recommend`` by
+  beam search, no index;
 * a serving directory with ``bundle.yaml`` naming both stages (a two-stage pipeline in one config)::
 
       retrieval: ../runs/dssm        # retrieval run with index.pt (paths relative to this file)
@@ -25,8 +27,9 @@ A directory is one of:
       rerank: 100                    # candidates retrieved, then reranked by the ranking model
       max_batch: 1024                # largest number of rows one call may score
 
-The stages live in ``bundle.ranking`` (``RankingStage``) and ``bundle.retrieval``
-(``RetrievalStage``); ``bundle.rows`` holds the request and result types.
+The stages live in ``bundle.ranking`` (``RankingStage``), ``bundle.retrieval``
+(``RetrievalStage``) and ``bundle.generative`` (``GenerativeStage``); ``bundle.rows`` holds the
+request and result types.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from recforge.bundle.generative import GenerativeStage
 from recforge.bundle.ranking import RankingStage
 from recforge.bundle.retrieval import PreparedQuery, RetrievalStage
 from recforge.bundle.rows import (
@@ -53,6 +57,7 @@ from recforge.bundle.rows import (
     per_request,
 )
 from recforge.layout import RunLayout
+from recforge.metrics.ranking import ListModel
 from recforge.models.matching.base import TwoTowerModel
 from recforge.runs import Run, build_item_index, load_run
 
@@ -128,10 +133,18 @@ class Bundle:
             if ranker is not None
             else None
         )
-        self.retrieval = (
-            RetrievalStage(retriever, index, ranker=self.ranking, rerank_count=config.rerank)
-            if retriever is not None
-            else None
+        self.retrieval: RetrievalStage | GenerativeStage | None = None
+        if retriever is not None and isinstance(retriever.model, ListModel):
+            beam = ((retriever.config.get("trainer") or {}).get("generative") or {}).get("beam_width")
+            self.retrieval = GenerativeStage(retriever, beam_width=beam)
+        elif retriever is not None:
+            self.retrieval = RetrievalStage(retriever, index, ranker=self.ranking, rerank_count=config.rerank)
+
+    @property
+    def can_recommend(self) -> bool:
+        """Whether ``recommend`` works: a generative stage, or a retrieval stage with its index."""
+        return isinstance(self.retrieval, GenerativeStage) or (
+            self.retrieval is not None and self.index is not None
         )
 
     # -- description ---------------------------------------------------------------------------
@@ -255,7 +268,7 @@ class Bundle:
         slot and the others are still answered.
         """
         stage = self.retrieval
-        if stage is None or self.index is None:
+        if stage is None or not self.can_recommend:
             raise TypeError(
                 f"recommend() needs a retrieval model with an item index; bundle {self.path.name!r} has none "
                 "(build one with recforge.bundle.build_item_index)"
@@ -287,12 +300,13 @@ def load(path: str | os.PathLike[str], *, device: str = "cpu") -> Bundle:
         retriever = load_run(root / cfg.retrieval, device=device) if cfg.retrieval else None
         if ranker is not None and isinstance(ranker.model, TwoTowerModel):
             raise ValueError(f"{layout.bundle}: 'ranking' names a retrieval run ({cfg.ranking})")
-        if retriever is not None and not isinstance(retriever.model, TwoTowerModel):
+        if retriever is not None and not isinstance(retriever.model, TwoTowerModel | ListModel):
             raise ValueError(f"{layout.bundle}: 'retrieval' names a non-retrieval run ({cfg.retrieval})")
         items_path = root / cfg.items if cfg.items else None
     else:
         run = load_run(root, device=device)
-        ranker, retriever = (None, run) if isinstance(run.model, TwoTowerModel) else (run, None)
+        retrieves = isinstance(run.model, TwoTowerModel | ListModel)
+        ranker, retriever = (None, run) if retrieves else (run, None)
         cfg = BundleConfig()
         items_path = layout.items if layout.items.exists() else None
     index = None

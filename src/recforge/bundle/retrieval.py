@@ -1,5 +1,7 @@
 """The retrieval stage of a bundle: raw user rows -> user vectors -> the item index's best items,
-seen items left out, optionally reranked by a ranking stage."""
+seen items left out, optionally reranked by a ranking stage. ``UserStage`` is what every
+recommending stage shares (``bundle.generative.GenerativeStage`` too): raw user rows validated and
+encoded, a known user's stored history filled in, the items to leave out."""
 
 from __future__ import annotations
 
@@ -32,44 +34,37 @@ class PreparedQuery:
     rank_users: dict[str, np.ndarray] | None  # ranking columns taken from the users, when reranking
 
 
-class RetrievalStage:
-    """A retrieval run (its model a ``TwoTowerModel``) with its item index.
+class UserStage:
+    """Raw user rows of a run trained on users -> encoded columns and the items to leave out.
 
     Args:
-        run: the retrieval run. index: its item vectors (``recforge.retrieval``), or None.
-        ranker: a ranking stage that reranks the retrieved candidates, or None.
-        rerank_count: candidates retrieved for a rerank.
+        run: the run. item_column: its item-id column.
     """
 
-    def __init__(
-        self, run: Run, index: Any | None, *, ranker: RankingStage | None = None, rerank_count: int = 100
-    ) -> None:
-        if not isinstance(run.model, TwoTowerModel):
-            raise TypeError(f"a retrieval stage needs a TwoTowerModel run, got {type(run.model).__name__}")
-        self.run, self.model, self.index = run, run.model, index
-        self.ranker, self.rerank_count = ranker, rerank_count
-        self.vocab = run.pipeline.vocabulary(self.model.item_id)
+    def __init__(self, run: Run, *, item_column: str) -> None:
+        self.run, self.item_column = run, item_column
+        self.vocab = run.pipeline.vocabulary(item_column)
         data = run.config.get("data") or {}
         self.user_column: str = data.get("user", "user_id")
         self.history = next(
             (
                 c
                 for c in run.pipeline.columns
-                if isinstance(c, SequenceColumn) and c.shared_with == data.get("item", self.model.item_id)
+                if isinstance(c, SequenceColumn) and c.shared_with == data.get("item", item_column)
             ),
             None,
         )
+        self.ranker: RankingStage | None = None
         self.candidates: CandidateTable | None = None
-        if ranker is not None and index is not None and self.vocab.hash_buckets is None:
-            # hashed item ids cannot be decoded, nor reranked
-            self.candidates = ranker.candidate_table(
-                self.vocab.decode(np.arange(NUM_RESERVED, len(self.vocab))).tolist()
-            )
 
     # -- columns -------------------------------------------------------------------------------
     def user_columns(self) -> list[str]:
-        """Raw columns ``recommend`` reads per user: the model's user-side columns."""
-        return [f.name for f in self.model.user_features]
+        """Raw columns ``recommend`` reads per user: the user id and the history."""
+        return [self.user_column, *([self.history.name] if self.history is not None else [])]
+
+    def history_columns(self) -> list[str]:
+        """The user columns whose values are items (left out of the user's recommendations)."""
+        return [self.history.name] if self.history is not None else []
 
     def required_user_columns(self) -> list[str]:
         """The user columns a row must give: all of them, except that a run trained on an
@@ -84,13 +79,11 @@ class RetrievalStage:
     # -- encoding ------------------------------------------------------------------------------
     def _seen_ids(self, batch: Mapping[str, np.ndarray]) -> list[set[int]]:
         """Encoded item ids in each user's history columns (sequences sharing the item vocabulary)."""
-        item = self.model.item_id
         n = next(iter(batch.values())).shape[0]
         seen: list[set[int]] = [set() for _ in range(n)]
-        for f in self.model.user_features:
-            if isinstance(f, SequenceFeature) and (f.shared_with == item or f.name == item):
-                for i, row in enumerate(batch[f.name].tolist()):
-                    seen[i].update(x for x in row if x >= NUM_RESERVED)
+        for name in self.history_columns():
+            for i, row in enumerate(batch[name].tolist()):
+                seen[i].update(x for x in row if x >= NUM_RESERVED)
         return seen
 
     def _known_histories(
@@ -147,13 +140,49 @@ class RetrievalStage:
                 seen[i].update(int(x) for x in items)
         if q.exclude is not None:
             for i, ex in enumerate(q.exclude):
-                encoded = self.vocab.encode(list(ex), column=self.model.item_id)
+                encoded = self.vocab.encode(list(ex), column=self.item_column)
                 seen[i].update(int(x) for x in encoded if x >= NUM_RESERVED)
         rank_users = None
         if rerank:
             assert self.ranker is not None and self.candidates is not None
             rank_users = self.ranker.user_columns_for(self.candidates, rows)
         return PreparedQuery(k, rerank, len(rows), users, seen, rank_users)
+
+
+class RetrievalStage(UserStage):
+    """A retrieval run (its model a ``TwoTowerModel``) with its item index.
+
+    Args:
+        run: the retrieval run. index: its item vectors (``recforge.retrieval``), or None.
+        ranker: a ranking stage that reranks the retrieved candidates, or None.
+        rerank_count: candidates retrieved for a rerank.
+    """
+
+    def __init__(
+        self, run: Run, index: Any | None, *, ranker: RankingStage | None = None, rerank_count: int = 100
+    ) -> None:
+        if not isinstance(run.model, TwoTowerModel):
+            raise TypeError(f"a retrieval stage needs a TwoTowerModel run, got {type(run.model).__name__}")
+        super().__init__(run, item_column=run.model.item_id)
+        self.model, self.index = run.model, index
+        self.ranker, self.rerank_count = ranker, rerank_count
+        if ranker is not None and index is not None and self.vocab.hash_buckets is None:
+            # hashed item ids cannot be decoded, nor reranked
+            self.candidates = ranker.candidate_table(
+                self.vocab.decode(np.arange(NUM_RESERVED, len(self.vocab))).tolist()
+            )
+
+    def user_columns(self) -> list[str]:
+        """Raw columns ``recommend`` reads per user: the model's user-side columns."""
+        return [f.name for f in self.model.user_features]
+
+    def history_columns(self) -> list[str]:
+        item = self.item_column
+        return [
+            f.name
+            for f in self.model.user_features
+            if isinstance(f, SequenceFeature) and (f.shared_with == item or f.name == item)
+        ]
 
     # -- search ----------------------------------------------------------------------------------
     def recommend_prepared(self, queries: list[PreparedQuery]) -> list[list[Recommendation]]:

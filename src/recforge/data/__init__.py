@@ -39,7 +39,7 @@ from recforge.data.interactions import (
     split_parts,
     temporal_split,
 )
-from recforge.data.samples import BagSamples, bag_rows, length_bucketed
+from recforge.data.samples import BagSamples, LengthBucketedLoader, bag_rows, length_bucketed
 from recforge.data.sampling import Negatives, NegativeSampler, SamplingDistribution, frequency_log_q
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "holdout_mask",
     "leave_one_out_split",
     "length_bucketed",
+    "LengthBucketedLoader",
     "load_item_attributes",
     "model_item_embeddings",
     "next_item_samples",

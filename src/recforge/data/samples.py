@@ -1,5 +1,5 @@
 """Training-sample builders beyond fixed tables: bags of a user's other items (unordered data) and
-length-bucketed row orders.
+length-bucketed row orders (``length_bucketed``; ``LengthBucketedLoader`` redraws one every epoch).
 
 ``BagSamples`` yields one row per training interaction ``(u, i)``: the target ``i`` and a bag of
 ``u``'s *other* training items (all of them up to ``max_len``, else ``max_len`` drawn at random,
@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from recforge.data.dataset import Batch
 from recforge.data.interactions import Histories
@@ -125,19 +126,54 @@ def bag_rows(
 
 
 def length_bucketed(
-    columns: Mapping[str, np.ndarray], batch_size: int, seed: int, key: str
+    columns: Mapping[str, np.ndarray], batch_size: int, seed: int, key: str, *, window: int = 32
 ) -> dict[str, np.ndarray]:
-    """Rows shuffled, then sorted by the length of the list column ``key`` within chunks of 32
-    batches, and the batches shuffled: each batch holds similar lengths, so the models'
+    """Rows shuffled, then sorted by the length of the list column ``key`` within chunks of
+    ``window`` batches, and the batches shuffled: each batch holds similar lengths, so the models'
     left-padding trim saves most of the recurrent/attention work."""
     rng = np.random.default_rng(seed)
     n = len(next(iter(columns.values())))
     perm = rng.permutation(n)
     lengths = (columns[key][perm] != 0).sum(1)
-    chunk = 32 * batch_size
+    chunk = window * batch_size
     order = np.concatenate(
         [perm[s : s + chunk][np.argsort(lengths[s : s + chunk], kind="stable")] for s in range(0, n, chunk)]
     )
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    order = np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+    order = np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else order
     return {k: v[order] for k, v in columns.items()}
+
+
+class LengthBucketedLoader:
+    """Batches of similar ``key`` length: every epoch a fresh ``length_bucketed`` order (seeded
+    with ``seed + epoch``, so ``set_epoch`` replays), cut into ``batch_size`` rows.
+
+    Args:
+        columns: equal-length columns, ``columns[key]`` a left-padded ``(N, L)`` list column.
+        batch_size: rows per batch. key: the list column whose length buckets the rows.
+        seed: seeds the order. window: batches sorted together (larger: less padding, less mixing).
+    """
+
+    def __init__(
+        self, columns: Mapping[str, Tensor], batch_size: int, *, key: str, seed: int = 0, window: int = 32
+    ) -> None:
+        if batch_size < 1 or window < 1:
+            raise ValueError(f"batch_size and window must be >= 1, got {batch_size}, {window}")
+        if key not in columns:
+            raise KeyError(f"LengthBucketedLoader: no column {key!r}; columns are {sorted(columns)}")
+        self.columns = {k: v.numpy() for k, v in columns.items()}
+        self.batch_size, self.key, self.seed, self.window, self.epoch = batch_size, key, seed, window, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.columns[self.key]) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        cols = length_bucketed(
+            self.columns, self.batch_size, self.seed + self.epoch, self.key, window=self.window
+        )
+        n = len(cols[self.key])
+        for a in range(0, n, self.batch_size):
+            yield {k: torch.from_numpy(v[a : a + self.batch_size]) for k, v in cols.items()}

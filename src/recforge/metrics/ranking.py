@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -459,11 +459,18 @@ def list_ranks(
     return TargetRanks(ranks.float(), cleaned)
 
 
+@runtime_checkable
 class ListModel(Protocol):
-    """A model that returns ranked item lists itself (e.g. ``TIGER``'s beam search)."""
+    """A model that returns ranked item lists ``(ids (B, k), scores (B, k))`` itself (e.g.
+    ``TIGER``'s beam search with ``beam_width`` beams), never an ``exclude`` pair."""
 
     def generate(
-        self, batch: Mapping[str, Tensor], k: int, *, exclude: tuple[Tensor, Tensor] | None = None
+        self,
+        batch: Mapping[str, Tensor],
+        k: int,
+        *,
+        beam_width: int | None = None,
+        exclude: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]: ...
 
 
@@ -497,6 +504,7 @@ class ListRankingEvaluator:
         self.seen, self.ground_truth = seen, ground_truth
         self.user_column, self.target_column = user_column, target_column
         self.generate_kwargs = dict(generate_kwargs or {})
+        self.users_evaluated = 0  # rows with a target in the last ``evaluate`` call
 
     @torch.no_grad()
     def evaluate(
@@ -527,6 +535,7 @@ class ListRankingEvaluator:
                 )
                 r = list_ranks(ids, (t_rows, t_items), exclude=exclude)
                 acc.update(r.ranks, t_rows, ids.shape[0], r.topk_ids)
+            self.users_evaluated = acc.rows
             return acc.result()
         finally:
             if hasattr(model, "train"):

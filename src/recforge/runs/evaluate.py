@@ -19,7 +19,7 @@ import torch
 
 from recforge.config import Preset, parse_config
 from recforge.data import BatchLoader, ColumnarDataset, SeenItems, bag_rows, recent_items
-from recforge.metrics.ranking import RankingEvaluator
+from recforge.metrics.ranking import ListModel, ListRankingEvaluator, RankingEvaluator
 from recforge.preprocess import SequenceColumn
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs.logs import item_catalog, read_log, side_columns
@@ -72,22 +72,29 @@ def _evaluate_log(run: Run, cfg: Any, data: str, batch_size: int) -> dict[str, A
         users_side = frame[[d.user, *d.user_columns]].drop_duplicates(d.user)
         table = side_columns(pipe, d.user, d.user_columns, users_side)
         cols.update({k: v[cols[d.user]] for k, v in table.items()})
-    items_raw = pd.read_parquet(run.layout.items) if run.layout.items.exists() else None
-    catalog = item_catalog(pipe, d.item, d.item_columns, items_raw)
     ks = t.evaluation.ks or ([20, 50] if t.preset is Preset.MATCH else [10, 50])
-    normalize = t.evaluation.normalize if t.evaluation.normalize is not None else t.seq.l2_normalize
-    evaluator = RankingEvaluator(
-        catalog,
-        ks=ks,
-        seen=h.seen() if t.evaluation.exclude_seen else None,
-        ground_truth=targets,
-        user_column=d.user,
-        normalize=normalize and t.preset is Preset.SEQ,
-    )
-    metrics: dict[str, Any] = evaluator.evaluate(
-        run.model,  # type: ignore[arg-type]
-        BatchLoader(ColumnarDataset(cols), batch_size),
-    )
+    seen = h.seen() if t.evaluation.exclude_seen else None
+    loader = BatchLoader(ColumnarDataset(cols), batch_size)
+    evaluator: RankingEvaluator | ListRankingEvaluator
+    metrics: dict[str, Any]
+    if isinstance(run.model, ListModel):  # generative retrieval (TIGER): its beam-search lists
+        evaluator = ListRankingEvaluator(
+            h.num_items, ks=ks, seen=seen, ground_truth=targets, user_column=d.user,
+            generate_kwargs={"beam_width": t.generative.beam_width or max(ks)},
+        )  # fmt: skip
+        metrics = evaluator.evaluate(run.model, loader)
+    else:
+        items_raw = pd.read_parquet(run.layout.items) if run.layout.items.exists() else None
+        normalize = t.evaluation.normalize if t.evaluation.normalize is not None else t.seq.l2_normalize
+        evaluator = RankingEvaluator(
+            item_catalog(pipe, d.item, d.item_columns, items_raw),
+            ks=ks,
+            seen=seen,
+            ground_truth=targets,
+            user_column=d.user,
+            normalize=normalize and t.preset is Preset.SEQ,
+        )
+        metrics = evaluator.evaluate(run.model, loader)  # type: ignore[arg-type]
     metrics["users_evaluated"] = evaluator.users_evaluated
     metrics["users_total"] = len(pd.unique(frame[d.user]))
     metrics["users_unknown"] = len(pd.unique(frame[d.user][~known_user]))

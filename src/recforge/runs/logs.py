@@ -29,6 +29,7 @@ from recforge.data import (
     InteractionLog,
     InteractionSplit,
     ItemCatalog,
+    LengthBucketedLoader,
     SeenItems,
     bag_rows,
     encode_split,
@@ -38,10 +39,10 @@ from recforge.data import (
     split_parts,
 )
 from recforge.datasets.formats import LOG_READERS, DataFormat
-from recforge.metrics.ranking import RankingEvaluator
+from recforge.metrics.ranking import ListRankingEvaluator, RankingEvaluator
 from recforge.preprocess import Categorical, FeaturePipeline, SequenceColumn
 from recforge.preprocess.vocab import NUM_RESERVED
-from recforge.runs.model import column_specs
+from recforge.runs.model import column_specs, is_generative
 
 log = logging.getLogger("recforge")
 
@@ -95,7 +96,7 @@ class EvalPart:
     """Evaluation rows of one held-out part: one row per user with a held-out item."""
 
     rows: ColumnarDataset
-    evaluator: RankingEvaluator
+    evaluator: RankingEvaluator | ListRankingEvaluator  # full ranking, or a generative model's lists
     users_total: int
     cold_users: int  # users without any training item (ranked from an empty history)
 
@@ -117,6 +118,8 @@ class LogData:
     eval_len: int
     items_raw: pd.DataFrame | None = None  # raw item-side columns of the catalogue, when the model reads any
     item_texts: list[str] | None = None  # each item id's text (``data.item_text``), "" for reserved ids
+    item_table: pd.DataFrame | None = None  # the log's raw item table, when it has one
+    length_bucketed: bool = False  # next-item batches of similar history length
 
     @property
     def num_items(self) -> int:
@@ -177,6 +180,8 @@ class LogData:
             cols = next_item_samples(
                 h, self.train_len, user_column=self.user, history_column=self.history, target_column=self.item
             )
+            if self.length_bucketed and len(cols[self.user]):
+                return LengthBucketedLoader(self._join(cols), d.batch_size, key=self.history, seed=seed)
         else:  # user-id models: one row per training interaction
             rows = np.repeat(np.arange(h.num_users), h.lengths())
             cols = {self.user: torch.from_numpy(rows), self.item: torch.from_numpy(h.items.copy())}
@@ -193,9 +198,12 @@ class LogData:
         normalize: bool,
         exclude_seen: bool,
         seed: int = 0,
+        generate: bool = False,
+        beam_width: int | None = None,
     ) -> EvalPart:
         """Rows of the users holding a ``part`` ("valid"/"test") item, ranked by full ranking
-        against every item; their earlier items are the history and (``exclude_seen``) left out."""
+        against every item (``generate``: by the model's generated lists, ``beam_width`` beams);
+        their earlier items are the history and (``exclude_seen``) left out."""
         frame: pd.DataFrame = getattr(self.split, part)
         h = self.histories(*self.input_parts(part))
         users = np.unique(frame[self.user].to_numpy(np.int64))
@@ -215,13 +223,20 @@ class LogData:
             num_rows=self.split.num_users,
             num_items=self.num_items,
         )
-        evaluator = RankingEvaluator(
-            self.catalog,
-            ks=ks,
-            seen=h.seen() if exclude_seen else None,
-            ground_truth=truth,
-            user_column=self.user,
-            normalize=normalize,
+        seen = h.seen() if exclude_seen else None
+        evaluator: RankingEvaluator | ListRankingEvaluator = (
+            ListRankingEvaluator(
+                self.num_items,
+                ks=ks,
+                seen=seen,
+                ground_truth=truth,
+                user_column=self.user,
+                generate_kwargs={"beam_width": beam_width or max(ks)},
+            )
+            if generate
+            else RankingEvaluator(
+                self.catalog, ks=ks, seen=seen, ground_truth=truth, user_column=self.user, normalize=normalize
+            )
         )
         cold = int((h.lengths()[users] == 0).sum())
         return EvalPart(ColumnarDataset(cols), evaluator, len(users), cold)
@@ -335,9 +350,10 @@ def prepare_log(cfg: RunConfig) -> LogData:
     )
     catalog = item_catalog(pipeline, d.item, d.item_columns, items_side if d.item_columns else None)
     user_table = side_columns(pipeline, d.user, d.user_columns, users_side)
+    generative = is_generative(cfg.model.name)
     kind = d.samples.kind or (
         SampleKind.SEQUENCE
-        if cfg.trainer.preset is Preset.SEQ
+        if cfg.trainer.preset is Preset.SEQ and not generative
         else SampleKind.NEXT_ITEM
         if raw.ordered
         else SampleKind.BAG
@@ -368,6 +384,8 @@ def prepare_log(cfg: RunConfig) -> LogData:
         eval_len=eval_len,
         items_raw=items_side.reset_index(drop=True) if d.item_columns else None,
         item_texts=_item_texts(raw, d.item, d.item_text, pipeline) if d.item_text else None,
+        item_table=raw.items,
+        length_bucketed=generative if d.samples.length_bucketed is None else d.samples.length_bucketed,
     )
 
 

@@ -111,6 +111,16 @@ def select(
     return [by_name[n] for n in selector]
 
 
+def is_generative(name: str) -> bool:
+    """Whether the registry's model ``name`` generates items from semantic IDs (TIGER)."""
+    from recforge.models.generative import TIGER
+
+    try:
+        return issubclass(get_model(name), TIGER)
+    except ValueError:
+        return False
+
+
 def build_model(name: str, inputs: Mapping[str, list[F.Feature]], params: Mapping[str, Any]) -> nn.Module:
     cls = get_model(name)
     try:
@@ -144,17 +154,21 @@ def save_model_spec(
     inputs: Mapping[str, list[F.Feature]],
     params: Mapping[str, Any],
     tensors: Mapping[str, torch.Tensor] | None = None,
+    semantic_ids: Mapping[str, Any] | None = None,
 ) -> None:
     """``model.json`` (class, feature lists, plain arguments) and, for arguments that are tensors
-    taken from the data, ``model_tensors.pt`` (read back weights-only)."""
+    taken from the data, ``model_tensors.pt`` (read back weights-only). ``semantic_ids``: a TIGER
+    run's tokenizer entry (``recforge.runs.generative.save_tokenizer``)."""
     layout = RunLayout(Path(run_dir))
-    spec = {
+    spec: dict[str, Any] = {
         "name": name,
         "params": to_plain(dict(params)),
         "inputs": {k: [f.name for f in v] for k, v in inputs.items()},
         "features": [F.to_dict(f) for f in F.dedup([f for v in inputs.values() for f in v])],
         "tensors": sorted(tensors or {}),
     }
+    if semantic_ids is not None:
+        spec["semantic_ids"] = to_plain(dict(semantic_ids))
     if tensors:
         from recforge.files import atomic_write
 
@@ -171,6 +185,11 @@ def load_model_spec(run_dir: str | os.PathLike[str]) -> nn.Module:
     params = dict(spec["params"])
     if spec.get("tensors"):
         params.update(torch.load(layout.model_tensors, map_location="cpu", weights_only=True))
+    if spec.get("semantic_ids") is not None:  # TIGER: the item -> ID table and its RQ-VAE
+        from recforge.runs.generative import load_tokenizer
+
+        tok = load_tokenizer(layout.root, spec["semantic_ids"])
+        params.update(semantic_ids=tok.ids, rqvae=tok.rqvae)
     return build_model(spec["name"], inputs, params)
 
 

@@ -17,6 +17,7 @@ for retrieval runs also the known users' histories and the item index, so ``recf
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -31,18 +32,45 @@ import yaml
 from torch import nn
 
 from recforge import distributed
-from recforge.config import Preset, RunConfig, Sampling, Scheduler, load_config, parse_config, to_plain
+from recforge.config import (
+    Preset,
+    RunConfig,
+    SampleKind,
+    Sampling,
+    Scheduler,
+    SemanticIDsConfig,
+    load_config,
+    parse_config,
+    to_plain,
+)
 from recforge.data import BatchLoader, ColumnarDataset, NegativeSampler
 from recforge.files import atomic_write_text
 from recforge.layout import RunLayout
+from recforge.metrics.ranking import ListModel, ListRankingEvaluator, RankingEvaluator
 from recforge.models.defaults import ColumnRoles
 from recforge.models.matching.base import TwoTowerModel
 from recforge.models.registry import FAMILIES
 from recforge.preprocess import FeaturePipeline
+from recforge.runs.generative import Tokenizer, save_tokenizer, tokenize
 from recforge.runs.logs import EvalPart, LogData, prepare_log
-from recforge.runs.model import build_model, save_histories, save_model_spec, select, with_initializers
+from recforge.runs.model import (
+    build_model,
+    is_generative,
+    save_histories,
+    save_model_spec,
+    select,
+    with_initializers,
+)
 from recforge.runs.rows import prepare_rows
-from recforge.trainers import CTRTrainer, MatchTrainer, MTLTrainer, SeqTrainer, Trainer, TrainOptions
+from recforge.trainers import (
+    CTRTrainer,
+    GenerativeTrainer,
+    MatchTrainer,
+    MTLTrainer,
+    SeqTrainer,
+    Trainer,
+    TrainOptions,
+)
 
 log = logging.getLogger("recforge")
 
@@ -81,7 +109,7 @@ def _check_model_fits_preset(model: nn.Module, name: str, preset: Preset) -> Non
         Preset.CTR: family == "ranking",
         Preset.MTL: family == "multi_task",
         Preset.MATCH: isinstance(model, TwoTowerModel),
-        Preset.SEQ: callable(getattr(model, "sequence_tower", None)),
+        Preset.SEQ: callable(getattr(model, "sequence_tower", None)) or isinstance(model, ListModel),
     }[preset]
     if not ok:
         hint = {
@@ -148,6 +176,28 @@ class _Recipe:
             arg: select(self.features, sel, f"model.inputs.{arg}", roles=roles)
             for arg, sel in cfg.model.inputs.items()
         }
+        self.generative = is_generative(cfg.model.name)
+        if cfg.model.semantic_ids is not None and not self.generative:
+            raise ValueError(
+                f"model.semantic_ids: model {cfg.model.name!r} does not read semantic IDs (TIGER does)"
+            )
+        self.tokenizer: Tokenizer | None = None
+        if self.generative:
+            if self.log is None:
+                raise ValueError(
+                    f"model {cfg.model.name!r} trains on an interaction log: use trainer.preset seq"
+                )
+            if self.log.kind is not SampleKind.NEXT_ITEM or self.log.history is None:
+                raise ValueError(
+                    f"model {cfg.model.name!r} trains on next-item rows: set data.samples.kind next_item and "
+                    f"declare a sequence feature with shared_with: {cfg.data.item}"
+                )
+            self.tokenizer = tokenize(
+                cfg.model.semantic_ids or SemanticIDsConfig(),
+                self.log,
+                seed=cfg.seed,
+                device=cfg.trainer.device,
+            )
         self.eval_parts: dict[str, EvalPart] = {}
         if self.log is not None:
             t = cfg.trainer
@@ -157,12 +207,17 @@ class _Recipe:
                 if len(getattr(self.log.split, part)):
                     self.eval_parts[part] = self.log.eval_part(
                         part, ks=ks, normalize=normalize and t.preset is Preset.SEQ,
-                        exclude_seen=t.evaluation.exclude_seen, seed=cfg.seed,
+                        exclude_seen=t.evaluation.exclude_seen, seed=cfg.seed, generate=self.generative,
+                        beam_width=t.generative.beam_width,
                     )  # fmt: skip
 
     def data_arguments(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """Constructor arguments a model takes from the data: HLLM's item text tokens (tensors,
-        saved as ``model_tensors.pt``) and their padding id."""
+        saved as ``model_tensors.pt``) and their padding id; TIGER's batch columns."""
+        if self.generative and self.log is not None:
+            assert self.log.history is not None
+            columns = {"history_column": self.log.history, "user_column": self.log.user}
+            return {**columns, "target_column": self.log.item}, {}
         if self.cfg.model.name != "HLLM":
             return {}, {}
         from recforge.models.generative import item_text_tokens
@@ -178,6 +233,12 @@ class _Recipe:
     def model(self) -> nn.Module:
         torch.manual_seed(self.cfg.seed)
         params, tensors = self.data_arguments()
+        if self.tokenizer is not None:  # a copy: the selection and refit models each own theirs
+            params = {
+                **params,
+                "semantic_ids": self.tokenizer.ids,
+                "rqvae": copy.deepcopy(self.tokenizer.rqvae),
+            }
         model = build_model(self.cfg.model.name, self.inputs, {**self.cfg.model.params, **params, **tensors})
         _check_model_fits_preset(model, self.cfg.model.name, self.cfg.trainer.preset)
         return model
@@ -199,6 +260,12 @@ class _Recipe:
             )
         data = self.log
         assert data is not None
+        if self.generative:
+            ev = self._valid_sample()[1] if validate else None
+            return GenerativeTrainer(model, evaluator=ev, options=options)
+        evaluator = valid.evaluator if valid is not None else None
+        if evaluator is not None and not isinstance(evaluator, RankingEvaluator):
+            raise TypeError(f"{type(evaluator).__name__} evaluates generative models only")
         counts = data.item_counts(*(("train",) if validate else ("train", "valid")))
         if t.preset is Preset.MATCH:
             m = t.match
@@ -223,7 +290,7 @@ class _Recipe:
                 margin=m.margin,
                 item_counts=counts,
                 logq=m.logq,
-                evaluator=valid.evaluator if valid else None,
+                evaluator=evaluator,
                 user_column=data.user,
                 options=options,
             )
@@ -237,10 +304,21 @@ class _Recipe:
             l2_normalize=s.l2_normalize,
             catalog=data.catalog,
             logq=s.logq,
-            evaluator=valid.evaluator if valid else None,
+            evaluator=evaluator,
             target_column=data.target,
             options=options,
         )
+
+    def _valid_sample(self) -> tuple[ColumnarDataset, ListRankingEvaluator] | tuple[None, None]:
+        """The validation rows decoded each epoch (``trainer.generative.valid_users``, seeded)."""
+        part = self.eval_parts.get("valid")
+        if part is None or not isinstance(part.evaluator, ListRankingEvaluator):
+            return None, None
+        n, want = len(part.rows), self.cfg.trainer.generative.valid_users
+        if not want or want >= n:
+            return part.rows, part.evaluator
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        return part.rows.subset(torch.randperm(n, generator=g)[:want].sort().values), part.evaluator
 
     def loaders(self, *, refit: bool) -> tuple[Any, Any]:
         """Training and validation loaders (``refit``: training + validation data, no validation)."""
@@ -249,7 +327,10 @@ class _Recipe:
             parts = ("train", "valid") if refit else ("train",)
             train = self.log.train_loader(cfg, parts=parts)
             valid = self.eval_parts.get("valid")
-            return train, (BatchLoader(valid.rows, cfg.data.eval_batch_size) if valid and not refit else None)
+            valid_rows = self._valid_sample()[0] if self.generative else (valid.rows if valid else None)
+            if valid_rows is None or refit:
+                return train, None
+            return train, BatchLoader(valid_rows, cfg.data.eval_batch_size)
         rows = self.rows
         if refit and "valid" in rows:
             both = {
@@ -385,7 +466,15 @@ def train(
         if not (resume and layout.pipeline.exists()):
             recipe.pipeline.save(layout.pipeline)
         params, tensors = recipe.data_arguments()
-        save_model_spec(layout.root, cfg.model.name, recipe.inputs, {**cfg.model.params, **params}, tensors)
+        tok = save_tokenizer(layout, recipe.tokenizer) if recipe.tokenizer is not None else None
+        save_model_spec(
+            layout.root,
+            cfg.model.name,
+            recipe.inputs,
+            {**cfg.model.params, **params},
+            tensors,
+            semantic_ids=tok,
+        )
         atomic_write_text(layout.config, yaml.safe_dump(resolved, sort_keys=False))
     refit = t.refit and (bool(recipe.eval_parts.get("valid")) or "valid" in recipe.rows)
     selection = layout.root / SELECTION if refit else layout.root

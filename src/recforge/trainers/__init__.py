@@ -3,6 +3,7 @@
 from recforge.objectives.match import MatchMode, MatchObjective, NegativeSource, PairLoss
 from recforge.objectives.sequence import SeqLoss, SequenceObjective
 from recforge.trainers.ctr import CTRTrainer
+from recforge.trainers.generative import GenerativeTrainer, train_rqvae
 from recforge.trainers.loop import EarlyStopper, Trainer
 from recforge.trainers.match import MatchTrainer
 from recforge.trainers.mtl import MTLTrainer
@@ -25,6 +26,7 @@ __all__ = [
     "PRESETS",
     "CTRTrainer",
     "EarlyStopper",
+    "GenerativeTrainer",
     "MatchMode",
     "MatchObjective",
     "MatchTrainer",
@@ -38,5 +40,6 @@ __all__ = [
     "TrainOptions",
     "Trainer",
     "build_optimizer",
+    "train_rqvae",
     "get_preset",
 ]

@@ -100,17 +100,23 @@ class SemanticIDs:
                 f"codes have {self.codes.shape[1]} positions but num_codes has {len(self.num_codes)}"
             )
         real = self.codes[1:]
-        if real.numel() and (bool((real < 0).any()) or bool((real >= torch.tensor(self.num_codes)).any())):
-            raise ValueError(f"every item 1.. needs codes in [0, num_codes) = {self.num_codes}")
+        absent = (real == -1).all(1, keepdim=True)  # an id without an ID (e.g. a reserved OOV id)
+        if real.numel() and (
+            bool(((real < 0) & ~absent).any()) or bool((real >= torch.tensor(self.num_codes)).any())
+        ):
+            raise ValueError(
+                f"every item 1.. needs codes in [0, num_codes) = {self.num_codes} (or -1 everywhere: no ID)"
+            )
 
     @classmethod
     def from_codes(
-        cls, codes: Tensor, *, num_codes: Sequence[int], capacity: int | None = None
+        cls, codes: Tensor, *, num_codes: Sequence[int], capacity: int | None = None, first_item: int = 1
     ) -> SemanticIDs:
-        """IDs for items ``1 .. N`` from their quantiser codes ``codes (N, L)`` (row ``j`` = item
-        ``j + 1``): the L codes plus a disambiguation code. ``capacity`` is the size of that last
-        position (default: the largest number of items sharing an L-tuple); leave room when items
-        will be added later with ``extend``."""
+        """IDs for items ``first_item .. first_item + N - 1`` from their quantiser codes ``codes (N,
+        L)`` (row ``j`` = item ``j + first_item``): the L codes plus a disambiguation code. Ids below
+        ``first_item`` (padding, reserved ids) get no ID (-1): never generated, ignored in histories.
+        ``capacity`` is the size of that last position (default: the largest number of items
+        sharing an L-tuple); leave room when items will be added later with ``extend``."""
         if codes.dim() != 2 or codes.shape[1] != len(num_codes):
             raise ValueError(f"codes must be (N, {len(num_codes)}), got {tuple(codes.shape)}")
         c = codes.detach().cpu().long().numpy()
@@ -119,11 +125,8 @@ class SemanticIDs:
         cap = need if capacity is None else int(capacity)
         if cap < need:
             raise ValueError(f"capacity {cap} is too small: {need} items share one code tuple")
-        full = (
-            np.concatenate([np.full((1, c.shape[1] + 1), -1), np.c_[c, extra]])
-            if len(c)
-            else np.full((1, c.shape[1] + 1), -1)
-        )
+        none = np.full((max(first_item, 1), c.shape[1] + 1), -1)
+        full = np.concatenate([none, np.c_[c, extra]]) if len(c) else none
         return cls(torch.from_numpy(full.astype(np.int64)), (*map(int, num_codes), cap))
 
     @property
@@ -141,7 +144,7 @@ class SemanticIDs:
         codes ``(n, C - 1)``; existing IDs are unchanged."""
         if codes.dim() != 2 or codes.shape[1] != self.length - 1:
             raise ValueError(f"codes must be (n, {self.length - 1}), got {tuple(codes.shape)}")
-        old = self.codes[1:].numpy()
+        old = self._with_id().numpy()
         new = codes.detach().cpu().long().numpy()
         both = np.concatenate([old[:, :-1], new])
         _, inverse = np.unique(both, axis=0, return_inverse=True)
@@ -157,13 +160,16 @@ class SemanticIDs:
         rows = torch.from_numpy(np.c_[new, extra].astype(np.int64))
         return SemanticIDs(torch.cat([self.codes, rows]), self.num_codes)
 
+    def _with_id(self) -> Tensor:
+        return self.codes[(self.codes >= 0).all(1)]  # (M, C) the items that have an ID
+
     def stats_before(self) -> CollisionStats:
         """Collisions of the quantiser's codes (all positions but the disambiguation one)."""
-        return collision_stats(self.codes[1:, :-1])
+        return collision_stats(self._with_id()[:, :-1])
 
     def stats_after(self) -> CollisionStats:
         """Collisions of the full IDs (0 for a valid table)."""
-        return collision_stats(self.codes[1:])
+        return collision_stats(self._with_id())
 
     def to_dict(self) -> dict[str, object]:
         return {
