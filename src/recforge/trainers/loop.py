@@ -297,7 +297,7 @@ class Trainer:
                             f"validation metrics {sorted(metrics)}"
                         )
                     is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
-                    state = self._model_state() if is_best else None
+                    state = self.placement.model_state(self.model) if is_best else None
                     if state is not None:
                         atomic_save(
                             {
@@ -310,7 +310,7 @@ class Trainer:
                         )
                 self._step_schedulers(record)
                 self._log(record, writer)
-                state = self._model_state()
+                state = self.placement.model_state(self.model)
                 if state is not None:
                     self._save_checkpoint(epoch, state)
                 if stop:
@@ -331,7 +331,7 @@ class Trainer:
                     "no epoch had a defined validation %s; keeping the last epoch's weights",
                     self.stopper.metric,
                 )
-            state = self._model_state()
+            state = self.placement.model_state(self.model)
             if state is not None:
                 atomic_save({"model": state, "epoch": self.n_epoch - 1}, self.run_dir / BEST)
         else:
@@ -404,11 +404,6 @@ class Trainer:
                 sch.step(record.get(key, record["train_loss"]))
             else:
                 sch.step()
-
-    def _model_state(self) -> dict[str, Tensor] | None:
-        """The model's weights on the rank that writes files, ``None`` on the others. For a
-        model-parallel model a collective: every rank calls it, rank 0 gets the gathered shards."""
-        return self.placement.model_state(self.model)
 
     def _save_checkpoint(self, epoch: int, model_state: Mapping[str, Tensor]) -> None:
         atomic_save(

@@ -87,7 +87,7 @@ class Placement:
     def plain_state(self, model: nn.Module) -> dict[str, Tensor] | None:
         """The model's own ``state_dict`` for Torch-RecHub's ``model.pth``, on the writing rank;
         ``None`` on the others or where it is not a plain state dict."""
-        return model.state_dict() if self.is_main else None
+        return self.model_state(model)
 
     def load_best(self, model: nn.Module, path: Path) -> None:
         """Load the best checkpoint's weights (written by the main rank) into ``model``."""
