@@ -183,7 +183,8 @@ class SeqTrainer(Trainer):
             target = batch[model.item_id]  # type: ignore[index]
             hits += int((top == target).sum())
             total += int(target.numel())
-        return hits / max(total, 1)
+        g = self.gather({"hits": np.asarray([hits]), "total": np.asarray([total])})  # one row per rank
+        return int(g["hits"].sum()) / max(int(g["total"].sum()), 1)
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
         """User (query) vectors ``(N, D)`` of every row: the hidden state after the last position."""
