@@ -348,6 +348,16 @@ def test_seq_trainer_on_torch_rechub_sequence_batches(tmp_path):
     trainer.fit(loader, loader)
     loss, accuracy = trainer.evaluate(loader)
     assert loss > 0 and 0 <= accuracy <= 1
+    model.eval()
+    with torch.no_grad():  # the accuracy by hand: the top-1 item (padding excluded) is the target
+        items = model.item_tower({model.item_id: torch.arange(trainer.sampler.num_items)})
+        hits = 0
+        for raw in loader:
+            batch = trainer.to_batch(raw)
+            scores = model.score(model.user_tower(batch), items)
+            scores[:, 0] = -torch.inf
+            hits += int((scores.argmax(1) == batch[model.item_id]).sum())
+    assert accuracy == hits / n
 
 
 def test_gpus_list_does_not_override_the_device(tmp_path):

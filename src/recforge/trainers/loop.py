@@ -22,16 +22,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recforge import distributed as dist_utils
-from recforge.data.dataset import Batch, BatchLoader, split_batch
+from recforge.data.dataset import Batch, split_batch
 from recforge.files import atomic_write, atomic_write_text, remove_stale_temporaries
-from recforge.layers.embedding import check_ids
 from recforge.layout import BEST, CHECKPOINT, CURVE, METRICS_LOG, TENSORBOARD, TORCH_RECHUB_WEIGHTS
 from recforge.objectives import Objective
 from recforge.precision import Precision, autocast, resolve_precision, to_float32
 from recforge.trainers.curves import plot_curves
 from recforge.trainers.optim import SparseAwareOptimizer, build_optimizer
 from recforge.trainers.options import COMMON_ORDER, TrainOptions
+from recforge.trainers.placement import placement_for
 
 log = logging.getLogger("recforge")
 
@@ -140,13 +139,11 @@ class Trainer:
     objective's matrix products where the device multiplies bfloat16 natively; parameters,
     gradients, optimizer states, the loss and metrics stay float32 (``recforge.precision``).
 
-    Distributed training (``options.distributed``): the model is wrapped in
-    ``DistributedDataParallel`` for training, ``BatchLoader`` s are sharded per rank, evaluation
-    outputs are gathered over ranks, and only rank 0 logs and writes files. A model that
+    Distributed training (``options.distributed``): ``placement`` (``recforge.trainers.placement``,
+    chosen once here) is one process, DDP over torchrun's ranks (``BatchLoader`` s sharded per rank,
+    evaluation outputs gathered over ranks, only rank 0 logs and writes files), or a model that
     distributes itself (``recforge.distributed.ModelParallel``, e.g.
-    ``recforge.torchrec.sharding.ShardedModel``) is not wrapped in DDP: the optimizer gets its
-    ``dense_parameters()``, every rank evaluates the whole validation set, and checkpoints hold its
-    unsharded state dict.
+    ``recforge.torchrec.sharding.ShardedModel``).
     """
 
     ORDER: tuple[str, ...] = COMMON_ORDER
@@ -166,43 +163,22 @@ class Trainer:
             torch.manual_seed(opts.seed)
             np.random.seed(opts.seed)
             random.seed(opts.seed)
-        if opts.distributed and not dist_utils.is_initialized():
-            dist_utils.init_from_env()
-        self.model_parallel = isinstance(model, dist_utils.ModelParallel)
-        if self.model_parallel and opts.distributed is False and dist_utils.is_distributed():
-            raise ValueError("distributed=False, but the model is split over the process group's ranks")
-        if self.model_parallel and opts.resume:
-            raise ValueError(
-                "resume=True is not supported for a model-parallel model: the state of its embedding "
-                "optimizer (applied in backward) is not in the checkpoint"
-            )
-        self.distributed = opts.distributed is not False and dist_utils.is_distributed()
-        self.is_main = dist_utils.is_main() if self.distributed else True
-        # Torch-RecHub's ``gpus`` only chose DataParallel devices; the device is ``device``
-        self.device = dist_utils.device_for(opts.device) if self.distributed else torch.device(opts.device)
-        # A model-parallel model placed itself (its shards live on their ranks' devices).
-        self.model = model if self.model_parallel else model.to(self.device)
-        # DDP averages gradients in backward; evaluation and checkpoints use the bare model.
-        self.train_model = (
-            dist_utils.wrap_model(self.model, self.device)
-            if self.distributed and not self.model_parallel
-            else self.model
-        )
+        self.placement = placement_for(model, opts)
+        self.device = self.placement.device
+        self.model = self.placement.place(model)
+        self.train_model = self.placement.wrap(self.model)
         self.objective = objective
         self.optimizer: SparseAwareOptimizer = build_optimizer(
             model,
             opts.optimizer_fn,
             dict(opts.optimizer_params or {}),
             opts.sparse_optimizer_fn,
-            dense_params=model.dense_parameters() if isinstance(model, dist_utils.ModelParallel) else None,
+            dense_params=self.placement.dense_parameters(model),
         )
         self.schedulers = self._build_schedulers()
-        if self.model_parallel and any((opts.regularization_params or {}).values()):
-            raise ValueError(
-                "regularization_params are not supported for a model-parallel model; "
-                "use weight decay in optimizer_params"
-            )
-        self.regularization = _Regularizer(model, None if self.model_parallel else opts.regularization_params)
+        self.regularization = _Regularizer(
+            model, self.placement.regularization_params(opts.regularization_params)
+        )
         self.n_epoch = opts.n_epoch
         metric = opts.earlystop_metric or self.default_metric
         self.stopper = EarlyStopper(
@@ -218,6 +194,21 @@ class Trainer:
         self.plot = opts.plot
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
+
+    @property
+    def distributed(self) -> bool:
+        """Training runs over a process group of more than one rank."""
+        return self.placement.distributed
+
+    @property
+    def model_parallel(self) -> bool:
+        """The model splits itself over the ranks (``recforge.distributed.ModelParallel``)."""
+        return self.placement.model_parallel
+
+    @property
+    def is_main(self) -> bool:
+        """This process logs, shows progress and writes files (rank 0)."""
+        return self.placement.is_main
 
     def _build_schedulers(self) -> list[Any]:
         """One scheduler per optimizer part (rebuilt by presets that add parameter groups)."""
@@ -261,11 +252,9 @@ class Trainer:
         return self.gather({"out": out})["out"]
 
     def gather(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per-rank evaluation arrays concatenated over ranks in rank order (identity when not
-        distributed); presets call it on what ``evaluate``/``predict`` collect."""
-        if self.distributed and not self.model_parallel:
-            return dist_utils.gather_arrays(arrays)
-        return dict(arrays)  # a model-parallel model evaluated the whole set on every rank
+        """Per-rank evaluation arrays concatenated over ranks in rank order (identity when every
+        rank evaluated the whole set); presets call it on what ``evaluate``/``predict`` collect."""
+        return self.placement.gather(arrays)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(
@@ -281,19 +270,16 @@ class Trainer:
             # The log restarts from what the checkpoint holds: an epoch logged after the last
             # checkpoint (a kill in between) is run again and must not be logged twice.
             atomic_write_text(self.run_dir / METRICS_LOG, "".join(json.dumps(r) + "\n" for r in self.history))
-        if isinstance(train_dataloader, BatchLoader) and not self.model_parallel:
-            check_ids(self.model, train_dataloader.dataset.columns)  # once, not per lookup
+        self.placement.check_ids(self.model, train_dataloader)
         writer = self._tensorboard_writer() if self.is_main else None
-        if self.distributed and isinstance(train_dataloader, BatchLoader):
-            train_dataloader = train_dataloader.for_rank(dist_utils.rank(), dist_utils.world_size())
+        train_dataloader = self.placement.train_loader(train_dataloader)
         try:
             for epoch in range(self.start_epoch, self.n_epoch):
                 _set_epoch(train_dataloader, epoch)
                 t0 = time.perf_counter()
-                train_loss, n_seen = self._train_epoch(train_dataloader, epoch)
-                if self.distributed:
-                    loss_sum, n_total = dist_utils.all_reduce_sum([train_loss * n_seen, n_seen])
-                    train_loss, n_seen = loss_sum / n_total, int(n_total)
+                train_loss, n_seen = self.placement.reduce_train_loss(
+                    *self._train_epoch(train_dataloader, epoch)
+                )
                 record: dict[str, float] = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -311,7 +297,7 @@ class Trainer:
                             f"validation metrics {sorted(metrics)}"
                         )
                     is_best, stop = self.stopper.step(metrics[self.stopper.metric], epoch)
-                    state = self._model_state() if is_best else None
+                    state = self.placement.model_state(self.model) if is_best else None
                     if state is not None:
                         atomic_save(
                             {
@@ -324,7 +310,7 @@ class Trainer:
                         )
                 self._step_schedulers(record)
                 self._log(record, writer)
-                state = self._model_state()
+                state = self.placement.model_state(self.model)
                 if state is not None:
                     self._save_checkpoint(epoch, state)
                 if stop:
@@ -345,21 +331,16 @@ class Trainer:
                     "no epoch had a defined validation %s; keeping the last epoch's weights",
                     self.stopper.metric,
                 )
-            state = self._model_state()
+            state = self.placement.model_state(self.model)
             if state is not None:
                 atomic_save({"model": state, "epoch": self.n_epoch - 1}, self.run_dir / BEST)
-        elif isinstance(self.model, dist_utils.ModelParallel):
-            dist_utils.barrier()  # rank 0 has written best.pt; every rank loads its shards from it
-            best = torch.load(self.run_dir / BEST, map_location="cpu", weights_only=True)
-            self.model.load_unsharded_state_dict(best["model"])
-        elif self.is_main:
-            best = torch.load(self.run_dir / BEST, map_location=self.device, weights_only=True)
-            self.model.load_state_dict(best["model"])
-        if self.distributed and not self.model_parallel:
-            dist_utils.broadcast_module(self.model)  # every rank ends with rank 0's (best) weights
-        if self.is_main and not self.model_parallel:
+        else:
+            self.placement.load_best(self.model, self.run_dir / BEST)
+        self.placement.broadcast(self.model)  # every rank ends with rank 0's (best) weights
+        weights = self.placement.plain_state(self.model)
+        if weights is not None:
             # Torch-RecHub's trainers leave the best weights as model_path/model.pth (a state dict)
-            atomic_save(self.model.state_dict(), self.run_dir / TORCH_RECHUB_WEIGHTS)
+            atomic_save(weights, self.run_dir / TORCH_RECHUB_WEIGHTS)
         if self.plot and self.is_main:
             self._plot()
         return self.model
@@ -407,9 +388,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            if self.distributed and not self.model_parallel and isinstance(data_loader, BatchLoader):
-                data_loader = data_loader.block_for_rank(dist_utils.rank(), dist_utils.world_size())
-            for raw in data_loader:
+            for raw in self.placement.eval_loader(data_loader):
                 batch = move_batch(self.to_batch(raw), self.device)
                 with autocast(self.device, self.precision):
                     outputs = to_float32(model(batch) if forward is None else forward(model, batch))
@@ -425,13 +404,6 @@ class Trainer:
                 sch.step(record.get(key, record["train_loss"]))
             else:
                 sch.step()
-
-    def _model_state(self) -> dict[str, Tensor] | None:
-        """The model's weights on the rank that writes files, ``None`` on the others. For a
-        model-parallel model a collective: every rank calls it, rank 0 gets the gathered shards."""
-        if isinstance(self.model, dist_utils.ModelParallel):
-            return self.model.unsharded_state_dict()
-        return self.model.state_dict() if self.is_main else None
 
     def _save_checkpoint(self, epoch: int, model_state: Mapping[str, Tensor]) -> None:
         atomic_save(

@@ -165,21 +165,26 @@ class SeqTrainer(Trainer):
             return super().evaluate(model, data_loader)
         return self.evaluator.evaluate(model, (split_batch(b) for b in data_loader), self.device)  # type: ignore[arg-type]
 
-    @torch.no_grad()
     def _top1_accuracy(self, data_loader: Iterable[object]) -> float:
+        """The share of rows whose held-out item is the top-scored item (padding excluded)."""
         model = self.model
-        n = self.sampler.num_items
-        hits = total = 0
-        items = None
-        for batch, _ in self._run(model, data_loader, lambda m, b: None):
-            if items is None:
-                items = model.item_tower({model.item_id: torch.arange(n, device=self.device)})  # type: ignore[operator]
-            scores = model.score(model.user_tower(batch), items)  # type: ignore[operator]
+        all_items = {model.item_id: torch.arange(self.sampler.num_items, device=self.device)}  # type: ignore[dict-item]
+        items: list[Tensor] = []  # every item's vector (V, D), computed in the first step
+
+        def top1(m: nn.Module, batch: Batch) -> Tensor:
+            if not items:
+                items.append(m.item_tower(all_items))  # type: ignore[operator]
+            scores = m.score(m.user_tower(batch), items[0])  # type: ignore[operator]  # (B, V)
             scores[:, 0] = -torch.inf
+            return scores.argmax(1)  # (B,)
+
+        hits = total = 0
+        for batch, top in self._run(model, data_loader, top1):
             target = batch[model.item_id]  # type: ignore[index]
-            hits += int((scores.argmax(1) == target).sum())
+            hits += int((top == target).sum())
             total += int(target.numel())
-        return hits / max(total, 1)
+        g = self.gather({"hits": np.asarray([hits]), "total": np.asarray([total])})  # one row per rank
+        return int(g["hits"].sum()) / max(int(g["total"].sum()), 1)
 
     def predict(self, model: nn.Module, data_loader: Iterable[object]) -> np.ndarray:
         """User (query) vectors ``(N, D)`` of every row: the hidden state after the last position."""
