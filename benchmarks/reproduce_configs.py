@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> None:
             sets = [f"seed={seed}", *args.set]
             cmd = [sys.executable, "-m", "recforge", "train", str(config), "--run-dir", str(run_dir)]
             cmd += [a for s in sets for a in ("--set", s)]
-            shown = "recforge train " + " ".join(shlex.quote(c) for c in cmd[4:])
+            shown = _short("recforge train " + " ".join(shlex.quote(c) for c in cmd[4:]))
             print(f"[{config.stem} seed {seed}] {shown}", flush=True)
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             start = time.perf_counter()
