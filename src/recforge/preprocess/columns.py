@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 from recforge.choices import Choice
 from recforge.features import Pooling
@@ -293,3 +293,24 @@ class SequenceColumn:
 ColumnSpec = Categorical | Numeric | Bucketize | MultiValue | SequenceColumn
 EncodedSpec = Categorical | MultiValue | SequenceColumn  # encoded through a vocabulary
 ListSpec = MultiValue | SequenceColumn
+
+_SPECS: dict[str, type[ColumnSpec]] = {
+    c.__name__: c for c in (Categorical, Numeric, Bucketize, MultiValue, SequenceColumn)
+}
+
+
+def spec_to_dict(spec: ColumnSpec) -> dict[str, object]:
+    """A column spec as plain JSON data (its class name under ``"type"``)."""
+    out: dict[str, object] = {"type": type(spec).__name__}
+    for k, v in asdict(spec).items():
+        out[k] = v.value if isinstance(v, Choice) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def spec_from_dict(data: Mapping[str, object]) -> ColumnSpec:
+    """``spec_to_dict``'s inverse; an unknown ``"type"`` is a ``ValueError`` naming the known ones."""
+    data = dict(data)
+    kind = data.pop("type", None)
+    if kind not in _SPECS:
+        raise ValueError(f"column spec type must be one of {sorted(_SPECS)}, got {kind!r}")
+    return _SPECS[str(kind)](**data)  # type: ignore[arg-type]

@@ -32,7 +32,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recforge.choices import Choice
 from recforge.features import (
     LABEL,
     DenseFeature,
@@ -54,6 +53,8 @@ from recforge.preprocess.columns import (
     MultiValue,
     Numeric,
     SequenceColumn,
+    spec_from_dict,
+    spec_to_dict,
 )
 from recforge.preprocess.io import (
     PARQUET_SUFFIXES,
@@ -66,6 +67,7 @@ from recforge.preprocess.io import (
     read_frame,
     require_columns,
 )
+from recforge.preprocess.labels import label_values, parse_label_types
 from recforge.preprocess.lists import FlatList, flatten, pad_left
 from recforge.preprocess.numeric import NumericAccumulator, NumericStats, apply_numeric, numeric_values
 from recforge.preprocess.vocab import (
@@ -85,10 +87,6 @@ VERSION = 1
 FILENAME = "pipeline.json"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-_SPECS: dict[str, type[ColumnSpec]] = {
-    c.__name__: c for c in (Categorical, Numeric, Bucketize, MultiValue, SequenceColumn)
-}
 
 
 class NotFittedError(ValueError):
@@ -122,75 +120,6 @@ def _categorical_values(
             arr = arr.cast(pa.float64())
         arr = pc.fill_null(arr, pa.scalar(spec.fill_value, type=arr.type))
     return canonical_values(spec.name, arr)
-
-
-def _label_values(name: str, s: Column, kind: LabelType | None) -> np.ndarray:
-    """A label column as float32 ``(N,)``, checked against its declared ``kind`` (``None``: a
-    pipeline saved before label types existed, whose labels are only checked to be finite)."""
-    if len(s) == 0:  # an empty split (e.g. a CSV with a header only): its dtype says nothing
-        return np.zeros(0, dtype=np.float32)
-    if isinstance(s, pa.ChunkedArray):
-        t = s.type
-        if not (pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t)):
-            raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got type {t}")
-        y = pc.fill_null(s.cast(pa.float64()), np.nan).to_numpy()
-    else:
-        if not (pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype)):
-            raise TypeError(f"label column {name!r}: expected numbers (e.g. 0/1), got dtype {s.dtype}")
-        y = s.to_numpy(dtype=np.float64, na_value=np.nan)
-    n_missing = int(np.isnan(y).sum())
-    if n_missing:
-        raise ValueError(f"label column {name!r}: {n_missing} missing values; drop those rows")
-    _check_labels(name, y, kind)
-    return y.astype(np.float32)
-
-
-def _check_labels(name: str, y: np.ndarray, kind: LabelType | None) -> None:
-    if kind is LabelType.BINARY:
-        bad = (y != 0) & (y != 1)
-        rule = "binary labels must be 0 or 1"
-        hint = "map them to 0/1, or declare label_types='soft' for probabilities in [0, 1]"
-    elif kind is LabelType.SOFT:
-        bad = ~((y >= 0) & (y <= 1))
-        rule = "soft labels must lie in [0, 1]"
-        hint = "rescale them, or declare label_types='regression'"
-    else:
-        bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
-        rule = "labels must be finite numbers within float32's range"
-        hint = "drop or clip those rows"
-    n_bad = int(bad.sum())
-    if n_bad:
-        found = np.unique(y[bad])
-        shown = ", ".join(f"{v:g}" for v in found[:5]) + (", ..." if len(found) > 5 else "")
-        raise ValueError(f"label column {name!r}: {rule}; {n_bad} rows hold other values ({shown}); {hint}")
-
-
-def _label_types(
-    labels: Sequence[str], label_types: LabelType | str | Sequence[LabelType | str] | None
-) -> list[LabelType]:
-    if label_types is None:
-        return [LabelType.BINARY] * len(labels)
-    if isinstance(label_types, str):  # one type for every label (a LabelType is a str too)
-        return [LabelType.parse(label_types, where="label_types")] * len(labels)
-    types = list(label_types)
-    if len(types) != len(labels):
-        raise ValueError(f"label_types: expected one type per label column {list(labels)}, got {types!r}")
-    return [LabelType.parse(t, where=f"label_types[{i}] ({labels[i]!r})") for i, t in enumerate(types)]
-
-
-def _spec_to_dict(spec: ColumnSpec) -> dict[str, object]:
-    out: dict[str, object] = {"type": type(spec).__name__}
-    for k, v in asdict(spec).items():
-        out[k] = v.value if isinstance(v, Choice) else list(v) if isinstance(v, tuple) else v
-    return out
-
-
-def _spec_from_dict(data: Mapping[str, object]) -> ColumnSpec:
-    data = dict(data)
-    kind = data.pop("type", None)
-    if kind not in _SPECS:
-        raise ValueError(f"column spec type must be one of {sorted(_SPECS)}, got {kind!r}")
-    return _SPECS[str(kind)](**data)  # type: ignore[arg-type]
 
 
 # -- the pipeline ----------------------------------------------------------------------------------
@@ -258,7 +187,7 @@ class FeaturePipeline:
         self.label = label
         self.labels: list[str] = [label] if label is not None else list(labels or [])
         self.multi_task = labels is not None
-        self.label_types: list[LabelType | None] = list(_label_types(self.labels, label_types))
+        self.label_types: list[LabelType | None] = list(parse_label_types(self.labels, label_types))
         self._by_name: dict[str, ColumnSpec] = {}
         for c in self.columns:
             if c.name in self._by_name:
@@ -407,7 +336,7 @@ class FeaturePipeline:
 
         self._map(add, self.columns)
         for y, kind in zip(self.labels, self.label_types):
-            _label_values(y, df[y], kind)
+            label_values(y, df[y], kind)
         state.rows += len(df)
         state.batches += 1
 
@@ -532,7 +461,7 @@ class FeaturePipeline:
             missing = [y for y in self.labels if y not in names]
             raise KeyError(f"label column(s) {missing} not found; available columns: {sorted(names)}")
         if present:
-            ys = [_label_values(y, df[y], kind) for y, kind in zip(self.labels, self.label_types)]
+            ys = [label_values(y, df[y], kind) for y, kind in zip(self.labels, self.label_types)]
             out[LABEL] = np.stack(ys, axis=1) if self.multi_task else ys[0]
         return out
 
@@ -710,7 +639,7 @@ class FeaturePipeline:
             "label": self.label,
             "labels": self.labels if self.multi_task else None,
             "label_types": [t.value if t is not None else None for t in self.label_types],
-            "columns": [_spec_to_dict(c) for c in self.columns],
+            "columns": [spec_to_dict(c) for c in self.columns],
             "vocabularies": {k: v.to_dict() for k, v in self._vocabs.items()},
             "numeric": {k: asdict(v) for k, v in self._stats.items()},
             "buckets": {k: list(v) for k, v in self._buckets.items()},
@@ -731,7 +660,7 @@ class FeaturePipeline:
                 f"saved FeaturePipeline has format version {version}, newer than this recforge "
                 f"reads (up to {VERSION}); upgrade recforge to load it"
             )
-        specs = [_spec_from_dict(c) for c in data["columns"]]  # type: ignore[attr-defined]
+        specs = [spec_from_dict(c) for c in data["columns"]]  # type: ignore[attr-defined]
         labels = data.get("labels")
         pipe = cls(specs, label=data.get("label"), labels=labels, num_threads=num_threads)  # type: ignore[arg-type]
         saved_types = data.get("label_types")
