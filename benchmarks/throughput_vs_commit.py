@@ -41,12 +41,15 @@ def main() -> None:
     ap.add_argument("commit", help="the earlier commit")
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repo", type=Path, default=ROOT, help="the git checkout holding the commit")
     ap.add_argument("--cache-dir", type=Path, default=HERE / ".cache")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "throughput_vs_commit.md")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="recforge_old_") as tmp:
         old = Path(tmp)
-        archive = subprocess.run(["git", "archive", args.commit], cwd=ROOT, check=True, capture_output=True)
+        archive = subprocess.run(
+            ["git", "archive", args.commit], cwd=args.repo, check=True, capture_output=True
+        )
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         runs: dict[str, list[dict]] = {}
         for i in range(args.rounds):
@@ -68,10 +71,11 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, recs in runs.items():
-        vals = [median(float(r[k]) for r in recs) for k in KEYS]
-        lines.append(
-            f"| {name} | {len(recs)} | {vals[0]:,.0f} | {vals[1]:,.0f} | {vals[2]:,.0f} | {vals[3]:,.0f} | {vals[4]:.4f} |"
-        )
+        vals = [median(float(r[k]) for r in recs) if all(k in r for r in recs) else None for k in KEYS]
+        cells = [
+            "n/a" if v is None else f"{v:.4f}" if k == "auc" else f"{v:,.0f}" for k, v in zip(KEYS, vals)
+        ]
+        lines.append(f"| {name} | {len(recs)} | " + " | ".join(cells) + " |")
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
