@@ -219,13 +219,14 @@ def _short(command: str) -> str:
 
 
 def record(args: argparse.Namespace) -> None:
-    wall, rss, command = _time_log(args.time_log)
+    logs = [_time_log(path) for path in args.time_log]  # a run resumed after an interruption: several
+    wall, rss, command = sum(w for w, _, _ in logs), max(r for _, r, _ in logs), logs[0][2]
     config = _config(args.config)
     cfg = yaml.safe_load((args.run_dir / "config.yaml").read_text(encoding="utf-8"))
     seed = args.seed if args.seed is not None else cfg.get("seed")
     source = (cfg.get("data") or {}).get("path") or (cfg.get("data") or {}).get("train")
     row = _row(config.stem, seed, Path(str(source)).name, args.run_dir, wall_s=wall, peak_rss_mb=rss,
-               command=_short(command))  # fmt: skip
+               command=_short(command) + (f" (resumed {len(logs) - 1}x with --resume)" if len(logs) > 1 else ""))  # fmt: skip
     _upsert(row)
     print(row)
 
@@ -242,7 +243,7 @@ def main() -> None:
     p = sub.add_parser("record", help="record a finished run made under /usr/bin/time -v")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--config", required=True)
-    p.add_argument("--time-log", type=Path, required=True)
+    p.add_argument("--time-log", type=Path, nargs="+", required=True, help="one per process of the run")
     p.add_argument("--seed", type=int, default=None)
     sub.add_parser("table", help="rewrite configs.md from configs.json")
     args = ap.parse_args()
