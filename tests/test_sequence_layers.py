@@ -132,3 +132,22 @@ def test_gru_type_parse() -> None:
     with pytest.raises(ValueError, match="AUGRU"):
         GRUType.parse("lstm")
     assert isinstance(InterestEvolution(D, gru_type="AGRU").x2h, nn.Linear)
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+@pytest.mark.parametrize("causal", [True, False])
+def test_transformer_last_only_equals_the_last_position_of_the_full_pass(
+    pre_norm: bool, causal: bool
+) -> None:
+    from recforge.layers.attention import TransformerEncoder
+
+    torch.manual_seed(0)
+    enc = TransformerEncoder(
+        16, num_layers=3, num_heads=2, ffn_dim=24, pre_norm=pre_norm, causal=causal
+    ).eval()
+    x = torch.randn(5, 7, 16)
+    mask = torch.arange(7)[None, :] >= torch.tensor([0, 2, 6, 3, 1])[:, None]  # left padding
+    full = enc(x, key_mask=mask)
+    last = enc(x, key_mask=mask, last_only=True)
+    assert last.shape == (5, 1, 16)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)

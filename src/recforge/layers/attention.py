@@ -103,13 +103,20 @@ class TransformerBlock(nn.Module):
         self.drop = Dropout(dropout)
         self.pre_norm = pre_norm
 
-    def forward(self, x: Tensor, *, key_mask: Tensor | None = None, causal: bool = False) -> Tensor:
-        """``x (B, L, D)``, ``key_mask (B, L)`` -> ``(B, L, D)``."""
+    def forward(
+        self, x: Tensor, *, key_mask: Tensor | None = None, causal: bool = False, last_only: bool = False
+    ) -> Tensor:
+        """``x (B, L, D)``, ``key_mask (B, L)`` -> ``(B, L, D)``; with ``last_only`` only the last
+        position's output ``(B, 1, D)`` (it still attends to every position)."""
         if self.pre_norm:
             y = self.norm1(x)
-            x = x + self.drop(self.attn(y, key_mask=key_mask, causal=causal))
+            query = y[:, -1:] if last_only else y
+            x = (x[:, -1:] if last_only else x) + self.drop(
+                self.attn(query, y, key_mask=key_mask, causal=causal)
+            )
             return x + self.drop(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.drop(self.attn(x, key_mask=key_mask, causal=causal)))
+        query = x[:, -1:] if last_only else x
+        x = self.norm1(query + self.drop(self.attn(query, x, key_mask=key_mask, causal=causal)))
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
@@ -145,13 +152,17 @@ class TransformerEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(dim) if pre_norm else nn.Identity()
         self.causal = causal
 
-    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """``x (B, L, D)``, ``key_mask (B, L)`` true at real positions -> ``(B, L, D)``."""
-        for block in self.blocks:
-            x = block(x, key_mask=key_mask, causal=self.causal)
+    def forward(self, x: Tensor, key_mask: Tensor | None = None, *, last_only: bool = False) -> Tensor:
+        """``x (B, L, D)``, ``key_mask (B, L)`` true at real positions -> ``(B, L, D)``; with
+        ``last_only`` the last position's output ``(B, 1, D)``, the last block computed for it alone
+        (the earlier blocks still run on every position, which it attends to)."""
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, key_mask=key_mask, causal=self.causal, last_only=last_only and i == last)
         x = self.final_norm(x)
         if key_mask is not None:
-            x = x * key_mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
+            mask = key_mask[:, -x.shape[1] :]  # (B, L) or (B, 1)
+            x = x * mask.unsqueeze(-1).to(x.dtype)
         return x
 
 

@@ -61,7 +61,8 @@ class SASRec(SequentialModel):
         )
 
     def encode(self, seq: Tensor, mask: Tensor, last_only: bool) -> Tensor:
-        """``(B, L, D)`` -> ``(B, L, D)`` (causal, so the last position needs the full pass anyway)."""
+        """``(B, L, D)`` -> ``(B, L, D)``, or ``(B, 1, D)`` with ``last_only`` (the last block then
+        runs for the last position alone)."""
         x = seq * self.dim**0.5 + positions_from_end(self.positions, seq.shape[1], "SASRec")  # (B, L, D)
         x = self.emb_dropout(x) * mask.unsqueeze(-1).to(x.dtype)  # (B, L, D)
-        return self.encoder(x, key_mask=mask)  # (B, L, D)
+        return self.encoder(x, key_mask=mask, last_only=last_only)  # (B, L, D) or (B, 1, D)
