@@ -12,7 +12,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = [
+    "configs",
     "throughput",
+    "throughput_vs_commit",
     "throughput_floor",
     "precision_quality",
     "sasrec_recbole",
@@ -27,10 +29,18 @@ ORDER = [
     "ranking_eval_memory",
     "multi_task",
     "generative",
+    "generative_beauty",
+    "generative_movielens",
+    "tiger",
     "embeddings",
     "streaming",
     "export",
     "serve",
+    "serve_load",
+    "serve_load_malformed",
+    "serve_encoding",
+    "batching_tolerance",
+    "compat",
 ]
 
 
