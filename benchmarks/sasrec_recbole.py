@@ -187,18 +187,8 @@ def worker_recbole(args: argparse.Namespace) -> dict:
         t_cpu, t_wall = cpu_seconds(), time.perf_counter()
         result = trainer.evaluate(test_data, load_best_model=False)
         eval_cpu, eval_wall = cpu_seconds() - t_cpu, time.perf_counter() - t_wall
-        epochs.append(
-            _epoch(
-                steps,
-                batches,
-                train_cpu,
-                train_wall,
-                eval_cpu,
-                eval_wall,
-                result["hit@10"],
-                result["ndcg@10"],
-            )
-        )
+        costs = (train_cpu, train_wall, eval_cpu, eval_wall)
+        epochs.append(_epoch(steps, batches, *costs, result["hit@10"], result["ndcg@10"]))
         print(json.dumps(epochs[-1]), flush=True)
     out["epochs"] = epochs
     out["eval_users"] = len(test_data._dataset.inter_feat) if hasattr(test_data, "_dataset") else -1
@@ -266,18 +256,8 @@ def worker_recforge(args: argparse.Namespace) -> dict:
         metrics = evaluator.evaluate(model, BatchLoader(test, EVAL_USERS))
         eval_cpu, eval_wall = cpu_seconds() - t_cpu, time.perf_counter() - t_wall
         t_total += train_wall
-        epochs.append(
-            _epoch(
-                steps,
-                batches,
-                train_cpu,
-                train_wall,
-                eval_cpu,
-                eval_wall,
-                metrics["hr@10"],
-                metrics["ndcg@10"],
-            )
-        )
+        costs = (train_cpu, train_wall, eval_cpu, eval_wall)
+        epochs.append(_epoch(steps, batches, *costs, metrics["hr@10"], metrics["ndcg@10"]))
         print(json.dumps(epochs[-1]), flush=True)
         if args.stop_at_hr is not None and metrics["hr@10"] >= args.stop_at_hr:
             break
