@@ -18,6 +18,8 @@ from contract import check_model_contract
 from recforge.features import RandomNormal, SequenceFeature, SparseFeature
 from recforge.models.defaults import ColumnRoles, default_model, feature_groups
 from recforge.models.matching import MODELS, TwoTowerModel
+from recforge.models.matching.sequential import SequentialModel
+from recforge.models.matching.towers import without_leading_padding
 from recforge.outputs import TowerOutput
 
 V, U, L, D, K = 30, 20, 6, 8, 3
@@ -172,3 +174,17 @@ def test_left_padding_does_not_change_towers(name: str) -> None:
             seq = model.sequence_tower(padded)
             torch.testing.assert_close(seq[:, 3:], model.sequence_tower(b), rtol=1e-5, atol=1e-5)
             assert seq[:, :3].abs().max() == 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if issubclass(MODELS[n], SequentialModel)))
+def test_user_tower_on_short_histories_equals_the_full_width_pass(name: str) -> None:
+    """The user tower drops all-padding leading columns: the state is that of the full-width pass."""
+    torch.manual_seed(0)
+    model = BUILDERS[name]().eval()
+    batch = make_batch(12, 5)
+    batch["hist_item_id"][:, : L - 2] = 0  # every history at most 2 items: 4 all-padding columns
+    assert without_leading_padding(batch, "hist_item_id")["hist_item_id"].shape == (12, 2)
+    with torch.no_grad():
+        got = model.user_tower(batch)
+        full = model.sequence_tower(batch)[:, -1]
+    torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-6)

@@ -26,6 +26,7 @@ from recforge.models.matching.towers import (
     l2,
     left_aligned,
     tower_dim,
+    without_leading_padding,
 )
 from recforge.outputs import TowerOutput
 
@@ -106,7 +107,7 @@ class SequentialModel(TwoTowerModel):
 
     def user_tower(self, batch: Mapping[str, Tensor]) -> Tensor:
         """History ``(B, L)`` -> state after the most recent item ``(B, D)``."""
-        batch = left_aligned(batch, self.history.name)
+        batch = without_leading_padding(left_aligned(batch, self.history.name), self.history.name)
         seq, mask = self.embedding.sequence(batch, self.history.name)  # (B, L, D), (B, L)
         out = self._finish(self.encode(seq, mask, last_only=True)[:, -1:], batch)[:, 0]  # (B, D)
         return out * mask[:, -1:].to(out.dtype)  # (B, D)

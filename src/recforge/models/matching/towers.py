@@ -96,6 +96,17 @@ def left_aligned(batch: Mapping[str, Tensor], name: str) -> Mapping[str, Tensor]
     return {**batch, name: jagged_to_padded(values, offsets, ids.shape[1])}  # (B, L)
 
 
+def without_leading_padding(batch: Mapping[str, Tensor], name: str) -> Mapping[str, Tensor]:
+    """``batch`` with the left-padded history ``name`` cut to its longest row: the columns where
+    every row is padding go (a user's state is the same: positions count from the most recent item
+    and padding is masked). A short history then costs its length, not ``max_len``."""
+    ids = column(batch, name)
+    if ids.dim() != 2 or ids.shape[1] < 2 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return batch  # exported graphs keep a fixed length
+    width = max(int((ids != 0).sum(1).max()), 1)
+    return batch if width == ids.shape[1] else {**batch, name: ids[:, ids.shape[1] - width :]}
+
+
 def l2(x: Tensor, normalize: bool) -> Tensor:
     return F.normalize(x, dim=-1) if normalize else x
 
