@@ -207,6 +207,7 @@ def worker_recforge(args: argparse.Namespace) -> dict:
         eval_samples,
         leave_one_out_split,
         sequence_samples,
+        shortest_first,
     )
     from recforge.features import RandomNormal, SequenceFeature, SparseFeature
     from recforge.metrics import RankingEvaluator
@@ -220,7 +221,8 @@ def worker_recforge(args: argparse.Namespace) -> dict:
     sp = leave_one_out_split(log)
     train = ColumnarDataset(sequence_samples(sp.histories(), MAX_LEN))
     test_h = sp.histories("train", "valid")
-    test = ColumnarDataset(eval_samples(test_h, sp.test, MAX_LEN))
+    # shortest histories first, as recforge's own recipe evaluates (recforge.runs): same metrics
+    test = ColumnarDataset(shortest_first(eval_samples(test_h, sp.test, MAX_LEN), "hist_item_id"))
     evaluator = RankingEvaluator(
         catalog_of(sp.num_items), ks=(10,), seen=test_h.seen(), normalize=args.recipe
     )

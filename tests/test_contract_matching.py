@@ -188,3 +188,15 @@ def test_user_tower_on_short_histories_equals_the_full_width_pass(name: str) -> 
         got = model.user_tower(batch)
         full = model.sequence_tower(batch)[:, -1]
     torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-6)
+
+
+def test_shortest_first_orders_rows_by_history_length_and_keeps_rows_together() -> None:
+    from recforge.data import shortest_first
+
+    cols = {
+        "user_id": torch.tensor([7, 8, 9]),
+        "hist_item_id": torch.tensor([[0, 3, 4], [0, 0, 5], [6, 7, 8]]),
+    }
+    out = shortest_first(cols, "hist_item_id")
+    assert out["user_id"].tolist() == [8, 7, 9]
+    assert out["hist_item_id"].tolist() == [[0, 0, 5], [0, 3, 4], [6, 7, 8]]

@@ -39,7 +39,7 @@ from recforge.data.interactions import (
     split_parts,
     temporal_split,
 )
-from recforge.data.samples import BagSamples, LengthBucketedLoader, bag_rows, length_bucketed
+from recforge.data.samples import BagSamples, LengthBucketedLoader, bag_rows, length_bucketed, shortest_first
 from recforge.data.sampling import Negatives, NegativeSampler, SamplingDistribution, frequency_log_q
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "passthrough",
     "recent_items",
     "sequence_samples",
+    "shortest_first",
     "split_batch",
     "split_log",
     "split_parts",

@@ -144,6 +144,14 @@ def length_bucketed(
     return {k: v[order] for k, v in columns.items()}
 
 
+def shortest_first(columns: Mapping[str, Tensor], key: str) -> dict[str, Tensor]:
+    """Evaluation rows ordered by the length of the left-padded list column ``key``, shortest first
+    (stable): each batch then holds similar lengths and sequential towers drop the columns that are
+    padding in every row. Full-ranking metrics do not depend on the row order."""
+    order = torch.argsort((columns[key] != 0).sum(1), stable=True)
+    return {k: v[order] for k, v in columns.items()}
+
+
 class LengthBucketedLoader:
     """Batches of similar ``key`` length: every epoch a fresh ``length_bucketed`` order (seeded
     with ``seed + epoch``, so ``set_epoch`` replays), cut into ``batch_size`` rows.

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from recforge.config import Preset, parse_config
-from recforge.data import BatchLoader, ColumnarDataset, SeenItems, bag_rows, recent_items
+from recforge.data import BatchLoader, ColumnarDataset, SeenItems, bag_rows, recent_items, shortest_first
 from recforge.metrics.ranking import ListModel, ListRankingEvaluator, RankingEvaluator
 from recforge.preprocess import SequenceColumn
 from recforge.preprocess.vocab import NUM_RESERVED
@@ -74,6 +74,8 @@ def _evaluate_log(run: Run, cfg: Any, data: str, batch_size: int) -> dict[str, A
         cols.update({k: v[cols[d.user]] for k, v in table.items()})
     ks = t.evaluation.ks or ([20, 50] if t.preset is Preset.MATCH else [10, 50])
     seen = h.seen() if t.evaluation.exclude_seen else None
+    if history is not None:
+        cols = shortest_first(cols, history.name)
     loader = BatchLoader(ColumnarDataset(cols), batch_size)
     evaluator: RankingEvaluator | ListRankingEvaluator
     metrics: dict[str, Any]

@@ -36,6 +36,7 @@ from recforge.data import (
     next_item_samples,
     recent_items,
     sequence_samples,
+    shortest_first,
     split_parts,
 )
 from recforge.datasets.formats import LOG_READERS, DataFormat
@@ -239,6 +240,8 @@ class LogData:
             )
         )
         cold = int((h.lengths()[users] == 0).sum())
+        if self.history is not None:
+            cols = shortest_first(cols, self.history)
         return EvalPart(ColumnarDataset(cols), evaluator, len(users), cold)
 
 
