@@ -126,6 +126,22 @@ def test_a_request_missing_a_column_fails_alone_though_others_have_it(bundle):
     assert isinstance(got[1], KeyError) and "age" in str(got[1])
 
 
+def test_recommend_batch_encodes_every_query_in_one_call(bundle, monkeypatch):
+    pipe = bundle.retriever.pipeline
+    calls = []
+    original = pipe.transform_records
+    monkeypatch.setattr(
+        pipe, "transform_records", lambda r, columns=None: calls.append(len(r)) or original(r, columns)
+    )
+    queries = [RecommendQuery(users(2, 1), k=5), RecommendQuery(users(3, 2), k=5), RecommendQuery([], k=5)]
+    got = bundle.recommend_batch(queries)
+    assert calls == [5]
+    monkeypatch.undo()
+    for g, q in zip(got[:2], queries[:2]):
+        assert_same(g, bundle.recommend_batch([q])[0])
+    assert got[2] == []
+
+
 def test_a_failing_joint_run_is_retried_request_by_request():
     def run(batch: list[int]) -> list[int]:
         if 13 in batch:

@@ -46,7 +46,7 @@ import yaml
 
 from recforge.bundle.generative import GenerativeStage
 from recforge.bundle.ranking import RankingStage
-from recforge.bundle.retrieval import PreparedQuery, RetrievalStage
+from recforge.bundle.retrieval import RetrievalStage
 from recforge.bundle.rows import (
     Ranked,
     Recommendation,
@@ -273,15 +273,16 @@ class Bundle:
                 f"recommend() needs a retrieval model with an item index; bundle {self.path.name!r} has none "
                 "(build one with recforge.bundle.build_item_index)"
             )
-        prepared: list[PreparedQuery | Exception] = []
+        flagged: list[tuple[RecommendQuery, bool] | Exception] = []
         for q in queries:
-            try:
-                rerank = (self.ranking is not None) if q.rerank is None else q.rerank
-                if rerank and self.ranking is None:
-                    raise TypeError("rerank=True needs a ranking model in the bundle")
-                prepared.append(stage.prepare(q, rerank=rerank, check_size=self._check_size))
-            except Exception as e:  # handed back to that query's caller
-                prepared.append(e)
+            rerank = (self.ranking is not None) if q.rerank is None else q.rerank
+            bad = rerank and self.ranking is None
+            flagged.append(
+                TypeError("rerank=True needs a ranking model in the bundle") if bad else (q, rerank)
+            )
+        valid = [f for f in flagged if not isinstance(f, Exception)]
+        done = iter(stage.prepare_batch(valid, check_size=self._check_size))
+        prepared = [f if isinstance(f, Exception) else next(done) for f in flagged]
         return per_request(prepared, stage.recommend_prepared)
 
 

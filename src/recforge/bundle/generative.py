@@ -5,6 +5,7 @@ user's comes in the request."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from recforge.bundle.retrieval import PreparedQuery, UserStage
-from recforge.bundle.rows import Recommendation, RecommendQuery, as_records, concat, to_tensors
+from recforge.bundle.rows import Recommendation, RecommendQuery, concat, to_tensors
 from recforge.metrics.ranking import ListModel
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs import Run
@@ -40,20 +41,29 @@ class GenerativeStage(UserStage):
         """Raw columns encoded per user: the history (the user id is optional, see ``prepare``)."""
         return self.history_columns()
 
-    def prepare(self, q: RecommendQuery, *, rerank: bool, check_size: Any) -> PreparedQuery:
-        """``UserStage.prepare`` plus each row's encoded user id (0 for a row without one or an
-        unknown user: the model's unknown-user token)."""
+    def _rows(self, q: RecommendQuery, *, rerank: bool, check_size: Any) -> list[Mapping[str, object]]:
         if rerank:
             raise TypeError("a generative stage does not rerank (rerank=False)")
-        prepared = super().prepare(q, rerank=False, check_size=check_size)
-        if prepared.num_users:
-            raw = [r.get(self.user_column) for r in as_records(q.users, what="users")]
-            ids = np.zeros(len(raw), np.int64)
-            given = [i for i, v in enumerate(raw) if v is not None]
-            if given:
-                vocab = self.run.pipeline.vocabulary(self.user_column)
-                ids[given] = vocab.encode([raw[i] for i in given], column=self.user_column)
-            prepared.users[self.user_column] = np.where(ids >= NUM_RESERVED, ids, 0)
+        return super()._rows(q, rerank=False, check_size=check_size)
+
+    def _finish(
+        self,
+        q: RecommendQuery,
+        rows: list[Mapping[str, object]],
+        users: dict[str, np.ndarray],
+        *,
+        rerank: bool,
+    ) -> PreparedQuery:
+        """``UserStage._finish`` plus each row's encoded user id (0 for a row without one or an
+        unknown user: the model's unknown-user token)."""
+        prepared = super()._finish(q, rows, users, rerank=False)
+        raw = [r.get(self.user_column) for r in rows]
+        ids = np.zeros(len(raw), np.int64)
+        given = [i for i, v in enumerate(raw) if v is not None]
+        if given:
+            vocab = self.run.pipeline.vocabulary(self.user_column)
+            ids[given] = vocab.encode([raw[i] for i in given], column=self.user_column)
+        prepared.users[self.user_column] = np.where(ids >= NUM_RESERVED, ids, 0)
         return prepared
 
     def recommend_prepared(self, queries: list[PreparedQuery]) -> list[list[Recommendation]]:

@@ -116,8 +116,8 @@ class UserStage:
                     users[hist_name][i, width - len(recent) :] = recent
         return out
 
-    def prepare(self, q: RecommendQuery, *, rerank: bool, check_size: Any) -> PreparedQuery:
-        """Validate ``q`` and encode its users (``rerank``: whether this query is reranked)."""
+    def _rows(self, q: RecommendQuery, *, rerank: bool, check_size: Any) -> list[Mapping[str, object]]:
+        """Validate ``q`` (``rerank``: whether it is reranked); its user rows, optional columns filled."""
         k = q.k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
@@ -127,12 +127,20 @@ class UserStage:
         check_size(len(rows), "recommend")
         if q.exclude is not None and len(q.exclude) != len(rows):
             raise ValueError(f"exclude: expected one list per user ({len(rows)}), got {len(q.exclude)}")
-        if not rows:
-            return PreparedQuery(k, rerank, 0, {}, [], None)
         optional = set(self.user_columns()) - set(self.required_user_columns())
         if optional:  # a known user's row may give only its id: the other columns start missing
             rows = [{**{c: None for c in optional}, **r} for r in rows]
-        users = self.run.pipeline.transform_records(rows, columns=self.user_columns())
+        return list(rows)
+
+    def _finish(
+        self,
+        q: RecommendQuery,
+        rows: list[Mapping[str, object]],
+        users: dict[str, np.ndarray],
+        *,
+        rerank: bool,
+    ) -> PreparedQuery:
+        """A query whose rows are encoded: known users' histories, the items to leave out."""
         known = self._known_histories(rows, users)
         seen = self._seen_ids(users) if q.exclude_seen else [set() for _ in rows]
         if q.exclude_seen:
@@ -146,7 +154,36 @@ class UserStage:
         if rerank:
             assert self.ranker is not None and self.candidates is not None
             rank_users = self.ranker.user_columns_for(self.candidates, rows)
-        return PreparedQuery(k, rerank, len(rows), users, seen, rank_users)
+        return PreparedQuery(q.k, rerank, len(rows), users, seen, rank_users)
+
+    def prepare_batch(
+        self, queries: Sequence[tuple[RecommendQuery, bool]], *, check_size: Any
+    ) -> list[PreparedQuery | Exception]:
+        """Validate and encode several ``(query, rerank)`` pairs, the rows of all of them in one
+        encoding call; a bad query gets its exception in its slot (the others are unaffected)."""
+        rows: list[list[Mapping[str, object]] | Exception] = []
+        for q, rerank in queries:
+            try:
+                rows.append(self._rows(q, rerank=rerank, check_size=check_size))
+            except Exception as e:  # handed back to that query's caller
+                rows.append(e)
+        todo = [(i, r) for i, r in enumerate(rows) if not isinstance(r, Exception) and r]
+        encoded = self.run.pipeline.transform_record_groups([r for _, r in todo], columns=self.user_columns())
+        users = {i: u for (i, _), u in zip(todo, encoded, strict=True)}
+        out: list[PreparedQuery | Exception] = []
+        for i, (q, rerank) in enumerate(queries):
+            r = rows[i]
+            u = users.get(i)
+            if isinstance(r, Exception) or isinstance(u, Exception):
+                out.append(r if isinstance(r, Exception) else u if isinstance(u, Exception) else ValueError())
+            elif not r or u is None:
+                out.append(PreparedQuery(q.k, rerank, 0, {}, [], None))
+            else:
+                try:
+                    out.append(self._finish(q, r, u, rerank=rerank))
+                except Exception as e:  # handed back to that query's caller
+                    out.append(e)
+        return out
 
 
 class RetrievalStage(UserStage):

@@ -499,25 +499,29 @@ class FeaturePipeline:
         return specs
 
     def transform_record_groups(
-        self, groups: Sequence[Sequence[Mapping[str, object]]]
+        self, groups: Sequence[Sequence[Mapping[str, object]]], columns: Sequence[str] | None = None
     ) -> list[dict[str, np.ndarray] | Exception]:
-        """``transform_records`` of several independent row groups (a serving micro-batch) with one
-        encoding call per column over all groups; each group is checked on its own first, and
+        """``transform_records`` of several independent row groups (a serving micro-batch; ``columns``
+        as there) with one encoding call per column over all groups; each group is checked on its own first, and
         should the joint encoding fail, each group is encoded alone, so a bad value fails only its
         own group (its slot holds the exception)."""
         self._require_fitted()
         checked: list[Sequence[Mapping[str, object]] | Exception] = []
         for rows in groups:
             try:
-                self._record_specs(rows, None)
+                self._record_specs(rows, columns)
                 checked.append(rows)
             except Exception as e:  # handed back in the group's slot
                 checked.append(e)
         valid = [g for g in checked if not isinstance(g, Exception)]
+
+        def encode(rows: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
+            return self.transform_records(rows, columns)
+
         try:
-            joint = self.transform_records([r for g in valid for r in g])
+            joint = encode([r for g in valid for r in g])
         except Exception:  # find the group at fault: encode each alone
-            return [g if isinstance(g, Exception) else _attempt(self.transform_records, g) for g in checked]
+            return [g if isinstance(g, Exception) else _attempt(encode, g) for g in checked]
         bounds = np.cumsum([0, *(len(g) for g in valid)])
         parts = iter([{k: v[bounds[i] : bounds[i + 1]] for k, v in joint.items()} for i in range(len(valid))])
         return [g if isinstance(g, Exception) else next(parts) for g in checked]
