@@ -41,6 +41,8 @@ from _generative_common import (
 )
 from _retrieval_common import command_line, peak_rss_mb
 
+from recforge.precision import cpu_info
+
 BEAUTY_FILE = Path("sequential") / "bert4rec_amazon_beauty" / "beauty.txt"
 OLD_PROTOCOL_USERS = {"beauty": 40_226}  # users with a test item in the Beauty file (old rows lack it)
 
@@ -135,7 +137,7 @@ def write_table(out_dir: Path) -> None:
         "were dropped (on Beauty 36,208 of the 40,226 users were evaluated), so their numbers are not "
         "comparable with the others'. `data` is the data set (the file's stem or `--dataset`). Every "
         "model: sampled softmax over shared uniform negatives (logQ-corrected), L2-normalised vectors, "
-        "temperature 0.05, Adam, 1 thread on the 2-core machine; `load` is its 1-minute load average at "
+        f"temperature 0.05, Adam, 1 thread on {cpu_info().describe()}; `load` is its 1-minute load average at "
         "the start/end of the run (n/a: not recorded for the first runs; loads above 2 mean other jobs "
         "shared the cores, so those wall times are upper bounds). `wall s`: the whole run (data, "
         "training, validation, refit, test) for library rows, training + validation for old rows; "

@@ -47,6 +47,7 @@ from _generative_common import (
 from _retrieval_common import command_line, peak_rss_mb, reject_dropped
 
 from recforge.datasets import load_ml100k
+from recforge.precision import cpu_info
 
 MODELS = ("HLLM", "SASRec", "HSTU")
 DATASET = "ml-100k"
@@ -170,7 +171,7 @@ def write_table(out_dir: Path) -> None:
         "(`data.item_text`). Not fine-tuning the item LLM is this benchmark's choice for CPU time; the "
         "paper fine-tunes both LLMs.",
         "",
-        "Machine: the project's 2-core CPU box, shared with other jobs (1-minute load average at the "
+        f"Machine: {cpu_info().describe()}, shared with other jobs (1-minute load average at the "
         "start/end of each run in the table; wall times are upper bounds). Old rows: `build s` = model "
         "construction (HLLM: loading MiniLM and encoding the 1,678 texts), `wall s` = training + "
         "validation; library rows: `wall s` = the whole run. The commands ran with the "

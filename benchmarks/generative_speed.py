@@ -29,6 +29,7 @@ from recforge.jagged import jagged_to_padded, offsets_from_lengths, padding_mask
 from recforge.layers import TransformerBlock
 from recforge.layers.hstu import HSTULayer
 from recforge.models.generative import HSTU
+from recforge.precision import cpu_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +153,7 @@ def main() -> None:
         f"`PYTHONPATH=src python {' '.join(sys.argv)}`",
         "",
         f"{args.threads} CPU thread(s), dim {args.dim}, {args.heads} heads, median of {args.repeats} repeats "
-        "after one warm-up, on a shared 2-core machine (timings are noisy).",
+        f"after one warm-up, on {cpu_info().describe()}, shared (timings are noisy).",
         "",
         "## (a) One layer, forward + backward, skewed lengths (log-normal, median max_len/8)",
         "",

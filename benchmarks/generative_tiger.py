@@ -55,6 +55,7 @@ from recforge.metrics import ListRankingEvaluator, RankingAccumulator, RankingEv
 from recforge.models.generative import RQVAE, TIGER, SemanticIDs
 from recforge.models.matching import SASRec
 from recforge.objectives import rqvae_losses
+from recforge.precision import cpu_info
 from recforge.preprocess import Vocabulary
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.trainers import GenerativeTrainer, SeqTrainer, train_rqvae
@@ -486,7 +487,7 @@ def write_table(out_dir: Path) -> None:
         "`cold R@10/R@50`: recall on the test users whose target is such an item (TIGER gives them IDs "
         "from their content after training through `TIGER.add_items`). Collisions: share of items whose "
         "RQ-VAE code tuple is shared (before) -> after the disambiguation code. 1 thread unless noted; "
-        "`load` is the machine's 1-minute load at start/end (2 cores shared with other jobs: above 2, "
+        f"`load` is the machine's 1-minute load at start/end ({cpu_info().describe()}, shared with other jobs: above {os.cpu_count()}, "
         "wall times are upper bounds).",
         "",
         "| data set | model | content | cold | epochs (best) | size | collisions | R@5 | N@5 | R@10 | N@10 | R@50 | N@50 | cold R@10 | cold R@50 | users | load |",

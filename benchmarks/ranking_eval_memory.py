@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from recforge.precision import cpu_info
+
 
 def one(items: int, users: int, dim: int, targets: int, user_chunk: int, item_chunk: int) -> dict[str, float]:
     torch.set_num_threads(1)
@@ -99,7 +101,8 @@ def main() -> None:
         "",
         f"Random {args.dim}-d vectors, {args.targets} targets and 20 excluded items per user, ks=(10, 20, 50), "
         f"user_chunk={args.user_chunk}, item_chunk={args.item_chunk}, 1 thread, one fresh process per row "
-        "(peak RSS includes the Python/torch runtime and the input vectors). Shared 2-core machine: times are noisy.",
+        "(peak RSS includes the Python/torch runtime and the input vectors). "
+        f"Machine: {cpu_info().describe()}, shared: times are noisy.",
         "",
         "| items | users | seconds | peak RSS (MB) | RSS before evaluation (MB) |",
         "|---:|---:|---:|---:|---:|",

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from recforge.precision import cpu_info
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -140,7 +142,7 @@ def write_table() -> None:
         "config's own (see its header comment and docs/configs.md): ranking metrics rank every item for "
         "every user with a held-out item (`users`: evaluated of total, nobody dropped silently); "
         "multi-task and CTR rows are test AUC per task. `s/epoch`: median training epoch of the "
-        "selection run; peak RSS: the training process's `ru_maxrss`; 1 thread on the 2-core machine, "
+        f"selection run; peak RSS: the training process's `ru_maxrss`; 1 thread on {cpu_info().describe()}, "
         "often shared with other jobs (wall times are upper bounds).",
         "",
         "| config | data | seed | test metrics | users | best epoch | s/epoch | peak RSS MB | wall s |",

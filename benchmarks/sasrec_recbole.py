@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -79,21 +78,11 @@ def cpu_seconds() -> float:
 
 
 def machine() -> str:
-    """The CPU as this machine reports it (no hard-coded description)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == (platform.processor() or platform.machine()):
-                    model = value.strip()
-                if key.strip() in ("flags", "Features"):
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(shown) or 'none of avx2/avx512'}"
+    """The CPU as this machine reports it (``recforge.precision.cpu_info``; imported here because
+    the RecBole worker runs this file where recforge is not installed)."""
+    from recforge.precision import cpu_info
+
+    return cpu_info().describe()
 
 
 # -- RecBole worker -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ connection, every valid request 200, with no transport error and no 5xx
 
 The client is this process: a minimal asyncio HTTP/1.1 client (request bytes encoded before the
 clock starts, one ``write`` per request, the response read by ``Content-Length`` and its JSON
-checked), so that on a 2-core machine it leaves the CPU to the server; httpx costs several times
+checked), so that on a machine with few cores it leaves the CPU to the server; httpx costs several times
 more CPU per request.
 
     PYTHONPATH=src python benchmarks/serve_load.py --requests 5000 --concurrency 16 1

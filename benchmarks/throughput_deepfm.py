@@ -131,29 +131,11 @@ def cpu_seconds() -> float:
 
 
 def describe_machine() -> str:
-    """The CPU as the machine reports it: model, cores, flags that matter for these kernels, and
-    torch's dispatch level when torch is importable (never a hard-coded description)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features"):
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "bf16", "sve")
-    shown = " ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted[:4])
-    try:
-        import torch
+    """The CPU as the machine reports it (``recforge.precision.cpu_info``; imported here because
+    the peer's workers run this file where recforge is not installed)."""
+    from recforge.precision import cpu_info
 
-        dispatch = f", torch {torch.__version__} dispatching {torch.backends.cpu.get_cpu_capability()}"
-    except ImportError:
-        dispatch = ""
-    return f"{model}, {os.cpu_count()} cores, flags: {shown}{dispatch}"
+    return cpu_info().describe()
 
 
 # -- workers (each runs in its own process) -----------------------------------------------------

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
+from recforge.precision import cpu_info
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KEYS = ("train_samples_per_s", "train_samples_per_cpu_s", "infer_samples_per_s", "peak_rss_mb", "auc")
@@ -64,7 +66,7 @@ def main() -> None:
         "",
         f"`benchmarks/throughput_deepfm.py --skip-peers --skip-dense --threads 1 --repeats 1 --rows {args.rows}` "
         f"of commit `{args.commit}` (old) and of this tree (new), run alternately {args.rounds} times; medians. "
-        f"1-minute load average at the end: {os.getloadavg()[0]:.1f} (a shared 2-core machine: per-CPU-second "
+        f"Machine: {cpu_info().describe()}; 1-minute load average at the end: {os.getloadavg()[0]:.1f} (shared: per-CPU-second "
         "figures are the steadier ones).",
         "",
         "| run | n | train samples/s | train samples/CPU-s | inference samples/s | peak RSS MB | test AUC |",

@@ -96,7 +96,7 @@ def text_embeddings(
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("text_embeddings needs transformers: pip install 'recforge[generative]'") from e
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    model = AutoModel.from_pretrained(str(model_path)).to(device).eval()
+    model = AutoModel.from_pretrained(str(model_path), use_safetensors=True).to(device).eval()  # no pickle
     parts = []
     with torch.no_grad():
         for a in tqdm(range(0, len(texts), batch_size), desc="text embeddings", disable=not progress):

@@ -47,7 +47,7 @@ def load_language_model(spec: str | object) -> nn.Module:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("HLLM needs transformers: pip install 'recforge[generative]'") from e
     if isinstance(spec, str):
-        return AutoModel.from_pretrained(spec)
+        return AutoModel.from_pretrained(spec, use_safetensors=True)  # never a pickled .bin
     if isinstance(spec, Mapping):  # a config written as data: {"type": "llama", "hidden_size": 64, ...}
         from transformers import AutoConfig
 
