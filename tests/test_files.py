@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recforge.files import atomic_write, atomic_write_text
+from recforge.files import atomic_write, atomic_write_all, atomic_write_text
 
 
 def test_atomic_write_replaces_the_target_and_keeps_the_suffix(tmp_path: Path) -> None:
@@ -51,3 +51,19 @@ def test_staged_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
     with staged_dir(target) as stage:
         (stage / "b.onnx").write_text("v3")
     assert sorted(p.name for p in target.iterdir()) == ["b.onnx"]
+
+
+def test_atomic_write_all_changes_every_file_or_none(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "sub" / "b.pt"
+    a.write_text("old a")
+
+    def fail(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: fail})
+    assert a.read_text() == "old a" and not b.exists()  # the first file was written but never moved in
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.json"]
+    atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b")})
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")

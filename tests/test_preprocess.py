@@ -47,6 +47,23 @@ def test_vocab_orders_by_frequency_then_value_and_reserves_pad_and_oov() -> None
         Vocabulary(["a", "a"])
 
 
+def test_vocab_extend_appends_new_values_after_every_old_id() -> None:
+    vocab = Vocabulary([30, 10, 20])
+    old = vocab.encode([10, 20, 30, 40])
+    assert vocab.extend([40, 50], column="item").tolist() == [5, 6]
+    assert vocab.encode([10, 20, 30, 40, 50]).tolist() == [*old[:3].tolist(), 5, 6]  # old ids unchanged
+    assert vocab.decode([5, 6]).tolist() == [40, 50]
+    with pytest.raises(ValueError, match="'item': 1 value\\(s\\) are already known"):
+        vocab.extend([60, 10], column="item")
+    with pytest.raises(ValueError, match="repeat"):
+        vocab.extend([70, 70], column="item")
+    with pytest.raises(TypeError, match="'item': the vocabulary holds int values"):
+        vocab.extend(["x"], column="item")
+    assert len(vocab) == 7  # a refused extension changes nothing
+    with pytest.raises(TypeError, match="hashed"):
+        Vocabulary(hash_buckets=8).extend([1], column="item")
+
+
 def test_vocab_is_deterministic_under_row_order() -> None:
     rng = np.random.default_rng(0)
     values = rng.integers(0, 50, 500)

@@ -19,6 +19,7 @@ from data_files import (
     write_lightgcn,
 )
 from recforge.cli import main
+from recforge.runs import load_run
 from recforge.serve import create_app
 from serving_runs import LiveServer
 
@@ -355,3 +356,43 @@ def test_seq_tiger_end_to_end_every_user_ranked(tmp_path, capsys):
         assert r.status_code == 200, r.text
         results = r.json()["results"]
         assert results[0]["items"] == known.items and results[1]["items"] == new.items
+
+
+def test_tiger_add_items_from_content_then_serve(tmp_path, capsys):
+    """New items get semantic IDs from their attributes through the run's RQ-VAE (nothing
+    retrained): the run directory is rewritten as one change, then a loaded bundle and the server
+    recommend them and read them in a request's history."""
+    assert main(["train", str(tiger_config(tmp_path, n_epoch=2))]) == 0
+    run = tmp_path / "run"
+    before = {n: (run / n).read_bytes() for n in ("semantic_ids.json", "best.pt", "pipeline/pipeline.json")}
+    # S3-Rec's item2attributes form: items 9001 / 9002 carry the attributes of clusters 0 and 3
+    new = tmp_path / "new_item2attributes.json"
+    new.write_text(json.dumps({"9001": [100], "9002": [103]}))
+    capsys.readouterr()
+    assert main(["add-items", str(run), str(new)]) == 0
+    assert "added 2 items" in capsys.readouterr().out
+    ids = json.loads((run / "semantic_ids.json").read_text())["codes"]
+    assert len(ids) == 2 + 40 + 2  # reserved ids, the catalogue, the new items
+    vocab = load_run(run).pipeline.vocabulary("item_id")
+    first, last = vocab.encode([1, 31], column="item_id")  # raw items of clusters 0 and 3
+    assert ids[-2][:-1] == ids[first][:-1] and ids[-1][:-1] == ids[last][:-1]  # same content, same codes
+    assert len({tuple(c) for c in ids[2:]}) == 42  # every ID distinct after disambiguation
+    bundle = recforge.load(run)
+    every, with_new = bundle.recommend([{"hist_item_id": [1, 2, 3]}, {"hist_item_id": [9001, 1]}], k=42)
+    assert {9001, 9002} <= set(every.items) and len(every.items) == 39  # every unseen item, the new ones too
+    assert 9001 not in with_new.items and len(with_new.items) == 40  # a new item in a history is read
+    with LiveServer(create_app(bundle)) as url:
+        r = httpx.post(f"{url}/recommend", json={"users": [{"hist_item_id": [9001, 1]}], "k": 42}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["items"] == with_new.items
+    # a known item, or an item whose content is not an attribute list, changes nothing on disk
+    after = {n: (run / n).read_bytes() for n in before}
+    assert after != before
+    assert main(["add-items", str(run), str(new)]) == 2
+    assert "already known" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"item_id": 9003, "attributes": "brand x"}) + "\n")
+    assert main(["add-items", str(run), str(bad)]) == 2
+    assert "'attributes' must be a list of attribute ids" in capsys.readouterr().err
+    assert {n: (run / n).read_bytes() for n in before} == after
+    assert not list(run.rglob(".*tmp*"))  # no temporary file left behind

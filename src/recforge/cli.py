@@ -119,6 +119,17 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_items(args: argparse.Namespace) -> int:
+    from recforge.runs.generative import add_items
+
+    added = add_items(args.run_dir, args.items)
+    print(
+        f"added {len(added.items):,} items to {args.run_dir}: ids {int(added.ids[0])}..{int(added.ids[-1])}, "
+        f"e.g. {added.items[0]!r} -> semantic ID {added.codes[0].tolist()}"
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import torch
 
@@ -242,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", help="item table (CSV/Parquet) when the item tower reads more than the id")
     p.add_argument("--metric", default="ip", help="ip (default) or l2")
     p.set_defaults(func=_index)
+
+    p = sub.add_parser(
+        "add-items",
+        help="give new items semantic IDs from their content (TIGER runs; nothing is retrained)",
+        description="Read a table of new items (CSV/Parquet/JSON lines, or an S3-Rec item2attributes "
+        "JSON object) holding the run's item column and the content its semantic IDs read (the "
+        "attribute-id lists, the item text columns); encode them with the run's RQ-VAE and add them "
+        "to the run's vocabulary and ID table, so that 'recforge serve' recommends them.",
+    )
+    p.add_argument("run_dir", help="a TIGER run directory written by 'recforge train'")
+    p.add_argument("items", help="the new items' table")
+    p.set_defaults(func=_add_items)
 
     p = sub.add_parser(
         "serve",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +32,25 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def atomic_write_all(writers: Mapping[Path, Callable[[Path], object]]) -> None:
+    """``atomic_write`` of several files as one change: every file is written to its temporary
+    path first, and only when all succeeded are they moved into place (a failure leaves every
+    target as it was)."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, write in writers.items():
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}{target.suffix}")  # see _TEMPORARY
+            staged.append((tmp, target))
+            write(tmp)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

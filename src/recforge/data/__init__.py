@@ -3,6 +3,7 @@
 from recforge.data.catalog import ItemCatalog, catalog_of
 from recforge.data.content import (
     attribute_embeddings,
+    attribute_weights,
     cached,
     load_item_attributes,
     model_item_embeddings,
@@ -60,6 +61,7 @@ __all__ = [
     "SplitKind",
     "bag_rows",
     "attribute_embeddings",
+    "attribute_weights",
     "build_histories",
     "cached",
     "catalog_of",

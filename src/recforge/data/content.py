@@ -54,6 +54,37 @@ def load_item_attributes(path: str | os.PathLike[str]) -> dict[int, list[int]]:
     return {int(k): [int(a) for a in v] for k, v in raw.items()}
 
 
+def _attribute_pairs(
+    attributes: Mapping[int, Sequence[int]], num_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(i, a) for i, attrs in attributes.items() if 0 < i < num_items for a in attrs]
+    rows = np.array([p[0] for p in pairs], dtype=np.int64)
+    cols = np.array([p[1] for p in pairs], dtype=np.int64)
+    if len(cols) and cols.min() < 0:
+        raise ValueError(f"attribute ids must be >= 0, got {int(cols.min())}")
+    return rows, cols
+
+
+def attribute_weights(
+    attributes: Mapping[int, Sequence[int]],
+    num_items: int,
+    *,
+    num_attributes: int | None = None,
+    idf: bool = True,
+) -> np.ndarray:
+    """Each attribute's weight ``(A,)`` float32 over a catalogue of ``num_items`` ids: with ``idf``,
+    ``log(N / n_a) + 1`` for an attribute on ``n_a`` of the ``N`` items (0 for an attribute no item
+    has), else 1. Kept with a tokenizer so items added later are weighted as the catalogue was."""
+    rows, cols = _attribute_pairs(attributes, num_items)
+    width = num_attributes if num_attributes is not None else (int(cols.max()) + 1 if len(cols) else 1)
+    if not idf:
+        return np.ones(width, np.float32)
+    present = np.zeros((num_items, width), bool)
+    present[rows, cols] = True
+    df = present.sum(0)
+    return np.where(df > 0, np.log((num_items - 1) / np.maximum(df, 1)) + 1.0, 0.0).astype(np.float32)
+
+
 def attribute_embeddings(
     attributes: Mapping[int, Sequence[int]],
     num_items: int,
@@ -61,19 +92,20 @@ def attribute_embeddings(
     num_attributes: int | None = None,
     idf: bool = True,
     normalize: bool = True,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Multi-hot ``(num_items, A)`` float32 rows (row ``i`` = item ``i``; items without attributes
     and row 0 are zeros). ``idf`` weights attribute ``a`` by ``log(N / n_a)`` so a rare brand
-    counts more than a common category; ``normalize`` makes rows unit-length."""
-    pairs = [(i, a) for i, attrs in attributes.items() if 0 < i < num_items for a in attrs]
-    rows = np.array([p[0] for p in pairs], dtype=np.int64)
-    cols = np.array([p[1] for p in pairs], dtype=np.int64)
-    width = num_attributes if num_attributes is not None else (int(cols.max()) + 1 if len(cols) else 1)
-    out = np.zeros((num_items, width), np.float32)
-    out[rows, cols] = 1.0
-    if idf:
-        df = out.sum(0)
-        out *= np.where(df > 0, np.log((num_items - 1) / np.maximum(df, 1)) + 1.0, 0.0).astype(np.float32)
+    counts more than a common category (``attribute_weights``); ``weights`` gives the weights (and
+    the width ``A``) instead, e.g. a catalogue's for items added later, whose attributes past ``A``
+    are left out. ``normalize`` makes rows unit-length."""
+    if weights is None:
+        weights = attribute_weights(attributes, num_items, num_attributes=num_attributes, idf=idf)
+    rows, cols = _attribute_pairs(attributes, num_items)
+    keep = cols < len(weights)
+    out = np.zeros((num_items, len(weights)), np.float32)
+    out[rows[keep], cols[keep]] = 1.0
+    out *= weights[None, :]
     if normalize:
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out

@@ -417,6 +417,30 @@ class Vocabulary:
             self._decode_table = table
         return self._decode_table[idx]
 
+    def extend(self, values: Sequence[Value] | np.ndarray, *, column: str = "") -> np.ndarray:
+        """Append new ``values`` (none of them known, no duplicates) and return their ids, which
+        follow every existing id, so ids already handed out never change (items added to a
+        catalogue after training)."""
+        if self.hash_buckets is not None:
+            raise TypeError(f"column {column!r}: a hashed vocabulary cannot take new values")
+        arr, kind = canonical_values(column or "values", values)
+        if self.kind is not None and len(arr) and kind is not self.kind:
+            raise TypeError(
+                f"column {column!r}: the vocabulary holds {self.kind.value} values, the new ones are {kind.value}"
+            )
+        new = arr.to_pylist()
+        known = [v for v in new if v in self._lookup()]
+        if known:
+            raise ValueError(f"column {column!r}: {len(known)} value(s) are already known, e.g. {known[:5]}")
+        if len(set(new)) != len(new):
+            raise ValueError(f"column {column!r}: the new values repeat")
+        first = len(self)
+        self.values.extend(new)
+        if self.kind is None and new:
+            self.kind = kind
+        self._value_set, self._decode_table, self._lookup_table, self._indexes = None, None, None, {}
+        return np.arange(first, len(self), dtype=np.int64)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "kind": self.kind.value if self.kind is not None else None,

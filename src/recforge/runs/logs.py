@@ -392,27 +392,29 @@ def prepare_log(cfg: RunConfig) -> LogData:
     )
 
 
+def row_text(row: Mapping[str, object], columns: Sequence[str]) -> str:
+    """An item's text: its ``columns`` joined by ". " (a list's values by spaces; missing values skipped)."""
+    parts = []
+    for c in columns:
+        v = row.get(c)
+        if isinstance(v, list | tuple | np.ndarray):
+            parts.append(" ".join(map(str, v)))
+        elif v is not None and not (isinstance(v, float) and np.isnan(v)):
+            parts.append(str(v))
+    return ". ".join(p for p in parts if p)
+
+
 def _item_texts(
     raw: InteractionLog, item: str, columns: Sequence[str], pipeline: FeaturePipeline
 ) -> list[str]:
     """Each encoded item id's text: its ``columns`` in the item table (lists joined by spaces)."""
     table = _side_table(raw.frame, item, columns, raw.items, "item", "item_text")
 
-    def text(row: Mapping[str, object]) -> str:
-        parts = []
-        for c in columns:
-            v = row[c]
-            if isinstance(v, list | tuple | np.ndarray):
-                parts.append(" ".join(map(str, v)))
-            elif v is not None and not (isinstance(v, float) and np.isnan(v)):
-                parts.append(str(v))
-        return ". ".join(p for p in parts if p)
-
     vocab = pipeline.vocabulary(item)
     out = [""] * len(vocab)
     for i, row in zip(vocab.encode(table[item], column=item).tolist(), table.to_dict("records")):
         if i >= NUM_RESERVED:
-            out[i] = text(row)
+            out[i] = row_text(row, columns)
     missing = sum(1 for t in out[NUM_RESERVED:] if not t)
     if missing:
         log.warning("data.item_text: %d item(s) have no text in the item table", missing)
