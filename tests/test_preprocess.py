@@ -60,6 +60,8 @@ def test_vocab_extend_appends_new_values_after_every_old_id() -> None:
     with pytest.raises(TypeError, match="'item': the vocabulary holds int values"):
         vocab.extend(["x"], column="item")
     assert len(vocab) == 7  # a refused extension changes nothing
+    vocab.truncate(5)  # undoes the extension
+    assert len(vocab) == 5 and vocab.encode([40, 30]).tolist() == [1, old[2]]
     with pytest.raises(TypeError, match="hashed"):
         Vocabulary(hash_buckets=8).extend([1], column="item")
 

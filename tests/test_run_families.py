@@ -385,6 +385,7 @@ def test_tiger_add_items_from_content_then_serve(tmp_path, capsys):
         r = httpx.post(f"{url}/recommend", json={"users": [{"hist_item_id": [9001, 1]}], "k": 42}, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["results"][0]["items"] == with_new.items
+        assert httpx.post(f"{url}/items", json={"items": [{"item_id": 9004}]}, timeout=30).status_code == 404
     # a known item, or an item whose content is not an attribute list, changes nothing on disk
     after = {n: (run / n).read_bytes() for n in before}
     assert after != before
@@ -396,3 +397,36 @@ def test_tiger_add_items_from_content_then_serve(tmp_path, capsys):
     assert "'attributes' must be a list of attribute ids" in capsys.readouterr().err
     assert {n: (run / n).read_bytes() for n in before} == after
     assert not list(run.rglob(".*tmp*"))  # no temporary file left behind
+
+
+def test_tiger_server_adds_items_while_serving(tmp_path):
+    """POST /items (opened with allow_add_items): the new item is recommended from the next
+    request on; a refused body is a 422 and changes nothing; persist writes the run directory."""
+    assert main(["train", str(tiger_config(tmp_path, n_epoch=1))]) == 0
+    run = tmp_path / "run"
+    bundle = recforge.load(run)
+    ids_file = (run / "semantic_ids.json").read_bytes()
+    with LiveServer(create_app(bundle, allow_add_items=True)) as url:
+        body = {"users": [{"hist_item_id": [1, 2, 3]}], "k": 50}
+        first = httpx.post(f"{url}/recommend", json=body, timeout=30).json()["results"][0]["items"]
+        assert 9001 not in first and len(first) == 37
+        r = httpx.post(f"{url}/items", json={"items": [{"item_id": 9001, "attributes": [101]}]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["items"] == [9001] and len(r.json()["semantic_ids"][0]) == 3
+        assert (run / "semantic_ids.json").read_bytes() == ids_file  # not persisted unless asked
+        after = httpx.post(f"{url}/recommend", json=body, timeout=30).json()["results"][0]["items"]
+        assert 9001 in after and len(after) == 38
+        for bad, message in (
+            ({"items": [{"item_id": 9001, "attributes": [101]}]}, "already known"),
+            ({"items": [{"item_id": 9002, "attributes": "x"}]}, "must be a list of attribute ids"),
+            ({"items": [{"attributes": [101]}]}, "no 'item_id' column"),
+        ):
+            r = httpx.post(f"{url}/items", json=bad, timeout=30)
+            assert r.status_code == 422 and message in r.json()["detail"], r.text
+        r = httpx.post(
+            f"{url}/items", json={"items": [{"item_id": 9002, "attributes": [102]}], "persist": True}
+        )
+        assert r.status_code == 200, r.text
+    assert len(bundle.retrieval.vocab) == 2 + 40 + 2  # the refused bodies left no trace
+    reloaded = recforge.load(run)  # persisted: 9001 (added live) and 9002 both survive a restart
+    assert {9001, 9002} <= set(reloaded.recommend([{"hist_item_id": [1]}], k=50)[0].items)

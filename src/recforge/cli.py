@@ -150,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         batching=batching,
         max_body_bytes=args.max_body_bytes,
+        allow_add_items=args.allow_add_items,
     )
     return 0
 
@@ -294,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4 * 1024 * 1024,
         help="larger request bodies are answered 413 before they are read (default 4 MiB)",
+    )
+    p.add_argument(
+        "--allow-add-items",
+        action="store_true",
+        help="open POST /items: new items get semantic IDs from their content while serving (TIGER runs)",
     )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)

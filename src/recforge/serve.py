@@ -48,6 +48,7 @@ MAX_BODY_BYTES = 4 * 2**20  # default request body limit: a full max_batch of wi
 INT64 = 2**63
 Q = TypeVar("Q")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ class MicroBatcher(Generic[Q, R]):
         future: asyncio.Future[R] = loop.create_future()
         self._queue.put_nowait(_Pending(request, future, loop.time()))
         return await future
+
+    async def run_alone(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the worker thread, between batches (nothing it changes is read mid-batch)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def close(self) -> None:
         """Stop taking batches; the one running finishes on its thread."""
@@ -352,11 +357,16 @@ def _rows(models: Sequence[Any]) -> list[dict[str, object]]:
 
 
 def create_app(
-    bundle: Bundle, *, batching: Batching = Batching(), max_body_bytes: int = MAX_BODY_BYTES
+    bundle: Bundle,
+    *,
+    batching: Batching = Batching(),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    allow_add_items: bool = False,
 ) -> "FastAPI":
     """The FastAPI app serving ``bundle``; concurrent ``/score`` and ``/recommend`` requests are
     micro-batched as ``batching`` says; request bodies above ``max_body_bytes`` are answered 413
-    unread."""
+    unread. ``allow_add_items`` opens ``POST /items`` on a bundle that can take new items (TIGER):
+    the catalogue changes, so it is off unless asked for."""
     _require_extra()
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be a positive int, got {max_body_bytes!r}")
@@ -501,6 +511,27 @@ def create_app(
             results = [{"items": [_plain(i) for i in r.items], "scores": r.scores} for r in recs]
             return JSONResponse({"results": results})
 
+        if allow_add_items:
+            if not bundle.can_add_items:
+                raise ValueError("allow_add_items: this bundle cannot take new items (a TIGER run can)")
+
+            class NewItemsRequest(BaseModel):
+                items: list[dict[str, Any]] = Field(min_length=1, max_length=max_batch)
+                persist: bool = False
+
+            class NewItemsResponse(BaseModel):
+                items: list[Any]
+                semantic_ids: list[list[int]]
+
+            @app.post("/items", response_model=NewItemsResponse)
+            async def add_items(req: NewItemsRequest) -> NewItemsResponse:
+                """New items (raw id and content columns) get semantic IDs from their content and
+                are recommended from the next request on; ``persist`` rewrites the run directory."""
+                added = await recommender.run_alone(lambda: bundle.add_items(req.items, persist=req.persist))
+                return NewItemsResponse(
+                    items=[_plain(i) for i in added.items], semantic_ids=added.codes.tolist()
+                )
+
     return app
 
 
@@ -512,10 +543,13 @@ def serve(
     log_level: str = "info",
     batching: Batching = Batching(),
     max_body_bytes: int = MAX_BODY_BYTES,
+    allow_add_items: bool = False,
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     _require_extra()
     import uvicorn
 
-    app = create_app(bundle, batching=batching, max_body_bytes=max_body_bytes)
+    app = create_app(
+        bundle, batching=batching, max_body_bytes=max_body_bytes, allow_add_items=allow_add_items
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

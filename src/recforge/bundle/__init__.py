@@ -60,6 +60,7 @@ from recforge.layout import RunLayout
 from recforge.metrics.ranking import ListModel
 from recforge.models.matching.base import TwoTowerModel
 from recforge.runs import Run, build_item_index, load_run
+from recforge.runs.generative import AddedItems
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,25 @@ class Bundle:
         if isinstance(result, Exception):
             raise result
         return result
+
+    @property
+    def can_add_items(self) -> bool:
+        """Whether ``add_items`` works: a generative stage whose items get IDs from content (TIGER)."""
+        return (
+            isinstance(self.retrieval, GenerativeStage)
+            and getattr(self.retrieval.model, "rqvae", None) is not None
+        )
+
+    def add_items(self, items: pd.DataFrame | Rows, *, persist: bool = False) -> AddedItems:
+        """Put new items (raw id and content columns) in a generative run's catalogue without
+        retraining: each gets a semantic ID from its content, and ``recommend`` can return it at
+        once; ``persist`` also rewrites the run directory. See ``recforge.runs.generative.add_items``."""
+        if not isinstance(self.retrieval, GenerativeStage):
+            raise TypeError(
+                "add_items: this bundle's retrieval stage cannot take new items without retraining "
+                "(a TIGER run's can)"
+            )
+        return self.retrieval.add_items(items, persist=persist)
 
     def recommend_batch(self, queries: Sequence[RecommendQuery]) -> list[list[Recommendation] | Exception]:
         """``recommend`` for several independent queries with one user-tower call, one index

@@ -5,10 +5,11 @@ user's comes in the request."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -17,6 +18,7 @@ from recforge.bundle.rows import Recommendation, RecommendQuery, concat, to_tens
 from recforge.metrics.ranking import ListModel
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs import Run
+from recforge.runs.generative import AddedItems, add_items_to_run, save_items
 
 
 class GenerativeStage(UserStage):
@@ -36,6 +38,17 @@ class GenerativeStage(UserStage):
         super().__init__(run, item_column=item)
         self.model: ListModel = model
         self.beam_width = beam_width
+
+    def add_items(
+        self, items: pd.DataFrame | Sequence[Mapping[str, object]], *, persist: bool = False
+    ) -> AddedItems:
+        """New items in the catalogue, IDs from their content (``recforge.runs.generative.add_items_to_run``;
+        nothing is retrained); ``persist`` also rewrites the run directory (``save_items``)."""
+        table = items if isinstance(items, pd.DataFrame) else pd.DataFrame([dict(r) for r in items])
+        added = add_items_to_run(self.run, table)
+        if persist:
+            save_items(self.run)
+        return added
 
     def user_columns(self) -> list[str]:
         """Raw columns encoded per user: the history (the user id is optional, see ``prepare``)."""

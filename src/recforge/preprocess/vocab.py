@@ -438,8 +438,19 @@ class Vocabulary:
         self.values.extend(new)
         if self.kind is None and new:
             self.kind = kind
-        self._value_set, self._decode_table, self._lookup_table, self._indexes = None, None, None, {}
+        self._forget()
         return np.arange(first, len(self), dtype=np.int64)
+
+    def truncate(self, size: int) -> None:
+        """Drop the ids from ``size`` on (undoes an ``extend``)."""
+        if not NUM_RESERVED <= size <= len(self) or self.hash_buckets is not None:
+            raise ValueError(f"cannot truncate a vocabulary of {len(self)} ids to {size}")
+        del self.values[size - NUM_RESERVED :]
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the lookup structures built from ``values`` (they are rebuilt on use)."""
+        self._value_set, self._decode_table, self._lookup_table, self._indexes = None, None, None, {}
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -30,6 +30,7 @@ from recforge.layout import RunLayout
 from recforge.models.generative import RQVAE, SemanticIDs
 from recforge.preprocess.vocab import NUM_RESERVED
 from recforge.runs.logs import LogData, row_text
+from recforge.runs.model import Run
 from recforge.trainers import train_rqvae
 
 log = logging.getLogger("recforge")
@@ -238,22 +239,31 @@ def read_new_items(path: str | Path, *, item: str, attribute_column: str) -> pd.
 
 
 def add_items(run_dir: str | Path, items: pd.DataFrame | str | Path) -> AddedItems:
-    """Put new items in a TIGER run's catalogue without retraining it: each row of ``items`` (a
-    table, or a file ``read_new_items`` reads) holds
-    a new raw item id (the run's ``data.item`` column) and its content as the run's
-    ``model.semantic_ids.content`` reads it (the attribute-id list column, the ``data.item_text``
-    columns). The run's RQ-VAE gives each item a semantic ID; the item vocabulary, the ID table and
-    the saved weights' copy of it are rewritten as one change. ``recforge.load(run_dir)`` and
-    ``recforge serve`` then recommend the new items and read them in histories."""
-    from recforge.config import parse_config
-    from recforge.models.generative import TIGER
+    """Put new items in a TIGER run's catalogue without retraining it (``add_items_to_run``), and
+    rewrite the run directory as one change (``save_items``). ``items``: a table, or a file that
+    ``read_new_items`` reads. ``recforge.load(run_dir)`` and ``recforge serve`` then recommend the
+    new items and read them in histories."""
     from recforge.runs.model import load_run
 
     run = load_run(run_dir)
+    added = add_items_to_run(run, items)
+    save_items(run)
+    return added
+
+
+def add_items_to_run(run: Run, items: pd.DataFrame | str | Path) -> AddedItems:
+    """New items in a loaded TIGER run, in memory: each row of ``items`` holds a new raw item id
+    (the run's ``data.item`` column) and its content as the run's ``model.semantic_ids.content``
+    reads it (the attribute-id list column, the ``data.item_text`` columns). The run's RQ-VAE gives
+    each item a semantic ID; the item vocabulary and the model's ID table grow together, and a
+    refused table (a known or repeated item, content of the wrong type) changes neither."""
+    from recforge.config import parse_config
+    from recforge.models.generative import TIGER
+
     model = run.model
     if not isinstance(model, TIGER) or model.rqvae is None:
         raise ValueError(
-            f"{str(run_dir)!r}: its model {type(model).__name__} cannot take new items without retraining; "
+            f"{str(run.path)!r}: its model {type(model).__name__} cannot take new items without retraining; "
             "a run whose items get IDs from their content (TIGER) can"
         )
     cfg = parse_config(run.config)
@@ -267,12 +277,13 @@ def add_items(run_dir: str | Path, items: pd.DataFrame | str | Path) -> AddedIte
     if not len(items):
         raise ValueError("new items: the table is empty")
     spec = json.loads(run.layout.model.read_text(encoding="utf-8"))
-    rows = items.to_dict("records")
-    content = new_item_content(sid, spec["semantic_ids"].get("content") or {}, rows, cfg.data.item_text)
+    content = new_item_content(
+        sid, spec["semantic_ids"].get("content") or {}, items.to_dict("records"), cfg.data.item_text
+    )
     vocab = run.pipeline.vocabulary(column)
     if model.item_codes.shape[0] != len(vocab):
         raise ValueError(
-            f"{str(run_dir)!r}: the ID table has {model.item_codes.shape[0]} rows but the {column!r} vocabulary "
+            f"{str(run.path)!r}: the ID table has {model.item_codes.shape[0]} rows but the {column!r} vocabulary "
             f"{len(vocab)} ids; the run directory is inconsistent"
         )
     raw = items[column].tolist()
@@ -280,12 +291,20 @@ def add_items(run_dir: str | Path, items: pd.DataFrame | str | Path) -> AddedIte
     try:
         got = model.add_items(torch.from_numpy(content)).numpy()
     except Exception:
-        del vocab.values[len(vocab.values) - len(raw) :]
+        vocab.truncate(len(vocab) - len(raw))
         raise
     assert (got == ids).all(), (got, ids)
-    codes = model.item_codes.cpu()
-    _save_added(run.layout, run.pipeline, model.semantic_ids, codes)
-    return AddedItems(raw, ids, codes[ids].numpy())
+    return AddedItems(raw, ids, model.item_codes[ids].cpu().numpy())
+
+
+def save_items(run: Run) -> None:
+    """Write a TIGER run's catalogue as it is in memory (after ``add_items_to_run``), as one change:
+    the vocabulary, ``semantic_ids.json`` and the ID table in every saved weights file
+    (``best.pt``, ``model.pth``, ``checkpoint.pt``)."""
+    from recforge.models.generative import TIGER
+
+    assert isinstance(run.model, TIGER)
+    _save_added(run.layout, run.pipeline, run.model.semantic_ids, run.model.item_codes.cpu())
 
 
 def _save_added(layout: RunLayout, pipeline: Any, ids: SemanticIDs, codes: torch.Tensor) -> None:
