@@ -46,6 +46,10 @@ ANCHORS: dict[str, dict[str, tuple[float, str]]] = {
         "hr@10": (0.0533, "Klenitskiy & Vasilev 2023, SASRec full CE"),
         "ndcg@10": (0.0327, "Klenitskiy & Vasilev 2023, SASRec full CE"),
     },
+    "beauty_tiger": {  # Rajput et al. 2023, Table: Beauty Recall@10 / NDCG@10 (Sentence-T5 content)
+        "hr@10": (0.0648, "TIGER paper, Sentence-T5 content"),
+        "ndcg@10": (0.0384, "TIGER paper, Sentence-T5 content"),
+    },
     "beauty_sasrec": {
         "hr@10": (0.0533, "Klenitskiy & Vasilev 2023, SASRec full CE"),
         "ndcg@10": (0.0327, "Klenitskiy & Vasilev 2023, SASRec full CE"),
