@@ -357,6 +357,8 @@ def main() -> None:
     import torch
     import uvicorn
 
+    from recforge.precision import cpu_info
+
     rng = np.random.default_rng(args.seed + 1)
     n = args.requests + args.warmup
     hist = history_strings(rng, args.num_items, n)
@@ -441,7 +443,7 @@ def main() -> None:
         + ". Latency is "
         "send-to-last-byte per request; `mean batch` is requests per `recommend_batch` call; CPU is "
         "user + system time of each process divided by the requests. Machine: "
-        f"{os.cpu_count()} cores shared with other engineers' jobs (load average 1/5/15 min, before -> "
+        f"{cpu_info().describe()}, shared with other jobs (load average 1/5/15 min, before -> "
         "after each level).",
         "",
         "| server | requests | concurrency | errors | p50 (ms) | p95 (ms) | p99 (ms) | requests/s | mean batch "
