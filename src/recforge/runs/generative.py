@@ -301,20 +301,15 @@ def save_items(run: Run) -> None:
     """Write a TIGER run's catalogue as it is in memory (after ``add_items_to_run``), as one change:
     the vocabulary, ``semantic_ids.json`` and the ID table in every saved weights file
     (``best.pt``, ``model.pth``, ``checkpoint.pt``)."""
-    from recforge.models.generative import TIGER
-
-    assert isinstance(run.model, TIGER)
-    _save_added(run.layout, run.pipeline, run.model.semantic_ids, run.model.item_codes.cpu())
-
-
-def _save_added(layout: RunLayout, pipeline: Any, ids: SemanticIDs, codes: torch.Tensor) -> None:
-    """The grown catalogue, as one change: the vocabulary, ``semantic_ids.json`` and the ID table in
-    every saved weights file (``best.pt``, ``model.pth``, ``checkpoint.pt``)."""
     from recforge.layout import TORCH_RECHUB_WEIGHTS
+    from recforge.models.generative import TIGER
     from recforge.preprocess.pipeline import FILENAME
 
+    model, layout = run.model, run.layout
+    assert isinstance(model, TIGER)
+    ids, codes = model.semantic_ids, model.item_codes.cpu()
     writers: dict[Path, Any] = {
-        layout.pipeline / FILENAME: lambda tmp: pipeline.save(tmp),
+        layout.pipeline / FILENAME: lambda tmp: run.pipeline.save(tmp),
         layout.semantic_ids: lambda tmp: ids.save(tmp),
     }
     for path in (layout.best, layout.root / TORCH_RECHUB_WEIGHTS, layout.checkpoint):
