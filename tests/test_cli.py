@@ -50,10 +50,13 @@ def small_config(tmp_path: Path) -> Path:
 
 def test_train_then_evaluate_end_to_end(tmp_path, capsys):
     config = small_config(tmp_path)
-    assert main(["train", str(config), "--set", "trainer.optimizer_params.lr=0.01"]) == 0
+    # one --set takes several KEY=VALUE items, as the config headers write it
+    assert main(["train", str(config), "--set", "trainer.optimizer_params.lr=0.01", "seed=7"]) == 0
     out = capsys.readouterr().out
     assert "test: auc=" in out
     run = tmp_path / "run"
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["trainer"]["optimizer_params"]["lr"] == 0.01 and resolved["seed"] == 7
     for name in (
         "config.yaml",
         "model.json",

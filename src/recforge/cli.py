@@ -193,7 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         "normalised values, exactly what training sees) and the resolved config.yaml.",
     )
     p.add_argument("config", help="path to the YAML config (see configs/adult_deepfm.yaml)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument(
+        "--set",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override config keys: --set a.b=1 c=2 (repeatable)",
+    )
     p.add_argument("--run-dir", help="write here instead of the config's run_dir")
     p.set_defaults(func=_prepare)
 
@@ -207,9 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to the YAML config (see configs/adult_deepfm.yaml)")
     p.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         metavar="KEY=VALUE",
-        help="override a config key, e.g. --set trainer.n_epoch=3 (repeatable)",
+        help="override config keys, e.g. --set trainer.n_epoch=3 seed=1 (repeatable)",
     )
     p.add_argument("--run-dir", help="write the run here instead of the config's run_dir")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
