@@ -12,7 +12,8 @@ load hits every part alike), the CPU time per sample (``time.process_time``) of:
   input, in float32 and under bf16 autocast;
 * ``embedding part``: only the fused ``(26 x 10,000, 16)`` table, lookup of 26 ids per row +
   backward (sparse gradient) + ``LazyAdam`` step, on fixed ids drawn like the table's, with the
-  fused row update and with the plain reference one (``LazyAdam(fused=False)``);
+  default row update (the C kernel of ``recforge.optim.native``), the fused torch update
+  (``kernel="torch"``) and the plain reference one (``fused=False``);
 * ``GEMMs``: only the six matrix products of the MLP's forward and backward, float32 and bf16.
 
 ``floor = 1 / (1/MLP + 1/embedding)`` (the two parts the workload cannot skip) is an upper bound
@@ -131,51 +132,12 @@ def _embedding_ids() -> list[torch.Tensor]:
     ]
 
 
-def _one_pass_update():  # -> the lazy_adam_rows signature, compiled
-    """The fused row update written for Inductor: one loop reads each touched row's moments and
-    weight once and writes them once (a probe of what a single-pass kernel reaches; not shipped,
-    since compiling it costs more than it saves on a one-epoch run)."""
-
-    def kernel(weight: torch.Tensor, moments: torch.Tensor, rows: torch.Tensor, grad: torch.Tensor,
-               hp: torch.Tensor) -> None:  # fmt: skip
-        b1, b2, inv_bc2, eps, scale = hp[0], hp[1], hp[2], hp[3], hp[4]
-        s = moments[rows]  # (n, 2, D)
-        m = s[:, 0] * b1 + grad * (1 - b1)
-        v = s[:, 1] * b2 + grad * grad * (1 - b2)
-        moments[rows] = torch.stack([m, v], 1)
-        weight.index_put_((rows,), m / ((v * inv_bc2).sqrt() + eps) * scale, accumulate=True)
-
-    compiled = torch.compile(kernel, dynamic=True)
-
-    def update(weight, moments, rows, grad, *, lr, beta1, beta2, eps, weight_decay, step):
-        del weight_decay  # 0 in this workload
-        hp = torch.tensor([beta1, beta2, 1 / (1 - beta2**step), eps, -lr / (1 - beta1**step)])
-        compiled(weight, moments, rows, grad, hp)
-
-    return update
-
-
-def part_embedding(fused: bool = True, one_pass: bool = False) -> tuple[object, int]:
-    import recforge.optim.sparse as sparse_module
+def part_embedding(kernel: str = "auto", fused: bool = True) -> tuple[object, int]:
     from recforge.optim import LazyAdam
 
     table = torch.nn.Embedding(N_SPARSE * VOCAB, EMBED_DIM, sparse=True)
-    opt = LazyAdam(table.parameters(), lr=LR, fused=fused)
+    opt = LazyAdam(table.parameters(), lr=LR, fused=fused, kernel=kernel)
     ids = _embedding_ids()
-    if one_pass:
-        update, eager = _one_pass_update(), sparse_module.lazy_adam_rows
-
-        def run_one_pass() -> None:
-            sparse_module.lazy_adam_rows = update
-            try:
-                for i in ids:
-                    opt.zero_grad()
-                    table(i).sum().backward()
-                    opt.step()
-            finally:
-                sparse_module.lazy_adam_rows = eager
-
-        return run_one_pass, STEPS * BATCH
 
     def run() -> None:
         for i in ids:
@@ -233,8 +195,8 @@ def measure(threads: int, rounds: int, rows: int) -> dict[str, float]:
         "MLP part": part_mlp(),
         "MLP part bf16": part_mlp(bf16=True),
         "embedding part": part_embedding(),
-        "embedding part (reference update)": part_embedding(fused=False),
-        "embedding part (compiled one-pass update)": part_embedding(one_pass=True),
+        "embedding part (torch update)": part_embedding(kernel="torch"),
+        "embedding part (reference update)": part_embedding(kernel="torch", fused=False),
         "GEMMs": part_gemm(),
         "GEMMs bf16": part_gemm(torch.bfloat16),
     }
@@ -280,7 +242,7 @@ def main() -> None:
         "ratio measured by `throughput_deepfm.py` at the same thread count (`results/throughput.json`).",
         "",
         "| threads | load before -> after | recforge step (bf16) | recforge step fp32 | MLP part fp32 | "
-        "MLP part bf16 | embedding part | embedding part, reference update | GEMMs fp32 | GEMMs bf16 | "
+        "MLP part bf16 | embedding part | embedding part, torch update | GEMMs fp32 | GEMMs bf16 | "
         "floor fp32 | floor bf16 | floor bf16 / recforge step | recforge / rechub-numpy (measured) | "
         "reachable vs rechub-numpy |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -291,10 +253,10 @@ def main() -> None:
         f"and must move {nbytes / 1e6:.1f} MB (each touched row's weight and two Adam moments read and written "
         f"once: 6 x {EMBED_DIM} floats; every one of the {BATCH * N_SPARSE:,} looked-up gradient rows read once).",
         "",
-        "| threads | copy bandwidth GB/s | memory floor ms/step | embedding part ms/step (lookup + backward + fused update) | "
-        "x floor | reference update ms/step | x floor | compiled one-pass update ms/step | x floor | "
-        "floor bf16 with the one-pass update (samples/CPU-s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| threads | copy bandwidth GB/s | memory floor ms/step | embedding part ms/step (lookup + backward + "
+        "C kernel update) | x floor | with the torch update ms/step | x floor | with the reference update ms/step | "
+        "x floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     raw = {}
     for t in args.threads:
@@ -312,18 +274,16 @@ def main() -> None:
         lines.append(
             f"| {t} | {before:.1f} -> {after:.1f} | {s['recforge step']:,.0f} | {s['recforge step fp32']:,.0f} | "
             f"{s['MLP part']:,.0f} | {s['MLP part bf16']:,.0f} | {s['embedding part']:,.0f} | "
-            f"{s['embedding part (reference update)']:,.0f} | {s['GEMMs']:,.0f} | {s['GEMMs bf16']:,.0f} | "
+            f"{s['embedding part (torch update)']:,.0f} | {s['GEMMs']:,.0f} | {s['GEMMs bf16']:,.0f} | "
             f"{floor:,.0f} | {floor_bf16:,.0f} | {floor_bf16 / s['recforge step']:.2f} | {ratio:.2f}x | {reach:.2f}x |"
         )
         floor_ms = nbytes / (s["copy GB/s"] * 1e9) * 1e3
         fused_ms = BATCH / s["embedding part"] * 1e3
+        torch_ms = BATCH / s["embedding part (torch update)"] * 1e3
         ref_ms = BATCH / s["embedding part (reference update)"] * 1e3
-        one_ms = BATCH / s["embedding part (compiled one-pass update)"] * 1e3
-        floor_one = 1.0 / (1.0 / s["MLP part bf16"] + 1.0 / s["embedding part (compiled one-pass update)"])
-        raw[t]["floor_bf16_one_pass"] = floor_one
         memory.append(
             f"| {t} | {s['copy GB/s']:.1f} | {floor_ms:.2f} | {fused_ms:.2f} | {fused_ms / floor_ms:.1f} | "
-            f"{ref_ms:.2f} | {ref_ms / floor_ms:.1f} | {one_ms:.2f} | {one_ms / floor_ms:.1f} | {floor_one:,.0f} |"
+            f"{torch_ms:.2f} | {torch_ms / floor_ms:.1f} | {ref_ms:.2f} | {ref_ms / floor_ms:.1f} |"
         )
         print(lines[-1], memory[-1], sep="\n", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

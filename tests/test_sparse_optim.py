@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from recforge.optim import LazyAdam, RowWiseAdagrad, SparseOptimizer, sparse_optimizer
+from recforge.optim import LazyAdam, RowKernel, RowWiseAdagrad, SparseOptimizer, native, sparse_optimizer
 from recforge.trainers.optim import build_optimizer
 
 V, D, STEPS = 40, 6, 5
+KERNELS = pytest.mark.parametrize("kernel", ["native", "torch"])  # the C kernel and the torch update
 
 
 def batches(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -46,7 +47,8 @@ def initial() -> torch.Tensor:
     return nn.Embedding(V, D).weight.detach().clone().double()
 
 
-def test_rowwise_adagrad_matches_dense_reference() -> None:
+@KERNELS
+def test_rowwise_adagrad_matches_dense_reference(kernel: str) -> None:
     lr, eps, wd = 0.1, 1e-8, 0.01
     w = initial()
     acc = torch.zeros(V, dtype=torch.float64)
@@ -56,7 +58,7 @@ def test_rowwise_adagrad_matches_dense_reference() -> None:
             gr = g[r] + wd * w[r]
             acc[r] += (gr**2).mean()
             w[r] = w[r] - lr * gr / (acc[r].sqrt() + eps)
-    got = run(RowWiseAdagrad, True, lr=lr, eps=eps, weight_decay=wd)
+    got = run(RowWiseAdagrad, True, lr=lr, eps=eps, weight_decay=wd, kernel=kernel)
     torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
     # without weight decay, a dense gradient (zero on untouched rows) gives the same result
     torch.testing.assert_close(run(RowWiseAdagrad, False, lr=lr), run(RowWiseAdagrad, True, lr=lr))
@@ -65,10 +67,11 @@ def test_rowwise_adagrad_matches_dense_reference() -> None:
     assert torch.equal(got[untouched].double(), initial()[untouched])
 
 
-def test_rowwise_adagrad_column_blocks_equal_separate_column_shards() -> None:
+@KERNELS
+def test_rowwise_adagrad_column_blocks_equal_separate_column_shards(kernel: str) -> None:
     """``column_blocks=k`` is row-wise Adagrad run on each block of D/k columns on its own (what
     TorchRec does to a table sharded column-wise over k ranks)."""
-    got = run(RowWiseAdagrad, True, lr=0.1, column_blocks=3)
+    got = run(RowWiseAdagrad, True, lr=0.1, column_blocks=3, kernel=kernel)
     torch.testing.assert_close(run(RowWiseAdagrad, False, lr=0.1, column_blocks=3), got)
     start = initial().float()
     blocks = [nn.Parameter(start[:, i : i + 2].clone()) for i in range(0, D, 2)]  # 3 blocks of 2
@@ -83,7 +86,8 @@ def test_rowwise_adagrad_column_blocks_equal_separate_column_shards() -> None:
         RowWiseAdagrad([nn.Parameter(torch.zeros(3, 4))], column_blocks=3)
 
 
-def test_lazy_adam_matches_dense_reference_and_sparse_adam() -> None:
+@KERNELS
+def test_lazy_adam_matches_dense_reference_and_sparse_adam(kernel: str) -> None:
     lr, (b1, b2), eps = 0.05, (0.9, 0.99), 1e-8
     w = initial()
     m = torch.zeros_like(w)
@@ -94,7 +98,7 @@ def test_lazy_adam_matches_dense_reference_and_sparse_adam() -> None:
             m[r] = b1 * m[r] + (1 - b1) * g[r]
             v[r] = b2 * v[r] + (1 - b2) * g[r] ** 2
             w[r] = w[r] - lr * (m[r] / (1 - b1**t)) / ((v[r] / (1 - b2**t)).sqrt() + eps)
-    got = run(LazyAdam, True, lr=lr, betas=(b1, b2), eps=eps)
+    got = run(LazyAdam, True, lr=lr, betas=(b1, b2), eps=eps, kernel=kernel)
     torch.testing.assert_close(got.double(), w, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got, run(torch.optim.SparseAdam, True, lr=lr, betas=(b1, b2), eps=eps))
 
@@ -104,12 +108,80 @@ def test_lazy_adam_equals_adam_when_every_row_is_touched() -> None:
     torch.testing.assert_close(run(LazyAdam, False, **kw), run(torch.optim.Adam, False, **kw))
 
 
-def test_lazy_adam_weight_decay_only_on_touched_rows() -> None:
-    got = run(LazyAdam, True, lr=0.05, weight_decay=0.1)
+@KERNELS
+def test_lazy_adam_weight_decay_only_on_touched_rows(kernel: str) -> None:
+    got = run(LazyAdam, True, lr=0.05, weight_decay=0.1, kernel=kernel)
     untouched = torch.ones(V, dtype=torch.bool)
     untouched[torch.cat([ids for ids, _ in batches()])] = False
     assert untouched.any() and torch.equal(got[untouched].double(), initial()[untouched])
     assert not torch.allclose(got, run(LazyAdam, True, lr=0.05))
+    # decoupled decay, the same on both paths
+    torch.testing.assert_close(got, run(LazyAdam, True, lr=0.05, weight_decay=0.1, kernel="torch"))
+
+
+@pytest.mark.parametrize("opt_cls", [LazyAdam, RowWiseAdagrad])
+def test_c_kernel_equals_torch_update_on_a_large_table(opt_cls) -> None:
+    """Many duplicates and rows far apart (the prefetching path), with optimizer state and an
+    exact resume: the C kernel and the torch update agree row for row."""
+    g = torch.Generator().manual_seed(1)
+    ids = [torch.randint(0, 5000, (4096,), generator=g) for _ in range(4)]
+    out = {}
+    for kernel in ("native", "torch"):
+        torch.manual_seed(0)
+        emb = nn.Embedding(20_000, 16, sparse=True)
+        opt = opt_cls(emb.parameters(), lr=0.01, kernel=kernel)
+        for i in ids:
+            opt.zero_grad()
+            emb(i * 4).pow(2).sum().backward()
+            opt.step()
+        out[kernel] = (emb.weight.detach(), opt.state_dict())
+    torch.testing.assert_close(out["native"][0], out["torch"][0], rtol=1e-5, atol=1e-6)
+    state = {k: v for k, v in out["native"][1]["state"][0].items() if torch.is_tensor(v) and v.dim()}
+    for k, v in state.items():
+        torch.testing.assert_close(v, out["torch"][1]["state"][0][k], rtol=1e-4, atol=1e-7)
+
+
+def test_c_kernel_refuses_rows_outside_the_table_and_changes_nothing() -> None:
+    weight, moments = torch.randn(10, 4), torch.zeros(10, 2, 4)
+    before = weight.clone()
+    grad = torch.sparse_coo_tensor(
+        torch.tensor([[1, 3, 12]]), torch.ones(3, 4), (13, 4), check_invariants=True
+    )
+    scratch = native.RowScratch.for_table(weight)
+    kw = {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.0, "step": 1}
+    with pytest.raises(IndexError, match="row 12 is outside the table's 10 rows"):
+        native.native_rows().lazy_adam(weight, moments, grad, scratch, **kw)
+    assert torch.equal(weight, before) and bool((scratch.slot == -1).all())
+
+
+def test_kernel_choice_without_a_compiler(monkeypatch, tmp_path) -> None:
+    """``native`` names why it cannot build; ``auto`` warns once with that reason and trains on the
+    torch update; ``torch`` never compiles."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("RECFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    native._load.cache_clear()
+    try:
+        params = [nn.Parameter(torch.zeros(4, 2))]
+        with pytest.raises(native.NativeUnavailable, match="no-such-cc"):
+            LazyAdam(params, kernel=RowKernel.NATIVE)
+        with pytest.warns(RuntimeWarning, match="no C compiler"):
+            assert LazyAdam(params, kernel="auto")._native is None
+        assert RowWiseAdagrad(params, kernel="torch")._native is None
+        with pytest.raises(ValueError, match="kernel must be one of"):
+            LazyAdam(params, kernel="cuda")
+    finally:
+        native._load.cache_clear()
+
+
+def test_compiled_kernels_are_cached_by_source(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("RECFORGE_CACHE_DIR", str(tmp_path))
+    native._load.cache_clear()
+    try:
+        native.native_rows()
+        built = sorted(p.name for p in (tmp_path / "kernels").iterdir())
+        assert len(built) == 1 and built[0].startswith("rows-") and built[0].endswith(".so")
+    finally:
+        native._load.cache_clear()
 
 
 def test_names_select_optimizers_in_build_optimizer() -> None:

@@ -1,0 +1,181 @@
+"""The one-pass sparse row updates of ``rows.c``, compiled on first use and called through ctypes.
+
+``rows.c`` is plain C, with no torch or Python headers. The first process that asks for it compiles
+it in about a fifth of a second with the system's C compiler (``$CC``, else ``cc``; the flags are
+portable, with no ``-march=native``). The library is cached under ``$RECFORGE_CACHE_DIR`` (default
+``~/.cache/recforge``), named by a hash of the source and the flags, and written atomically, so
+parallel processes never load a half-written file. ``native_rows()`` returns the loaded kernels, or
+raises ``NativeUnavailable`` with the compiler's own message. The optimizers decide what to do with
+that (see ``recforge.optim.sparse.RowKernel``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from recforge.files import atomic_write
+
+SOURCE = Path(__file__).with_name("rows.c")
+FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
+
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+
+
+class NativeUnavailable(RuntimeError):
+    """The C row kernels could not be built or loaded here (the message says why)."""
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$RECFORGE_CACHE_DIR`` or ``~/.cache/recforge``."""
+    return Path(os.environ.get("RECFORGE_CACHE_DIR") or Path.home() / ".cache" / "recforge") / "kernels"
+
+
+@dataclass
+class RowScratch:
+    """Per-table scratch of the C kernels: ``slot (V,)`` int32, every entry -1 between calls, and
+    ``uniq (n,)`` / ``acc (n, D)`` buffers that grow to the largest gradient seen."""
+
+    slot: Tensor
+    uniq: Tensor
+    acc: Tensor
+
+    @classmethod
+    def for_table(cls, weight: Tensor) -> RowScratch:
+        return cls(
+            slot=torch.full((weight.shape[0],), -1, dtype=torch.int32),
+            uniq=torch.empty(0, dtype=torch.int64),
+            acc=torch.empty(0, weight.shape[1], dtype=torch.float32),
+        )
+
+    def fit(self, nnz: int) -> None:
+        if self.uniq.numel() < nnz:
+            self.uniq = torch.empty(nnz, dtype=torch.int64)
+            self.acc = torch.empty(nnz, self.acc.shape[1], dtype=torch.float32)
+
+
+def can_run(weight: Tensor, state: Tensor, grad: Tensor) -> bool:
+    """Whether the C kernels take this table: a CPU, contiguous float32 ``weight (V, D)`` and
+    optimizer ``state``, and a float32 row-sparse gradient (anything else takes the torch path)."""
+    return (
+        grad.is_sparse
+        and grad.sparse_dim() == 1
+        and weight.device.type == "cpu"
+        and weight.dim() == 2
+        and weight.dtype == state.dtype == grad.dtype == torch.float32
+        and weight.is_contiguous()
+        and state.is_contiguous()
+        and grad._nnz() < 2**31
+    )
+
+
+def _sparse_parts(grad: Tensor) -> tuple[Tensor, Tensor]:
+    """``(ids (nnz,) int64, values (nnz, D) float32)``, both contiguous."""
+    return grad._indices()[0].contiguous(), grad._values().contiguous()
+
+
+class NativeRows:
+    """The loaded kernels; each call updates a table in place from its raw sparse gradient."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._adam = lib.recforge_lazy_adam_rows
+        self._adam.restype = _I
+        self._adam.argtypes = [_P, _P, _I, _I, _P, _P, _I, _P, _P, _P, _F, _F, _F, _F, _F, _F]
+        self._adagrad = lib.recforge_rowwise_adagrad_rows
+        self._adagrad.restype = _I
+        self._adagrad.argtypes = [_P, _P, _I, _I, _I, _P, _P, _I, _P, _P, _P, _F, _F, _F]
+
+    def lazy_adam(
+        self, weight: Tensor, moments: Tensor, grad: Tensor, scratch: RowScratch, *, lr: float, beta1: float,
+        beta2: float, eps: float, weight_decay: float, step: int,
+    ) -> int:  # fmt: skip
+        """LazyAdam on the rows of ``grad`` (duplicates summed); ``moments (V, 2, D)``. Returns the
+        number of distinct rows."""
+        ids, values = _sparse_parts(grad)
+        scratch.fit(ids.numel())
+        n = self._adam(
+            weight.data_ptr(), moments.data_ptr(), weight.shape[0], weight.shape[1], ids.data_ptr(),
+            values.data_ptr(), ids.numel(), scratch.slot.data_ptr(), scratch.uniq.data_ptr(),
+            scratch.acc.data_ptr(), beta1, beta2, eps, lr / (1 - beta1**step), 1 / (1 - beta2**step),
+            lr * weight_decay,
+        )  # fmt: skip
+        return _checked(n, ids, weight)
+
+    def rowwise_adagrad(
+        self, weight: Tensor, sums: Tensor, grad: Tensor, scratch: RowScratch, *, lr: float, eps: float,
+        weight_decay: float,
+    ) -> int:  # fmt: skip
+        """RowWiseAdagrad on the rows of ``grad``; ``sums (V,)`` or ``(V, k)``. Returns the number of
+        distinct rows."""
+        ids, values = _sparse_parts(grad)
+        scratch.fit(ids.numel())
+        blocks = 1 if sums.dim() == 1 else sums.shape[1]
+        n = self._adagrad(
+            weight.data_ptr(), sums.data_ptr(), weight.shape[0], weight.shape[1], blocks, ids.data_ptr(),
+            values.data_ptr(), ids.numel(), scratch.slot.data_ptr(), scratch.uniq.data_ptr(),
+            scratch.acc.data_ptr(), lr, eps, weight_decay,
+        )  # fmt: skip
+        return _checked(n, ids, weight)
+
+
+def _checked(n: int, ids: Tensor, weight: Tensor) -> int:
+    if n < 0:
+        bad = int(ids[-1 - n])
+        raise IndexError(f"sparse gradient row {bad} is outside the table's {weight.shape[0]} rows")
+    return n
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        raise NativeUnavailable(f"no C compiler: {cc!r} is not on PATH (set $CC to one)")
+    return cc
+
+
+def _build(cc: str, target: Path) -> None:
+    def compile_to(tmp: Path) -> None:
+        cmd = [cc, *FLAGS, str(SOURCE), "-o", str(tmp), "-lm"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise NativeUnavailable(f"{' '.join(cmd)} failed: {e}") from None
+        if done.returncode != 0:
+            raise NativeUnavailable(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
+
+    try:
+        atomic_write(target, compile_to)
+    except OSError as e:
+        raise NativeUnavailable(f"cannot write the compiled kernels to {target.parent}: {e}") from None
+
+
+@functools.cache
+def _load() -> NativeRows | NativeUnavailable:
+    try:
+        cc = _compiler()
+        key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *FLAGS, platform.machine())).encode())
+        target = cache_dir() / f"rows-{key.hexdigest()[:16]}.so"
+        if not target.exists():
+            _build(cc, target)
+        return NativeRows(ctypes.CDLL(str(target)))
+    except NativeUnavailable as e:
+        return e
+    except OSError as e:  # ctypes could not load the library
+        return NativeUnavailable(f"cannot load the compiled kernels: {e}")
+
+
+def native_rows() -> NativeRows:
+    """The C row kernels, compiled and loaded once per process; ``NativeUnavailable`` says why not."""
+    got = _load()
+    if isinstance(got, NativeUnavailable):
+        raise got
+    return got
