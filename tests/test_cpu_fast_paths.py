@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from recforge.layers import Dropout
-from recforge.layers.dropout import dropout, dropout_reference, keep_mask
+from recforge.layers.dropout import dropout, dropout_reference, keep_mask, relu_dropout
 from recforge.objectives.matching import (
     full_softmax_loss,
     full_softmax_loss_reference,
@@ -78,6 +78,7 @@ def test_trainer_bf16_keeps_parameters_states_and_loss_in_float32(tmp_path) -> N
     from recforge.models.ranking import DeepFM
     from recforge.trainers import CTRTrainer
 
+    torch.manual_seed(0)  # the model's init and dropout: the loss check below must not hang on luck
     g = torch.Generator().manual_seed(0)
     n = 256
     cols = {"d": torch.randn(n, generator=g), "s0": torch.randint(1, 20, (n,), generator=g)}
@@ -85,7 +86,7 @@ def test_trainer_bf16_keeps_parameters_states_and_loss_in_float32(tmp_path) -> N
     y = (cols["s0"] % 2).float()
     sparse = [SparseFeature(f"s{i}", 20, 8) for i in range(2)]
     model = DeepFM([DenseFeature("d"), *sparse], sparse, {"dims": [16], "dropout": 0.1}, sparse=True)
-    trainer = CTRTrainer(model, n_epoch=2, model_path=tmp_path, progress=False, plot=False, precision="bf16")
+    trainer = CTRTrainer(model, n_epoch=4, model_path=tmp_path, progress=False, plot=False, precision="bf16")
     assert trainer.precision is Precision.BF16
     trainer.fit(BatchLoader(ColumnarDataset(cols, y), 64, shuffle=True))
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -116,9 +117,10 @@ def test_keep_mask_rate_and_independence() -> None:
     assert torch.equal(a, keep_mask((7, 9), 0.3))  # seeded like every torch op
 
 
-def test_dropout_matches_reference_given_the_same_mask() -> None:
-    """Forward is ``x * mask / (1 - p)`` and backward ``grad * mask / (1 - p)``, the reference's
-    rule (F.dropout draws its own mask, so the two are compared on this one)."""
+def test_dropout_matches_reference_given_the_same_mask(monkeypatch) -> None:
+    """The torch path: forward is ``x * mask / (1 - p)`` and backward ``grad * mask / (1 - p)``, the
+    reference's rule (F.dropout draws its own mask, so the two are compared on this one)."""
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch")
     torch.manual_seed(1)
     p = 0.3
     x = torch.randn(64, 33, requires_grad=True)
@@ -130,13 +132,58 @@ def test_dropout_matches_reference_given_the_same_mask() -> None:
     g = torch.randn_like(y)
     (gx,) = torch.autograd.grad(y, x, g)
     torch.testing.assert_close(gx, g * mask / (1 - p))
-    # the same distribution of outputs as the reference: zero rate and mean
-    big = torch.ones(2000, 500)
+
+
+@pytest.mark.parametrize("path", ["kernel", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_rule_rate_and_seeding_on_both_paths(monkeypatch, path: str, dtype: torch.dtype) -> None:
+    """Either path (the C kernel or torch ops), float32 or bfloat16: kept elements are scaled by
+    ``1 / (1 - p)``, the rest are zero, the gradient follows the same mask, the drop rate is p with
+    neighbours independent, and ``torch.manual_seed`` fixes the mask."""
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
+    p = 0.3
+    torch.manual_seed(1)
+    x = (torch.rand(500, 401) + 0.5).to(dtype).requires_grad_(True)  # no zeros: a zero output = dropped
+    torch.manual_seed(5)
+    y = dropout(x, p)
+    assert y.dtype == dtype
+    kept = y != 0
+    torch.testing.assert_close(y, (x * kept / (1 - p)).to(dtype))
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(gx, (g * kept / (1 - p)).to(dtype))
+    rate = 1 - kept.float().mean().item()
+    assert abs(rate - p) < 3e-3
+    flat = kept.flatten().float()
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.01
+    torch.manual_seed(5)
+    assert torch.equal(dropout(x, p), y)
+    assert not torch.equal(dropout(x, p), y)  # the generator moved on
+    x0 = x.detach()
+    assert dropout(x0, p, training=False) is x0 and dropout(x0, 0.0) is x0
+    assert torch.equal(dropout(x0, 1.0), torch.zeros_like(x0))
+    # against the reference's distribution: zero rate and mean
+    big = torch.ones(2000, 500, dtype=dtype)
     ours, ref = dropout(big, p), dropout_reference(big, p)
     assert abs((ours == 0).float().mean().item() - (ref == 0).float().mean().item()) < 3e-3
-    assert abs(ours.mean().item() - 1.0) < 5e-3
-    assert dropout(x, p, training=False) is x and dropout(x, 0.0) is x
-    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    assert abs(ours.float().mean().item() - 1.0) < 5e-3
+
+
+@pytest.mark.parametrize("path", ["kernel", "torch"])
+def test_relu_dropout_is_dropout_of_relu(monkeypatch, path: str) -> None:
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
+    torch.manual_seed(2)
+    x = torch.randn(300, 77, requires_grad=True)
+    y = relu_dropout(x, 0.2)
+    kept = y != 0
+    assert not bool((kept & (x <= 0)).any())  # nothing at or below zero survives the ReLU
+    torch.testing.assert_close(y, torch.relu(x) * kept / 0.8)
+    rate = kept[x > 0].float().mean().item()
+    assert abs(rate - 0.8) < 0.02
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(gx, g * kept / 0.8)
+    assert torch.equal(relu_dropout(x.detach(), 0.2, training=False), torch.relu(x.detach()))
 
 
 def test_dropout_module_is_a_drop_in_for_nn_dropout() -> None:

@@ -11,7 +11,18 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "recforge"
 
 # Lowest first. A unit is a top-level module or package of recforge.
 LAYERS: list[set[str]] = [
-    {"_version", "choices", "ints", "features", "jagged", "layout", "outputs", "files", "precision"},
+    {
+        "_version",
+        "choices",
+        "ints",
+        "features",
+        "jagged",
+        "layout",
+        "outputs",
+        "files",
+        "precision",
+        "kernels",
+    },
     {"preprocess", "distributed"},
     {"data"},
     {"layers", "optim"},

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from recforge.optim import LazyAdam, RowKernel, RowWiseAdagrad, SparseOptimizer, native, sparse_optimizer
+from recforge import kernels
+from recforge.optim import LazyAdam, RowKernel, RowWiseAdagrad, SparseOptimizer, sparse_optimizer
 from recforge.trainers.optim import build_optimizer
 
 V, D, STEPS = 40, 6, 5
@@ -147,10 +148,10 @@ def test_c_kernel_refuses_rows_outside_the_table_and_changes_nothing() -> None:
     grad = torch.sparse_coo_tensor(
         torch.tensor([[1, 3, 12]]), torch.ones(3, 4), (13, 4), check_invariants=True
     )
-    scratch = native.RowScratch.for_table(weight)
+    scratch = kernels.RowScratch.for_table(weight)
     kw = {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-8, "weight_decay": 0.0, "step": 1}
     with pytest.raises(IndexError, match="row 12 is outside the table's 10 rows"):
-        native.native_rows().lazy_adam(weight, moments, grad, scratch, **kw)
+        kernels.require().lazy_adam(weight, moments, grad, scratch, **kw)
     assert torch.equal(weight, before) and bool((scratch.slot == -1).all())
 
 
@@ -159,10 +160,10 @@ def test_kernel_choice_without_a_compiler(monkeypatch, tmp_path) -> None:
     torch update; ``torch`` never compiles."""
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv("RECFORGE_CACHE_DIR", str(tmp_path / "cache"))
-    native._load.cache_clear()
+    kernels._load.cache_clear()
     try:
         params = [nn.Parameter(torch.zeros(4, 2))]
-        with pytest.raises(native.NativeUnavailable, match="no-such-cc"):
+        with pytest.raises(kernels.NativeUnavailable, match="no-such-cc"):
             LazyAdam(params, kernel=RowKernel.NATIVE)
         with pytest.warns(RuntimeWarning, match="no C compiler"):
             assert LazyAdam(params, kernel="auto")._native is None
@@ -170,18 +171,18 @@ def test_kernel_choice_without_a_compiler(monkeypatch, tmp_path) -> None:
         with pytest.raises(ValueError, match="kernel must be one of"):
             LazyAdam(params, kernel="cuda")
     finally:
-        native._load.cache_clear()
+        kernels._load.cache_clear()
 
 
 def test_compiled_kernels_are_cached_by_source(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("RECFORGE_CACHE_DIR", str(tmp_path))
-    native._load.cache_clear()
+    kernels._load.cache_clear()
     try:
-        native.native_rows()
+        kernels.require()
         built = sorted(p.name for p in (tmp_path / "kernels").iterdir())
-        assert len(built) == 1 and built[0].startswith("rows-") and built[0].endswith(".so")
+        assert len(built) == 1 and built[0].startswith("kernels-") and built[0].endswith(".so")
     finally:
-        native._load.cache_clear()
+        kernels._load.cache_clear()
 
 
 def test_names_select_optimizers_in_build_optimizer() -> None:

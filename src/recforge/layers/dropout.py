@@ -8,6 +8,11 @@ with probability ``1 - p`` (to within ``2**-31``, finer than a float32 uniform's
 scaled by ``1 / (1 - p)``; backward multiplies by the same mask. The mask is a bool tensor, a
 quarter of a float mask's memory between forward and backward.
 
+Where recforge's C kernels load (``recforge.kernels``), the same rule runs as one pass in C: the
+random words, the mask, the scaled output and (``relu_dropout``) a ReLU in front, on float32 or
+bfloat16 tensors; its backward is one pass too. The random words then come from a counter-based mix
+seeded by one draw of torch's generator, so masks still follow ``torch.manual_seed``.
+
 ``dropout_reference`` is ``torch.nn.functional.dropout``; off CPU (CUDA's fused dropout is
 already fast) and inside ``torch.compile`` (Inductor fuses its own) ``Dropout`` uses it.
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from recforge import kernels
 
 _BITS = 31
 _LOW = (1 << _BITS) - 1
@@ -55,22 +62,53 @@ class _MaskedScale(torch.autograd.Function):
         return grad * mask.to(grad.dtype).mul_(ctx.scale), None, None
 
 
+class _KernelDropout(torch.autograd.Function):
+    """The C dropout (and ReLU) of ``recforge.kernels``: saves only the bool mask for backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, relu: bool, k: kernels.Kernels) -> Tensor:  # type: ignore[override]
+        out, mask = k.dropout(x.contiguous(), p, relu=relu)
+        ctx.save_for_backward(mask)
+        ctx.p, ctx.k = p, k
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return ctx.k.dropout_backward(grad.contiguous(), mask, ctx.p), None, None, None
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with a cheaper mask on CPU (same distribution and scaling)."""
+    return _dropout(x, p, training, relu=False)
+
+
+def relu_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``dropout(relu(x), p, training)``; on CPU with the C kernels, both in one pass each way."""
+    return _dropout(x, p, training, relu=True)
+
+
+def _dropout(x: Tensor, p: float, training: bool, *, relu: bool) -> Tensor:
     if not training or p == 0.0:
-        return x
+        return F.relu(x) if relu else x
     if p == 1.0:
         return x * 0.0
     if x.device.type != "cpu" or torch.jit.is_tracing():
-        return F.dropout(x, p, training)
+        return F.dropout(F.relu(x) if relu else x, p, training)
     if torch.compiler.is_compiling():
-        return _eager_dropout(x, p)
+        return _opaque_cpu_dropout(x, p, relu)
+    return _cpu_dropout(x, p, relu)
+
+
+def _cpu_dropout(x: Tensor, p: float, relu: bool) -> Tensor:
+    k = kernels.get() if x.dtype in (torch.float32, torch.bfloat16) else None
+    if k is not None:
+        return _KernelDropout.apply(x, p, relu, k)
+    x = F.relu(x) if relu else x
     return _MaskedScale.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
 
 
-@torch.compiler.disable
-def _eager_dropout(x: Tensor, p: float) -> Tensor:
-    return _MaskedScale.apply(x, keep_mask(x.shape, p, x.device), 1.0 / (1.0 - p))
+_opaque_cpu_dropout = torch.compiler.disable(_cpu_dropout)  # kept out of torch.compile's graphs
 
 
 def dropout_reference(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from recforge.choices import Choice
 from recforge.ints import as_ints
-from recforge.layers.dropout import Dropout
+from recforge.layers.dropout import Dropout, relu_dropout
 
 
 class Activation(Choice):
@@ -149,18 +149,28 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(..., input_dim) -> (..., output_dim)``."""
-        if not (self.config.batch_norm and x.dim() == 2 and torch.is_autocast_enabled(x.device.type)):
+        """``(..., input_dim) -> (..., output_dim)``.
+
+        Runs ``net`` layer by layer, taking two neighbours at once where that is one pass: a
+        ``Linear`` and its ``BatchNorm1d`` under autocast (``linear_batch_norm``), a ReLU and its
+        ``Dropout`` while training (``relu_dropout``). Same modules, parameters and state."""
+        fold_bn = self.config.batch_norm and x.dim() == 2 and torch.is_autocast_enabled(x.device.type)
+        fuse_drop = self.training and self.config.dropout > 0 and self.config.activation is Activation.RELU
+        if not (fold_bn or fuse_drop):
             return self.net(x)
         layers = list(self.net)
         i = 0
         while i < len(layers):
-            if isinstance(layers[i], Linear) and i + 1 < len(layers) and _plain_bn(layers[i + 1]):
-                x = linear_batch_norm(layers[i], layers[i + 1], x)  # type: ignore[arg-type]
-                i += 2
+            layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if fold_bn and isinstance(layer, Linear) and after is not None and _plain_bn(after):
+                x = linear_batch_norm(layer, after, x)  # type: ignore[arg-type]
+            elif fuse_drop and isinstance(layer, nn.ReLU) and isinstance(after, Dropout):
+                x = relu_dropout(x, after.p, True)
             else:
-                x = layers[i](x)
+                x = layer(x)
                 i += 1
+                continue
+            i += 2
         return x
 
 

@@ -23,7 +23,7 @@ the touched rows where the plain update made six. Both optimizers scale the step
 ``rowwise_adagrad_rows`` are the fused updates; ``*_reference`` are the plain ones with the same
 signatures, and the tests hold them equal.
 
-On CPU the optimizers go one step further by default (``kernel="auto"``): ``recforge.optim.native``
+On CPU the optimizers go one step further by default (``kernel="auto"``): ``recforge.kernels``
 compiles a small C kernel that groups the looked-up rows without sorting and updates each distinct
 row once, in place, prefetching the rows ahead (about five times faster than the fused torch update
 on the DeepFM throughput workload; ``benchmarks/throughput_floor.py``). It takes float32 CPU tables
@@ -32,15 +32,14 @@ with row-sparse gradients; other tables (CUDA, bf16, dense gradients) take the t
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from recforge import kernels
 from recforge.choices import Choice
-from recforge.optim import native
 
 
 class RowKernel(Choice):
@@ -55,32 +54,12 @@ class RowKernel(Choice):
     TORCH = "torch"
 
 
-def _native_for(kernel: RowKernel | str, fused: bool) -> native.NativeRows | None:
+def _native_for(kernel: RowKernel | str, fused: bool) -> kernels.Kernels | None:
     """The C kernels an optimizer built with ``kernel`` uses (None: the torch update)."""
     kernel = RowKernel.parse(kernel, where="kernel")
     if kernel is RowKernel.TORCH or not fused:
         return None
-    try:
-        return native.native_rows()
-    except native.NativeUnavailable as e:
-        if kernel is RowKernel.NATIVE:
-            raise
-        _warn_once(str(e))
-        return None
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(reason: str) -> None:
-    if reason not in _WARNED:
-        _WARNED.add(reason)
-        warnings.warn(
-            f"recforge.optim: the C row kernel is unavailable, so sparse embedding updates use the "
-            f"slower torch path (pass kernel='torch' to choose it and silence this): {reason}",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    return kernels.require() if kernel is RowKernel.NATIVE else kernels.get()
 
 
 def coalesce_rows(grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,7 +156,7 @@ class RowWiseAdagrad(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.fused = fused
         self._native = _native_for(kernel, fused)
-        self._scratch: dict[Tensor, native.RowScratch] = {}
+        self._scratch: dict[Tensor, kernels.RowScratch] = {}
         for group in self.param_groups:
             for p in group["params"]:
                 if p.dim() != 2:
@@ -206,9 +185,9 @@ class RowWiseAdagrad(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 acc = self.state[p]["sum"]
-                if self._native is not None and native.can_run(p, acc, p.grad):
+                if self._native is not None and kernels.can_run(p, acc, p.grad):
                     scratch = self._scratch.get(p) or self._scratch.setdefault(
-                        p, native.RowScratch.for_table(p)
+                        p, kernels.RowScratch.for_table(p)
                     )
                     self._native.rowwise_adagrad(p, acc, p.grad, scratch, lr=lr, eps=eps, weight_decay=wd)
                     continue
@@ -300,7 +279,7 @@ class LazyAdam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         self.fused = fused
         self._native = _native_for(kernel, fused)
-        self._scratch: dict[Tensor, native.RowScratch] = {}
+        self._scratch: dict[Tensor, kernels.RowScratch] = {}
         self.register_load_state_dict_post_hook(_merge_moments)
 
     @torch.no_grad()
@@ -330,9 +309,9 @@ class LazyAdam(torch.optim.Optimizer):
                     "weight_decay": wd,
                     "step": state["step"],
                 }
-                if self._native is not None and native.can_run(p, moments, p.grad):
+                if self._native is not None and kernels.can_run(p, moments, p.grad):
                     scratch = self._scratch.get(p) or self._scratch.setdefault(
-                        p, native.RowScratch.for_table(p)
+                        p, kernels.RowScratch.for_table(p)
                     )
                     self._native.lazy_adam(p, moments, p.grad, scratch, **kw)
                     continue

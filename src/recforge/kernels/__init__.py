@@ -1,12 +1,23 @@
-"""The one-pass sparse row updates of ``rows.c``, compiled on first use and called through ctypes.
+"""recforge's C kernels (``kernels.c``), compiled on first use and called through ctypes.
 
-``rows.c`` is plain C, with no torch or Python headers. The first process that asks for it compiles
+Two kinds of kernel, each where PyTorch's CPU operators take several passes over memory for what is
+one pass of work:
+
+* the sparse row updates of ``LazyAdam`` / ``RowWiseAdagrad`` (``recforge.optim``): group the
+  looked-up rows without sorting, then update each distinct row once, in place;
+* dropout, optionally fused with the ReLU before it (``recforge.layers.dropout``): the mask drawn,
+  applied and kept in one pass, in float32 or bfloat16.
+
+``kernels.c`` is plain C, with no torch or Python headers. The first process that asks for it compiles
 it in about a fifth of a second with the system's C compiler (``$CC``, else ``cc``; the flags are
 portable, with no ``-march=native``). The library is cached under ``$RECFORGE_CACHE_DIR`` (default
 ``~/.cache/recforge``), named by a hash of the source and the flags, and written atomically, so
-parallel processes never load a half-written file. ``native_rows()`` returns the loaded kernels, or
-raises ``NativeUnavailable`` with the compiler's own message. The optimizers decide what to do with
-that (see ``recforge.optim.sparse.RowKernel``).
+parallel processes never load a half-written file.
+
+``require()`` returns the loaded kernels or raises ``NativeUnavailable`` with the compiler's own
+message; ``get()`` returns them or None, warning once per process with that message. Setting
+``RECFORGE_KERNELS=torch`` turns them off (``get()`` is then None without a warning); the torch paths
+compute the same things.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import os
 import platform
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +38,7 @@ from torch import Tensor
 
 from recforge.files import atomic_write
 
-SOURCE = Path(__file__).with_name("rows.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
@@ -84,8 +96,8 @@ def _sparse_parts(grad: Tensor) -> tuple[Tensor, Tensor]:
     return grad._indices()[0].contiguous(), grad._values().contiguous()
 
 
-class NativeRows:
-    """The loaded kernels; each call updates a table in place from its raw sparse gradient."""
+class Kernels:
+    """The loaded kernels. The row updates change a table in place from its raw sparse gradient."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._adam = lib.recforge_lazy_adam_rows
@@ -94,6 +106,45 @@ class NativeRows:
         self._adagrad = lib.recforge_rowwise_adagrad_rows
         self._adagrad.restype = _I
         self._adagrad.argtypes = [_P, _P, _I, _I, _I, _P, _P, _I, _P, _P, _P, _F, _F, _F]
+        self._drop = lib.recforge_dropout_forward
+        self._drop.restype = None
+        self._drop.argtypes = [
+            _P,
+            _P,
+            _P,
+            _I,
+            ctypes.c_int,
+            ctypes.c_uint32,
+            _F,
+            ctypes.c_uint64,
+            ctypes.c_int,
+        ]
+        self._drop_back = lib.recforge_dropout_backward
+        self._drop_back.restype = None
+        self._drop_back.argtypes = [_P, _P, _P, _I, ctypes.c_int, _F]
+
+    def dropout(self, x: Tensor, p: float, *, relu: bool = False) -> tuple[Tensor, Tensor]:
+        """``(out, mask)``: ``x`` (contiguous float32 or bfloat16 on CPU), each element kept with
+        probability ``1 - p`` (and, with ``relu``, only where ``x > 0``) and scaled by ``1 / (1 - p)``;
+        ``mask`` is the bool tensor of what was kept. The random words come from a seed drawn from
+        torch's default generator."""
+        seed = int(torch.empty((), dtype=torch.int64).random_())
+        out = torch.empty_like(x)
+        mask = torch.empty(x.shape, dtype=torch.bool)
+        self._drop(
+            x.data_ptr(), out.data_ptr(), mask.data_ptr(), x.numel(), x.dtype == torch.bfloat16,
+            round(p * 2**31), 1.0 / (1.0 - p), seed, relu,
+        )  # fmt: skip
+        return out, mask
+
+    def dropout_backward(self, grad: Tensor, mask: Tensor, p: float) -> Tensor:
+        """``grad`` where ``mask``, scaled by ``1 / (1 - p)``; zero elsewhere."""
+        out = torch.empty_like(grad)
+        self._drop_back(
+            grad.data_ptr(), out.data_ptr(), mask.data_ptr(), grad.numel(), grad.dtype == torch.bfloat16,
+            1.0 / (1.0 - p),
+        )  # fmt: skip
+        return out
 
     def lazy_adam(
         self, weight: Tensor, moments: Tensor, grad: Tensor, scratch: RowScratch, *, lr: float, beta1: float,
@@ -159,23 +210,48 @@ def _build(cc: str, target: Path) -> None:
 
 
 @functools.cache
-def _load() -> NativeRows | NativeUnavailable:
+def _load() -> Kernels | NativeUnavailable:
     try:
         cc = _compiler()
         key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *FLAGS, platform.machine())).encode())
-        target = cache_dir() / f"rows-{key.hexdigest()[:16]}.so"
+        target = cache_dir() / f"kernels-{key.hexdigest()[:16]}.so"
         if not target.exists():
             _build(cc, target)
-        return NativeRows(ctypes.CDLL(str(target)))
+        return Kernels(ctypes.CDLL(str(target)))
     except NativeUnavailable as e:
         return e
     except OSError as e:  # ctypes could not load the library
         return NativeUnavailable(f"cannot load the compiled kernels: {e}")
 
 
-def native_rows() -> NativeRows:
-    """The C row kernels, compiled and loaded once per process; ``NativeUnavailable`` says why not."""
+def require() -> Kernels:
+    """The C kernels, compiled and loaded once per process; ``NativeUnavailable`` says why not."""
+    if os.environ.get("RECFORGE_KERNELS", "").lower() == "torch":
+        raise NativeUnavailable("RECFORGE_KERNELS=torch turns the C kernels off")
     got = _load()
     if isinstance(got, NativeUnavailable):
         raise got
     return got
+
+
+_WARNED: set[str] = set()
+
+
+def get() -> Kernels | None:
+    """The C kernels, or None where they cannot be built (with one warning per reason and process
+    that gives the reason) or are turned off with ``RECFORGE_KERNELS=torch`` (silently)."""
+    if os.environ.get("RECFORGE_KERNELS", "").lower() == "torch":
+        return None
+    try:
+        return require()
+    except NativeUnavailable as e:
+        reason = str(e)
+        if reason not in _WARNED:
+            _WARNED.add(reason)
+            warnings.warn(
+                "recforge: the C kernels are unavailable, so sparse embedding updates and dropout take "
+                f"the slower torch paths (set RECFORGE_KERNELS=torch to choose them and silence this): {reason}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return None

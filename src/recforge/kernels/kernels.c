@@ -111,3 +111,98 @@ int64_t recforge_rowwise_adagrad_rows(float *weight, float *sums, int64_t V, int
   }
   return n;
 }
+
+/* ---- Dropout (optionally fused with a ReLU in front of it) on float32 or bfloat16 tensors ----
+ *
+ * Element i is kept when the top 31 bits of its random word, hash(seed, i), are at least
+ * `threshold` (= p * 2^31): every element is kept independently with probability 1 - p to within
+ * 2^-31, and a seed drawn from torch's generator makes the masks follow torch.manual_seed. The
+ * hash is two rounds of MurmurHash3's 32-bit finaliser over the element's index and the seed: only
+ * 32-bit multiplies, so the loop vectorises on any x86-64 (64-bit vector multiplies need AVX-512DQ).
+ * With `relu`, elements <= 0 are dropped too (NaN passes, as through torch.relu). Kept elements are
+ * scaled by `scale`; `mask` (one byte per element) records what was kept, for the backward pass. */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+static inline uint32_t fmix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept quiet */
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  uint32_t quiet = (u >> 16) | 0x40u;
+  return (uint16_t)((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded);
+}
+
+#define BLOCK 512 /* elements whose random words are drawn at once */
+
+VECTOR_CLONES
+static void draw_keep(uint8_t *keep, int64_t start, int64_t count, uint32_t threshold, uint64_t seed) {
+  const uint32_t lo = (uint32_t)seed, hi = (uint32_t)(seed >> 32) ^ (uint32_t)((uint64_t)start >> 32);
+  const uint32_t first = (uint32_t)start;
+  for (int64_t k = 0; k < count; ++k) {
+    uint32_t h = fmix32(fmix32((first + (uint32_t)k) ^ lo) + hi);
+    keep[k] = (h >> 1) >= threshold;
+  }
+}
+
+VECTOR_CLONES
+void recforge_dropout_forward(const void *x, void *out, uint8_t *mask, int64_t n, int bf16, uint32_t threshold,
+                              float scale, uint64_t seed, int relu) {
+  uint8_t keep[BLOCK];
+  for (int64_t start = 0; start < n; start += BLOCK) {
+    int64_t count = n - start < BLOCK ? n - start : BLOCK;
+    draw_keep(keep, start, count, threshold, seed);
+    uint8_t *m = mask + start;
+    if (bf16) {
+      const uint16_t *xs = (const uint16_t *)x + start;
+      uint16_t *o = (uint16_t *)out + start;
+      for (int64_t k = 0; k < count; ++k) {
+        float v = bf16_to_f32(xs[k]);
+        uint8_t kept = keep[k] & (uint8_t)(relu ? !(v <= 0.0f) : 1);
+        m[k] = kept;
+        o[k] = f32_to_bf16(v * ((float)kept * scale)); /* branch-free: the mask is random */
+      }
+    } else {
+      const float *xs = (const float *)x + start;
+      float *o = (float *)out + start;
+      for (int64_t k = 0; k < count; ++k) {
+        float v = xs[k];
+        uint8_t kept = keep[k] & (uint8_t)(relu ? !(v <= 0.0f) : 1);
+        m[k] = kept;
+        o[k] = v * ((float)kept * scale);
+      }
+    }
+  }
+}
+
+VECTOR_CLONES
+void recforge_dropout_backward(const void *grad, void *out, const uint8_t *mask, int64_t n, int bf16, float scale) {
+  if (bf16) {
+    const uint16_t *g = (const uint16_t *)grad;
+    uint16_t *o = (uint16_t *)out;
+    for (int64_t i = 0; i < n; ++i) o[i] = f32_to_bf16(bf16_to_f32(g[i]) * ((float)mask[i] * scale));
+  } else {
+    const float *g = (const float *)grad;
+    float *o = (float *)out;
+    for (int64_t i = 0; i < n; ++i) o[i] = g[i] * ((float)mask[i] * scale);
+  }
+}
