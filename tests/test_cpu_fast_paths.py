@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from native import paths
 from recforge.layers import Dropout
 from recforge.layers.dropout import dropout, dropout_reference, keep_mask, relu_dropout
 from recforge.objectives.matching import (
@@ -134,7 +135,7 @@ def test_dropout_matches_reference_given_the_same_mask(monkeypatch) -> None:
     torch.testing.assert_close(gx, g * mask / (1 - p))
 
 
-@pytest.mark.parametrize("path", ["kernel", "torch"])
+@pytest.mark.parametrize("path", paths())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_dropout_rule_rate_and_seeding_on_both_paths(monkeypatch, path: str, dtype: torch.dtype) -> None:
     """Either path (the C kernel or torch ops), float32 or bfloat16: kept elements are scaled by
@@ -169,7 +170,7 @@ def test_dropout_rule_rate_and_seeding_on_both_paths(monkeypatch, path: str, dty
     assert abs(ours.float().mean().item() - 1.0) < 5e-3
 
 
-@pytest.mark.parametrize("path", ["kernel", "torch"])
+@pytest.mark.parametrize("path", paths())
 def test_relu_dropout_is_dropout_of_relu(monkeypatch, path: str) -> None:
     monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
     torch.manual_seed(2)
@@ -451,3 +452,51 @@ def test_full_sequence_loss_streams_items_for_dot_product_models(name: str) -> N
     (g_ref,) = torch.autograd.grad(ref, hidden)
     assert torch.allclose(loss, ref, atol=1e-5)
     assert torch.allclose(g_fast, g_ref, atol=1e-6)
+
+
+# -- embedding lookup and the low-precision join ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", paths())
+def test_sparse_lookup_equals_torch_embedding(monkeypatch, path: str) -> None:
+    """The C lookup of a sparse table: the same rows and the same row-sparse gradient as
+    ``nn.Embedding(sparse=True)``; an out-of-range id is an error naming it."""
+    from recforge.features import SparseFeature
+    from recforge.layers import EmbeddingLayer
+
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
+    torch.manual_seed(0)
+    feats = [SparseFeature("a", 50, 4), SparseFeature("b", 30, 4)]
+    layer = EmbeddingLayer(feats, sparse=True, fused=True)
+    batch = {"a": torch.randint(0, 50, (64,)), "b": torch.randint(0, 30, (64,))}
+    fields = layer.stack(batch, feats)  # (64, 2, 4)
+    weight = next(layer.parameters())
+    ref_w = weight.detach().clone().requires_grad_(True)
+    ids = torch.stack([batch["a"], batch["b"] + 50], 1)
+    ref = torch.nn.functional.embedding(ids, ref_w, sparse=True)
+    torch.testing.assert_close(fields, ref)
+    g = torch.randn_like(ref)
+    fields.backward(g)
+    ref.backward(g)
+    assert weight.grad is not None and weight.grad.is_sparse
+    torch.testing.assert_close(weight.grad.coalesce().to_dense(), ref_w.grad.coalesce().to_dense())
+    with pytest.raises(IndexError, match=r"feature 'a'"):
+        layer.stack({"a": torch.tensor([50]), "b": torch.tensor([0])}, feats)
+
+
+def test_join_for_matmul_writes_the_autocast_dtype_once() -> None:
+    from recforge.layers.embedding import join_flat
+
+    a = torch.randn(6, 5, requires_grad=True)
+    b = torch.randn(6, 1, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = join_flat([a, b], for_matmul=True)
+        plain = join_flat([a, b])
+    assert y.dtype == torch.bfloat16 and plain.dtype == torch.float32
+    torch.testing.assert_close(y.float(), torch.cat([a, b], 1), atol=1e-2, rtol=1e-2)
+    g = torch.randn(6, 6, dtype=torch.bfloat16)
+    y.backward(g)
+    assert a.grad is not None and b.grad is not None and a.grad.dtype == torch.float32
+    torch.testing.assert_close(a.grad, g[:, :5].float())
+    torch.testing.assert_close(b.grad, g[:, 5:].float())
+    assert join_flat([a, b], for_matmul=True).dtype == torch.float32  # no autocast: a plain cat

@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
+from native import needs_cc
 from recforge import kernels
 from recforge.optim import LazyAdam, RowKernel, RowWiseAdagrad, SparseOptimizer, sparse_optimizer
 from recforge.trainers.optim import build_optimizer
 
 V, D, STEPS = 40, 6, 5
-KERNELS = pytest.mark.parametrize("kernel", ["native", "torch"])  # the C kernel and the torch update
+KERNELS = pytest.mark.parametrize("kernel", [pytest.param("native", marks=needs_cc), "torch"])  # C, torch
 
 
 def batches(seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -120,6 +121,7 @@ def test_lazy_adam_weight_decay_only_on_touched_rows(kernel: str) -> None:
     torch.testing.assert_close(got, run(LazyAdam, True, lr=0.05, weight_decay=0.1, kernel="torch"))
 
 
+@needs_cc
 @pytest.mark.parametrize("opt_cls", [LazyAdam, RowWiseAdagrad])
 def test_c_kernel_equals_torch_update_on_a_large_table(opt_cls) -> None:
     """Many duplicates and rows far apart (the prefetching path), with optimizer state and an
@@ -142,6 +144,7 @@ def test_c_kernel_equals_torch_update_on_a_large_table(opt_cls) -> None:
         torch.testing.assert_close(v, out["torch"][1]["state"][0][k], rtol=1e-4, atol=1e-7)
 
 
+@needs_cc
 def test_c_kernel_refuses_rows_outside_the_table_and_changes_nothing() -> None:
     weight, moments = torch.randn(10, 4), torch.zeros(10, 2, 4)
     before = weight.clone()
@@ -174,6 +177,7 @@ def test_kernel_choice_without_a_compiler(monkeypatch, tmp_path) -> None:
         kernels._load.cache_clear()
 
 
+@needs_cc
 def test_compiled_kernels_are_cached_by_source(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("RECFORGE_CACHE_DIR", str(tmp_path))
     kernels._load.cache_clear()
@@ -207,3 +211,9 @@ def test_dense_adam_is_fused_unless_the_caller_chose() -> None:
     assert "fused" not in sgd.param_groups[0] or not sgd.param_groups[0]["fused"]
     half = nn.Sequential(nn.Linear(4, 1)).to(torch.float64)
     assert not build_optimizer(half, torch.optim.Adam, {"lr": 0.01}).optimizers[0].param_groups[0]["fused"]
+
+
+@needs_cc
+def test_c_gather_refuses_ids_outside_the_table() -> None:
+    with pytest.raises(IndexError, match="id 10 is outside the table's 10 rows"):
+        kernels.require().gather(torch.randn(10, 4), torch.tensor([0, 10]))

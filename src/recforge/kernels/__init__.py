@@ -6,7 +6,9 @@ one pass of work:
 * the sparse row updates of ``LazyAdam`` / ``RowWiseAdagrad`` (``recforge.optim``): group the
   looked-up rows without sorting, then update each distinct row once, in place;
 * dropout, optionally fused with the ReLU before it (``recforge.layers.dropout``): the mask drawn,
-  applied and kept in one pass, in float32 or bfloat16.
+  applied and kept in one pass, in float32 or bfloat16;
+* the lookup of a sparse-gradient embedding table (``recforge.layers.embedding``), prefetching the
+  rows ahead.
 
 ``kernels.c`` is plain C, with no torch or Python headers. The first process that asks for it compiles
 it in about a fifth of a second with the system's C compiler (``$CC``, else ``cc``; the flags are
@@ -119,9 +121,24 @@ class Kernels:
             ctypes.c_uint64,
             ctypes.c_int,
         ]
+        self._gather = lib.recforge_gather_rows
+        self._gather.restype = _I
+        self._gather.argtypes = [_P, _I, _I, _P, _I, _P]
         self._drop_back = lib.recforge_dropout_backward
         self._drop_back.restype = None
         self._drop_back.argtypes = [_P, _P, _P, _I, ctypes.c_int, _F]
+
+    def gather(self, weight: Tensor, ids: Tensor) -> Tensor:
+        """``weight[ids]`` for a contiguous float32 ``weight (V, D)`` and contiguous int64 ``ids``:
+        shape ``ids.shape + (D,)``."""
+        out = torch.empty(*ids.shape, weight.shape[1], dtype=weight.dtype)
+        code = self._gather(
+            weight.data_ptr(), weight.shape[0], weight.shape[1], ids.data_ptr(), ids.numel(), out.data_ptr()
+        )
+        if code < 0:
+            bad = int(ids.reshape(-1)[-1 - code])
+            raise IndexError(f"embedding id {bad} is outside the table's {weight.shape[0]} rows")
+        return out
 
     def dropout(self, x: Tensor, p: float, *, relu: bool = False) -> tuple[Tensor, Tensor]:
         """``(out, mask)``: ``x`` (contiguous float32 or bfloat16 on CPU), each element kept with

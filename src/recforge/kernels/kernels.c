@@ -206,3 +206,20 @@ void recforge_dropout_backward(const void *grad, void *out, const uint8_t *mask,
     for (int64_t i = 0; i < n; ++i) o[i] = g[i] * ((float)mask[i] * scale);
   }
 }
+
+/* ---- Embedding lookup: out[i] = weight[ids[i]] (rows of D floats), prefetching rows ahead ----
+ * The rows of a large table are scattered far beyond the caches; fetching a few rows ahead overlaps
+ * their memory latencies. Returns 0, or -1 - i when ids[i] lies outside [0, V) (out is then
+ * partly written; the caller discards it). */
+int64_t recforge_gather_rows(const float *weight, int64_t V, int64_t D, const int64_t *ids, int64_t n, float *out) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + 2 * AHEAD < n) {
+      int64_t q = ids[i + 2 * AHEAD];
+      if (q >= 0 && q < V) __builtin_prefetch(weight + q * D);
+    }
+    int64_t r = ids[i];
+    if (r < 0 || r >= V) return -1 - i;
+    memcpy(out + i * D, weight + r * D, (size_t)D * sizeof(float));
+  }
+  return 0;
+}

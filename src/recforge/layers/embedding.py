@@ -17,6 +17,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from recforge import kernels
 from recforge.features import (
     DenseFeature,
     EmbeddedFeature,
@@ -233,7 +234,12 @@ class EmbeddingLayer(nn.Module):
         ``torch.compile``'s graph (Inductor cannot produce sparse gradients), the rest compiles."""
         if self.sparse and torch.compiler.is_compiling():
             return _eager_lookup(cast(nn.Embedding, self.embeddings[group]), ids)
-        return cast(Tensor, self.embeddings[group](ids))
+        table = cast(nn.Embedding, self.embeddings[group])
+        if self.sparse and _kernel_lookup_takes(table, ids):
+            k = kernels.get()
+            if k is not None:
+                return _KernelLookup.apply(table.weight, ids.contiguous(), k)
+        return cast(Tensor, table(ids))
 
     # -- checks --------------------------------------------------------------------------------
     def _feature(self, name: str) -> EmbeddedFeature:
@@ -300,11 +306,92 @@ def _eager_lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
     return cast(Tensor, table(ids))
 
 
-def join_flat(parts: Sequence[Tensor]) -> Tensor:
-    """Concatenate ``(B, d_i)`` parts along the feature axis (no copy for a single part)."""
+def _kernel_lookup_takes(table: nn.Embedding, ids: Tensor) -> bool:
+    """Whether the C lookup serves this sparse table: eager CPU float32, torch's plain lookup
+    (no padding_idx, max_norm or frequency scaling), int64 ids."""
+    w = table.weight
+    return (
+        w.device.type == "cpu"
+        and w.dtype == torch.float32
+        and w.is_contiguous()
+        and ids.dtype == torch.int64
+        and table.padding_idx is None
+        and table.max_norm is None
+        and not table.scale_grad_by_freq
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+class _KernelLookup(torch.autograd.Function):
+    """``F.embedding(ids, weight, sparse=True)`` with the C lookup of ``recforge.kernels``; the
+    backward is the same uncoalesced row-sparse gradient torch's sparse embedding returns."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, ids: Tensor, k: kernels.Kernels) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(ids)
+        ctx.shape = weight.shape
+        return k.gather(weight, ids)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (ids,) = ctx.saved_tensors
+        rows, dim = ctx.shape
+        values = grad.reshape(-1, dim).contiguous()
+        sparse = torch.sparse_coo_tensor(
+            ids.reshape(1, -1), values, (rows, dim), is_coalesced=False, check_invariants=False
+        )
+        return sparse, None, None  # ids were checked by the lookup
+
+
+def join_flat(parts: Sequence[Tensor], *, for_matmul: bool = False) -> Tensor:
+    """Concatenate ``(B, d_i)`` parts along the feature axis (no copy for a single part).
+
+    ``for_matmul``: the result only feeds a matmul (an MLP's first ``Linear``). Under CPU autocast
+    it is then written once, straight in the autocast dtype, where ``cat`` and autocast's cast would
+    each pass over it; the backward pass likewise writes each part's gradient once.
+    """
     if not parts:
         raise ValueError("no features to flatten")
+    if for_matmul and len(parts) > 1 and _low_join_takes(parts):
+        return _LowPrecisionJoin.apply(torch.get_autocast_dtype("cpu"), *parts)
     return parts[0] if len(parts) == 1 else torch.cat(list(parts), 1)
+
+
+def _low_join_takes(parts: Sequence[Tensor]) -> bool:
+    return (
+        torch.is_autocast_enabled("cpu")
+        and all(p.device.type == "cpu" and p.dim() == 2 and p.is_floating_point() for p in parts)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+class _LowPrecisionJoin(torch.autograd.Function):
+    """``torch.cat(parts, 1).to(dtype)`` in one pass; gradients back in each part's dtype."""
+
+    @staticmethod
+    def forward(ctx, dtype: torch.dtype, *parts: Tensor) -> Tensor:  # type: ignore[override]
+        widths = [p.shape[1] for p in parts]
+        out = torch.empty(parts[0].shape[0], sum(widths), dtype=dtype)
+        start = 0
+        for p, w in zip(parts, widths, strict=True):
+            out[:, start : start + w].copy_(p)
+            start += w
+        ctx.widths, ctx.dtypes = widths, [p.dtype for p in parts]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        out: list[Tensor | None] = [None]
+        start = 0
+        for w, dt, needed in zip(ctx.widths, ctx.dtypes, ctx.needs_input_grad[1:], strict=True):
+            out.append(
+                grad[:, start : start + w].to(dt, memory_format=torch.contiguous_format) if needed else None
+            )
+            start += w
+        return tuple(out)
 
 
 def column(batch: Mapping[str, Tensor], name: str) -> Tensor:

@@ -53,7 +53,9 @@ class DeepFM(nn.Module):
         flat = fields.flatten(1)  # (B, F*D)
         first = self.linear(join_flat([flat, *(dense_column(batch, f) for f in dense_of(self.fm_features))]))
         if self._shared_fields:
-            deep_in = join_flat([flat, *(dense_column(batch, f) for f in dense_of(self.deep_features))])
+            deep_in = join_flat(
+                [flat, *(dense_column(batch, f) for f in dense_of(self.deep_features))], for_matmul=True
+            )
         else:
             deep_in = self.embedding.flatten(batch, self.deep_features)  # (B, Σd)
         return (first + self.fm(fields) + self.mlp(deep_in)).squeeze(1)  # (B,)
