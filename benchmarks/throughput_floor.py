@@ -7,9 +7,9 @@ load hits every part alike), the CPU time per sample (``time.process_time``) of:
 * ``recforge step``: recforge's full training epoch (``CTRTrainer.train_one_epoch``, the
   configuration of ``throughput_deepfm.py``'s ``recforge`` run: fused table, sparse gradients,
   ``LazyAdam``, ``amp=True``) and the same in float32 (``recforge step fp32``);
-* ``MLP part``: only the deep tower's dense layers, ``Linear(429, 256) - BN - ReLU - Dropout -
-  Linear(256, 128) - BN - ReLU - Dropout - Linear(128, 1)``, forward + backward + Adam, on a fixed
-  input, in float32 and under bf16 autocast;
+* ``MLP part``: only the deep tower, recforge's ``MLP`` as the step runs it: ``Linear(429, 256) -
+  BN - ReLU - Dropout - Linear(256, 128) - BN - ReLU - Dropout - Linear(128, 1)``, forward +
+  backward + fused Adam, on a fixed input, in float32 and under bf16 autocast;
 * ``embedding part``: only the fused ``(26 x 10,000, 16)`` table, lookup of 26 ids per row +
   backward (sparse gradient) + ``LazyAdam`` step, on fixed ids drawn like the table's, with the
   default row update (the C kernel of ``recforge.optim.native``), the fused torch update
@@ -101,13 +101,13 @@ def part_recforge(rows: int, amp: bool = True) -> tuple[object, int]:
 
 
 def part_mlp(bf16: bool = False) -> tuple[object, int]:
-    dims = [_deep_in(), *MLP_DIMS]
-    layers: list[torch.nn.Module] = []
-    for a, b in itertools.pairwise(dims):
-        layers += [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU(), torch.nn.Dropout(DROPOUT)]
-    mlp = torch.nn.Sequential(*layers, torch.nn.Linear(dims[-1], 1))
-    x = torch.randn(BATCH, dims[0])
-    opt = torch.optim.Adam(mlp.parameters(), lr=LR)
+    from recforge.layers import MLP
+
+    mlp = MLP(
+        _deep_in(), {"dims": MLP_DIMS, "dropout": DROPOUT, "batch_norm": True}
+    )  # recforge's, as the step
+    x = torch.randn(BATCH, _deep_in())
+    opt = torch.optim.Adam(mlp.parameters(), lr=LR, fused=True)
 
     def run() -> None:
         for _ in range(STEPS):

@@ -500,3 +500,26 @@ def test_join_for_matmul_writes_the_autocast_dtype_once() -> None:
     torch.testing.assert_close(a.grad, g[:, :5].float())
     torch.testing.assert_close(b.grad, g[:, 5:].float())
     assert join_flat([a, b], for_matmul=True).dtype == torch.float32  # no autocast: a plain cat
+
+
+@pytest.mark.parametrize("path", paths())
+def test_batch_gather_equals_index_select_per_column(monkeypatch, path: str) -> None:
+    from recforge.data import ColumnarDataset
+
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
+    g = torch.Generator().manual_seed(0)
+    cols = {
+        "id": torch.randint(0, 100, (500,), generator=g),
+        "x": torch.randn(500, generator=g),
+        "hist": torch.randint(0, 9, (500, 7), generator=g),
+        "small": torch.randint(0, 9, (500,), generator=g).to(torch.int32),
+        "flag": torch.rand(500, generator=g) > 0.5,
+    }
+    ds = ColumnarDataset(cols, torch.rand(500, generator=g))
+    index = torch.randperm(500, generator=g)[:64]
+    got = ds.take(index)
+    for name, col in ds.columns.items():
+        assert got[name].dtype == col.dtype and torch.equal(got[name], col.index_select(0, index)), name
+    if path == "kernel":
+        with pytest.raises(IndexError, match="row 500 is outside the 500 rows"):
+            ds.take(torch.tensor([3, 500]))

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from recforge import kernels
 from recforge.features import LABEL
 from recforge.preprocess import FeaturePipeline
 from recforge.preprocess.io import TableLike
@@ -120,9 +121,16 @@ class ColumnarDataset(torch.utils.data.Dataset[Batch]):
         return {k: v.index_select(0, idx) for k, v in self.columns.items()}
 
     def take(self, index: Tensor | slice) -> Batch:
-        """Rows ``index`` of every column (a view when ``index`` is a slice)."""
+        """Rows ``index`` of every column (a view when ``index`` is a slice).
+
+        A row index gathers every column in one pass where recforge's C kernels load (rows
+        prefetched ahead: a shuffled batch reads rows scattered far beyond the caches), else one
+        ``index_select`` per column (several times faster than advanced indexing)."""
         if isinstance(index, Tensor) and index.dtype == torch.int64 and index.dim() == 1:
-            # index_select is several times faster than advanced indexing for a 1-D row index.
+            cols = list(self.columns.values())
+            native = kernels.get() if len(cols) > 1 and index.device.type == "cpu" else None
+            if native is not None and all(c.device.type == "cpu" and c.is_contiguous() for c in cols):
+                return dict(zip(self.columns, native.take_rows(cols, index.contiguous()), strict=True))
             return {k: v.index_select(0, index) for k, v in self.columns.items()}
         return {k: v[index] for k, v in self.columns.items()}
 

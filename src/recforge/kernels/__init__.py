@@ -7,8 +7,8 @@ one pass of work:
   looked-up rows without sorting, then update each distinct row once, in place;
 * dropout, optionally fused with the ReLU before it (``recforge.layers.dropout``): the mask drawn,
   applied and kept in one pass, in float32 or bfloat16;
-* the lookup of a sparse-gradient embedding table (``recforge.layers.embedding``), prefetching the
-  rows ahead.
+* the lookup of a sparse-gradient embedding table (``recforge.layers.embedding``) and a shuffled
+  batch's rows of every column (``recforge.data.ColumnarDataset.take``), prefetching rows ahead.
 
 ``kernels.c`` is plain C, with no torch or Python headers. The first process that asks for it compiles
 it in about a fifth of a second with the system's C compiler (``$CC``, else ``cc``; the flags are
@@ -124,6 +124,9 @@ class Kernels:
         self._gather = lib.recforge_gather_rows
         self._gather.restype = _I
         self._gather.argtypes = [_P, _I, _I, _P, _I, _P]
+        self._columns = lib.recforge_gather_columns
+        self._columns.restype = _I
+        self._columns.argtypes = [_P, _P, _I, _I, _P, _I, _P]
         self._drop_back = lib.recforge_dropout_backward
         self._drop_back.restype = None
         self._drop_back.argtypes = [_P, _P, _P, _I, ctypes.c_int, _F]
@@ -139,6 +142,20 @@ class Kernels:
             bad = int(ids.reshape(-1)[-1 - code])
             raise IndexError(f"embedding id {bad} is outside the table's {weight.shape[0]} rows")
         return out
+
+    def take_rows(self, columns: list[Tensor], index: Tensor) -> list[Tensor]:
+        """``[c.index_select(0, index) for c in columns]`` in one pass over ``index``: CPU columns,
+        contiguous, of one length; ``index`` int64 and contiguous."""
+        rows = columns[0].shape[0]
+        outs = [torch.empty((index.numel(), *c.shape[1:]), dtype=c.dtype) for c in columns]
+        k = len(columns)
+        srcs = (ctypes.c_void_p * k)(*(c.data_ptr() for c in columns))
+        dsts = (ctypes.c_void_p * k)(*(o.data_ptr() for o in outs))
+        widths = (ctypes.c_int64 * k)(*(c[0].numel() * c.element_size() if rows else 0 for c in columns))
+        code = self._columns(srcs, widths, k, rows, index.data_ptr(), index.numel(), dsts)
+        if code < 0:
+            raise IndexError(f"row {int(index[-1 - code])} is outside the {rows} rows of the columns")
+        return outs
 
     def dropout(self, x: Tensor, p: float, *, relu: bool = False) -> tuple[Tensor, Tensor]:
         """``(out, mask)``: ``x`` (contiguous float32 or bfloat16 on CPU), each element kept with

@@ -223,3 +223,27 @@ int64_t recforge_gather_rows(const float *weight, int64_t V, int64_t D, const in
   }
   return 0;
 }
+
+/* ---- Batch gather: rows `index` of many columns at once ----
+ * Column c holds `rows` rows of `row_bytes[c]` bytes each; out[c] receives rows index[0..n). Each
+ * column is read in one pass over the batch's rows, prefetching the row a few rows ahead (a shuffled
+ * batch reads rows scattered over columns far larger than the caches). Returns 0, or -1 - i when
+ * index[i] lies outside [0, rows). */
+int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_bytes, int64_t ncols, int64_t rows,
+                                const int64_t *index, int64_t n, char *const *outs) {
+  for (int64_t i = 0; i < n; ++i)
+    if (index[i] < 0 || index[i] >= rows) return -1 - i;
+  for (int64_t c = 0; c < ncols; ++c) {
+    const int64_t b = row_bytes[c];
+    const char *col = cols[c];
+    char *out = outs[c];
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + 2 * AHEAD < n) __builtin_prefetch(col + index[i + 2 * AHEAD] * b);
+      const char *src = col + index[i] * b;
+      if (b == 8) memcpy(out + i * 8, src, 8);
+      else if (b == 4) memcpy(out + i * 4, src, 4);
+      else memcpy(out + i * b, src, (size_t)b);
+    }
+  }
+  return 0;
+}
