@@ -91,7 +91,7 @@ def _median_epoch_seconds(run_dir: Path) -> float | None:
 
 
 def _row(name: str, seed: int | None, data: str, run_dir: Path, *, wall_s: float, peak_rss_mb: float,
-         command: str) -> dict[str, Any]:  # fmt: skip
+         command: str, variant: str = "") -> dict[str, Any]:  # fmt: skip
     metrics_path = run_dir / "test_metrics.json"
     if not metrics_path.is_file():
         raise SystemExit(f"{run_dir}: no test_metrics.json (the run did not finish)")
@@ -101,6 +101,7 @@ def _row(name: str, seed: int | None, data: str, run_dir: Path, *, wall_s: float
     selection = result.get("selection") or {}
     return {
         "config": name,
+        "variant": variant,
         "seed": seed,
         "data": data,
         "metrics": shown,
@@ -126,10 +127,18 @@ def _save(rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, JSON_OUT)
 
 
+def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (r["config"], r.get("variant", ""), r["data"], r["seed"] if r["seed"] is not None else -1)
+
+
+def _name(r: dict[str, Any]) -> str:
+    """The config, and the variant its ``--set`` overrides made (``--variant``), if any."""
+    return f"{r['config']} ({r['variant']})" if r.get("variant") else r["config"]
+
+
 def _upsert(row: dict[str, Any]) -> None:
-    key = (row["config"], row["data"], row["seed"])
-    rows = [r for r in _load() if (r["config"], r["data"], r["seed"]) != key] + [row]
-    _save(sorted(rows, key=lambda r: (r["config"], r["data"], r["seed"] if r["seed"] is not None else -1)))
+    rows = [r for r in _load() if _key(r) != _key(row)] + [row]
+    _save(sorted(rows, key=_key))
     write_table()
 
 
@@ -156,26 +165,27 @@ def write_table() -> None:
         users = "" if r["users_total"] is None else f"{r['users_evaluated']:,} of {r['users_total']:,}"
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
         lines.append(
-            f"| {r['config']} | {r['data']} | {r['seed']} | {metrics} | {users} | {r['best_epoch'] or ''} "
+            f"| {_name(r)} | {r['data']} | {r['seed']} | {metrics} | {users} | {r['best_epoch'] or ''} "
             f"| {_fmt(r['s_per_epoch'], '.1f')} | {r['peak_rss_mb']:,} | {r['wall_s']:,.0f} |"
         )
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["config"], r["data"]), []).append(r)
+        groups.setdefault((_name(r), r["data"]), []).append(r)
     lines += ["", "Spread over seeds (mean ± sample standard deviation; n = seeds run) and the anchors:", ""]
     lines += ["| config | data | n | metric | mean | std | anchor |", "|---|---|---:|---|---:|---:|---|"]
-    for (config, data), group in groups.items():
+    for (name, data), group in groups.items():
+        config = group[0]["config"]
         for metric in group[0]["metrics"]:
             values = [g["metrics"][metric] for g in group if metric in g["metrics"]]
             std = statistics.stdev(values) if len(values) > 1 else None
             anchor = ANCHORS.get(config, {}).get(metric)
             note = "" if anchor is None else f"{anchor[0]:.4f} ({anchor[1]})"
             lines.append(
-                f"| {config} | {data} | {len(values)} | {metric} | {statistics.mean(values):.4f} "
+                f"| {name} | {data} | {len(values)} | {metric} | {statistics.mean(values):.4f} "
                 f"| {_fmt(std)} | {note} |"
             )
     lines += ["", "Commands:", ""]
-    lines += [f"- `{r['config']}` seed {r['seed']}: `{r['command']}`" for r in rows]
+    lines += [f"- `{_name(r)}` seed {r['seed']}: `{r['command']}`" for r in rows]
     tmp = MD_OUT.with_name(MD_OUT.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, MD_OUT)
@@ -199,7 +209,7 @@ def run(args: argparse.Namespace) -> None:
             if os.waitstatus_to_exitcode(status) != 0:
                 raise SystemExit(f"{config.stem} seed {seed}: recforge train failed ({status})")
             row = _row(config.stem, seed, _data_key(config, sets), run_dir, wall_s=wall,
-                       peak_rss_mb=usage.ru_maxrss / 1024, command=shown)  # fmt: skip
+                       peak_rss_mb=usage.ru_maxrss / 1024, command=shown, variant=args.variant)  # fmt: skip
             _upsert(row)
             print(f"  {row['metrics']}  users {row['users_evaluated']}/{row['users_total']}  "
                   f"{row['s_per_epoch']} s/epoch  {row['peak_rss_mb']} MB  {wall:.0f} s", flush=True)  # fmt: skip
@@ -250,6 +260,9 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to recforge train")
     p.add_argument("--runs", type=Path, default=ROOT / "runs", help="run directories go here")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--variant", default="", help="a name for what --set changed beyond paths (rows are kept per variant)"
+    )
     p = sub.add_parser("record", help="record a finished run made under /usr/bin/time -v")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--config", required=True)
