@@ -32,6 +32,7 @@ ORDER = [
     "generative_beauty",
     "generative_movielens",
     "tiger",
+    "decode_speed",
     "embeddings",
     "streaming",
     "export",
