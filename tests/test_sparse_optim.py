@@ -217,3 +217,45 @@ def test_dense_adam_is_fused_unless_the_caller_chose() -> None:
 def test_c_gather_refuses_ids_outside_the_table() -> None:
     with pytest.raises(IndexError, match="id 10 is outside the table's 10 rows"):
         kernels.require().gather(torch.randn(10, 4), torch.tensor([0, 10]))
+
+
+@needs_cc
+def test_c_kernels_give_the_one_thread_result_on_two_threads() -> None:
+    """Built with OpenMP, the kernels split their loops over torch's threads; every loop writes
+    disjoint elements and the random words are counted by element, so 2 threads give exactly the
+    1-thread result."""
+    from recforge.data import ColumnarDataset
+    from recforge.layers.dropout import relu_dropout
+
+    g = torch.Generator().manual_seed(0)
+    ids = [torch.randint(0, 60_000, (40_000,), generator=g) for _ in range(2)]
+    x = torch.randn(300, 100, generator=g, requires_grad=True)
+    cols = {f"c{i}": torch.randint(0, 9, (50_000,), generator=g) for i in range(8)}
+    index = torch.randperm(50_000, generator=g)[:4096]
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            emb = nn.Embedding(60_000, 8, sparse=True)
+            ada_emb = nn.Embedding(60_000, 8, sparse=True)
+            ada_emb.load_state_dict(emb.state_dict())
+            opts = [(emb, LazyAdam(emb.parameters(), lr=0.01, kernel="native")),
+                    (ada_emb, RowWiseAdagrad(ada_emb.parameters(), lr=0.1, kernel="native"))]  # fmt: skip
+            for i in ids:
+                for e, o in opts:
+                    o.zero_grad()
+                    e(i).pow(2).sum().backward()
+                    o.step()
+            torch.manual_seed(1)
+            y = relu_dropout(x, 0.3)
+            (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+            looked = kernels.require().gather(emb.weight.detach(), ids[0])
+            taken = ColumnarDataset(cols).take(index)
+            out[threads] = [emb.weight.detach().clone(), ada_emb.weight.detach().clone(), y, gx, looked,
+                            *taken.values()]  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(out[1], out[2], strict=True):
+        assert torch.equal(a, b)

@@ -19,6 +19,13 @@
 
 #define AHEAD 8 /* rows prefetched ahead of the one being updated */
 
+/* Built with -fopenmp where the compiler has it: the loops below marked PARALLEL then split over
+ * the threads of the process's OpenMP runtime, which is torch's own (its libgomp is loaded first,
+ * under the same soname), so torch.set_num_threads applies and no second thread pool competes.
+ * Without OpenMP the pragmas are ignored and every loop runs on the calling thread. Each parallel
+ * loop writes disjoint elements, so results do not depend on the thread count. */
+#define MIN_PARALLEL 16384 /* fewer iterations than this: one thread */
+
 static int64_t group_rows(int64_t V, int64_t D, const int64_t *ids, const float *grad, int64_t nnz,
                           int32_t *slot, int64_t *uniq, float *acc) {
   int64_t n = 0;
@@ -56,6 +63,7 @@ int64_t recforge_lazy_adam_rows(float *weight, float *moments, int64_t V, int64_
   int64_t n = group_rows(V, D, ids, grad, nnz, slot, uniq, acc);
   if (n < 0) return n;
   const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
   for (int64_t s = 0; s < n; ++s) {
     if (s + AHEAD < n) {
       int64_t q = uniq[s + AHEAD];
@@ -87,6 +95,7 @@ int64_t recforge_rowwise_adagrad_rows(float *weight, float *sums, int64_t V, int
   int64_t n = group_rows(V, D, ids, grad, nnz, slot, uniq, acc);
   if (n < 0) return n;
   const int64_t width = D / K;
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
   for (int64_t s = 0; s < n; ++s) {
     if (s + AHEAD < n) {
       int64_t q = uniq[s + AHEAD];
@@ -167,8 +176,9 @@ static void draw_keep(uint8_t *keep, int64_t start, int64_t count, uint32_t thre
 VECTOR_CLONES
 void recforge_dropout_forward(const void *x, void *out, uint8_t *mask, int64_t n, int bf16, uint32_t threshold,
                               float scale, uint64_t seed, int relu) {
-  uint8_t keep[BLOCK];
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
   for (int64_t start = 0; start < n; start += BLOCK) {
+    uint8_t keep[BLOCK];
     int64_t count = n - start < BLOCK ? n - start : BLOCK;
     draw_keep(keep, start, count, threshold, seed);
     uint8_t *m = mask + start;
@@ -199,10 +209,12 @@ void recforge_dropout_backward(const void *grad, void *out, const uint8_t *mask,
   if (bf16) {
     const uint16_t *g = (const uint16_t *)grad;
     uint16_t *o = (uint16_t *)out;
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
     for (int64_t i = 0; i < n; ++i) o[i] = f32_to_bf16(bf16_to_f32(g[i]) * ((float)mask[i] * scale));
   } else {
     const float *g = (const float *)grad;
     float *o = (float *)out;
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
     for (int64_t i = 0; i < n; ++i) o[i] = g[i] * ((float)mask[i] * scale);
   }
 }
@@ -212,14 +224,12 @@ void recforge_dropout_backward(const void *grad, void *out, const uint8_t *mask,
  * their memory latencies. Returns 0, or -1 - i when ids[i] lies outside [0, V) (out is then
  * partly written; the caller discards it). */
 int64_t recforge_gather_rows(const float *weight, int64_t V, int64_t D, const int64_t *ids, int64_t n, float *out) {
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= V) return -1 - i;
+#pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
   for (int64_t i = 0; i < n; ++i) {
-    if (i + 2 * AHEAD < n) {
-      int64_t q = ids[i + 2 * AHEAD];
-      if (q >= 0 && q < V) __builtin_prefetch(weight + q * D);
-    }
-    int64_t r = ids[i];
-    if (r < 0 || r >= V) return -1 - i;
-    memcpy(out + i * D, weight + r * D, (size_t)D * sizeof(float));
+    if (i + 2 * AHEAD < n) __builtin_prefetch(weight + ids[i + 2 * AHEAD] * D);
+    memcpy(out + i * D, weight + ids[i] * D, (size_t)D * sizeof(float));
   }
   return 0;
 }
@@ -233,6 +243,7 @@ int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_byte
                                 const int64_t *index, int64_t n, char *const *outs) {
   for (int64_t i = 0; i < n; ++i)
     if (index[i] < 0 || index[i] >= rows) return -1 - i;
+#pragma omp parallel for schedule(static) if (n * ncols >= MIN_PARALLEL)
   for (int64_t c = 0; c < ncols; ++c) {
     const int64_t b = row_bytes[c];
     const char *col = cols[c];
