@@ -13,11 +13,12 @@ one pass of work:
 ``kernels.c`` is plain C, with no torch or Python headers. It is built with ``-fopenmp`` where the
 compiler has it: its large loops then run on the OpenMP runtime torch itself uses (torch's libgomp is
 already loaded under the same soname), so ``torch.set_num_threads`` governs them too; every parallel
-loop writes disjoint elements, so the results do not depend on the thread count. The first process that asks for it compiles
-it in about a fifth of a second with the system's C compiler (``$CC``, else ``cc``; the flags are
-portable, with no ``-march=native``). The library is cached under ``$RECFORGE_CACHE_DIR`` (default
-``~/.cache/recforge``), named by a hash of the source and the flags, and written atomically, so
-parallel processes never load a half-written file.
+loop writes disjoint elements, so the results do not depend on the thread count.
+
+Each process that asks for the kernels compiles them itself, once, with the system's C compiler
+(``$CC``, else ``cc``; portable flags, no ``-march=native``; under a second), into a private
+temporary directory that is removed as soon as the library is loaded. Nothing compiled is kept on
+disk or read back later, so no file another process could have replaced is ever loaded as code.
 
 ``require()`` returns the loaded kernels or raises ``NativeUnavailable`` with the compiler's own
 message; ``get()`` returns them or None, warning once per process with that message. Setting
@@ -29,19 +30,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import platform
 import shutil
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
-
-from recforge.files import atomic_write
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
@@ -52,11 +50,6 @@ _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
 class NativeUnavailable(RuntimeError):
     """The C row kernels could not be built or loaded here (the message says why)."""
-
-
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: ``$RECFORGE_CACHE_DIR`` or ``~/.cache/recforge``."""
-    return Path(os.environ.get("RECFORGE_CACHE_DIR") or Path.home() / ".cache" / "recforge") / "kernels"
 
 
 @dataclass
@@ -232,38 +225,31 @@ def _compiler() -> str:
 
 
 def _build(cc: str, target: Path) -> None:
-    def compile_to(tmp: Path) -> None:
-        for extra in ([OPENMP], []):  # OpenMP where the compiler has it, else single-threaded
-            cmd = [cc, *FLAGS, *extra, str(SOURCE), "-o", str(tmp), "-lm"]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise NativeUnavailable(f"{' '.join(cmd)} failed: {e}") from None
-            if done.returncode == 0:
-                return
-        raise NativeUnavailable(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
-
-    try:
-        atomic_write(target, compile_to)
-    except OSError as e:
-        raise NativeUnavailable(f"cannot write the compiled kernels to {target.parent}: {e}") from None
+    """Compile ``SOURCE`` to ``target``: with OpenMP where the compiler has it, else without."""
+    for extra in ([OPENMP], []):
+        cmd = [cc, *FLAGS, *extra, str(SOURCE), "-o", str(target), "-lm"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise NativeUnavailable(f"{' '.join(cmd)} failed: {e}") from None
+        if done.returncode == 0:
+            return
+    raise NativeUnavailable(f"{' '.join(cmd)} failed:\n{done.stderr.strip()[-2000:]}")
 
 
 @functools.cache
 def _load() -> Kernels | NativeUnavailable:
     try:
         cc = _compiler()
-        key = hashlib.sha256(
-            SOURCE.read_bytes() + " ".join((cc, *FLAGS, OPENMP, platform.machine())).encode()
-        )
-        target = cache_dir() / f"kernels-{key.hexdigest()[:16]}.so"
-        if not target.exists():
+        # a directory only this process writes (mode 0700), gone once the library is mapped
+        with tempfile.TemporaryDirectory(prefix="recforge-kernels-", ignore_cleanup_errors=True) as tmp:
+            target = Path(tmp) / "kernels.so"
             _build(cc, target)
-        return Kernels(ctypes.CDLL(str(target)))
+            return Kernels(ctypes.CDLL(str(target)))
     except NativeUnavailable as e:
         return e
-    except OSError as e:  # ctypes could not load the library
-        return NativeUnavailable(f"cannot load the compiled kernels: {e}")
+    except OSError as e:  # no temporary directory, or ctypes could not load the library
+        return NativeUnavailable(f"cannot build or load the compiled kernels: {e}")
 
 
 def require() -> Kernels:
