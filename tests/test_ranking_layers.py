@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from native import needs_cc
 from recforge.layers import (
     CIN,
     FFM,
@@ -151,3 +152,58 @@ def test_fm_one_pass_logit_equals_the_pairwise_sum_and_its_gradient() -> None:
     with torch.no_grad():
         torch.testing.assert_close(FM()(x), pairs)
     torch.testing.assert_close(FM(reduce_sum=False)(x).sum(1, keepdim=True), pairs)
+
+
+def _deepfm_head_reference(fields, lr, extra):
+    """First-order + FM logit and the deep input, written out: a pairwise loop for the FM."""
+    b, f, _ = fields.shape
+    pairs = sum((fields[:, i] * fields[:, j]).sum(1) for i in range(f) for j in range(i + 1, f))
+    flat = fields.reshape(b, -1)
+    wide = flat @ lr.fc.weight.t() + lr.fc.bias + pairs.unsqueeze(1)
+    return wide, torch.cat([flat, *extra], 1)
+
+
+@needs_cc
+@pytest.mark.parametrize("rows", [1, 63, 64, 130])
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_wide_fm_head_kernel_matches_the_formula_forward_and_backward(rows: int, bf16: bool) -> None:
+    """DeepFM's fused head (one C pass each way) against the written-out model: the logit in
+    float32 also under bf16 autocast, the deep input exactly the fields (rounded to bf16 under
+    autocast) followed by the extra columns, and every gradient (fields' three shares summed, the
+    first-order weights summed over row blocks, the bias, the extra columns)."""
+    from recforge.layers import LR
+    from recforge.layers.interaction import wide_fm_and_deep_input
+
+    gen = torch.Generator().manual_seed(rows)
+    lr = LR(6 * 4)
+    fields = torch.randn(rows, 6, 4, generator=gen, requires_grad=True)
+    extra = [torch.randn(rows, 1, generator=gen, requires_grad=True), torch.randn(rows, 2, generator=gen)]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        wide, deep = wide_fm_and_deep_input(fields, lr, extra)
+    assert "WideFMHead" in type(wide.grad_fn).__name__
+    assert wide.dtype == torch.float32 and deep.dtype == (torch.bfloat16 if bf16 else torch.float32)
+    ref_wide, ref_deep = _deepfm_head_reference(fields, lr, extra)
+    torch.testing.assert_close(wide, ref_wide, atol=1e-5, rtol=1e-5)
+    assert torch.equal(deep, ref_deep.to(deep.dtype))
+    g_wide = torch.randn(rows, 1, generator=gen)
+    g_deep = torch.randn(deep.shape, generator=gen).to(deep.dtype)
+    params = [fields, extra[0], lr.fc.weight, lr.fc.bias]
+    got = torch.autograd.grad((wide * g_wide).sum() + (deep.float() * g_deep.float()).sum(), params)
+    want = torch.autograd.grad((ref_wide * g_wide).sum() + (ref_deep * g_deep.float()).sum(), params)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_wide_fm_head_takes_the_plain_composition_without_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``RECFORGE_KERNELS=torch``: the same logit and deep input from LR + FM + join."""
+    from recforge.layers import LR
+    from recforge.layers.interaction import wide_fm_and_deep_input
+
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch")
+    lr = LR(3 * 5)
+    fields = torch.randn(7, 3, 5, requires_grad=True)
+    wide, deep = wide_fm_and_deep_input(fields, lr, [torch.ones(7, 1)])
+    assert "WideFMHead" not in type(wide.grad_fn).__name__
+    ref_wide, ref_deep = _deepfm_head_reference(fields, lr, [torch.ones(7, 1)])
+    torch.testing.assert_close(wide, ref_wide)
+    torch.testing.assert_close(deep, ref_deep)

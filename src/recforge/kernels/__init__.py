@@ -127,6 +127,12 @@ class Kernels:
         self._drop_back = lib.recforge_dropout_backward
         self._drop_back.restype = None
         self._drop_back.argtypes = [_P, _P, _P, _I, ctypes.c_int, _F]
+        self._head = lib.recforge_fm_head_forward
+        self._head.restype = None
+        self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int]
+        self._head_back = lib.recforge_fm_head_backward
+        self._head_back.restype = None
+        self._head_back.argtypes = [_P, _I, _I, _I, _P, _P, _P, _I, ctypes.c_int, _P, _P]
 
     def gather(self, weight: Tensor, ids: Tensor) -> Tensor:
         """``weight[ids]`` for a contiguous float32 ``weight (V, D)`` and contiguous int64 ``ids``:
@@ -176,6 +182,36 @@ class Kernels:
             1.0 / (1.0 - p),
         )  # fmt: skip
         return out
+
+    def fm_head(self, x: Tensor, weight: Tensor, bias: float, deep: Tensor | None) -> Tensor:
+        """First-order + FM logit ``(B, 1)`` of fields ``x (B, F, D)`` (contiguous float32) with
+        first-order weights ``weight (F*D,)``; when given, the first ``F*D`` columns of ``deep (B, W)``
+        (float32 or bfloat16, rows contiguous) receive ``x`` flattened."""
+        batch, fields, dim = x.shape
+        logit = torch.empty(batch, 1, dtype=torch.float32)
+        self._head(
+            x.data_ptr(), batch, fields, dim, weight.data_ptr(), bias, logit.data_ptr(),
+            None if deep is None else deep.data_ptr(), 0 if deep is None else deep.stride(0),
+            deep is not None and deep.dtype == torch.bfloat16,
+        )  # fmt: skip
+        return logit
+
+    def fm_head_backward(
+        self, x: Tensor, weight: Tensor, grad: Tensor, deep_grad: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Gradients of ``fm_head``: ``(grad_x (B, F, D), grad_weight (F*D,))`` from the logit's
+        ``grad (B, 1)`` (contiguous float32) and ``deep_grad`` (the deep input's, rows contiguous; its
+        first ``F*D`` columns are ``x``'s share; None: zero)."""
+        batch, fields, dim = x.shape
+        out = torch.empty_like(x)
+        parts = torch.empty(-(-batch // 64), fields * dim, dtype=torch.float32)  # HEAD_ROWS in kernels.c
+        self._head_back(
+            x.data_ptr(), batch, fields, dim, weight.data_ptr(), grad.data_ptr(),
+            None if deep_grad is None else deep_grad.data_ptr(),
+            0 if deep_grad is None else deep_grad.stride(0),
+            deep_grad is not None and deep_grad.dtype == torch.bfloat16, out.data_ptr(), parts.data_ptr(),
+        )  # fmt: skip
+        return out, parts.sum(0)
 
     def lazy_adam(
         self, weight: Tensor, moments: Tensor, grad: Tensor, scratch: RowScratch, *, lr: float, beta1: float,

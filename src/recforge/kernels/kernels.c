@@ -164,12 +164,12 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
 #define BLOCK 512 /* elements whose random words are drawn at once */
 
 VECTOR_CLONES
-static void draw_keep(uint8_t *keep, int64_t start, int64_t count, uint32_t threshold, uint64_t seed) {
+static void draw_scale(float *mul, int64_t start, int64_t count, uint32_t threshold, float scale, uint64_t seed) {
   const uint32_t lo = (uint32_t)seed, hi = (uint32_t)(seed >> 32) ^ (uint32_t)((uint64_t)start >> 32);
   const uint32_t first = (uint32_t)start;
   for (int64_t k = 0; k < count; ++k) {
     uint32_t h = fmix32(fmix32((first + (uint32_t)k) ^ lo) + hi);
-    keep[k] = (h >> 1) >= threshold;
+    mul[k] = (h >> 1) >= threshold ? scale : 0.0f;
   }
 }
 
@@ -178,28 +178,41 @@ void recforge_dropout_forward(const void *x, void *out, uint8_t *mask, int64_t n
                               float scale, uint64_t seed, int relu) {
 #pragma omp parallel for schedule(static) if (n >= MIN_PARALLEL)
   for (int64_t start = 0; start < n; start += BLOCK) {
-    uint8_t keep[BLOCK];
+    float mul[BLOCK];
     int64_t count = n - start < BLOCK ? n - start : BLOCK;
-    draw_keep(keep, start, count, threshold, seed);
+    draw_scale(mul, start, count, threshold, scale, seed);
     uint8_t *m = mask + start;
     if (bf16) {
       const uint16_t *xs = (const uint16_t *)x + start;
       uint16_t *o = (uint16_t *)out + start;
-      for (int64_t k = 0; k < count; ++k) {
-        float v = bf16_to_f32(xs[k]);
-        uint8_t kept = keep[k] & (uint8_t)(relu ? !(v <= 0.0f) : 1);
-        m[k] = kept;
-        o[k] = f32_to_bf16(v * ((float)kept * scale)); /* branch-free: the mask is random */
-      }
+      if (relu)
+        for (int64_t k = 0; k < count; ++k) {
+          float v = bf16_to_f32(xs[k]);
+          float s = v <= 0.0f ? 0.0f : mul[k];
+          m[k] = s != 0.0f;
+          o[k] = f32_to_bf16(v * s);
+        }
+      else
+        for (int64_t k = 0; k < count; ++k) {
+          float v = bf16_to_f32(xs[k]);
+          m[k] = mul[k] != 0.0f;
+          o[k] = f32_to_bf16(v * mul[k]);
+        }
     } else {
       const float *xs = (const float *)x + start;
       float *o = (float *)out + start;
-      for (int64_t k = 0; k < count; ++k) {
-        float v = xs[k];
-        uint8_t kept = keep[k] & (uint8_t)(relu ? !(v <= 0.0f) : 1);
-        m[k] = kept;
-        o[k] = v * ((float)kept * scale);
-      }
+      if (relu)
+        for (int64_t k = 0; k < count; ++k) {
+          float v = xs[k];
+          float s = v <= 0.0f ? 0.0f : mul[k];
+          m[k] = s != 0.0f;
+          o[k] = v * s;
+        }
+      else
+        for (int64_t k = 0; k < count; ++k) {
+          m[k] = mul[k] != 0.0f;
+          o[k] = xs[k] * mul[k];
+        }
     }
   }
 }
@@ -257,4 +270,79 @@ int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_byte
     }
   }
   return 0;
+}
+
+/* ---- First-order + FM logit over field embeddings, and the deep tower's input, one pass each way ----
+ * x (B, F*D): each row the F field vectors of D floats; w (F*D,) the first-order weights.
+ * Forward: logit[b] = bias + sum_j w_j x_bj + (sum_d (sum_f x_bfd)^2 - sum_j x_bj^2) / 2, and, when
+ * `deep` is not NULL, deep row b (a row of `ld` elements, float32 or bfloat16) starts with x_b.
+ * Backward: gx_bfd = g_b (sum_f' x_bf'd - x_bfd + w_fd) + gdeep_bfd (gdeep may be NULL: zero), and
+ * the first-order weights' gradient sum_b g_b x_b, one partial (F*D,) per block of HEAD_ROWS rows in
+ * `gw_parts`, summed by the caller: the blocks do not depend on the thread count, so neither does
+ * the result. The per-row sums run over d in D lanes (vectorised) and then over the lanes. */
+#define HEAD_ROWS 64
+
+VECTOR_CLONES
+void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, float bias,
+                              float *logit, void *deep, int64_t ld, int deep_bf16) {
+  const int64_t n = F * D;
+#pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
+  for (int64_t b = 0; b < B; ++b) {
+    const float *xb = x + b * n;
+    float total[D], sq[D], lin[D];
+    for (int64_t d = 0; d < D; ++d) total[d] = sq[d] = lin[d] = 0.0f;
+    for (int64_t f = 0; f < F; ++f) {
+      const float *xf = xb + f * D, *wf = w + f * D;
+      for (int64_t d = 0; d < D; ++d) {
+        float v = xf[d];
+        total[d] += v;
+        sq[d] += v * v;
+        lin[d] += wf[d] * v;
+      }
+    }
+    float acc = 0.0f;
+    for (int64_t d = 0; d < D; ++d) acc += 0.5f * (total[d] * total[d] - sq[d]) + lin[d];
+    logit[b] = bias + acc;
+    if (deep == NULL) continue;
+    if (deep_bf16) {
+      uint16_t *o = (uint16_t *)deep + b * ld;
+      for (int64_t j = 0; j < n; ++j) o[j] = f32_to_bf16(xb[j]);
+    } else {
+      memcpy((float *)deep + b * ld, xb, (size_t)n * sizeof(float));
+    }
+  }
+}
+
+VECTOR_CLONES
+void recforge_fm_head_backward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, const float *g,
+                               const void *gdeep, int64_t ld, int gdeep_bf16, float *gx, float *gw_parts) {
+  const int64_t n = F * D, blocks = (B + HEAD_ROWS - 1) / HEAD_ROWS;
+#pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
+  for (int64_t k = 0; k < blocks; ++k) {
+    float *part = gw_parts + k * n;
+    for (int64_t j = 0; j < n; ++j) part[j] = 0.0f;
+    const int64_t end = (k + 1) * HEAD_ROWS < B ? (k + 1) * HEAD_ROWS : B;
+    for (int64_t b = k * HEAD_ROWS; b < end; ++b) {
+      const float *xb = x + b * n;
+      float *out = gx + b * n;
+      const float gb = g[b];
+      float total[D];
+      for (int64_t d = 0; d < D; ++d) total[d] = 0.0f;
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t d = 0; d < D; ++d) total[d] += xb[f * D + d];
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t o = f * D;
+        for (int64_t d = 0; d < D; ++d) out[o + d] = gb * (total[d] - xb[o + d] + w[o + d]);
+      }
+      for (int64_t j = 0; j < n; ++j) part[j] += gb * xb[j];
+      if (gdeep == NULL) continue;
+      if (gdeep_bf16) {
+        const uint16_t *gd = (const uint16_t *)gdeep + b * ld;
+        for (int64_t j = 0; j < n; ++j) out[j] += bf16_to_f32(gd[j]);
+      } else {
+        const float *gd = (const float *)gdeep + b * ld;
+        for (int64_t j = 0; j < n; ++j) out[j] += gd[j];
+      }
+    }
+  }
 }

@@ -45,6 +45,7 @@ from recforge.layers.interaction import (
     OuterProduct,
     field_dim,
     pair_indices,
+    wide_fm_and_deep_input,
 )
 from recforge.layers.mlp import MLP, Activation, Dice, MLPConfig
 from recforge.layers.quantize import ResidualQuantizer, VectorQuantizer, kmeans
@@ -85,6 +86,7 @@ __all__ = [
     "output_dim",
     "pair_indices",
     "pool_sequence",
+    "wide_fm_and_deep_input",
 ]
 __all__ += [
     "Experts",

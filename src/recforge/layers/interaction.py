@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from recforge import kernels
 from recforge.choices import Choice
 from recforge.features import Feature, SequenceFeature, SparseFeature
 from recforge.layers.attention import MultiHeadAttention
 from recforge.layers.dropout import Dropout
+from recforge.layers.embedding import join_flat
 
 
 class LR(nn.Module):
@@ -87,6 +89,81 @@ class _FMLogit(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
         x, total = ctx.saved_tensors
         return torch.sub(total.unsqueeze(1), x).mul_(grad.view(-1, 1, 1))  # (B, F, D)
+
+
+def wide_fm_and_deep_input(fields: Tensor, linear: LR, extra: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """DeepFM's two reads of its field embeddings ``fields (B, F, D)``: the first-order + FM logit
+    ``linear(flat) + FM(fields)`` ``(B, 1)``, and the deep tower's input ``[flat, *extra]``
+    ``(B, F*D + Σ extra widths)``, where ``flat`` is ``fields`` flattened and ``linear`` reads
+    ``F*D`` inputs.
+
+    On CPU, eager, with the C kernels (``recforge.kernels``), both come from one pass over
+    ``fields`` and the backward pass writes ``fields``' whole gradient (its three shares summed) in
+    one more; the deep input is written straight in bfloat16 under bf16 autocast (it only feeds the
+    MLP's first matmul). The first-order term runs in float32 there (autocast would run it in bf16).
+    Elsewhere (other devices, tracing, compiling, export, no compiler) it is the plain composition,
+    which computes the same things.
+    """
+    k = kernels.get() if _head_takes(fields, linear, extra) else None
+    if k is None:
+        flat = fields.flatten(1)
+        return linear(flat) + FM(reduce_sum=True)(fields), join_flat([flat, *extra], for_matmul=True)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+    return _WideFMHead.apply(fields, linear.fc.weight, linear.fc.bias, dtype, k, *extra)
+
+
+def _head_takes(fields: Tensor, linear: LR, extra: Sequence[Tensor]) -> bool:
+    weight = linear.fc.weight
+    return (
+        fields.device.type == "cpu"
+        and fields.dim() == 3
+        and fields.dtype == weight.dtype == torch.float32
+        and weight.shape == (1, fields.shape[1] * fields.shape[2])
+        and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        and all(e.device.type == "cpu" and e.dim() == 2 and e.is_floating_point() for e in extra)
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    )
+
+
+class _WideFMHead(torch.autograd.Function):
+    """``wide_fm_and_deep_input`` through ``Kernels.fm_head``: outputs ``(logit (B, 1), deep)``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, fields: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype, k: kernels.Kernels,
+        *extra: Tensor,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        x = fields.contiguous()
+        batch, width = x.shape[0], x.shape[1] * x.shape[2]
+        widths = [e.shape[1] for e in extra]
+        deep = torch.empty(batch, width + sum(widths), dtype=dtype)
+        w = weight.detach().reshape(-1).contiguous()
+        logit = k.fm_head(x, w, 0.0 if bias is None else float(bias), deep)
+        start = width
+        for e, n in zip(extra, widths, strict=True):
+            deep[:, start : start + n].copy_(e)
+            start += n
+        ctx.save_for_backward(x, w)
+        ctx.k, ctx.width, ctx.widths, ctx.dtypes = k, width, widths, [e.dtype for e in extra]
+        ctx.has_bias = bias is not None
+        return logit, deep
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, deep_grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        if deep_grad.stride(1) != 1:
+            deep_grad = deep_grad.contiguous()
+        grad_x, grad_w = ctx.k.fm_head_backward(x, w, grad.float().contiguous(), deep_grad)
+        grad_bias = grad.sum().reshape(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        extra: list[Tensor | None] = []
+        start = ctx.width
+        for n, dt, needed in zip(ctx.widths, ctx.dtypes, ctx.needs_input_grad[5:], strict=True):
+            part = deep_grad[:, start : start + n]
+            extra.append(part.to(dt, memory_format=torch.contiguous_format) if needed else None)
+            start += n
+        return (grad_x, grad_w.view(1, -1), grad_bias, None, None, *extra)
 
 
 # -- helpers -------------------------------------------------------------------------------------

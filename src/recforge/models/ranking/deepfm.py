@@ -15,7 +15,17 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor, nn
 
 from recforge.features import Feature, dedup, dense_of, embedded_of
-from recforge.layers import FM, LR, MLP, EmbeddingLayer, MLPConfig, dense_column, field_dim, output_dim
+from recforge.layers import (
+    FM,
+    LR,
+    MLP,
+    EmbeddingLayer,
+    MLPConfig,
+    dense_column,
+    field_dim,
+    output_dim,
+    wide_fm_and_deep_input,
+)
 from recforge.layers.embedding import join_flat
 from recforge.models._rechub import rechub_order
 
@@ -50,6 +60,12 @@ class DeepFM(nn.Module):
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``batch`` columns -> logits ``(B,)``."""
         fields = self.embedding.stack(batch, self.fm_features)  # (B, F, D)
+        if self._shared_fields and not dense_of(self.fm_features):
+            # the paper's model: one pass reads the fields for both parts (on CPU, one C kernel)
+            wide, deep_in = wide_fm_and_deep_input(
+                fields, self.linear, [dense_column(batch, f) for f in dense_of(self.deep_features)]
+            )
+            return (wide + self.mlp(deep_in)).squeeze(1)  # (B,)
         flat = fields.flatten(1)  # (B, F*D)
         first = self.linear(join_flat([flat, *(dense_column(batch, f) for f in dense_of(self.fm_features))]))
         if self._shared_fields:
