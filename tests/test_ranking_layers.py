@@ -166,17 +166,21 @@ def _deepfm_head_reference(fields, lr, extra):
 @needs_cc
 @pytest.mark.parametrize("rows", [1, 63, 64, 130])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-def test_wide_fm_head_kernel_matches_the_formula_forward_and_backward(rows: int, bf16: bool) -> None:
+@pytest.mark.parametrize("shape", [(6, 4), (3, 16), (2, 37)], ids=str)
+def test_wide_fm_head_kernel_matches_the_formula_forward_and_backward(
+    rows: int, bf16: bool, shape: tuple[int, int]
+) -> None:
     """DeepFM's fused head (one C pass each way) against the written-out model: the logit in
     float32 also under bf16 autocast, the deep input exactly the fields (rounded to bf16 under
     autocast) followed by the extra columns, and every gradient (fields' three shares summed, the
-    first-order weights summed over row blocks, the bias, the extra columns)."""
+    first-order weights summed over row blocks, the bias, the extra columns); widths below, at and
+    past the kernel's 16-lane blocks."""
     from recforge.layers import LR
     from recforge.layers.interaction import wide_fm_and_deep_input
 
     gen = torch.Generator().manual_seed(rows)
-    lr = LR(6 * 4)
-    fields = torch.randn(rows, 6, 4, generator=gen, requires_grad=True)
+    lr = LR(shape[0] * shape[1])
+    fields = torch.randn(rows, *shape, generator=gen, requires_grad=True)
     extra = [torch.randn(rows, 1, generator=gen, requires_grad=True), torch.randn(rows, 2, generator=gen)]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         wide, deep = wide_fm_and_deep_input(fields, lr, extra)

@@ -281,6 +281,23 @@ int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_byte
  * `gw_parts`, summed by the caller: the blocks do not depend on the thread count, so neither does
  * the result. The per-row sums run over d in D lanes (vectorised) and then over the lanes. */
 #define HEAD_ROWS 64
+#define LANES 16 /* the per-row sums run over d in blocks of LANES (one vector register of floats) */
+
+/* Sums of field row xb (F fields of D floats) for the block of columns [d0, d0 + LANES) (every
+ * index below D): total, squares and first-order products, per column. */
+static inline void head_sums(const float *restrict xb, const float *restrict w, int64_t F, int64_t D, int64_t d0,
+                             float *restrict total, float *restrict sq, float *restrict lin) {
+  for (int d = 0; d < LANES; ++d) total[d] = sq[d] = lin[d] = 0.0f;
+  for (int64_t f = 0; f < F; ++f) {
+    const float *xf = xb + f * D + d0, *wf = w + f * D + d0;
+    for (int d = 0; d < LANES; ++d) {
+      float v = xf[d];
+      total[d] += v;
+      sq[d] += v * v;
+      lin[d] += wf[d] * v;
+    }
+  }
+}
 
 VECTOR_CLONES
 void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, float bias,
@@ -289,19 +306,23 @@ void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, c
 #pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
   for (int64_t b = 0; b < B; ++b) {
     const float *xb = x + b * n;
-    float total[D], sq[D], lin[D];
-    for (int64_t d = 0; d < D; ++d) total[d] = sq[d] = lin[d] = 0.0f;
-    for (int64_t f = 0; f < F; ++f) {
-      const float *xf = xb + f * D, *wf = w + f * D;
-      for (int64_t d = 0; d < D; ++d) {
-        float v = xf[d];
-        total[d] += v;
-        sq[d] += v * v;
-        lin[d] += wf[d] * v;
-      }
-    }
     float acc = 0.0f;
-    for (int64_t d = 0; d < D; ++d) acc += 0.5f * (total[d] * total[d] - sq[d]) + lin[d];
+    int64_t d0 = 0;
+    for (; d0 + LANES <= D; d0 += LANES) {
+      float total[LANES], sq[LANES], lin[LANES];
+      head_sums(xb, w, F, D, d0, total, sq, lin);
+      for (int d = 0; d < LANES; ++d) acc += 0.5f * (total[d] * total[d] - sq[d]) + lin[d];
+    }
+    for (; d0 < D; ++d0) { /* columns past the last whole block */
+      float total = 0.0f, sq = 0.0f, lin = 0.0f;
+      for (int64_t f = 0; f < F; ++f) {
+        float v = xb[f * D + d0];
+        total += v;
+        sq += v * v;
+        lin += w[f * D + d0] * v;
+      }
+      acc += 0.5f * (total * total - sq) + lin;
+    }
     logit[b] = bias + acc;
     if (deep == NULL) continue;
     if (deep_bf16) {
@@ -313,36 +334,44 @@ void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, c
   }
 }
 
+/* Gradient of one row's columns [d0, d0 + width) (width <= LANES), plus the row's share of the
+ * first-order weights' gradient in `part`; inlined with width = LANES for whole blocks. */
+static inline __attribute__((always_inline)) void head_grad_block(const float *restrict xb, const float *restrict w,
+                                                                  const uint16_t *gd16, const float *gd32, float gb,
+                                                                  int64_t F, int64_t D, int64_t d0, int64_t width,
+                                                                  float *restrict out, float *restrict part) {
+  float total[LANES] = {0.0f}, add[LANES] = {0.0f};
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t d = 0; d < width; ++d) total[d] += xb[f * D + d0 + d];
+  for (int64_t f = 0; f < F; ++f) {
+    const int64_t o = f * D + d0;
+    if (gd16)
+      for (int64_t d = 0; d < width; ++d) add[d] = bf16_to_f32(gd16[o + d]);
+    else if (gd32)
+      for (int64_t d = 0; d < width; ++d) add[d] = gd32[o + d];
+    for (int64_t d = 0; d < width; ++d) {
+      out[o + d] = gb * (total[d] - xb[o + d] + w[o + d]) + add[d];
+      part[o + d] += gb * xb[o + d];
+    }
+  }
+}
+
 VECTOR_CLONES
 void recforge_fm_head_backward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, const float *g,
                                const void *gdeep, int64_t ld, int gdeep_bf16, float *gx, float *gw_parts) {
   const int64_t n = F * D, blocks = (B + HEAD_ROWS - 1) / HEAD_ROWS;
 #pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
   for (int64_t k = 0; k < blocks; ++k) {
-    float *part = gw_parts + k * n;
+    float *restrict part = gw_parts + k * n;
     for (int64_t j = 0; j < n; ++j) part[j] = 0.0f;
     const int64_t end = (k + 1) * HEAD_ROWS < B ? (k + 1) * HEAD_ROWS : B;
     for (int64_t b = k * HEAD_ROWS; b < end; ++b) {
-      const float *xb = x + b * n;
-      float *out = gx + b * n;
-      const float gb = g[b];
-      float total[D];
-      for (int64_t d = 0; d < D; ++d) total[d] = 0.0f;
-      for (int64_t f = 0; f < F; ++f)
-        for (int64_t d = 0; d < D; ++d) total[d] += xb[f * D + d];
-      for (int64_t f = 0; f < F; ++f) {
-        const int64_t o = f * D;
-        for (int64_t d = 0; d < D; ++d) out[o + d] = gb * (total[d] - xb[o + d] + w[o + d]);
-      }
-      for (int64_t j = 0; j < n; ++j) part[j] += gb * xb[j];
-      if (gdeep == NULL) continue;
-      if (gdeep_bf16) {
-        const uint16_t *gd = (const uint16_t *)gdeep + b * ld;
-        for (int64_t j = 0; j < n; ++j) out[j] += bf16_to_f32(gd[j]);
-      } else {
-        const float *gd = (const float *)gdeep + b * ld;
-        for (int64_t j = 0; j < n; ++j) out[j] += gd[j];
-      }
+      const uint16_t *gd16 = gdeep != NULL && gdeep_bf16 ? (const uint16_t *)gdeep + b * ld : NULL;
+      const float *gd32 = gdeep != NULL && !gdeep_bf16 ? (const float *)gdeep + b * ld : NULL;
+      int64_t d0 = 0;
+      for (; d0 + LANES <= D; d0 += LANES)
+        head_grad_block(x + b * n, w, gd16, gd32, g[b], F, D, d0, LANES, gx + b * n, part);
+      if (d0 < D) head_grad_block(x + b * n, w, gd16, gd32, g[b], F, D, d0, D - d0, gx + b * n, part);
     }
   }
 }
