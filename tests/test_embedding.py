@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from native import paths
 from recforge.features import DenseFeature, SequenceFeature, SparseFeature
 from recforge.layers import EmbeddingLayer, output_dim
 
@@ -37,6 +38,24 @@ def test_fused_and_separate_tables_agree(sparse):
     torch.testing.assert_close(sep.stack(b, feats), fused.stack(b, feats))
     torch.testing.assert_close(sep.flatten(b, feats), fused.flatten(b, feats))
     assert fused.flatten(b, feats).shape == (6, output_dim(feats))
+
+
+@pytest.mark.parametrize("path", paths())
+def test_fused_field_ids_on_both_paths(path, monkeypatch):
+    """The fused table's ids for several fields (one C pass on the kernel path: stack, range check,
+    offsets) give the separate tables' rows, and an out-of-range id of any field, negative or past
+    its vocabulary, is refused naming that field."""
+    monkeypatch.setenv("RECFORGE_KERNELS", "torch" if path == "torch" else "")
+    sep = EmbeddingLayer(SPARSE, fused=False, sparse=True)
+    fused = EmbeddingLayer(SPARSE, fused=True, sparse=True)
+    copy_weights(sep, fused)
+    b = batch(n=300)
+    torch.testing.assert_close(fused.stack(b, SPARSE), sep.stack(b, SPARSE))
+    for bad in (7, -1):
+        ids = b["b"].clone()
+        ids[123] = bad
+        with pytest.raises(IndexError, match="'b': ids must lie in \\[0, 7\\)"):
+            fused.stack(dict(b, b=ids), SPARSE)
 
 
 def test_shared_table_is_one_parameter():

@@ -127,6 +127,9 @@ class Kernels:
         self._drop_back = lib.recforge_dropout_backward
         self._drop_back.restype = None
         self._drop_back.argtypes = [_P, _P, _P, _I, ctypes.c_int, _F]
+        self._field_ids = lib.recforge_field_ids
+        self._field_ids.restype = _I
+        self._field_ids.argtypes = [_P, _I, _I, _P, _P, _P]
         self._head = lib.recforge_fm_head_forward
         self._head.restype = None
         self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int]
@@ -145,6 +148,18 @@ class Kernels:
             bad = int(ids.reshape(-1)[-1 - code])
             raise IndexError(f"embedding id {bad} is outside the table's {weight.shape[0]} rows")
         return out
+
+    def field_ids(self, columns: list[Tensor], offsets: list[int], vocab: list[int]) -> tuple[Tensor, int]:
+        """``(ids (B, F), bad)``: ``ids[:, f] = offsets[f] + columns[f]`` for contiguous int64 CPU
+        columns of one length ``B``; ``bad`` is -1, or the index of the first column holding an id
+        outside ``[0, vocab[f])`` (``ids`` is then not usable)."""
+        n, rows = len(columns), columns[0].shape[0]
+        ids = torch.empty(rows, n, dtype=torch.int64)
+        code = self._field_ids(
+            (ctypes.c_void_p * n)(*(c.data_ptr() for c in columns)), n, rows, (ctypes.c_int64 * n)(*offsets),
+            (ctypes.c_int64 * n)(*vocab), ids.data_ptr(),
+        )  # fmt: skip
+        return ids, -1 if code == 0 else (-1 - code) % n
 
     def take_rows(self, columns: list[Tensor], index: Tensor) -> list[Tensor]:
         """``[c.index_select(0, index) for c in columns]`` in one pass over ``index``: CPU columns,

@@ -375,3 +375,19 @@ void recforge_fm_head_backward(const float *x, int64_t B, int64_t F, int64_t D, 
     }
   }
 }
+
+/* ---- The ids of a fused table for F sparse fields: ids[b, f] = offsets[f] + cols[f][b] ----
+ * Each column cols[f] holds B ids that must lie in [0, vocab[f]). Returns 0, or -1 - (b * F + f) for
+ * the first (b, f) out of range (ids is then partly written; the caller discards it). */
+int64_t recforge_field_ids(const int64_t *const *cols, int64_t F, int64_t B, const int64_t *offsets,
+                           const int64_t *vocab, int64_t *ids) {
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t *row = ids + b * F;
+    for (int64_t f = 0; f < F; ++f) {
+      const int64_t v = cols[f][b];
+      if (v < 0 || v >= vocab[f]) return -1 - (b * F + f);
+      row[f] = offsets[f] + v;
+    }
+  }
+  return 0;
+}

@@ -190,10 +190,9 @@ class EmbeddingLayer(nn.Module):
         parts: list[Tensor] = []
         if self.fused and len(sparse) > 1:
             # One gather for every sparse field: the fused fast path.
-            ids = torch.stack([id_column(batch, f.name, truncate_floats=True) for f in sparse], 1)  # (B, Fs)
-            self._check_range_many(sparse, ids)
-            offs = torch.tensor([self._offset[f.table] for f in sparse], device=ids.device)
-            parts.append(self._gather(self._group[sparse[0].table], ids + offs))  # (B, Fs, D)
+            parts.append(
+                self._gather(self._group[sparse[0].table], self._fused_ids(batch, sparse))
+            )  # (B, Fs, D)
             rest: list[EmbeddedFeature] = [f for f in embedded if not isinstance(f, SparseFeature)]
             order: list[EmbeddedFeature] = [*sparse, *rest]
         else:
@@ -207,6 +206,21 @@ class EmbeddingLayer(nn.Module):
             if index != list(range(len(index))):
                 out = out[:, index]
         return out
+
+    def _fused_ids(self, batch: Mapping[str, Tensor], sparse: Sequence[SparseFeature]) -> Tensor:
+        """``(B, Fs)`` rows of the fused table for ``sparse``'s id columns, each range-checked."""
+        cols = [id_column(batch, f.name, truncate_floats=True) for f in sparse]
+        offsets = [self._offset[f.table] for f in sparse]
+        k = kernels.get() if _field_ids_kernel_takes(cols) else None
+        if k is not None:  # stack, check and offset in one pass
+            ids, bad = k.field_ids(cols, offsets, [f.vocab_size for f in sparse])
+            if bad >= 0:
+                self._check_range(sparse[bad], cols[bad])  # raises, naming the feature and the range
+                raise IndexError(f"feature {sparse[bad].name!r}: ids outside [0, {sparse[bad].vocab_size})")
+            return ids
+        ids = torch.stack(cols, 1)  # (B, Fs)
+        self._check_range_many(sparse, ids)
+        return ids + torch.tensor(offsets, device=ids.device)
 
     def flatten(self, batch: Mapping[str, Tensor], features: Sequence[Feature]) -> Tensor:
         """Flat ``(B, Σd)``: embedded features (in order) first, then dense values (in order).
@@ -304,6 +318,24 @@ def check_ids(model: nn.Module, columns: Mapping[str, Tensor]) -> None:
 @torch.compiler.disable
 def _eager_lookup(table: nn.Embedding, ids: Tensor) -> Tensor:
     return cast(Tensor, table(ids))
+
+
+def _field_ids_kernel_takes(cols: Sequence[Tensor]) -> bool:
+    """Whether ``Kernels.field_ids`` takes these id columns: eager, CPU, int64, 1-D, contiguous,
+    one length."""
+    return (
+        all(
+            c.device.type == "cpu"
+            and c.dtype == torch.int64
+            and c.dim() == 1
+            and c.is_contiguous()
+            and c.shape == cols[0].shape
+            for c in cols
+        )
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.onnx.is_in_onnx_export()
+    )
 
 
 def _kernel_lookup_takes(table: nn.Embedding, ids: Tensor) -> bool:
