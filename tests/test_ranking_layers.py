@@ -167,8 +167,9 @@ def _deepfm_head_reference(fields, lr, extra):
 @pytest.mark.parametrize("rows", [1, 63, 64, 130])
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("shape", [(6, 4), (3, 16), (2, 37)], ids=str)
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
 def test_wide_fm_head_kernel_matches_the_formula_forward_and_backward(
-    rows: int, bf16: bool, shape: tuple[int, int]
+    rows: int, bf16: bool, shape: tuple[int, int], strided: bool
 ) -> None:
     """DeepFM's fused head (one C pass each way) against the written-out model: the logit in
     float32 also under bf16 autocast, the deep input exactly the fields (rounded to bf16 under
@@ -181,7 +182,11 @@ def test_wide_fm_head_kernel_matches_the_formula_forward_and_backward(
     gen = torch.Generator().manual_seed(rows)
     lr = LR(shape[0] * shape[1])
     fields = torch.randn(rows, *shape, generator=gen, requires_grad=True)
-    extra = [torch.randn(rows, 1, generator=gen, requires_grad=True), torch.randn(rows, 2, generator=gen)]
+    second = torch.randn(2, rows, generator=gen).t() if strided else torch.randn(rows, 2, generator=gen)
+    extra = [
+        torch.randn(rows, 1, generator=gen, requires_grad=True),
+        second,
+    ]  # the kernel copies contiguous ones
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         wide, deep = wide_fm_and_deep_input(fields, lr, extra)
     assert "WideFMHead" in type(wide.grad_fn).__name__

@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +133,7 @@ class Kernels:
         self._field_ids.argtypes = [_P, _I, _I, _P, _P, _P]
         self._head = lib.recforge_fm_head_forward
         self._head.restype = None
-        self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int]
+        self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int, _P, _P, _I]
         self._head_back = lib.recforge_fm_head_backward
         self._head_back.restype = None
         self._head_back.argtypes = [_P, _I, _I, _I, _P, _P, _P, _I, ctypes.c_int, _P, _P]
@@ -198,16 +199,21 @@ class Kernels:
         )  # fmt: skip
         return out
 
-    def fm_head(self, x: Tensor, weight: Tensor, bias: float, deep: Tensor | None) -> Tensor:
+    def fm_head(
+        self, x: Tensor, weight: Tensor, bias: float, deep: Tensor | None, extra: Sequence[Tensor] = ()
+    ) -> Tensor:
         """First-order + FM logit ``(B, 1)`` of fields ``x (B, F, D)`` (contiguous float32) with
-        first-order weights ``weight (F*D,)``; when given, the first ``F*D`` columns of ``deep (B, W)``
-        (float32 or bfloat16, rows contiguous) receive ``x`` flattened."""
+        first-order weights ``weight (F*D,)``; when given, each row of ``deep (B, W)`` (float32 or
+        bfloat16, rows contiguous) receives ``x``'s row flattened, then the rows of the contiguous
+        float32 ``extra`` blocks ``(B, w_e)``."""
         batch, fields, dim = x.shape
         logit = torch.empty(batch, 1, dtype=torch.float32)
+        n = len(extra)
         self._head(
             x.data_ptr(), batch, fields, dim, weight.data_ptr(), bias, logit.data_ptr(),
             None if deep is None else deep.data_ptr(), 0 if deep is None else deep.stride(0),
-            deep is not None and deep.dtype == torch.bfloat16,
+            deep is not None and deep.dtype == torch.bfloat16, (ctypes.c_void_p * n)(*(e.data_ptr() for e in extra)),
+            (ctypes.c_int64 * n)(*(e.shape[1] for e in extra)), n,
         )  # fmt: skip
         return logit
 

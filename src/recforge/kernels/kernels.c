@@ -275,7 +275,8 @@ int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_byte
 /* ---- First-order + FM logit over field embeddings, and the deep tower's input, one pass each way ----
  * x (B, F*D): each row the F field vectors of D floats; w (F*D,) the first-order weights.
  * Forward: logit[b] = bias + sum_j w_j x_bj + (sum_d (sum_f x_bfd)^2 - sum_j x_bj^2) / 2, and, when
- * `deep` is not NULL, deep row b (a row of `ld` elements, float32 or bfloat16) starts with x_b.
+ * `deep` is not NULL, deep row b (a row of `ld` elements, float32 or bfloat16) starts with x_b,
+ * followed by row b of each of the n_extra float32 blocks extra[e] (B, widths[e]).
  * Backward: gx_bfd = g_b (sum_f' x_bf'd - x_bfd + w_fd) + gdeep_bfd (gdeep may be NULL: zero), and
  * the first-order weights' gradient sum_b g_b x_b, one partial (F*D,) per block of HEAD_ROWS rows in
  * `gw_parts`, summed by the caller: the blocks do not depend on the thread count, so neither does
@@ -301,7 +302,8 @@ static inline void head_sums(const float *restrict xb, const float *restrict w, 
 
 VECTOR_CLONES
 void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, float bias,
-                              float *logit, void *deep, int64_t ld, int deep_bf16) {
+                              float *logit, void *deep, int64_t ld, int deep_bf16, const float *const *extra,
+                              const int64_t *widths, int64_t n_extra) {
   const int64_t n = F * D;
 #pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
   for (int64_t b = 0; b < B; ++b) {
@@ -328,8 +330,13 @@ void recforge_fm_head_forward(const float *x, int64_t B, int64_t F, int64_t D, c
     if (deep_bf16) {
       uint16_t *o = (uint16_t *)deep + b * ld;
       for (int64_t j = 0; j < n; ++j) o[j] = f32_to_bf16(xb[j]);
+      for (int64_t e = 0, at = n; e < n_extra; at += widths[e++])
+        for (int64_t k = 0; k < widths[e]; ++k) o[at + k] = f32_to_bf16(extra[e][b * widths[e] + k]);
     } else {
-      memcpy((float *)deep + b * ld, xb, (size_t)n * sizeof(float));
+      float *o = (float *)deep + b * ld;
+      memcpy(o, xb, (size_t)n * sizeof(float));
+      for (int64_t e = 0, at = n; e < n_extra; at += widths[e++])
+        memcpy(o + at, extra[e] + b * widths[e], (size_t)widths[e] * sizeof(float));
     }
   }
 }

@@ -140,10 +140,12 @@ class _WideFMHead(torch.autograd.Function):
         widths = [e.shape[1] for e in extra]
         deep = torch.empty(batch, width + sum(widths), dtype=dtype)
         w = weight.detach().reshape(-1).contiguous()
-        logit = k.fm_head(x, w, 0.0 if bias is None else float(bias), deep)
+        direct = all(e.dtype == torch.float32 and e.is_contiguous() for e in extra)  # the kernel copies them
+        logit = k.fm_head(x, w, 0.0 if bias is None else float(bias), deep, extra if direct else ())
         start = width
         for e, n in zip(extra, widths, strict=True):
-            deep[:, start : start + n].copy_(e)
+            if not direct:
+                deep[:, start : start + n].copy_(e)
             start += n
         ctx.save_for_backward(x, w)
         ctx.k, ctx.width, ctx.widths, ctx.dtypes = k, width, widths, [e.dtype for e in extra]
