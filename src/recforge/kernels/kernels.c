@@ -19,6 +19,14 @@
 
 #define AHEAD 8 /* rows prefetched ahead of the one being updated */
 
+/* Functions marked VECTOR_CLONES are compiled three times (AVX-512, AVX2, baseline x86-64) where
+ * GCC can on Linux; the loader picks the widest the CPU has. Elsewhere they build once, portably. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 /* Built with -fopenmp where the compiler has it: the loops below marked PARALLEL then split over
  * the threads of the process's OpenMP runtime, which is torch's own (its libgomp is loaded first,
  * under the same soname), so torch.set_num_threads applies and no second thread pool competes.
@@ -26,8 +34,10 @@
  * loop writes disjoint elements, so results do not depend on the thread count. */
 #define MIN_PARALLEL 16384 /* fewer iterations than this: one thread */
 
-static int64_t group_rows(int64_t V, int64_t D, const int64_t *ids, const float *grad, int64_t nnz,
-                          int32_t *slot, int64_t *uniq, float *acc) {
+/* inlined into each clone of the updates below */
+static inline __attribute__((always_inline)) int64_t group_rows(int64_t V, int64_t D, const int64_t *ids,
+                                                                const float *grad, int64_t nnz, int32_t *slot,
+                                                                int64_t *uniq, float *acc) {
   int64_t n = 0;
   for (int64_t i = 0; i < nnz; ++i) {
     if (i + AHEAD < nnz) {
@@ -57,6 +67,7 @@ static int64_t group_rows(int64_t V, int64_t D, const int64_t *ids, const float 
  * m <- m + (1 - b1)(g - m); v <- b2 v + (1 - b2) g^2;
  * w <- w - step_size * m / (sqrt(v * inv_bc2) + eps) - decay * w
  * with step_size = lr / (1 - b1^t), inv_bc2 = 1 / (1 - b2^t), decay = lr * weight_decay. */
+VECTOR_CLONES
 int64_t recforge_lazy_adam_rows(float *weight, float *moments, int64_t V, int64_t D, const int64_t *ids,
                                 const float *grad, int64_t nnz, int32_t *slot, int64_t *uniq, float *acc,
                                 float b1, float b2, float eps, float step_size, float inv_bc2, float decay) {
@@ -89,6 +100,7 @@ int64_t recforge_lazy_adam_rows(float *weight, float *moments, int64_t V, int64_
 
 /* RowWiseAdagrad: weight (V, D), sums (V, K): one accumulator per block of D / K columns.
  * g <- g + weight_decay * w; G <- G + mean over the block of g^2; w <- w - lr * g / (sqrt(G) + eps). */
+VECTOR_CLONES
 int64_t recforge_rowwise_adagrad_rows(float *weight, float *sums, int64_t V, int64_t D, int64_t K,
                                       const int64_t *ids, const float *grad, int64_t nnz, int32_t *slot,
                                       int64_t *uniq, float *acc, float lr, float eps, float weight_decay) {
@@ -131,11 +143,6 @@ int64_t recforge_rowwise_adagrad_rows(float *weight, float *sums, int64_t V, int
  * With `relu`, elements <= 0 are dropped too (NaN passes, as through torch.relu). Kept elements are
  * scaled by `scale`; `mask` (one byte per element) records what was kept, for the backward pass. */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 static inline uint32_t fmix32(uint32_t h) {
   h ^= h >> 16;
