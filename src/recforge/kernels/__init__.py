@@ -1,14 +1,17 @@
 """recforge's C kernels (``kernels.c``), compiled on first use and called through ctypes.
 
-Two kinds of kernel, each where PyTorch's CPU operators take several passes over memory for what is
-one pass of work:
+Kernels, each where PyTorch's CPU operators take several passes over memory for what is one pass of
+work:
 
 * the sparse row updates of ``LazyAdam`` / ``RowWiseAdagrad`` (``recforge.optim``): group the
   looked-up rows without sorting, then update each distinct row once, in place;
 * dropout, optionally fused with the ReLU before it (``recforge.layers.dropout``): the mask drawn,
   applied and kept in one pass, in float32 or bfloat16;
 * the lookup of a sparse-gradient embedding table (``recforge.layers.embedding``) and a shuffled
-  batch's rows of every column (``recforge.data.ColumnarDataset.take``), prefetching rows ahead.
+  batch's rows of every column (``recforge.data.ColumnarDataset.take``), prefetching rows ahead;
+  a fused table's ids for several fields (stacked, range-checked and offset at once);
+* DeepFM's two reads of its field embeddings (``recforge.layers.wide_fm_and_deep_input``): the
+  first-order + FM logit and the deep tower's input in one pass, their gradients in one more.
 
 ``kernels.c`` is plain C, with no torch or Python headers. It is built with ``-fopenmp`` where the
 compiler has it: its large loops then run on the OpenMP runtime torch itself uses (torch's libgomp is
