@@ -79,6 +79,13 @@ class RowScratch:
             self.acc = torch.empty(nnz, self.acc.shape[1], dtype=torch.float32)
 
 
+def eager() -> bool:
+    """Whether operations run eagerly, where recforge's one-pass paths may take over: not while
+    TorchScript traces, ``torch.compile`` compiles or an ONNX export runs (those see the plain
+    formulas, which they fuse or translate themselves)."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+
+
 def can_run(weight: Tensor, state: Tensor, grad: Tensor) -> bool:
     """Whether the C kernels take this table: a CPU, contiguous float32 ``weight (V, D)`` and
     optimizer ``state``, and a float32 row-sparse gradient (anything else takes the torch path)."""

@@ -332,9 +332,7 @@ def _field_ids_kernel_takes(cols: Sequence[Tensor]) -> bool:
             and c.shape == cols[0].shape
             for c in cols
         )
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
+        and kernels.eager()
     )
 
 
@@ -350,8 +348,7 @@ def _kernel_lookup_takes(table: nn.Embedding, ids: Tensor) -> bool:
         and table.padding_idx is None
         and table.max_norm is None
         and not table.scale_grad_by_freq
-        and not torch.jit.is_tracing()
-        and not torch.onnx.is_in_onnx_export()
+        and kernels.eager()
     )
 
 
@@ -394,9 +391,7 @@ def _low_join_takes(parts: Sequence[Tensor]) -> bool:
     return (
         torch.is_autocast_enabled("cpu")
         and all(p.device.type == "cpu" and p.dim() == 2 and p.is_floating_point() for p in parts)
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
+        and kernels.eager()
     )
 
 

@@ -68,9 +68,7 @@ def _one_pass(x: Tensor) -> bool:
         and torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dim() == 3
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
+        and kernels.eager()
     )
 
 
@@ -121,9 +119,7 @@ def _head_takes(fields: Tensor, linear: LR, extra: Sequence[Tensor]) -> bool:
         and weight.shape == (1, fields.shape[1] * fields.shape[2])
         and (not torch.is_autocast_enabled("cpu") or torch.get_autocast_dtype("cpu") == torch.bfloat16)
         and all(e.device.type == "cpu" and e.dim() == 2 and e.is_floating_point() for e in extra)
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
+        and kernels.eager()
     )
 
 
