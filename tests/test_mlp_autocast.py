@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from native import needs_cc
 from recforge.layers import MLP
 from recforge.layers.mlp import linear_batch_norm
 
@@ -54,3 +55,62 @@ def test_mlp_under_autocast_trains_with_the_folded_block() -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         folded = mlp(x).float()
     torch.testing.assert_close(folded, mlp.net(x), atol=0.1, rtol=0.05)  # eval, float32 reference
+
+
+@needs_cc
+@pytest.mark.parametrize("dims", [[24], [40, 17]], ids=str)
+@pytest.mark.parametrize("rows", [300, 513], ids=str)
+def test_bn_relu_dropout_kernel_matches_the_modules_one_by_one(
+    dims: list[int], rows: int, monkeypatch
+) -> None:
+    """Training under bf16 autocast, ``Linear - BatchNorm1d - ReLU - Dropout`` runs as the fused C
+    block. Against the same MLP run layer by layer under autocast and in float32 (the C dropout in
+    all three, so one seed draws the same masks): the outputs agree within bf16 rounding, every
+    gradient is as close to the float32 one as the layer-by-layer bf16 run's, and the running
+    statistics (unbiased variance) and batch count are those of the modules. 513 rows span three of
+    the kernel's 256-row blocks, the last one partial."""
+    import recforge.layers.mlp as mlp_module
+
+    torch.manual_seed(0)
+    mlp = MLP(12, {"dims": dims, "batch_norm": True, "dropout": 0.3})
+    with torch.no_grad():
+        for m in mlp.net:
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+            if isinstance(m, torch.nn.Linear):
+                m.bias.uniform_(-2.0, 2.0)
+    x = torch.randn(rows, 12) + 3.0  # a mean far from zero: the variance must not cancel
+    real = mlp_module.linear_bn_relu_dropout
+
+    def run(mode: str) -> tuple[MLP, torch.Tensor, dict[str, torch.Tensor]]:
+        model, called = copy.deepcopy(mlp), []
+        monkeypatch.setattr(mlp_module, "linear_bn_relu_dropout", lambda *a: called.append(1) or real(*a))
+        if mode != "fused":
+            monkeypatch.setattr(mlp_module, "_bn_relu_dropout_at", lambda *a: False)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode != "fp32"):
+            out = model(x).float()
+        out.pow(2).sum().backward()
+        monkeypatch.undo()
+        assert bool(called) == (mode == "fused")
+        return model, out, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    (fused, got, got_grads), (plain, want, want_grads), (_, _, exact) = (
+        run("fused"),
+        run("plain"),
+        run("fp32"),
+    )
+    torch.testing.assert_close(got, want, atol=0.03, rtol=0.02)
+    assert got_grads.keys() == want_grads.keys()
+    for name, g in got_grads.items():
+
+        def error(grad: torch.Tensor, name: str = name) -> float:
+            return float((grad - exact[name]).norm() / exact[name].norm())
+
+        assert error(g) <= 1.25 * error(want_grads[name]) + 0.01, name
+    for m, r in zip(fused.net, plain.net, strict=True):
+        if isinstance(m, torch.nn.BatchNorm1d):
+            torch.testing.assert_close(m.running_mean, r.running_mean, atol=0.01, rtol=0.01)
+            torch.testing.assert_close(m.running_var, r.running_var, atol=0.01, rtol=0.02)
+            assert int(m.num_batches_tracked) == int(r.num_batches_tracked) == 1

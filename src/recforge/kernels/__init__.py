@@ -141,6 +141,28 @@ class Kernels:
         self._field_ids = lib.recforge_field_ids
         self._field_ids.restype = _I
         self._field_ids.argtypes = [_P, _I, _I, _P, _P, _P]
+        self._bn = lib.recforge_bn_relu_dropout_forward
+        self._bn.restype = None
+        self._bn.argtypes = [
+            _P,
+            _I,
+            _I,
+            _P,
+            _P,
+            _F,
+            ctypes.c_uint32,
+            _F,
+            ctypes.c_uint64,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+            _P,
+        ]
+        self._bn_back = lib.recforge_bn_relu_dropout_backward
+        self._bn_back.restype = None
+        self._bn_back.argtypes = [_P, _P, _P, _I, _I, _P, _P, _P, _F, _P, _P, _P, _P]
         self._head = lib.recforge_fm_head_forward
         self._head.restype = None
         self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int, _P, _P, _I]
@@ -243,6 +265,49 @@ class Kernels:
             deep_grad is not None and deep_grad.dtype == torch.bfloat16, out.data_ptr(), parts.data_ptr(),
         )  # fmt: skip
         return out, parts.sum(0)
+
+    def bn_relu_dropout(
+        self, y: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, p: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """A training-mode batch norm of the contiguous bfloat16 ``y (B, d)`` (batch statistics;
+        contiguous float32 affine ``weight`` / ``bias``, or None), then ReLU, then dropout ``p``
+        (masks drawn as ``dropout`` draws them): ``(out, mask, mean, var, rstd)``, ``var`` the biased
+        batch variance."""
+        rows, width = y.shape
+        seed = int(torch.empty((), dtype=torch.int64).random_())
+        out = torch.empty_like(y)
+        mask = torch.empty(y.shape, dtype=torch.bool)
+        mean, var, rstd = (torch.empty(width, dtype=torch.float32) for _ in range(3))
+        parts = torch.empty(-(-rows // 256), 2, width, dtype=torch.float32)  # BN_ROWS in kernels.c
+        self._bn(
+            y.data_ptr(), rows, width, None if weight is None else weight.data_ptr(),
+            None if bias is None else bias.data_ptr(), eps, round(p * 2**31), 1.0 / (1.0 - p), seed,
+            out.data_ptr(), mask.data_ptr(), mean.data_ptr(), var.data_ptr(), rstd.data_ptr(), parts.data_ptr(),
+        )  # fmt: skip
+        return out, mask, mean, var, rstd
+
+    def bn_relu_dropout_backward(
+        self,
+        y: Tensor,
+        grad: Tensor,
+        mask: Tensor,
+        mean: Tensor,
+        rstd: Tensor,
+        weight: Tensor | None,
+        p: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Gradients of ``bn_relu_dropout`` from the output's contiguous bfloat16 ``grad``:
+        ``(grad_y, grad_weight, grad_bias)``."""
+        rows, width = y.shape
+        grad_y = torch.empty_like(y)
+        grad_w, grad_b = torch.empty(width, dtype=torch.float32), torch.empty(width, dtype=torch.float32)
+        parts = torch.empty(-(-rows // 256), 2, width, dtype=torch.float32)
+        self._bn_back(
+            y.data_ptr(), grad.data_ptr(), mask.data_ptr(), rows, width, mean.data_ptr(), rstd.data_ptr(),
+            None if weight is None else weight.data_ptr(), 1.0 / (1.0 - p), grad_y.data_ptr(), grad_w.data_ptr(),
+            grad_b.data_ptr(), parts.data_ptr(),
+        )  # fmt: skip
+        return grad_y, grad_w, grad_b
 
     def lazy_adam(
         self, weight: Tensor, moments: Tensor, grad: Tensor, scratch: RowScratch, *, lr: float, beta1: float,

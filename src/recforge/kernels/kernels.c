@@ -405,3 +405,115 @@ int64_t recforge_field_ids(const int64_t *const *cols, int64_t F, int64_t B, con
   }
   return 0;
 }
+
+/* ---- A training-mode batch norm, then ReLU, then dropout, on a bfloat16 (B, d) block ----
+ * Forward: per column j the batch mean and biased variance of y in float32, accumulated row by row
+ * (contiguous, vectorised) over blocks of BN_ROWS rows as sums of y - c and (y - c)^2, c being row
+ * 0 (a shift that keeps the variance's cancellation small); the blocks' partials go to `parts`
+ * (2 * d floats per block) and are summed in block order, so the result does not depend on the
+ * thread count. rstd = 1 / sqrt(var + eps); v = (y - mean) rstd gamma + beta; out = v * s, with s
+ * the dropout factor of element b * d + j as recforge_dropout_forward draws it for the same seed
+ * (so the masks are the same), and 0 where v <= 0; `mask` records s != 0. gamma / beta may be NULL.
+ * Backward: g1 = gout * mask * scale; per column sg = sum_b g1 and sgx = sum_b g1 xhat (the
+ * gradients of beta and gamma), by the same blocks; gy = gamma rstd (g1 - sg / B - xhat sgx / B). */
+#define BN_ROWS 256
+
+VECTOR_CLONES
+void recforge_bn_relu_dropout_forward(const uint16_t *y, int64_t B, int64_t d, const float *gamma, const float *beta,
+                                      float eps, uint32_t threshold, float scale, uint64_t seed, uint16_t *out,
+                                      uint8_t *mask, float *mean, float *var, float *rstd, float *parts) {
+  const int64_t blocks = (B + BN_ROWS - 1) / BN_ROWS;
+  float shift[d];
+  for (int64_t j = 0; j < d; ++j) shift[j] = bf16_to_f32(y[j]);
+#pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
+  for (int64_t k = 0; k < blocks; ++k) {
+    float *restrict s1 = parts + k * 2 * d, *restrict s2 = s1 + d;
+    for (int64_t j = 0; j < d; ++j) s1[j] = s2[j] = 0.0f;
+    const int64_t end = (k + 1) * BN_ROWS < B ? (k + 1) * BN_ROWS : B;
+    for (int64_t b = k * BN_ROWS; b < end; ++b) {
+      const uint16_t *restrict yb = y + b * d;
+      for (int64_t j = 0; j < d; ++j) {
+        float c = bf16_to_f32(yb[j]) - shift[j];
+        s1[j] += c;
+        s2[j] += c * c;
+      }
+    }
+  }
+  float mul_col[d], add_col[d]; /* v = y * mul_col + add_col: the normalisation and the affine map */
+  for (int64_t j = 0; j < d; ++j) {
+    float a = 0.0f, q = 0.0f;
+    for (int64_t k = 0; k < blocks; ++k) {
+      a += parts[k * 2 * d + j];
+      q += parts[k * 2 * d + d + j];
+    }
+    const float m = a / (float)B, v = q / (float)B - m * m;
+    mean[j] = shift[j] + m;
+    var[j] = v > 0.0f ? v : 0.0f;
+    rstd[j] = 1.0f / sqrtf(var[j] + eps);
+    mul_col[j] = rstd[j] * (gamma ? gamma[j] : 1.0f);
+    add_col[j] = (beta ? beta[j] : 0.0f) - mean[j] * mul_col[j];
+  }
+#pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t j0 = 0; j0 < d; j0 += BLOCK) {
+      const int64_t count = d - j0 < BLOCK ? d - j0 : BLOCK;
+      float mul[BLOCK];
+      draw_scale(mul, b * d + j0, count, threshold, scale, seed);
+      const uint16_t *restrict yb = y + b * d + j0;
+      uint16_t *restrict o = out + b * d + j0;
+      uint8_t *restrict m = mask + b * d + j0;
+      const float *restrict mc = mul_col + j0, *restrict ac = add_col + j0;
+      for (int64_t k = 0; k < count; ++k) {
+        float v = bf16_to_f32(yb[k]) * mc[k] + ac[k];
+        float f = v <= 0.0f ? 0.0f : mul[k];
+        m[k] = f != 0.0f;
+        o[k] = f32_to_bf16(v * f);
+      }
+    }
+  }
+}
+
+VECTOR_CLONES
+void recforge_bn_relu_dropout_backward(const uint16_t *y, const uint16_t *gout, const uint8_t *mask, int64_t B,
+                                       int64_t d, const float *mean, const float *rstd, const float *gamma,
+                                       float scale, uint16_t *gy, float *dgamma, float *dbeta, float *parts) {
+  const int64_t blocks = (B + BN_ROWS - 1) / BN_ROWS;
+#pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
+  for (int64_t k = 0; k < blocks; ++k) {
+    float *restrict a = parts + k * 2 * d, *restrict c = a + d;
+    for (int64_t j = 0; j < d; ++j) a[j] = c[j] = 0.0f;
+    const int64_t end = (k + 1) * BN_ROWS < B ? (k + 1) * BN_ROWS : B;
+    for (int64_t b = k * BN_ROWS; b < end; ++b) {
+      const uint16_t *restrict gb = gout + b * d, *restrict yb = y + b * d;
+      const uint8_t *restrict mb = mask + b * d;
+      for (int64_t j = 0; j < d; ++j) {
+        float g1 = bf16_to_f32(gb[j]) * (float)mb[j];
+        a[j] += g1;
+        c[j] += g1 * (bf16_to_f32(yb[j]) - mean[j]);
+      }
+    }
+  }
+  /* gy = k (g1 - sg / B - xhat sgx / B) = k' g + e y + f per column, k = gamma rstd, k' = k scale */
+  float k_col[d], e_col[d], f_col[d];
+  for (int64_t j = 0; j < d; ++j) {
+    float a = 0.0f, c = 0.0f;
+    for (int64_t k = 0; k < blocks; ++k) {
+      a += parts[k * 2 * d + j];
+      c += parts[k * 2 * d + d + j];
+    }
+    dbeta[j] = a * scale;
+    dgamma[j] = c * scale * rstd[j];
+    const float k = (gamma ? gamma[j] : 1.0f) * rstd[j], r = k * rstd[j] * dgamma[j] / (float)B;
+    k_col[j] = k * scale;
+    e_col[j] = -r;
+    f_col[j] = r * mean[j] - k * dbeta[j] / (float)B;
+  }
+#pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
+  for (int64_t b = 0; b < B; ++b) {
+    const uint16_t *restrict gb = gout + b * d, *restrict yb = y + b * d;
+    const uint8_t *restrict mb = mask + b * d;
+    uint16_t *restrict o = gy + b * d;
+    for (int64_t j = 0; j < d; ++j)
+      o[j] = f32_to_bf16(k_col[j] * (bf16_to_f32(gb[j]) * (float)mb[j]) + e_col[j] * bf16_to_f32(yb[j]) + f_col[j]);
+  }
+}

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recforge import kernels
 from recforge.choices import Choice
 from recforge.ints import as_ints
 from recforge.layers.dropout import Dropout, relu_dropout
@@ -151,9 +152,10 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(..., input_dim) -> (..., output_dim)``.
 
-        Runs ``net`` layer by layer, taking two neighbours at once where that is one pass: a
-        ``Linear`` and its ``BatchNorm1d`` under autocast (``linear_batch_norm``), a ReLU and its
-        ``Dropout`` while training (``relu_dropout``). Same modules, parameters and state."""
+        Runs ``net`` layer by layer, taking neighbours at once where that is one pass: a ``Linear``
+        and its ``BatchNorm1d`` under autocast (``linear_batch_norm``), a ReLU and its ``Dropout``
+        while training (``relu_dropout``), and all four while training under bf16 autocast on CPU
+        (``linear_bn_relu_dropout``). Same modules, parameters and state."""
         fold_bn = self.config.batch_norm and x.dim() == 2 and torch.is_autocast_enabled(x.device.type)
         fuse_drop = self.training and self.config.dropout > 0 and self.config.activation is Activation.RELU
         if not (fold_bn or fuse_drop):
@@ -162,6 +164,10 @@ class MLP(nn.Module):
         i = 0
         while i < len(layers):
             layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+            if fold_bn and fuse_drop and _bn_relu_dropout_at(layers, i, x):
+                x = linear_bn_relu_dropout(layer, layers[i + 1], x, layers[i + 3].p)  # type: ignore[arg-type]
+                i += 4
+                continue
             if fold_bn and isinstance(layer, Linear) and after is not None and _plain_bn(after):
                 x = linear_batch_norm(layer, after, x)  # type: ignore[arg-type]
             elif fuse_drop and isinstance(layer, nn.ReLU) and isinstance(after, Dropout):
@@ -172,6 +178,81 @@ class MLP(nn.Module):
                 continue
             i += 2
         return x
+
+
+def _bn_relu_dropout_at(layers: list[nn.Module], i: int, x: Tensor) -> bool:
+    """Whether ``layers[i:i + 4]`` is Linear, plain BatchNorm1d, ReLU, Dropout that
+    ``linear_bn_relu_dropout`` takes for input ``x``: eager CPU training under bf16 autocast, more
+    than one row, affine parameters in float32, with the C kernels."""
+    if i + 3 >= len(layers):
+        return False
+    linear, bn, relu, drop = layers[i : i + 4]
+    return (
+        isinstance(linear, Linear)
+        and _plain_bn(bn)
+        and isinstance(relu, nn.ReLU)
+        and isinstance(drop, Dropout)
+        and 0.0 < drop.p < 1.0
+        and all(p.dtype == torch.float32 for p in bn.parameters())
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.shape[0] > 1
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and kernels.eager()
+        and kernels.get() is not None
+    )
+
+
+def linear_bn_relu_dropout(linear: nn.Linear, bn: nn.BatchNorm1d, x: Tensor, p: float) -> Tensor:
+    """``dropout(relu(bn(linear(x))), p)`` while training under bf16 autocast on CPU.
+
+    The matmul runs in bf16 as in ``linear_batch_norm``, with the bias folded into the running mean.
+    The batch norm, ReLU and dropout then run in one C pass each way (``recforge.kernels``), with the
+    statistics in float32. The running statistics (the unbiased variance), ``num_batches_tracked``
+    and the dropout masks are those of the modules run one by one.
+    """
+    y = F.linear(x, linear.weight).contiguous()  # (B, d) bf16
+    out, mean, var = _BNReluDropout.apply(y, bn.weight, bn.bias, bn.eps, p, kernels.require())
+    assert bn.running_mean is not None and bn.running_var is not None and bn.momentum is not None
+    with torch.no_grad():
+        m, n = bn.momentum, y.shape[0]
+        batch_mean = mean if linear.bias is None else mean + linear.bias.detach()
+        bn.running_mean.mul_(1.0 - m).add_(batch_mean, alpha=m)
+        bn.running_var.mul_(1.0 - m).add_(var, alpha=m * n / (n - 1))  # the unbiased variance
+        bn.num_batches_tracked.add_(1)  # type: ignore[union-attr]
+    return out
+
+
+class _BNReluDropout(torch.autograd.Function):
+    """``Kernels.bn_relu_dropout``: outputs ``(out, batch mean, biased batch variance)``, the last
+    two without gradient."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, y: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float, p: float, k: kernels.Kernels
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        w = None if weight is None else weight.detach().contiguous()
+        b = None if bias is None else bias.detach().contiguous()
+        out, mask, mean, var, rstd = k.bn_relu_dropout(y, w, b, eps, p)
+        ctx.save_for_backward(y, mask, mean, rstd, w)
+        ctx.p, ctx.k = p, k
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, *_: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        y, mask, mean, rstd, w = ctx.saved_tensors
+        grad_y, grad_w, grad_b = ctx.k.bn_relu_dropout_backward(
+            y, grad.to(torch.bfloat16).contiguous(), mask, mean, rstd, w, ctx.p
+        )
+        return (
+            grad_y,
+            grad_w if w is not None else None,
+            grad_b if ctx.needs_input_grad[2] else None,
+            None,
+            None,
+            None,
+        )
 
 
 def _plain_bn(m: nn.Module) -> bool:
