@@ -6,7 +6,8 @@ work:
 * the sparse row updates of ``LazyAdam`` / ``RowWiseAdagrad`` (``recforge.optim``): group the
   looked-up rows without sorting, then update each distinct row once, in place;
 * dropout, optionally fused with the ReLU before it (``recforge.layers.dropout``): the mask drawn,
-  applied and kept in one pass, in float32 or bfloat16;
+  applied and kept in one pass, in float32 or bfloat16; and a training-mode batch norm + ReLU +
+  dropout on a bfloat16 block (``recforge.layers.mlp.linear_bn_relu_dropout``);
 * the lookup of a sparse-gradient embedding table (``recforge.layers.embedding``) and a shuffled
   batch's rows of every column (``recforge.data.ColumnarDataset.take``), prefetching rows ahead;
   a fused table's ids for several fields (stacked, range-checked and offset at once);
