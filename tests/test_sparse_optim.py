@@ -224,8 +224,8 @@ def test_c_gather_refuses_ids_outside_the_table() -> None:
 @needs_cc
 def test_c_kernels_give_the_one_thread_result_on_two_threads() -> None:
     """Built with OpenMP, the kernels split their loops over torch's threads; every loop writes
-    disjoint elements and the random words are counted by element, so 2 threads give exactly the
-    1-thread result."""
+    disjoint elements, the random words are counted by element and sums go by fixed blocks of rows,
+    so 2 threads give exactly the 1-thread result."""
     from recforge.data import ColumnarDataset
     from recforge.layers.dropout import relu_dropout
 
@@ -234,6 +234,13 @@ def test_c_kernels_give_the_one_thread_result_on_two_threads() -> None:
     x = torch.randn(300, 100, generator=g, requires_grad=True)
     cols = {f"c{i}": torch.randint(0, 9, (50_000,), generator=g) for i in range(8)}
     index = torch.randperm(50_000, generator=g)[:4096]
+    block, block_grad = (torch.randn(1000, 64, generator=g).bfloat16() for _ in range(2))
+    gamma, beta = torch.rand(64, generator=g) + 0.5, torch.randn(64, generator=g)
+    fields, first, g_head = (
+        torch.randn(600, 10, 16, generator=g),
+        torch.randn(160, generator=g),
+        torch.randn(600, 1),
+    )
     before = torch.get_num_threads()
     out = {}
     try:
@@ -255,8 +262,16 @@ def test_c_kernels_give_the_one_thread_result_on_two_threads() -> None:
             (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
             looked = kernels.require().gather(emb.weight.detach(), ids[0])
             taken = ColumnarDataset(cols).take(index)
+            k = kernels.require()
+            torch.manual_seed(2)
+            bn = k.bn_relu_dropout(block, gamma, beta, 1e-5, 0.2)
+            bn_grads = k.bn_relu_dropout_backward(block, block_grad, bn[1], bn[2], bn[4], gamma, 0.2)
+            head = [
+                k.fm_head(fields, first, 0.5, torch.empty(600, 161)),
+                *k.fm_head_backward(fields, first, g_head, None),
+            ]
             out[threads] = [emb.weight.detach().clone(), ada_emb.weight.detach().clone(), y, gx, looked,
-                            *taken.values()]  # fmt: skip
+                            *taken.values(), *bn, *bn_grads, *head]  # fmt: skip
     finally:
         torch.set_num_threads(before)
     for a, b in zip(out[1], out[2], strict=True):
