@@ -52,6 +52,11 @@ OPENMP = "-fopenmp"  # tried first; a compiler without it builds the same kernel
 
 _P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 
+# Kernels that sum over rows do it by fixed blocks of rows, one partial per block summed in block
+# order, so their results do not depend on the thread count.
+HEAD_BLOCK_ROWS = 64  # fm_head_backward: the first-order weights' gradient
+BN_BLOCK_ROWS = 256  # bn_relu_dropout: the batch statistics and the affine gradients
+
 
 class NativeUnavailable(RuntimeError):
     """The C row kernels could not be built or loaded here (the message says why)."""
@@ -163,13 +168,13 @@ class Kernels:
         ]
         self._bn_back = lib.recforge_bn_relu_dropout_backward
         self._bn_back.restype = None
-        self._bn_back.argtypes = [_P, _P, _P, _I, _I, _P, _P, _P, _F, _P, _P, _P, _P]
+        self._bn_back.argtypes = [_P, _P, _P, _I, _I, _P, _P, _P, _F, _P, _P, _P, _P, _I]
         self._head = lib.recforge_fm_head_forward
         self._head.restype = None
         self._head.argtypes = [_P, _I, _I, _I, _P, _F, _P, _P, _I, ctypes.c_int, _P, _P, _I]
         self._head_back = lib.recforge_fm_head_backward
         self._head_back.restype = None
-        self._head_back.argtypes = [_P, _I, _I, _I, _P, _P, _P, _I, ctypes.c_int, _P, _P]
+        self._head_back.argtypes = [_P, _I, _I, _I, _P, _P, _P, _I, ctypes.c_int, _P, _P, _I]
 
     def gather(self, weight: Tensor, ids: Tensor) -> Tensor:
         """``weight[ids]`` for a contiguous float32 ``weight (V, D)`` and contiguous int64 ``ids``:
@@ -258,12 +263,13 @@ class Kernels:
         first ``F*D`` columns are ``x``'s share; None: zero)."""
         batch, fields, dim = x.shape
         out = torch.empty_like(x)
-        parts = torch.empty(-(-batch // 64), fields * dim, dtype=torch.float32)  # HEAD_ROWS in kernels.c
+        parts = _block_partials(batch, HEAD_BLOCK_ROWS, fields * dim)
         self._head_back(
             x.data_ptr(), batch, fields, dim, weight.data_ptr(), grad.data_ptr(),
             None if deep_grad is None else deep_grad.data_ptr(),
             0 if deep_grad is None else deep_grad.stride(0),
             deep_grad is not None and deep_grad.dtype == torch.bfloat16, out.data_ptr(), parts.data_ptr(),
+            HEAD_BLOCK_ROWS,
         )  # fmt: skip
         return out, parts.sum(0)
 
@@ -279,11 +285,12 @@ class Kernels:
         out = torch.empty_like(y)
         mask = torch.empty(y.shape, dtype=torch.bool)
         mean, var, rstd = (torch.empty(width, dtype=torch.float32) for _ in range(3))
-        parts = torch.empty(-(-rows // 256), 2, width, dtype=torch.float32)  # BN_ROWS in kernels.c
+        parts = _block_partials(rows, BN_BLOCK_ROWS, 2 * width)
         self._bn(
             y.data_ptr(), rows, width, None if weight is None else weight.data_ptr(),
             None if bias is None else bias.data_ptr(), eps, round(p * 2**31), 1.0 / (1.0 - p), seed,
             out.data_ptr(), mask.data_ptr(), mean.data_ptr(), var.data_ptr(), rstd.data_ptr(), parts.data_ptr(),
+            BN_BLOCK_ROWS,
         )  # fmt: skip
         return out, mask, mean, var, rstd
 
@@ -302,11 +309,11 @@ class Kernels:
         rows, width = y.shape
         grad_y = torch.empty_like(y)
         grad_w, grad_b = torch.empty(width, dtype=torch.float32), torch.empty(width, dtype=torch.float32)
-        parts = torch.empty(-(-rows // 256), 2, width, dtype=torch.float32)
+        parts = _block_partials(rows, BN_BLOCK_ROWS, 2 * width)
         self._bn_back(
             y.data_ptr(), grad.data_ptr(), mask.data_ptr(), rows, width, mean.data_ptr(), rstd.data_ptr(),
             None if weight is None else weight.data_ptr(), 1.0 / (1.0 - p), grad_y.data_ptr(), grad_w.data_ptr(),
-            grad_b.data_ptr(), parts.data_ptr(),
+            grad_b.data_ptr(), parts.data_ptr(), BN_BLOCK_ROWS,
         )  # fmt: skip
         return grad_y, grad_w, grad_b
 
@@ -341,6 +348,11 @@ class Kernels:
             scratch.acc.data_ptr(), lr, eps, weight_decay,
         )  # fmt: skip
         return _checked(n, ids, weight)
+
+
+def _block_partials(rows: int, block_rows: int, width: int) -> Tensor:
+    """Scratch for the per-block partial sums: one row of ``width`` floats per block."""
+    return torch.empty(-(-rows // block_rows), width, dtype=torch.float32)
 
 
 def _checked(n: int, ids: Tensor, weight: Tensor) -> int:

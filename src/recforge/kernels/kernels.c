@@ -285,10 +285,9 @@ int64_t recforge_gather_columns(const char *const *cols, const int64_t *row_byte
  * `deep` is not NULL, deep row b (a row of `ld` elements, float32 or bfloat16) starts with x_b,
  * followed by row b of each of the n_extra float32 blocks extra[e] (B, widths[e]).
  * Backward: gx_bfd = g_b (sum_f' x_bf'd - x_bfd + w_fd) + gdeep_bfd (gdeep may be NULL: zero), and
- * the first-order weights' gradient sum_b g_b x_b, one partial (F*D,) per block of HEAD_ROWS rows in
+ * the first-order weights' gradient sum_b g_b x_b, one partial (F*D,) per block of `block_rows` rows in
  * `gw_parts`, summed by the caller: the blocks do not depend on the thread count, so neither does
  * the result. The per-row sums run over d in D lanes (vectorised) and then over the lanes. */
-#define HEAD_ROWS 64
 #define LANES 16 /* the per-row sums run over d in blocks of LANES (one vector register of floats) */
 
 /* Sums of field row xb (F fields of D floats) for the block of columns [d0, d0 + LANES) (every
@@ -372,14 +371,15 @@ static inline __attribute__((always_inline)) void head_grad_block(const float *r
 
 VECTOR_CLONES
 void recforge_fm_head_backward(const float *x, int64_t B, int64_t F, int64_t D, const float *w, const float *g,
-                               const void *gdeep, int64_t ld, int gdeep_bf16, float *gx, float *gw_parts) {
-  const int64_t n = F * D, blocks = (B + HEAD_ROWS - 1) / HEAD_ROWS;
+                               const void *gdeep, int64_t ld, int gdeep_bf16, float *gx, float *gw_parts,
+                               int64_t block_rows) {
+  const int64_t n = F * D, blocks = (B + block_rows - 1) / block_rows;
 #pragma omp parallel for schedule(static) if (B * n >= MIN_PARALLEL)
   for (int64_t k = 0; k < blocks; ++k) {
     float *restrict part = gw_parts + k * n;
     for (int64_t j = 0; j < n; ++j) part[j] = 0.0f;
-    const int64_t end = (k + 1) * HEAD_ROWS < B ? (k + 1) * HEAD_ROWS : B;
-    for (int64_t b = k * HEAD_ROWS; b < end; ++b) {
+    const int64_t end = (k + 1) * block_rows < B ? (k + 1) * block_rows : B;
+    for (int64_t b = k * block_rows; b < end; ++b) {
       const uint16_t *gd16 = gdeep != NULL && gdeep_bf16 ? (const uint16_t *)gdeep + b * ld : NULL;
       const float *gd32 = gdeep != NULL && !gdeep_bf16 ? (const float *)gdeep + b * ld : NULL;
       int64_t d0 = 0;
@@ -408,7 +408,7 @@ int64_t recforge_field_ids(const int64_t *const *cols, int64_t F, int64_t B, con
 
 /* ---- A training-mode batch norm, then ReLU, then dropout, on a bfloat16 (B, d) block ----
  * Forward: per column j the batch mean and biased variance of y in float32, accumulated row by row
- * (contiguous, vectorised) over blocks of BN_ROWS rows as sums of y - c and (y - c)^2, c being row
+ * (contiguous, vectorised) over blocks of `block_rows` rows as sums of y - c and (y - c)^2, c being row
  * 0 (a shift that keeps the variance's cancellation small); the blocks' partials go to `parts`
  * (2 * d floats per block) and are summed in block order, so the result does not depend on the
  * thread count. rstd = 1 / sqrt(var + eps); v = (y - mean) rstd gamma + beta; out = v * s, with s
@@ -416,21 +416,21 @@ int64_t recforge_field_ids(const int64_t *const *cols, int64_t F, int64_t B, con
  * (so the masks are the same), and 0 where v <= 0; `mask` records s != 0. gamma / beta may be NULL.
  * Backward: g1 = gout * mask * scale; per column sg = sum_b g1 and sgx = sum_b g1 xhat (the
  * gradients of beta and gamma), by the same blocks; gy = gamma rstd (g1 - sg / B - xhat sgx / B). */
-#define BN_ROWS 256
 
 VECTOR_CLONES
 void recforge_bn_relu_dropout_forward(const uint16_t *y, int64_t B, int64_t d, const float *gamma, const float *beta,
                                       float eps, uint32_t threshold, float scale, uint64_t seed, uint16_t *out,
-                                      uint8_t *mask, float *mean, float *var, float *rstd, float *parts) {
-  const int64_t blocks = (B + BN_ROWS - 1) / BN_ROWS;
+                                      uint8_t *mask, float *mean, float *var, float *rstd, float *parts,
+                                      int64_t block_rows) {
+  const int64_t blocks = (B + block_rows - 1) / block_rows;
   float shift[d];
   for (int64_t j = 0; j < d; ++j) shift[j] = bf16_to_f32(y[j]);
 #pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
   for (int64_t k = 0; k < blocks; ++k) {
     float *restrict s1 = parts + k * 2 * d, *restrict s2 = s1 + d;
     for (int64_t j = 0; j < d; ++j) s1[j] = s2[j] = 0.0f;
-    const int64_t end = (k + 1) * BN_ROWS < B ? (k + 1) * BN_ROWS : B;
-    for (int64_t b = k * BN_ROWS; b < end; ++b) {
+    const int64_t end = (k + 1) * block_rows < B ? (k + 1) * block_rows : B;
+    for (int64_t b = k * block_rows; b < end; ++b) {
       const uint16_t *restrict yb = y + b * d;
       for (int64_t j = 0; j < d; ++j) {
         float c = bf16_to_f32(yb[j]) - shift[j];
@@ -476,14 +476,15 @@ void recforge_bn_relu_dropout_forward(const uint16_t *y, int64_t B, int64_t d, c
 VECTOR_CLONES
 void recforge_bn_relu_dropout_backward(const uint16_t *y, const uint16_t *gout, const uint8_t *mask, int64_t B,
                                        int64_t d, const float *mean, const float *rstd, const float *gamma,
-                                       float scale, uint16_t *gy, float *dgamma, float *dbeta, float *parts) {
-  const int64_t blocks = (B + BN_ROWS - 1) / BN_ROWS;
+                                       float scale, uint16_t *gy, float *dgamma, float *dbeta, float *parts,
+                                       int64_t block_rows) {
+  const int64_t blocks = (B + block_rows - 1) / block_rows;
 #pragma omp parallel for schedule(static) if (B * d >= MIN_PARALLEL)
   for (int64_t k = 0; k < blocks; ++k) {
     float *restrict a = parts + k * 2 * d, *restrict c = a + d;
     for (int64_t j = 0; j < d; ++j) a[j] = c[j] = 0.0f;
-    const int64_t end = (k + 1) * BN_ROWS < B ? (k + 1) * BN_ROWS : B;
-    for (int64_t b = k * BN_ROWS; b < end; ++b) {
+    const int64_t end = (k + 1) * block_rows < B ? (k + 1) * block_rows : B;
+    for (int64_t b = k * block_rows; b < end; ++b) {
       const uint16_t *restrict gb = gout + b * d, *restrict yb = y + b * d;
       const uint8_t *restrict mb = mask + b * d;
       for (int64_t j = 0; j < d; ++j) {

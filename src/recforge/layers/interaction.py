@@ -52,12 +52,21 @@ class FM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (B, F, D) -> (B, 1)`` or ``(B, D)``."""
-        if self.reduce_sum and _one_pass(x):
-            return _FMLogit.apply(x)
-        square_of_sum = x.sum(1).pow(2)  # (B, D)
-        sum_of_square = x.pow(2).sum(1)  # (B, D)
-        inter = 0.5 * (square_of_sum - sum_of_square)  # (B, D)
-        return inter.sum(1, keepdim=True) if self.reduce_sum else inter
+        return fm_logit(x) if self.reduce_sum else _bi_interaction(x)
+
+
+def fm_logit(x: Tensor) -> Tensor:
+    """The FM's summed second-order logit of fields ``x (B, F, D)``: ``(B, 1)``."""
+    if _one_pass(x):
+        return _FMLogit.apply(x)
+    return _bi_interaction(x).sum(1, keepdim=True)
+
+
+def _bi_interaction(x: Tensor) -> Tensor:
+    """``½ ((Σ_f x_f)² − Σ_f x_f²)`` per dimension: ``(B, D)``."""
+    square_of_sum = x.sum(1).pow(2)  # (B, D)
+    sum_of_square = x.pow(2).sum(1)  # (B, D)
+    return 0.5 * (square_of_sum - sum_of_square)
 
 
 def _one_pass(x: Tensor) -> bool:
@@ -105,7 +114,7 @@ def wide_fm_and_deep_input(fields: Tensor, linear: LR, extra: Sequence[Tensor]) 
     k = kernels.get() if _head_takes(fields, linear, extra) else None
     if k is None:
         flat = fields.flatten(1)
-        return linear(flat) + FM(reduce_sum=True)(fields), join_flat([flat, *extra], for_matmul=True)
+        return linear(flat) + fm_logit(fields), join_flat([flat, *extra], for_matmul=True)
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
     return _WideFMHead.apply(fields, linear.fc.weight, linear.fc.bias, dtype, k, *extra)
 
